@@ -1,0 +1,280 @@
+"""Typed experiment configs loaded from ``tasks/*.toml``.
+
+A task file has four tables, each loaded into a frozen dataclass::
+
+    name = "water_maze"      # optional, defaults to the file stem
+    seed = 0                 # initialises the weights and the env generator
+
+    [env]      # snn_icl.envs.water_maze.WaterMazeConfig  (lengths in pool radii, times in env steps)
+    [agent]    # AgentConfig  (times in ms)
+    [train]    # TrainConfig
+    [eval]     # EvalConfig
+
+Every key is checked: an unknown key, a value of the wrong type or an impossible value stops
+with one :class:`ConfigError` whose message names the file, the table and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from snn_icl.envs.water_maze import WaterMazeConfig
+
+
+class ConfigError(ValueError):
+    """A task file or config value that cannot be used; the message names the key."""
+
+
+def _check(cond: bool, key: str, msg: str, value: Any) -> None:
+    if not cond:
+        raise ValueError(f"{key} {msg}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The agent: network size, neuron parameters (ms) and how observations enter it."""
+
+    kind: Literal["lsnn"] = "lsnn"
+    """Agent family (the LSNN; baselines arrive with their own kinds)."""
+    n_regular: int = 100
+    """Regular (non-adapting, beta = 0) neurons."""
+    n_adaptive: int = 100
+    """Adaptive neurons (beta > 0, threshold adaptation with tau_a)."""
+    tau_m: float = 20.0
+    """Membrane time constant (ms)."""
+    tau_a: float = 1200.0
+    """Threshold adaptation time constant (ms); long enough to span trials."""
+    v_th: float = 0.01
+    """Baseline threshold."""
+    beta: float = 1.7
+    """Adaptation strength of adaptive neurons."""
+    n_ref: int = 2
+    """Refractory period (1-ms network steps)."""
+    gamma: float = 0.3
+    """Pseudo-derivative dampening."""
+    backend: Literal["bellec", "norse"] = "bellec"
+    """Neuron dynamics: Bellec et al. 2018 (default) or norse's LSNN cell."""
+    ms_per_step: int = 5
+    """1-ms network steps per env step (the observation is held for this long)."""
+    input_mode: Literal["current", "poisson"] = "current"
+    """Observation as a constant current, or as Poisson spikes with rate obs * max_rate_hz."""
+    input_scale: float = 1.0
+    """Multiplier on the observation current (input_mode = current)."""
+    max_rate_hz: float = 200.0
+    """Input rate of a fully active channel (input_mode = poisson), Hz."""
+    tau_out: float = 20.0
+    """Readout filter time constant (ms)."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy (action units)."""
+
+    def __post_init__(self) -> None:
+        _check(self.n_regular >= 0, "n_regular", "must be >= 0", self.n_regular)
+        _check(self.n_adaptive >= 0, "n_adaptive", "must be >= 0", self.n_adaptive)
+        _check(self.n_regular + self.n_adaptive >= 1, "n_regular + n_adaptive",
+               "must be >= 1 (zero neurons)", self.n_regular + self.n_adaptive)
+        for key in ("tau_m", "tau_a", "v_th", "gamma", "tau_out", "max_rate_hz"):
+            _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
+        _check(self.beta >= 0, "beta", "must be >= 0", self.beta)
+        _check(self.n_ref >= 0, "n_ref", "must be >= 0", self.n_ref)
+        _check(self.ms_per_step >= 1, "ms_per_step", "must be >= 1", self.ms_per_step)
+        _check(self.input_scale > 0, "input_scale", "must be > 0", self.input_scale)
+        _check(self.max_rate_hz * 1e-3 <= 1.0, "max_rate_hz",
+               "must be <= 1000 (at most one spike per 1-ms step)", self.max_rate_hz)
+
+    @property
+    def n(self) -> int:
+        return self.n_regular + self.n_adaptive
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-RL training (PPO through whole episodes)."""
+
+    iterations: int = 2000
+    """PPO iterations (one batch of episodes collected per iteration)."""
+    batch_episodes: int = 64
+    """Episodes collected in parallel per iteration."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    discount: float = 0.97
+    """Discount factor per env step."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO ratio clip."""
+    epochs: int = 2
+    """Optimisation epochs per batch."""
+    minibatches: int = 2
+    """Minibatches per epoch (split over episodes, each keeps its whole sequence)."""
+    entropy_coef: float = 0.003
+    """Entropy bonus."""
+    value_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    checkpoint_minutes: float = 5.0
+    """Wall time between checkpoints."""
+    threads: int = 2
+    """torch CPU threads."""
+
+    def __post_init__(self) -> None:
+        for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads"):
+            _check(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
+        for key in ("lr", "clip", "max_grad_norm", "checkpoint_minutes"):
+            _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
+        for key in ("discount", "gae_lambda"):
+            _check(0 <= getattr(self, key) <= 1, key, "must be in [0, 1]", getattr(self, key))
+        for key in ("entropy_coef", "value_coef"):
+            _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
+        _check(self.batch_episodes % self.minibatches == 0, "minibatches",
+               f"must divide batch_episodes = {self.batch_episodes}", self.minibatches)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Frozen-weight evaluation on held-out platforms."""
+
+    episodes: int = 256
+    """Held-out episodes."""
+    seed: int = 12345
+    """Seed of the held-out platforms and release points (disjoint from training seeds)."""
+    probe_trial: int = 3
+    """0-based index of the probe trial (platform removed); 3 = after three trials."""
+    deterministic: bool = True
+    """Act with the policy mean instead of sampling."""
+
+    def __post_init__(self) -> None:
+        _check(self.episodes >= 1, "episodes", "must be >= 1", self.episodes)
+        _check(self.probe_trial >= 0, "probe_trial", "must be >= 0", self.probe_trial)
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One experiment: env, agent, training and evaluation, plus the seed."""
+
+    name: str = "task"
+    seed: int = 0
+    env: WaterMazeConfig = field(default_factory=WaterMazeConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+_TABLES: dict[str, type] = {
+    "env": WaterMazeConfig,
+    "agent": AgentConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{key} must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def build_dataclass(cls: type, table: dict[str, Any], where: str) -> Any:
+    """Build the frozen dataclass ``cls`` from a TOML table, checking keys, types and values.
+
+    ``where`` prefixes every message (e.g. ``"tasks/x.toml [env]"``).
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}' (known keys: {', '.join(sorted(names))})")
+        try:
+            kwargs[key] = _coerce(value, hints[key], key)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "task") -> TaskConfig:
+    """Build a :class:`TaskConfig` from a parsed TOML document."""
+    known = {"name", "seed", *_TABLES}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key '{key}' (known keys: {', '.join(sorted(known))})")
+    kwargs: dict[str, Any] = {"name": data.get("name", name)}
+    try:
+        kwargs["name"] = _coerce(kwargs["name"], str, "name")
+        kwargs["seed"] = _coerce(data.get("seed", 0), int, "seed")
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    for table, cls in _TABLES.items():
+        kwargs[table] = build_dataclass(cls, data.get(table, {}), f"{source} [{table}]")
+    return TaskConfig(**kwargs)
+
+
+def load_task(path: str | Path) -> TaskConfig:
+    """Load and validate a task file. Raises :class:`ConfigError` naming the bad key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"task file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: malformed TOML: {err}") from None
+    return task_from_dict(data, source=str(path), name=path.stem)
+
+
+def task_to_dict(task: TaskConfig) -> dict[str, Any]:
+    """The resolved config as plain data (every default filled in), for saving as TOML."""
+    return dataclasses.asdict(task)
+
+
+def replace(task: TaskConfig, **tables: dict[str, Any]) -> TaskConfig:
+    """A copy of ``task`` with some fields of some tables changed, validated again.
+
+    Example: ``replace(task, env={"episode_steps": 50}, train={"iterations": 3})``.
+    """
+    data = task_to_dict(task)
+    for table, changes in tables.items():
+        if table in ("name", "seed"):
+            data[table] = changes
+        else:
+            data[table].update(changes)
+    return task_from_dict(data, source="override", name=task.name)
