@@ -1,0 +1,125 @@
+"""Closed-loop episodes: an agent swimming in the batched water maze.
+
+One function, :func:`rollout`, serves simulation, frozen-weight evaluation and PPO data collection:
+it runs B whole episodes at once (no Python loop over episodes) and stacks everything time-major.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from snn_icl.envs.water_maze import WaterMaze
+from snn_icl.models.agent import gaussian_log_prob, sample_action
+
+
+def env_seed(seed: int, index: int, *, training: bool) -> int:
+    """Seed of the ``index``-th batch of episodes: even for training, odd for evaluation and
+    simulation, so held-out platforms never repeat a training batch's draws."""
+    return 2 * (seed * 1_000_003 + index) + (0 if training else 1)
+
+
+@torch.no_grad()
+def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = None,
+            deterministic: bool = False, record: bool = False, reset_memory_each_trial: bool = False,
+            policy: str = "agent", progress: bool = False, **reset_kwargs: Any) -> dict[str, Tensor]:
+    """Run one batch of whole episodes (``env.num_envs`` of them) with frozen weights.
+
+    Args:
+        agent: an :class:`~snn_icl.models.agent.Agent`.
+        env: the batched water maze; it is reset here with ``reset_kwargs``
+            (``platform``, ``probe_trial``, ``release_angles``).
+        generator: source of action noise and stochastic input spikes.
+        deterministic: act with the policy mean.
+        record: also return the network's spikes ``z`` and thresholds ``A`` per 1-ms step.
+        reset_memory_each_trial: zero the agent state at every trial start (no-memory control).
+        policy: "agent", or "random" (uniform random velocities; the agent is not run).
+        progress: show a progress bar over env steps.
+
+    Returns (T = episode_steps env steps, B episodes, k = ms per env step):
+        position [T+1, B, 2] (pool radii; index 0 is the start), trial [T+1, B],
+        on_platform [T+1, B], release [T+1, B, 2], platform [B, 2], reward, value, log_prob,
+        trial_end, escaped, latency [T, B], action [T, B, 2], obs [T, B, obs_dim],
+        net_input [T, ...] (what the network consumed) and, with ``record``,
+        z (bool) and A [T*k, B, n].
+    """
+    obs = env.reset(**reset_kwargs)
+    batch = obs.shape[0]
+    platform = env.state.platform.clone()  # the episode's platform (a reversal moves it later)
+    state = agent.initial_state(batch) if policy == "agent" else None
+    steps: dict[str, list[Tensor]] = {}
+
+    def put(key: str, value: Tensor) -> None:
+        steps.setdefault(key, []).append(value)
+
+    for key, value in _start_info(env).items():
+        put(key, value)
+    done = torch.zeros(batch, dtype=torch.bool)
+    bar = tqdm(total=env.config.episode_steps, desc="env steps", disable=not progress, leave=False)
+    while not bool(done.all()):
+        put("obs", obs)
+        if policy == "random":
+            action = torch.rand(batch, 2, generator=generator, dtype=obs.dtype) * 2 - 1
+        else:
+            out = agent.act(obs, state, generator=generator, record=record)
+            state = out.state
+            action = sample_action(out.policy, generator, deterministic)
+            put("action_mean", out.policy.mean)
+            put("value", out.policy.value)
+            put("log_prob", gaussian_log_prob(out.policy, action))
+            put("net_input", out.net_input)
+            if record:
+                put("z", out.trace.z.bool())
+                put("A", out.trace.A)
+        put("action", action)
+        obs, reward, done, info = env.step(action)
+        put("reward", reward)
+        for key in ("trial_end", "escaped", "latency"):
+            put(key, info[key])
+        for key in ("position", "trial", "on_platform", "release"):
+            put(key, info[key])
+        if reset_memory_each_trial and state is not None:
+            new_trial = info["trial"] > steps["trial"][-2]
+            if bool(new_trial.any()):
+                state = agent.reset_state(state, new_trial)
+        bar.update(1)
+    bar.close()
+    out_dict = {key: torch.stack(values) for key, values in steps.items() if key not in ("z", "A")}
+    if record and "z" in steps:
+        out_dict["z"] = torch.cat(steps["z"])
+        out_dict["A"] = torch.cat(steps["A"])
+    out_dict["platform"] = platform
+    return out_dict
+
+
+def _start_info(env: WaterMaze) -> dict[str, Tensor]:
+    """Position, trial, contact and release point right after ``reset``."""
+    s = env.state
+    return {
+        "position": s.position.clone(),
+        "trial": s.trial.clone(),
+        "on_platform": (s.rest_left > 0) & s.platform_present,
+        "release": s.release.clone(),
+    }
+
+
+def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch: int = 64,
+                    progress: bool = False, desc: str = "episodes",
+                    drop: tuple[str, ...] = ("net_input", "obs"), **kwargs: Any) -> dict[str, Tensor]:
+    """``episodes`` episodes in batches of at most ``batch``, concatenated along the episode axis.
+
+    Env seeds come from :func:`env_seed` (evaluation parity) and action noise from one generator
+    seeded with ``seed``, so the same seed gives the same episodes for every agent and condition.
+    ``kwargs`` go to :func:`rollout`; ``drop`` names outputs not kept (training-only tensors).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    parts = []
+    sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
+    for i, size in enumerate(tqdm(sizes, desc=desc, unit="batch", disable=not progress, leave=False)):
+        env = WaterMaze(env_cfg, num_envs=size, seed=env_seed(seed, i, training=False))
+        out = rollout(agent, env, generator=generator, **kwargs)
+        parts.append({k: v for k, v in out.items() if k not in drop})
+    return {k: torch.cat([p[k] for p in parts], dim=0 if k == "platform" else 1) for k in parts[0]}
