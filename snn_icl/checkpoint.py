@@ -1,0 +1,117 @@
+"""Checkpoints: one safetensors file holding the weights, the optimizer and RNG state, and (in its
+metadata) the resolved task config and progress counters; a JSON copy of that metadata sits beside
+it for people. One file means one atomic rename: a checkpoint is never half-written.
+
+Never pickled: tensors are safetensors, everything else JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from snn_icl import io
+from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
+
+FORMAT = "snn-icl-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    generator: torch.Generator | None = None, **counters: Any) -> Path:
+    """Write ``agent`` (+ optimizer and generator state, when given) and ``counters``."""
+    tensors = {f"agent.{k}": v for k, v in agent.state_dict().items()}
+    meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "agent_kind": task.agent.kind,
+                            "task": task_to_dict(task), "counters": counters,
+                            "versions": io.versions()}
+    if optimizer is not None:
+        opt = optimizer.state_dict()
+        for idx, pstate in opt["state"].items():
+            for key, value in pstate.items():
+                tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value)
+        meta["optim_param_groups"] = opt["param_groups"]
+    if generator is not None:
+        tensors["rng.generator"] = generator.get_state()
+    path = Path(path)
+    io.save_tensors(path, tensors, metadata={"snn_icl": json.dumps(meta)})
+    io.write_json(path.with_suffix(".json"), meta)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint; a clear error for anything that is not one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("snn_icl")
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"{path} is not a readable safetensors checkpoint ({err})") from None
+    if raw is None:
+        raise ValueError(f"{path} is a safetensors file but not an snn-icl checkpoint")
+    meta = json.loads(raw)
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r} "
+                         f"version {meta.get('version')!r}")
+    return meta
+
+
+def load_task_of(path: str | Path) -> TaskConfig:
+    return task_from_dict(read_metadata(path)["task"], source=f"{path} (embedded config)")
+
+
+def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None,
+              optimizer: torch.optim.Optimizer | None = None,
+              generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Load a checkpoint into an existing agent (and optimizer/generator); returns its counters.
+
+    Raises ValueError naming the difference when the checkpoint holds another model: another
+    agent kind or config, or tensors of other names or shapes.
+    """
+    meta = read_metadata(path)
+    if task is not None:
+        saved = task_from_dict(meta["task"], source=str(path))
+        if saved.agent != task.agent or saved.env.obs_dim != task.env.obs_dim:
+            diff = {k: (getattr(saved.agent, k), getattr(task.agent, k))
+                    for k in task.agent.__dataclass_fields__
+                    if getattr(saved.agent, k) != getattr(task.agent, k)}
+            raise ValueError(f"{path} holds another model: agent config differs "
+                             f"(saved, expected) {diff or 'in observation size'}")
+    tensors = io.load_tensors(path)
+    state = {k.removeprefix("agent."): v for k, v in tensors.items() if k.startswith("agent.")}
+    own = agent.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"{path} holds another model ({meta.get('agent_kind')}): "
+                         f"missing {missing[:4]}, unexpected {unexpected[:4]}, "
+                         f"shape mismatch {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in shapes[:4]]}")
+    agent.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    if optimizer is not None:
+        opt_state = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                opt_state.setdefault(int(idx), {})[name] = value
+        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["optim_param_groups"]})
+    if generator is not None and "rng.generator" in tensors:
+        generator.set_state(tensors["rng.generator"])
+    return meta.get("counters", {})
+
+
+def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]:
+    """Rebuild the agent a checkpoint was trained as, with its weights; (agent, task, counters)."""
+    from snn_icl.models import build_agent
+
+    task = load_task_of(path)
+    agent = build_agent(task.env.obs_dim, task.agent)
+    counters = load_into(path, agent, task)
+    return agent, task, counters

@@ -1,0 +1,193 @@
+"""The ``snn-icl`` command line: simulate, plot (train and evaluate build on the same pieces).
+
+Every command stops on bad input with one line naming the problem (exit code 2) and writes its
+outputs atomically, so an error never destroys a result already on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from snn_icl.train.errors import NonFiniteError
+
+app = typer.Typer(
+    name="snn-icl",
+    help="One-shot place learning with frozen synapses: spiking networks (LSNN) on the Morris "
+    "water maze. Run `snn-icl COMMAND --help` for each command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SIMULATION_FILE = "simulation.safetensors"
+SIMULATION_META = "simulation.json"
+CONFIG_FILE = "config.toml"
+# What a simulation keeps: behaviour per env step and the network's spikes/thresholds per ms.
+SIMULATION_KEYS = ("position", "trial", "on_platform", "release", "reward", "action", "escaped",
+                   "trial_end", "latency", "platform", "z", "A")
+
+
+def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures (bad task file, bad value, missing file) into one line, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, FileNotFoundError, KeyError, NonFiniteError) as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@_clean_errors
+def simulate(
+    task: Path = typer.Argument(..., help="Task file (tasks/*.toml)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    episodes: int = typer.Option(4, "--episodes", "-n", min=1, help="Episodes to run."),
+    seed: int = typer.Option(None, "--seed", help="Episode seed (default: the task's seed)."),
+    deterministic: bool = typer.Option(False, help="Act with the policy mean (no action noise)."),
+) -> None:
+    """Run the (untrained) agent with frozen weights; save trajectories, spikes and thresholds."""
+    from snn_icl import io
+    from snn_icl.config import load_task, task_to_dict
+    from snn_icl.simulate import make_agent, simulate as run_sim
+    from snn_icl.summary import behaviour_summary
+
+    cfg = load_task(task)
+    seed = cfg.seed if seed is None else seed
+    agent = make_agent(cfg)
+    sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_toml(out / CONFIG_FILE, task_to_dict(cfg))
+    io.save_tensors(out / SIMULATION_FILE, {k: sim[k] for k in SIMULATION_KEYS if k in sim})
+    summary = behaviour_summary(sim)
+    io.write_json(out / SIMULATION_META, {
+        "task": cfg.name, "source": str(task), "episodes": episodes, "seed": seed,
+        "deterministic": deterministic, "weights": "untrained (initialised from the task seed)",
+        "summary": summary, "versions": io.versions()})
+    typer.echo(f"wrote {out / SIMULATION_FILE}: {episodes} episodes, "
+               f"{summary['goals_per_episode']:.2f} goals per episode")
+
+
+@app.command()
+@_clean_errors
+def train(
+    task: Path = typer.Argument(..., help="Task file (tasks/*.toml)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (default: runs/TASK-seedS)."),
+    seed: int = typer.Option(None, "--seed", help="Seed (default: the task's seed)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Meta-train the agent with PPO through whole episodes; checkpoints and metrics go to --out."""
+    from snn_icl.config import load_task
+    from snn_icl.runs import train_run
+
+    cfg = load_task(task)
+    seed = cfg.seed if seed is None else seed
+    out = out if out is not None else Path("runs") / f"{cfg.name}-seed{seed}"
+    state = train_run(task, out, seed=seed, resume=resume)
+    typer.echo(f"trained {state.iteration} iterations ({state.episodes} episodes, "
+               f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
+
+
+def resolve_checkpoint(source: str) -> Path:
+    """A checkpoint file, a run directory holding one, or "pretrained" (shipped with the package)."""
+    if source == "pretrained":
+        from importlib.resources import files
+
+        path = Path(str(files("snn_icl") / "pretrained" / "lsnn_water_maze.safetensors"))
+        if not path.is_file():
+            raise FileNotFoundError("this installation ships no pretrained checkpoint "
+                                    f"(looked for {path})")
+        return path
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
+
+
+@app.command()
+@_clean_errors
+def evaluate(
+    source: str = typer.Argument(..., help="Checkpoint file, run directory, or 'pretrained'."),
+    episodes: int = typer.Option(None, "--episodes", "-n", min=1,
+                                 help="Held-out episodes (default: the task's [eval] episodes)."),
+    seed: int = typer.Option(None, "--seed", help="Evaluation seed (default: the task's [eval] seed)."),
+    out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
+) -> None:
+    """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
+    from snn_icl import io
+    from snn_icl.checkpoint import load_agent
+    from snn_icl.evaluate import evaluate as run_eval
+
+    path = resolve_checkpoint(source)
+    agent, cfg, counters = load_agent(path)
+    episodes = cfg.eval.episodes if episodes is None else episodes
+    seed = cfg.eval.seed if seed is None else seed
+    result = run_eval(agent, cfg, episodes, seed)
+    result = {"checkpoint": str(path), "task": cfg.name, "trained": counters, **result,
+              "versions": io.versions()}
+    io.write_json(out, result)
+    lat = result["latency_by_trial"]
+    typer.echo(f"wrote {out}: goals/episode {result['goals_per_episode']:.2f}, "
+               f"latency trial 1 {lat[0]}, trials 2-4 {result['latency_trials2_4']}, "
+               f"ratio {result['one_shot_ratio']}, probe quadrant "
+               f"{result['probe_target_quadrant_fraction']}")
+
+
+@app.command()
+@_clean_errors
+def plot(
+    run: Path = typer.Argument(..., help="A directory written by `snn-icl simulate`."),
+    episode: int = typer.Option(0, "--episode", "-e", min=0, help="Which episode to draw."),
+    max_trials: int = typer.Option(None, "--max-trials", help="Draw only the first trials."),
+    fmt: str = typer.Option("png", "--format", help="png or pdf."),
+) -> None:
+    """Draw the swim paths of one episode and its spike raster with adaptive thresholds."""
+    from snn_icl import io, plots
+    from snn_icl.config import load_task
+
+    if fmt not in ("png", "pdf"):
+        raise ValueError(f"--format must be png or pdf, got {fmt!r}")
+    if not (run / SIMULATION_FILE).is_file():
+        raise FileNotFoundError(f"{run} holds no {SIMULATION_FILE}; run `snn-icl simulate` first")
+    cfg = load_task(run / CONFIG_FILE)
+    sim = io.load_tensors(run / SIMULATION_FILE)
+    n_episodes = sim["position"].shape[1]
+    if episode >= n_episodes:
+        raise ValueError(f"--episode {episode} out of range: {run} holds {n_episodes} episodes")
+    e = episode
+    fig = plots.plot_trajectories(
+        sim["position"][:, e], sim["trial"][:, e], sim["platform"][e],
+        pool_radius=cfg.env.pool_radius, platform_radius=cfg.env.platform_radius,
+        on_platform=sim["on_platform"][:, e], max_trials=max_trials,
+        title=f"{cfg.name}: episode {e}, swim paths (o = release point)")
+    paths = [run / f"trajectories.{fmt}"]
+    plots.save(fig, paths[0])
+    if "z" in sim:
+        fig = plots.plot_raster(sim["z"][:, e], sim["A"][:, e], n_regular=cfg.agent.n_regular,
+                                trial=sim["trial"][:, e], ms_per_step=cfg.agent.ms_per_step,
+                                v_th=cfg.agent.v_th,
+                                title=f"{cfg.name}: episode {e}, spikes and adaptive thresholds")
+        paths.append(run / f"raster.{fmt}")
+        plots.save(fig, paths[1])
+    for p in paths:
+        typer.echo(f"wrote {p}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="snn-icl")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

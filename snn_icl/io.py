@@ -1,0 +1,82 @@
+"""Files: atomic writes, tensors as safetensors, metadata as JSON/TOML, run directories.
+
+Every write goes to a temporary file in the target directory and is renamed into place, so a
+crash or a bad value never leaves a half-written file and never clobbers a good one. Nothing is
+pickled: tensors go to safetensors, everything else to TOML or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import tomli_w
+import torch
+from safetensors.torch import load_file, save_file
+
+import snn_icl
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` and rename the result onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_toml(path: str | Path, data: dict[str, Any]) -> Path:
+    return write_text(path, tomli_w.dumps(_drop_none(data)))
+
+
+def _drop_none(data: Any) -> Any:
+    # TOML has no null: optional keys left unset are omitted (the loader fills the default).
+    if isinstance(data, dict):
+        return {k: _drop_none(v) for k, v in data.items() if v is not None}
+    return data
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, str] | None = None) -> Path:
+    """Save named tensors (made contiguous, bool kept as bool) to a safetensors file."""
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda p: save_file(flat, str(p), metadata=metadata))
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tensor file at {path}")
+    return load_file(str(path))
+
+
+def versions() -> dict[str, str]:
+    """Versions of the pieces a result depends on, recorded in every run directory."""
+    import numpy
+
+    return {"snn_icl": snn_icl.__version__, "torch": torch.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}

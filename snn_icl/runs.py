@@ -1,0 +1,152 @@
+"""Training run directories: resolved config, checkpoints, metrics (CSV + TensorBoard).
+
+    RUN/config.toml              the resolved task (every default filled in)
+    RUN/checkpoint.safetensors   latest good state (weights, Adam, RNG, counters) + .json copy
+    RUN/metrics.csv              one row per iteration
+    RUN/tb/                      TensorBoard events (when tensorboard is installed)
+    RUN/run.json                 seed, versions, status ("running", "done", "failed: ...")
+
+A killed run continues with ``resume=True`` from its last checkpoint and ends with the same
+weights as an uninterrupted run of the same seed. A NaN stops the run; the checkpoint, config and
+metrics written before it are kept untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as io_mod
+import time
+from pathlib import Path
+from typing import Any
+
+from snn_icl import io
+from snn_icl.checkpoint import load_into, save_checkpoint
+from snn_icl.config import ConfigError, TaskConfig, load_task, task_to_dict
+from snn_icl.simulate import make_agent
+from snn_icl.train.ppo import NonFiniteError, TrainState, new_state, train
+
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.csv"
+
+
+class _MetricsLog:
+    """Append-only CSV (flushed per row) and, if available, TensorBoard scalars."""
+
+    def __init__(self, run: Path, keep_until: int) -> None:
+        self.path = run / METRICS
+        rows = self._read(keep_until)
+        self.fields: list[str] | None = list(rows[0]) if rows else None
+        if self.path.exists():
+            # drop rows past the checkpoint we resume from: they will be computed again
+            buf = io_mod.StringIO()
+            if self.fields:
+                writer = csv.DictWriter(buf, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+            io.write_text(self.path, buf.getvalue())
+        self.tb = _tensorboard(run / "tb", purge_step=keep_until + 1)
+
+    def _read(self, keep_until: int) -> list[dict[str, str]]:
+        if not self.path.exists():
+            return []
+        with self.path.open() as f:
+            return [r for r in csv.DictReader(f) if int(float(r["iteration"])) <= keep_until]
+
+    def write(self, metrics: dict[str, float]) -> None:
+        new = self.fields is None
+        if new:
+            self.fields = list(metrics)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: metrics.get(k) for k in self.fields})
+        if self.tb is not None:
+            for key, value in metrics.items():
+                if key != "iteration":
+                    self.tb.add_scalar(key, value, int(metrics["iteration"]))
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _tensorboard(path: Path, purge_step: int) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional extra: snn-icl[tensorboard]
+        return None
+    return SummaryWriter(str(path), purge_step=purge_step)
+
+
+def _status(run: Path, task: TaskConfig, status: str, state: TrainState | None = None) -> None:
+    data: dict[str, Any] = {"task": task.name, "seed": task.seed, "status": status,
+                            "versions": io.versions()}
+    if state is not None:
+        data.update(iteration=state.iteration, episodes=state.episodes,
+                    wall_time_s=round(state.wall_time_s, 1))
+    io.write_json(run / "run.json", data)
+
+
+def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None,
+              resume: bool = False, progress: bool = True,
+              stop_after: int | None = None) -> TrainState:
+    """Train the task in ``run``; ``resume`` continues the run's last checkpoint.
+
+    ``stop_after`` ends after that many more iterations (as a kill would, but cleanly), with a
+    checkpoint written: used to test that resuming gives the uninterrupted result.
+    """
+    run = Path(run)
+    task = load_task(task_path)
+    if seed is not None:
+        from snn_icl.config import replace
+
+        task = replace(task, seed=seed)
+    has_ckpt = (run / CHECKPOINT).exists()
+    if has_ckpt and not resume:
+        raise ConfigError(f"{run} already holds a training run; pass --resume to continue it "
+                          "or choose another --out")
+    if resume and not has_ckpt:
+        raise ConfigError(f"nothing to resume: {run} holds no {CHECKPOINT}")
+    if resume:
+        saved = load_task(run / "config.toml")
+        if saved != task:
+            raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
+                              f"in {run}; resume with the same task file and seed")
+    run.mkdir(parents=True, exist_ok=True)
+    io.write_toml(run / "config.toml", task_to_dict(task))
+
+    agent = make_agent(task)
+    state = new_state(task, agent)
+    if resume:
+        counters = load_into(run / CHECKPOINT, agent, task, state.optimizer, state.generator)
+        state.iteration = int(counters["iteration"])
+        state.episodes = int(counters["episodes"])
+        state.wall_time_s = float(counters["wall_time_s"])
+    log = _MetricsLog(run, keep_until=state.iteration)
+    last_save = time.monotonic()
+
+    def checkpoint(s: TrainState) -> None:
+        save_checkpoint(run / CHECKPOINT, task, s.agent, s.optimizer, s.generator,
+                        iteration=s.iteration, episodes=s.episodes, wall_time_s=s.wall_time_s)
+
+    def on_iteration(s: TrainState, metrics: dict[str, float]) -> None:
+        nonlocal last_save
+        log.write(metrics)
+        if time.monotonic() - last_save >= 60 * task.train.checkpoint_minutes:
+            checkpoint(s)
+            last_save = time.monotonic()
+
+    _status(run, task, "running", state)
+    try:
+        train(task, state, on_iteration=on_iteration, stop_after=stop_after, progress=progress)
+    except NonFiniteError as err:
+        _status(run, task, f"failed: {err}", state)
+        raise
+    finally:
+        log.close()
+    checkpoint(state)
+    done = state.iteration >= task.train.iterations
+    _status(run, task, "done" if done else "stopped", state)
+    return state

@@ -1,0 +1,178 @@
+"""Meta-RL with PPO through whole episodes (RL^2-style), for any agent of the Agent protocol.
+
+One iteration, read top to bottom:
+
+1. collect ``batch_episodes`` whole episodes with the current weights (no gradient); the agent's
+   state carries over between trials of an episode and is reset between episodes;
+2. generalised advantage estimates (GAE) per env step; the episode end is terminal;
+3. ``epochs`` passes over ``minibatches`` groups of whole episodes: re-run each episode from its
+   start (backpropagation through the whole episode) and take an Adam step on the clipped PPO
+   objective + value loss - entropy bonus, with global gradient-norm clipping.
+
+Randomness: one ``torch.Generator`` (action noise, input spikes, minibatch order) whose state is
+part of :class:`TrainState`, and env seeds derived from (seed, iteration). Restoring a TrainState
+therefore continues a run exactly as if it had never stopped.
+
+Nothing here writes files: callers get a :class:`TrainState` and metrics after each iteration and
+decide what to keep (see :mod:`snn_icl.runs`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from snn_icl.config import TaskConfig
+from snn_icl.envs.water_maze import WaterMaze
+from snn_icl.models.agent import gaussian_entropy, gaussian_log_prob
+from snn_icl.rollout import env_seed, rollout
+from snn_icl.summary import behaviour_summary
+from snn_icl.train.errors import NonFiniteError
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly."""
+
+    agent: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    iteration: int = 0
+    """Iterations completed."""
+    episodes: int = 0
+    """Training episodes collected so far."""
+    wall_time_s: float = 0.0
+    """Training wall time so far (seconds, summed over resumed segments)."""
+
+
+def new_state(task: TaskConfig, agent: nn.Module) -> TrainState:
+    """A fresh run: Adam on the agent's parameters, generator seeded from the task seed."""
+    optimizer = torch.optim.Adam(agent.parameters(), lr=task.train.lr, eps=1e-5)
+    generator = torch.Generator().manual_seed(task.seed + 1)
+    return TrainState(agent, optimizer, generator)
+
+
+def gae(rewards: Tensor, values: Tensor, discount: float, lam: float) -> tuple[Tensor, Tensor]:
+    """Advantages and returns [T, B] for episodes that end (terminally) after step T-1."""
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        next_value = values[t + 1] if t + 1 < rewards.shape[0] else torch.zeros_like(values[t])
+        delta = rewards[t] + discount * next_value - values[t]
+        last = delta + discount * lam * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def _check_finite(name: str, value: Tensor, iteration: int) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(f"non-finite {name} at iteration {iteration + 1}: training stopped; "
+                             "the last checkpoint written before it is kept")
+
+
+def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) -> dict[str, float]:
+    """The PPO epochs over one batch of whole episodes; returns mean losses and diagnostics."""
+    cfg = task.train
+    agent, opt = state.agent, state.optimizer
+    adv, ret = gae(batch["reward"], batch["value"], cfg.discount, cfg.gae_lambda)
+    n_episodes = batch["reward"].shape[1]
+    size = n_episodes // cfg.minibatches
+    stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
+                                     "approx_kl": [], "clip_frac": [], "grad_norm": []}
+    agent.train()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n_episodes, generator=state.generator)
+        for start in range(0, n_episodes, size):
+            mb = order[start:start + size]
+            policy = agent.evaluate_sequence(batch["net_input"][:, mb], None)
+            log_prob = gaussian_log_prob(policy, batch["action"][:, mb])
+            ratio = (log_prob - batch["log_prob"][:, mb]).exp()
+            a = adv[:, mb]
+            a = (a - a.mean()) / (a.std() + 1e-8)
+            pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+            v_loss = 0.5 * (policy.value - ret[:, mb]).pow(2).mean()
+            entropy = gaussian_entropy(policy)
+            loss = pg_loss + cfg.value_coef * v_loss - cfg.entropy_coef * entropy
+            _check_finite("loss", loss.detach(), state.iteration)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            _check_finite("gradient norm", grad_norm, state.iteration)
+            opt.step()
+            with torch.no_grad():
+                log_ratio = log_prob - batch["log_prob"][:, mb]
+                stats["approx_kl"].append(float(((ratio - 1) - log_ratio).mean()))
+                stats["clip_frac"].append(float(((ratio - 1).abs() > cfg.clip).float().mean()))
+            stats["policy_loss"].append(pg_loss.item())
+            stats["value_loss"].append(v_loss.item())
+            stats["entropy"].append(entropy.item())
+            stats["grad_norm"].append(float(grad_norm))
+    for p in agent.parameters():
+        _check_finite("weights", p.detach(), state.iteration)
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
+    """One batch of whole training episodes with the current weights (no gradient)."""
+    state.agent.eval()
+    env = WaterMaze(task.env, num_envs=task.train.batch_episodes,
+                    seed=env_seed(task.seed, state.iteration, training=True))
+    return rollout(state.agent, env, generator=state.generator)
+
+
+def iteration_metrics(batch: dict[str, Tensor], losses: dict[str, float]) -> dict[str, float]:
+    """Behaviour of the collected batch (goals, latency on trial 1 and on trials 2-4) + losses."""
+    summary = behaviour_summary(batch, max_trials=4)
+    lat = summary["latency_by_trial"]
+    later = [x for x in lat[1:4] if x is not None]
+    return {
+        "goals_per_episode": summary["goals_per_episode"],
+        "latency_trial1": lat[0] if lat and lat[0] is not None else math.nan,
+        "latency_trials2_4": sum(later) / len(later) if later else math.nan,
+        **losses,
+    }
+
+
+def train(task: TaskConfig, state: TrainState, *,
+          on_iteration: Callable[[TrainState, dict[str, float]], None] | None = None,
+          stop_after: int | None = None, progress: bool = True) -> TrainState:
+    """Run PPO iterations until ``task.train.iterations`` (or ``stop_after`` more) are done.
+
+    ``on_iteration(state, metrics)`` is called after every completed iteration, with the weights
+    already checked finite; a :class:`NonFiniteError` is raised before it for a bad iteration.
+    """
+    torch.set_num_threads(task.train.threads)
+    total = task.train.iterations
+    end = total if stop_after is None else min(total, state.iteration + stop_after)
+    bar = tqdm(total=total, initial=state.iteration, desc="train", unit="it", disable=not progress,
+               dynamic_ncols=True)
+    while state.iteration < end:
+        start = time.perf_counter()
+        batch = collect(state, task)
+        losses = ppo_update(state, batch, task)
+        state.iteration += 1
+        state.episodes += task.train.batch_episodes
+        state.wall_time_s += time.perf_counter() - start
+        metrics = iteration_metrics(batch, losses)
+        metrics.update(iteration=state.iteration, episodes=state.episodes,
+                       wall_time_s=state.wall_time_s,
+                       seconds_per_iteration=time.perf_counter() - start)
+        bar.set_postfix(goals=f"{metrics['goals_per_episode']:.2f}",
+                        lat1=f"{metrics['latency_trial1']:.0f}",
+                        lat2_4=f"{metrics['latency_trials2_4']:.0f}", refresh=False)
+        bar.update(1)
+        if on_iteration is not None:
+            on_iteration(state, metrics)
+    bar.close()
+    return state
+
+
+def trainable_summary(agent: nn.Module) -> dict[str, Any]:
+    """Parameter count, for logs and comparisons."""
+    return {"parameters": sum(p.numel() for p in agent.parameters() if p.requires_grad)}
