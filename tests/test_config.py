@@ -1,0 +1,86 @@
+import dataclasses
+
+import pytest
+
+from snn_icl.config import ConfigError, TaskConfig, load_task, replace, task_from_dict, task_to_dict
+from tests.conftest import TASKS
+
+
+@pytest.mark.parametrize("name", ["water_maze.toml", "water_maze_tiny.toml"])
+def test_shipped_tasks_load(name):
+    task = load_task(TASKS / name)
+    assert isinstance(task, TaskConfig)
+    assert task.name == name.removesuffix(".toml")
+    assert task.env.obs_dim == task.env.place_grid ** 2 + 2
+
+
+def test_default_task_matches_design():
+    task = load_task(TASKS / "water_maze.toml")
+    assert (task.env.platform_radius, task.env.v_max, task.env.trial_timeout) == (0.12, 0.1, 60)
+    assert (task.agent.n_regular, task.agent.n_adaptive, task.agent.tau_a) == (100, 100, 1200.0)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    from snn_icl import io
+
+    task = load_task(TASKS / "water_maze_tiny.toml")
+    io.write_toml(tmp_path / "config.toml", task_to_dict(task))
+    again = load_task(tmp_path / "config.toml")
+    assert again == task
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "task.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("[env]\nplatform_radius = -0.1\n", ["[env]", "platform_radius"]),
+        ("[env]\npool_radius = -1.0\n", ["[env]", "pool_radius"]),
+        ("[env]\nplatform_radius = 2.0\n", ["[env]", "platform"]),
+        ("[env]\nradius = 1.0\n", ["unknown key 'radius'", "[env]"]),
+        ("[agent]\nn_regular = 0\nn_adaptive = 0\n", ["[agent]", "zero neurons"]),
+        ("[agent]\nn_regular = 'many'\n", ["[agent]", "n_regular", "integer"]),
+        ("[agent]\ntau_m = -20.0\n", ["[agent]", "tau_m"]),
+        ("[agent]\nbackend = 'nest'\n", ["[agent]", "backend", "bellec"]),
+        ("[train]\nlr = 0.0\n", ["[train]", "lr"]),
+        ("[train]\nbatch_episodes = 10\nminibatches = 4\n", ["[train]", "minibatches"]),
+        ("[eval]\nepisodes = true\n", ["[eval]", "episodes"]),
+        ("[agnet]\nn_regular = 1\n", ["unknown key 'agnet'"]),
+        ("seed = 1.5\n", ["seed", "integer"]),
+        ("[env\nv_max = 1\n", ["malformed TOML"]),
+    ],
+)
+def test_bad_task_files_name_the_problem(tmp_path, text, needles):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_task(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    for needle in needles:
+        assert needle in msg, msg
+    assert "\n" not in msg.strip()
+
+
+def test_missing_task_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_task(tmp_path / "nope.toml")
+
+
+def test_ints_accepted_for_floats_but_not_bools():
+    task = task_from_dict({"env": {"v_max": 1}})
+    assert task.env.v_max == 1.0 and isinstance(task.env.v_max, float)
+    with pytest.raises(ConfigError, match="v_max"):
+        task_from_dict({"env": {"v_max": True}})
+
+
+def test_replace_revalidates():
+    task = task_from_dict({})
+    smaller = replace(task, env={"episode_steps": 50})
+    assert smaller.env.episode_steps == 50 and task.env.episode_steps != 50
+    with pytest.raises(ConfigError, match="episode_steps"):
+        replace(task, env={"episode_steps": 0})
+    assert dataclasses.is_dataclass(smaller.agent)

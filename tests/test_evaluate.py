@@ -1,0 +1,100 @@
+"""Frozen-weight evaluation: measures checked on a scripted swimmer, the weight guard, the CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snn_icl.cli import app
+from snn_icl.envs.water_maze import WaterMaze, WaterMazeConfig
+from snn_icl.evaluate import behaviour, evaluate, probe_measures, weights_sha256
+from snn_icl.models.agent import ActOutput, PolicyOutput
+from snn_icl.rollout import rollout
+from snn_icl.runs import train_run
+from snn_icl.simulate import make_agent
+
+
+class Oracle:
+    """Swims straight at the platform centre (reads it from the env): the best possible agent."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def initial_state(self, batch):
+        return None
+
+    def act(self, obs, state, *, generator=None, record=False):
+        s = self.env.state
+        d = s.platform - s.position
+        mean = d / d.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+        return ActOutput(PolicyOutput(mean, torch.zeros(2), torch.zeros(len(obs))), None, obs)
+
+
+CFG = WaterMazeConfig(platform_radius=0.1, v_max=0.1, trial_timeout=40, episode_steps=150)
+
+
+def test_straight_swims_have_optimal_latency_and_full_success():
+    env = WaterMaze(CFG, num_envs=16, seed=3)
+    sim = rollout(Oracle(env), env, deterministic=True)
+    out = behaviour(sim, CFG, n_trials=4, generator=torch.Generator().manual_seed(0))
+    assert out["success_by_trial"] == [1.0] * 4
+    assert out["latency_by_trial"] == out["optimal_latency_by_trial"]
+    assert out["one_shot_ratio"] == pytest.approx(out["latency_by_trial"][0] / out["latency_trials2_4"])
+    lo, hi = out["latency_ci"][0]
+    assert lo <= out["latency_by_trial"][0] <= hi
+    # a straight path to the platform is at most the release-centre distance, at least to its edge
+    assert out["path_length_by_trial"][0] <= CFG.pool_radius * 2
+    assert out["path_length_by_trial"][0] >= CFG.v_max * (out["latency_by_trial"][0] - 1) - 1e-6
+
+
+def test_probe_measures_on_a_swimmer_that_stays_on_target():
+    env = WaterMaze(CFG, num_envs=8, seed=4)
+    sim = rollout(Oracle(env), env, deterministic=True, probe_trial=1)
+    probe = probe_measures(sim, CFG, probe_trial=1)
+    assert probe["probe_episodes"] == 8
+    assert probe["probe_target_quadrant_fraction"] > 0.8
+    assert probe["probe_platform_crossings"] >= 1
+    assert sim["reward"][(sim["trial"][:-1] == 1)].sum() == 0  # no platform in the probe
+
+
+def test_random_control_is_worse_than_the_oracle(tiny_task):
+    agent = make_agent(tiny_task)
+    result = evaluate(agent, tiny_task, episodes=8, seed=1, progress=False)
+    for block in (result, result["control_no_memory"], result["control_random"]):
+        assert {"latency_by_trial", "latency_ci", "success_by_trial", "path_length_by_trial",
+                "optimal_latency_by_trial", "goals_per_episode",
+                "probe_target_quadrant_fraction"} <= set(block)
+    assert result["weights_sha256"]["before"] == result["weights_sha256"]["after"]
+    assert result["weights_sha256"]["before"] == weights_sha256(agent)
+
+
+def test_weight_change_during_evaluation_is_caught(tiny_task):
+    agent = make_agent(tiny_task)
+    act = agent.act
+
+    def drifting_act(*args, **kw):
+        agent.mean_head.bias.data += 1e-3  # a bug that writes to the weights
+        return act(*args, **kw)
+
+    agent.act = drifting_act
+    with pytest.raises(RuntimeError, match="weights changed during evaluation"):
+        evaluate(agent, tiny_task, episodes=2, seed=0, progress=False)
+
+
+def test_cli_evaluate_writes_the_report(tmp_path, tiny_task_path):
+    run = tmp_path / "run"
+    train_run(tiny_task_path, run, progress=False, stop_after=1)
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["evaluate", str(run), "-n", "4", "--seed", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["episodes"] == 4 and report["trained"]["iteration"] == 1
+    assert set(report["control_no_memory"]) >= {"latency_by_trial", "one_shot_ratio"}
+    assert not any(isinstance(v, float) and math.isnan(v) for v in report.values())
+
+
+def test_cli_evaluate_bad_source(tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no checkpoint" in result.output

@@ -1,0 +1,121 @@
+"""PPO meta-training on the tiny task: logs, checkpoints, exact resume, NaN stop, wrong models."""
+
+import csv
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snn_icl import io
+from snn_icl.checkpoint import load_agent, load_into, read_metadata
+from snn_icl.cli import app
+from snn_icl.config import replace
+from snn_icl.models.lsnn_agent import LSNNAgent
+from snn_icl.runs import CHECKPOINT, train_run
+from snn_icl.simulate import make_agent
+from snn_icl.train.errors import NonFiniteError
+from snn_icl.train.ppo import gae
+
+
+def _rows(run):
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_gae_matches_hand_computation():
+    rewards = torch.tensor([[0.0], [1.0], [0.0]])
+    values = torch.tensor([[0.5], [0.2], [0.1]])
+    adv, ret = gae(rewards, values, discount=0.9, lam=0.8)
+    d2 = 0.0 - 0.1
+    d1 = 1.0 + 0.9 * 0.1 - 0.2
+    d0 = 0.0 + 0.9 * 0.2 - 0.5
+    a2, a1 = d2, d1 + 0.72 * d2
+    a0 = d0 + 0.72 * a1
+    torch.testing.assert_close(adv[:, 0], torch.tensor([a0, a1, a2]))
+    torch.testing.assert_close(ret, adv + values)
+
+
+def test_training_logs_checkpoints_and_changes_weights(tmp_path, tiny_task, tiny_task_path):
+    run = tmp_path / "run"
+    state = train_run(tiny_task_path, run, progress=False)
+    assert state.iteration == tiny_task.train.iterations
+    rows = _rows(run)
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert {"goals_per_episode", "latency_trial1", "latency_trials2_4", "policy_loss"} <= set(rows[0])
+    agent, task, counters = load_agent(run / CHECKPOINT)
+    assert task == tiny_task and counters["iteration"] == 3
+    assert counters["episodes"] == 3 * tiny_task.train.batch_episodes
+    init = make_agent(tiny_task)
+    assert not torch.equal(agent.net.w_rec, init.net.w_rec)
+    assert (torch.diagonal(agent.net.w_rec) == 0).all()
+    assert read_metadata(run / CHECKPOINT)["agent_kind"] == "lsnn"
+    assert io.read_json(run / "run.json")["status"] == "done"
+
+
+def test_resume_after_a_stop_gives_the_uninterrupted_weights(tmp_path, tiny_task_path):
+    full = tmp_path / "full"
+    train_run(tiny_task_path, full, progress=False)
+    split = tmp_path / "split"
+    train_run(tiny_task_path, split, progress=False, stop_after=1)
+    assert io.read_json(split / "run.json")["status"] == "stopped"
+    train_run(tiny_task_path, split, progress=False, resume=True)
+    a, b = io.load_tensors(full / CHECKPOINT), io.load_tensors(split / CHECKPOINT)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["goals_per_episode"] for r in _rows(full)] == [r["goals_per_episode"] for r in _rows(split)]
+
+
+def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tiny_task_path, monkeypatch):
+    run = tmp_path / "run"
+    train_run(tiny_task_path, run, progress=False, stop_after=1)
+    before = (run / CHECKPOINT).read_bytes()
+    original = LSNNAgent.evaluate_sequence
+
+    def poisoned(self, net_input, state):
+        policy = original(self, net_input, state)
+        return policy._replace(value=policy.value * float("nan"))
+
+    monkeypatch.setattr(LSNNAgent, "evaluate_sequence", poisoned)
+    with pytest.raises(NonFiniteError, match="non-finite loss at iteration 2"):
+        train_run(tiny_task_path, run, progress=False, resume=True)
+    assert (run / CHECKPOINT).read_bytes() == before
+    assert len(_rows(run)) == 1
+    assert io.read_json(run / "run.json")["status"].startswith("failed: non-finite loss")
+
+
+def test_existing_run_is_not_overwritten(tmp_path, tiny_task_path):
+    run = tmp_path / "run"
+    train_run(tiny_task_path, run, progress=False, stop_after=1)
+    before = (run / CHECKPOINT).read_bytes()
+    result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run)])
+    assert result.exit_code == 2 and "--resume" in result.output
+    assert (run / CHECKPOINT).read_bytes() == before
+    result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run), "--resume",
+                                      "--seed", "3"])
+    assert result.exit_code == 2 and "differs" in result.output
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path, tiny_task, tiny_task_path):
+    run = tmp_path / "run"
+    train_run(tiny_task_path, run, progress=False, stop_after=1)
+    bigger = replace(tiny_task, agent={"n_adaptive": tiny_task.agent.n_adaptive + 1})
+    with pytest.raises(ValueError, match="another model"):
+        load_into(run / CHECKPOINT, make_agent(bigger), bigger)
+    with pytest.raises(ValueError, match="another model"):
+        load_into(run / CHECKPOINT, make_agent(bigger))  # no config given: shapes decide
+    not_ours = tmp_path / "x.safetensors"
+    io.save_tensors(not_ours, {"w": torch.zeros(2)})
+    with pytest.raises(ValueError, match="not an snn-icl checkpoint"):
+        read_metadata(not_ours)
+    garbage = tmp_path / "g.safetensors"
+    garbage.write_bytes(b"not a tensor file")
+    with pytest.raises(ValueError, match="not a readable"):
+        read_metadata(garbage)
+
+
+def test_cli_train_smoke(tmp_path, tiny_task_path):
+    run = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "trained 3 iterations" in result.output and (run / CHECKPOINT).exists()
