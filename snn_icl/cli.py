@@ -170,8 +170,8 @@ def plot(
     fig = plots.plot_trajectories(
         sim["position"][:, e], sim["trial"][:, e], sim["platform"][e],
         pool_radius=cfg.env.pool_radius, platform_radius=cfg.env.platform_radius,
-        on_platform=sim["on_platform"][:, e], max_trials=max_trials,
-        title=f"{cfg.name}: episode {e}, swim paths (o = release point)")
+        on_platform=sim["on_platform"][:, e], escaped=sim["escaped"][:, e], max_trials=max_trials,
+        title=f"{cfg.name}: episode {e}, swim paths (o = release, x = timed out)")
     paths = [run / f"trajectories.{fmt}"]
     plots.save(fig, paths[0])
     if "z" in sim:

@@ -31,7 +31,7 @@ def trial_segments(trial: Any) -> list[tuple[int, int, int]]:
 
 def plot_trajectories(position: Any, trial: Any, platform: Any, *, pool_radius: float = 1.0,
                       platform_radius: float = 0.1, max_trials: int | None = None,
-                      on_platform: Any = None, ax: plt.Axes | None = None,
+                      on_platform: Any = None, escaped: Any = None, ax: plt.Axes | None = None,
                       title: str | None = None) -> Figure:
     """The pool, the platform and each trial's swim path in its own colour.
 
@@ -41,6 +41,8 @@ def plot_trajectories(position: Any, trial: Any, platform: Any, *, pool_radius: 
         platform: [2] platform centre.
         max_trials: draw only the first trials.
         on_platform: [T+1] bool; rest steps on the platform are left out of the paths.
+        escaped: [T] bool, the steps that reached the platform; with ``on_platform`` it tells a
+            time-out (the agent is then placed on the platform: drawn as x, not as a swim).
     """
     position, trial, platform = _np(position), _np(trial), _np(platform)
     if ax is None:
@@ -54,18 +56,25 @@ def plot_trajectories(position: Any, trial: Any, platform: Any, *, pool_radius: 
     if max_trials is not None:
         segments = segments[:max_trials]
     cmap = plt.get_cmap("viridis", max(len(segments), 2))
+    reached = None if escaped is None else np.concatenate([[False], _np(escaped).astype(bool)])
     for i, (k, start, end) in enumerate(segments):
-        path = position[start:end]
+        path, note = position[start:end], ""
         if on_platform is not None:
-            swim = ~_np(on_platform)[start:end].astype(bool)
-            # keep the arrival point: the first step on the platform closes the path
-            arrive = np.flatnonzero(~swim)
-            stop = arrive[0] + 1 if len(arrive) else len(path)
-            path = path[:stop]
+            arrive = np.flatnonzero(_np(on_platform)[start:end].astype(bool))
+            if len(arrive):
+                found = reached is None or bool(reached[start + arrive[0]])
+                # a time-out's last point is the placement on the platform, not a swim
+                path = path[: arrive[0] + 1] if found else path[: arrive[0]]
+                note = "" if found else ", timed out"
+            elif end == len(trial):
+                note = ", episode ended"
         colour = cmap(i)
+        steps = len(path) - 1 + (note == ", timed out")
         ax.plot(path[:, 0], path[:, 1], "-", color=colour, lw=1.4,
-                label=f"trial {k + 1} ({max(len(path) - 1, 0)} steps)")
+                label=f"trial {k + 1} ({steps} steps{note})")
         ax.plot(path[0, 0], path[0, 1], "o", color=colour, ms=5)
+        if note == ", timed out":
+            ax.plot(path[-1, 0], path[-1, 1], "x", color=colour, ms=6, mew=1.5)
     ax.set_xlim(-1.08 * pool_radius, 1.08 * pool_radius)
     ax.set_ylim(-1.08 * pool_radius, 1.08 * pool_radius)
     ax.set_aspect("equal")
@@ -74,7 +83,7 @@ def plot_trajectories(position: Any, trial: Any, platform: Any, *, pool_radius: 
     for side in ax.spines.values():
         side.set_visible(False)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    ax.set_title(title or "swim paths (o = release point)", fontsize=10)
+    ax.set_title(title or "swim paths (o = release, x = timed out)", fontsize=10)
     fig.tight_layout()
     return fig
 
