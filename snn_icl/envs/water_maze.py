@@ -1,0 +1,561 @@
+"""Batched Morris water maze in torch: config, state, pure dynamics, and the ``WaterMaze`` class.
+
+The dynamics are written once, as pure functions on a NamedTuple of tensors
+(:func:`reset_state`, :func:`step_state`, :func:`observe`, :func:`move_platform`);
+:class:`WaterMaze` only holds a state and a ``torch.Generator`` and wraps them.
+The specification is the docstring of :class:`WaterMaze`.
+
+Units: lengths in pool radii (the default pool has radius 1), times in env steps.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from snn_icl.envs.encoding import place_cell_activity, place_cell_centres
+
+RELEASE_MODES = ("random", "cardinal")
+
+
+@dataclass(frozen=True)
+class WaterMazeConfig:
+    """Water-maze parameters. Lengths in pool radii, times in env steps."""
+
+    pool_radius: float = 1.0
+    """R: radius of the circular pool centred at the origin (length)."""
+    platform_radius: float = 0.1
+    """Radius of the hidden platform (length)."""
+    platform_margin: float = 0.1
+    """Minimum clearance between the platform's edge and the wall (length); the platform centre is
+    drawn uniformly over the disk of radius ``pool_radius - platform_radius - platform_margin``."""
+    v_max: float = 0.1
+    """Maximum displacement per env step (length / step)."""
+    trial_timeout: int = 60
+    """Swim steps after which an unfinished trial times out (steps)."""
+    rest_steps: int = 3
+    """Steps spent on the platform after a trial ends, actions ignored (steps)."""
+    episode_steps: int = 200
+    """Env steps per episode, rest steps included (steps)."""
+    place_grid: int = 7
+    """Place-cell centres on a ``place_grid x place_grid`` grid over [-R, R]^2 (count per side)."""
+    place_sigma: float = 0.25
+    """Width of the Gaussian place-cell tuning (length)."""
+    release: str = "random"
+    """Release points: "random" (uniform angle on the wall) or "cardinal" (one of Morris' N/E/S/W
+    points, drawn uniformly)."""
+
+    def __post_init__(self) -> None:
+        def number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"WaterMazeConfig.{name} must be a finite number, got {value!r}")
+            return float(value)
+
+        def integer(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"WaterMazeConfig.{name} must be an integer, got {value!r}")
+            if value < minimum:
+                raise ValueError(f"WaterMazeConfig.{name} must be >= {minimum}, got {value!r}")
+
+        for name in ("pool_radius", "platform_radius", "v_max", "place_sigma"):
+            if number(name) <= 0:
+                raise ValueError(f"WaterMazeConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if number("platform_margin") < 0:
+            raise ValueError(f"WaterMazeConfig.platform_margin must be >= 0, got {self.platform_margin!r}")
+        if self.platform_centre_radius < 0:
+            raise ValueError(
+                f"WaterMazeConfig.platform_radius={self.platform_radius!r} plus "
+                f"platform_margin={self.platform_margin!r} exceed pool_radius={self.pool_radius!r}: "
+                "no platform centre can be drawn"
+            )
+        integer("trial_timeout", 1)
+        integer("rest_steps", 0)
+        integer("episode_steps", 1)
+        integer("place_grid", 1)
+        if self.release not in RELEASE_MODES:
+            raise ValueError(f"WaterMazeConfig.release must be one of {RELEASE_MODES}, got {self.release!r}")
+
+    @property
+    def obs_dim(self) -> int:
+        """Observation size: place cells + contact + previous reward."""
+        return self.place_grid**2 + 2
+
+    @property
+    def platform_centre_radius(self) -> float:
+        """Radius of the disk over which platform centres are drawn (length)."""
+        return self.pool_radius - self.platform_radius - self.platform_margin
+
+    @property
+    def max_trials(self) -> int:
+        """Upper bound on the number of trials started in one episode.
+
+        A trial lasts at least one swim step plus ``rest_steps``, so trial index k starts no earlier
+        than env step ``k * (1 + rest_steps)``.
+        """
+        return self.episode_steps // (1 + self.rest_steps) + 1
+
+
+class WaterMazeState(NamedTuple):
+    """State of B water-maze episodes. Lengths in pool radii, counts in env steps."""
+
+    position: torch.Tensor  # [B, 2] agent position, |position| <= R
+    platform: torch.Tensor  # [B, 2] platform centre of the current trial
+    pending_platform: torch.Tensor  # [B, 2] platform from the next trial start on (reversal)
+    platform_present: torch.Tensor  # [B] bool, False while swimming in a probe trial
+    release: torch.Tensor  # [B, 2] release point of the current trial
+    release_angles: torch.Tensor  # [B, max_trials] release angle (radians) of each trial index
+    probe_trial: torch.Tensor  # [B] long, trial index without platform, -1 for none
+    step: torch.Tensor  # [B] long, env steps taken in this episode
+    trial: torch.Tensor  # [B] long, 0-based index of the current trial
+    trial_step: torch.Tensor  # [B] long, swim steps taken in the current trial
+    rest_left: torch.Tensor  # [B] long, rest steps left on the platform (0 while swimming)
+    prev_reward: torch.Tensor  # [B] reward of the last step (0 after reset)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def release_point(cfg: WaterMazeConfig, angle: torch.Tensor) -> torch.Tensor:
+    """Point on the wall at ``angle`` (radians; 0 = East, pi/2 = North): ``R (cos, sin)``."""
+    return cfg.pool_radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+
+
+def _release_angles_from_uniform(cfg: WaterMazeConfig, u: torch.Tensor) -> torch.Tensor:
+    """Map uniforms in [0, 1) to release angles (one draw per trial, whatever the mode)."""
+    if cfg.release == "cardinal":
+        return torch.floor(4.0 * u).clamp(max=3.0) * (math.pi / 2)  # E, N, W, S
+    return 2.0 * math.pi * u
+
+
+def check_platform(
+    cfg: WaterMazeConfig,
+    platform: torch.Tensor | object,
+    num_envs: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Validate platform centres (``[B, 2]`` or ``[2]``) and return them as ``[B, 2]``.
+
+    Raises ValueError if a centre is not finite or lies outside the disk of radius
+    ``cfg.platform_centre_radius`` (where centres are drawn).
+    """
+    p = torch.as_tensor(platform, dtype=dtype, device=device)
+    if p.shape == (2,):
+        p = p.expand(num_envs, 2)
+    if p.shape != (num_envs, 2):
+        raise ValueError(f"platform must have shape [{num_envs}, 2] or [2], got {list(p.shape)}")
+    if not torch.isfinite(p).all():
+        raise ValueError("platform centres must be finite")
+    limit = cfg.platform_centre_radius
+    norm = torch.linalg.vector_norm(p, dim=-1)
+    bad = norm > limit + 1e-6 * cfg.pool_radius
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"platform centre {p[i].tolist()} (env {i}) is {float(norm[i]):.4g} from the pool centre; "
+            f"centres must lie within pool_radius - platform_radius - platform_margin = {limit:.4g}"
+        )
+    return p.clone()
+
+
+def optimal_latency(cfg: WaterMazeConfig, release: torch.Tensor, platform: torch.Tensor) -> torch.Tensor:
+    """Swim steps of a straight swim from ``release`` to the platform edge, ``[B]`` long.
+
+    ``max(1, ceil((|release - platform| - platform_radius) / v_max))``; the quotient is lowered by
+    1e-6 before the ceiling so that rounding (e.g. 0.9 / 0.1 = 9.000000000000002) does not add a step.
+    """
+    dist = torch.linalg.vector_norm(release - platform, dim=-1)
+    steps = torch.ceil((dist - cfg.platform_radius) / cfg.v_max - 1e-6)
+    return steps.clamp(min=1).long()
+
+
+def is_done(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
+    """``[B]`` bool: the episode has used its ``episode_steps`` env steps."""
+    return state.step >= cfg.episode_steps
+
+
+# ----------------------------------------------------------------------------- pure dynamics
+
+
+def reset_state(
+    cfg: WaterMazeConfig,
+    num_envs: int,
+    generator: torch.Generator,
+    platform: torch.Tensor | None = None,
+    probe_trial: int | torch.Tensor | None = None,
+    release_angles: torch.Tensor | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> WaterMazeState:
+    """Start B new episodes.
+
+    All randomness of an episode is drawn here, from ``generator`` (a CPU generator; draws are made
+    in float64 and then moved to ``device``/``dtype``): first the platform centres ``[B, 2]``, then
+    one release angle per possible trial ``[B, cfg.max_trials]``. The same numbers are drawn whether
+    or not ``platform``/``release_angles`` override them, so an override changes nothing else, and
+    the release sequence does not depend on the agent's behaviour.
+
+    Args:
+        platform: ``[B, 2]`` (or ``[2]``) fixed platform centres, validated by :func:`check_platform`.
+        probe_trial: trial index (int, or ``[B]`` long; -1 = none) whose swim has no platform.
+        release_angles: ``[B, n]`` (or ``[n]``) release angles in radians for trials ``0..n-1``;
+            later trials use the drawn angles.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
+    B, n_trials = num_envs, cfg.max_trials
+    u_platform = torch.rand(B, 2, generator=generator, dtype=torch.float64)
+    u_release = torch.rand(B, n_trials, generator=generator, dtype=torch.float64)
+
+    # Uniform over a disk: radius ~ sqrt(U) (area-uniform), angle ~ U(0, 2 pi).
+    radius = cfg.platform_centre_radius * torch.sqrt(u_platform[:, 0])
+    theta = 2.0 * math.pi * u_platform[:, 1]
+    drawn_platform = torch.stack([radius * torch.cos(theta), radius * torch.sin(theta)], dim=-1)
+    drawn_platform = drawn_platform.to(device=device, dtype=dtype)
+    if platform is None:
+        platform_t = drawn_platform
+    else:
+        platform_t = check_platform(cfg, platform, B, device=device, dtype=dtype)
+
+    angles = _release_angles_from_uniform(cfg, u_release).to(device=device, dtype=dtype)
+    if release_angles is not None:
+        given = torch.as_tensor(release_angles, dtype=dtype, device=device)
+        if given.dim() == 1:
+            given = given.expand(B, -1)
+        if given.dim() != 2 or given.shape[0] != B or given.shape[1] < 1:
+            raise ValueError(f"release_angles must have shape [{B}, n] or [n] with n >= 1, got {list(given.shape)}")
+        if not torch.isfinite(given).all():
+            raise ValueError("release_angles must be finite")
+        n = min(given.shape[1], n_trials)
+        angles = torch.cat([given[:, :n], angles[:, n:]], dim=1)
+
+    if probe_trial is None:
+        probe = torch.full((B,), -1, dtype=torch.long, device=device)
+    else:
+        probe = torch.as_tensor(probe_trial, dtype=torch.long, device=device).expand(B).clone()
+        if (probe < -1).any():
+            raise ValueError(f"probe_trial must be a trial index >= 0 (or -1 for none), got {probe_trial!r}")
+
+    zeros = torch.zeros(B, dtype=torch.long, device=device)
+    release = release_point(cfg, angles[:, 0])
+    return WaterMazeState(
+        position=release,
+        platform=platform_t,
+        pending_platform=platform_t,
+        platform_present=probe != 0,
+        release=release,
+        release_angles=angles,
+        probe_trial=probe,
+        step=zeros,
+        trial=zeros,
+        trial_step=zeros,
+        rest_left=zeros,
+        prev_reward=torch.zeros(B, dtype=dtype, device=device),
+    )
+
+
+def step_state(
+    cfg: WaterMazeConfig,
+    state: WaterMazeState,
+    action: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[WaterMazeState, torch.Tensor, dict[str, torch.Tensor]]:
+    """Advance B episodes by one env step; see :class:`WaterMaze` for the rules.
+
+    Args:
+        action: ``[B, 2]`` in [-1, 1]^2 (clamped, then scaled to norm <= 1).
+        generator: unused, kept for a uniform signature: all randomness of an episode is drawn
+            in :func:`reset_state`, so the dynamics are deterministic given state and action.
+
+    Returns:
+        ``(state, reward [B], info)``. The caller must not step an episode that :func:`is_done`
+        (the :class:`WaterMaze` class enforces this). Nothing is modified in place.
+    """
+    del generator
+    R, pr = cfg.pool_radius, cfg.platform_radius
+    old = state.position  # [B, 2]
+    c = state.platform  # [B, 2]
+    swimming = state.rest_left == 0  # [B]; resting envs ignore the action
+
+    # Action: clamp to the square, then to the unit disk; displacement v_max * a.
+    a = action.to(dtype=old.dtype).clamp(-1.0, 1.0)
+    a = a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp(min=1.0)
+    new = old + cfg.v_max * a
+    # Wall: project back onto the circle of radius R (scale is exactly 1 inside the pool).
+    new = new * (R / torch.linalg.vector_norm(new, dim=-1, keepdim=True).clamp(min=R))
+
+    # Segment-disk test on old -> new: closest point old + t d, t = clamp((c - old).d / |d|^2, 0, 1).
+    d = new - old
+    dd = (d * d).sum(-1)
+    moved = dd > 0
+    t = torch.where(moved, ((c - old) * d).sum(-1) / torch.where(moved, dd, torch.ones_like(dd)), 0.0)
+    t = t.clamp(0.0, 1.0)
+    closest = old + t.unsqueeze(-1) * d
+    touched = ((closest - c) ** 2).sum(-1) <= pr * pr
+
+    reached = swimming & state.platform_present & touched
+    trial_step = torch.where(swimming, state.trial_step + 1, state.trial_step)
+    timed_out = swimming & ~reached & (trial_step >= cfg.trial_timeout)
+    trial_end = reached | timed_out
+
+    position = torch.where(swimming.unsqueeze(-1), new, old)
+    position = torch.where(reached.unsqueeze(-1), closest, position)
+    position = torch.where(timed_out.unsqueeze(-1), c, position)  # Morris protocol: placed on it
+    reward = reached.to(old.dtype)
+    latency = torch.where(trial_end, trial_step, torch.zeros_like(trial_step))
+    ended_trial = torch.where(trial_end, state.trial, torch.full_like(state.trial, -1))
+    platform_present = state.platform_present | timed_out  # a probe's platform is back after it
+    rest_left = torch.where(
+        trial_end,
+        torch.full_like(state.rest_left, cfg.rest_steps),
+        torch.where(swimming, state.rest_left, state.rest_left - 1),
+    )
+
+    # Next trial: after the last rest step, or at once when rest_steps == 0.
+    start = (rest_left == 0) & (trial_end | ~swimming)
+    trial = state.trial + start.long()
+    idx = trial.clamp(max=state.release_angles.shape[1] - 1).unsqueeze(-1)
+    next_release = release_point(cfg, state.release_angles.gather(1, idx).squeeze(-1))
+    start2 = start.unsqueeze(-1)
+    position = torch.where(start2, next_release, position)
+    release = torch.where(start2, next_release, state.release)
+    platform = torch.where(start2, state.pending_platform, c)
+    platform_present = torch.where(start, trial != state.probe_trial, platform_present)
+    trial_step = torch.where(start, torch.zeros_like(trial_step), trial_step)
+
+    new_state = WaterMazeState(
+        position=position,
+        platform=platform,
+        pending_platform=state.pending_platform,
+        platform_present=platform_present,
+        release=release,
+        release_angles=state.release_angles,
+        probe_trial=state.probe_trial,
+        step=state.step + 1,
+        trial=trial,
+        trial_step=trial_step,
+        rest_left=rest_left,
+        prev_reward=reward,
+    )
+    info = {
+        "position": position,
+        "platform": platform,
+        "platform_present": platform_present,
+        "release": release,
+        "trial": trial,
+        "trial_step": trial_step,
+        "on_platform": (rest_left > 0) & platform_present,
+        "trial_end": trial_end,
+        "escaped": reached,
+        "latency": latency,
+        "ended_trial": ended_trial,
+    }
+    return new_state, reward, info
+
+
+def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
+    """Observation ``[B, obs_dim]``: place cells, platform contact, previous reward; all in [0, 1]."""
+    pos = state.position
+    centres = place_cell_centres(cfg.place_grid, cfg.pool_radius, device=pos.device, dtype=pos.dtype)
+    cells = place_cell_activity(pos, centres, cfg.place_sigma)  # [B, place_grid**2]
+    contact = ((state.rest_left > 0) & state.platform_present).to(pos.dtype)
+    return torch.cat([cells, contact.unsqueeze(-1), state.prev_reward.unsqueeze(-1)], dim=-1)
+
+
+def move_platform(cfg: WaterMazeConfig, state: WaterMazeState, new_platform: torch.Tensor) -> WaterMazeState:
+    """Reversal: the platform moves to ``new_platform`` ``[B, 2]`` (or ``[2]``) at the next trial start."""
+    p = check_platform(
+        cfg, new_platform, state.position.shape[0], device=state.position.device, dtype=state.position.dtype
+    )
+    return state._replace(pending_platform=p)
+
+
+# ----------------------------------------------------------------------------- batched env
+
+
+class WaterMaze:
+    """Batched Morris water maze: B episodes stepped together in torch.
+
+    ## Description
+
+    A swimmer in a circular pool of radius R (``pool_radius``, centred at the origin) searches for
+    a hidden circular platform of radius ``platform_radius``. The platform centre is drawn once per
+    episode uniformly over the disk of radius ``R - platform_radius - platform_margin`` and stays
+    put for the whole episode (unless :meth:`move_platform` is called). An episode is a fixed
+    number of env steps (``episode_steps``) holding as many trials as the swimmer completes: a
+    trial starts at a release point on the wall and ends when the platform is reached or after
+    ``trial_timeout`` swim steps. After each trial the swimmer rests on the platform for
+    ``rest_steps`` steps, then the next trial starts from a new release point. A swimmer that
+    remembers the platform across trials (in its network state) swims straight back to it; this is
+    the meta-learning task of Morris (1984) / Bellec et al. (2018, Fig. 3).
+
+    ## Action Space
+
+    ``[B, 2]`` float, a velocity in [-1, 1]^2. It is clamped to [-1, 1]^2, then scaled to norm 1
+    if its norm exceeds 1; the displacement is ``v_max * action`` (at most ``v_max`` per step).
+    Actions are ignored while resting on the platform.
+
+    ## Observation Space
+
+    ``[B, place_grid**2 + 2]`` float (dtype of the env), every entry in [0, 1]:
+
+    | Index          | Observation                                                         | Min | Max |
+    |----------------|---------------------------------------------------------------------|-----|-----|
+    | 0 .. G^2 - 1   | place cell k: exp(-abs(p - c_k)^2 / (2 place_sigma^2)); c_k on a     | 0   | 1   |
+    |                | G x G grid over [-R, R]^2, x fastest (``encoding.place_cell_centres``) |     |     |
+    | G^2            | platform contact: 1 while resting on the (present) platform          | 0   | 1   |
+    | G^2 + 1        | reward of the previous step                                          | 0   | 1   |
+
+    (G = ``place_grid``.)
+
+    ## Rewards
+
+    1 on the step at which the platform is reached, 0 on every other step (rest steps, time-outs,
+    probe swims included). The platform is reached when the swim segment from the old to the new
+    position comes within ``platform_radius`` of the platform centre (a segment-disk test, so a
+    fast swim cannot skip over the platform); the swimmer is then put at the point of that segment
+    closest to the centre. The test uses the segment from the old position to the wall-projected
+    new position (a chord of the pool, so it stays inside the pool).
+
+    ## Starting State
+
+    Each trial starts on the wall, at ``R (cos a, sin a)`` (exactly radius R, no inset). With
+    ``release="random"`` the angle a is uniform in [0, 2 pi); with ``release="cardinal"`` it is one
+    of Morris' E/N/W/S points (0, pi/2, pi, 3 pi/2) drawn uniformly. All angles of an episode are
+    drawn at reset (one per possible trial), so the release sequence does not depend on the
+    swimmer; ``reset(release_angles=...)`` fixes the first ones for controlled evaluation.
+
+    Per step: the new position ``p + v_max a`` is projected back onto radius R if it leaves the
+    pool. A trial that reaches ``trial_timeout`` swim steps without reaching the platform times
+    out: the swimmer is placed on the platform centre, with reward 0 (Morris protocol). After a
+    trial ends (reached or timed out) the swimmer rests ``rest_steps`` steps on the platform
+    (contact channel 1, actions ignored); the last rest step starts the next trial (the
+    observation it returns is at the new release point; ``trial += 1``, ``trial_step = 0``, and a
+    platform moved by :meth:`move_platform` takes effect). With ``rest_steps=0`` the next trial
+    starts on the step that ended the previous one.
+
+    Probe trial (``reset(probe_trial=k)``): during the swim of trial k the platform is absent (no
+    reward, no contact); the trial runs to the time-out, then the swimmer is placed on the
+    platform as after a normal time-out and the platform is back.
+
+    ## Episode End
+
+    After exactly ``episode_steps`` env steps (rest steps count), for all B episodes together:
+    ``done`` is True on the last step. A trial still running then is left unfinished. Stepping
+    again raises ``RuntimeError`` until :meth:`reset`.
+
+    ## Info
+
+    ``step`` returns ``info`` with ``[B]``/``[B, 2]`` tensors describing the state after the step
+    (``position``, ``platform``, ``platform_present``, ``release`` of the current trial, ``trial``
+    (current 0-based trial index: after the step that starts trial k+1 it is k+1), ``trial_step``,
+    ``on_platform`` = contact) and events of the step (``trial_end``: a trial finished, reached or
+    timed out; ``escaped``: reached; ``latency``: swim steps of the trial that ended, 1..
+    ``trial_timeout``, 0 elsewhere; ``ended_trial``: index of the trial that ended, -1 elsewhere).
+    Use ``ended_trial`` (not ``trial``) to file latencies by trial index: with ``rest_steps=0`` the
+    step that ends trial k already reports ``trial = k + 1``.
+
+    ## Arguments
+
+    ``WaterMaze(config=WaterMazeConfig(), num_envs=1, seed=0, *, device=None, dtype=torch.float32)``:
+    ``config`` holds every rule parameter (see :class:`WaterMazeConfig`); ``seed`` seeds the env's
+    CPU ``torch.Generator`` (``None``: nondeterministic); ``device``/``dtype`` place the state
+    (float64 works). ``reset(seed=None, platform=None, probe_trial=None, release_angles=None)``:
+    ``seed`` reseeds the generator; ``platform`` ``[B, 2]`` fixes the platform centres (held-out
+    positions, validated to lie in the allowed disk); ``probe_trial`` removes the platform during
+    that trial; ``release_angles`` ``[B, n]`` (radians) fixes the release points of trials 0..n-1.
+    """
+
+    action_dim = 2
+
+    def __init__(
+        self,
+        config: WaterMazeConfig | None = None,
+        num_envs: int = 1,
+        seed: int | None = 0,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype!r}")
+        self.config = config if config is not None else WaterMazeConfig()
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = dtype
+        self.generator = torch.Generator()  # CPU: draws happen at reset only, then moved
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self._state: WaterMazeState | None = None
+        self._steps_taken = 0  # same for all B episodes; avoids a device sync per step
+
+    @property
+    def obs_dim(self) -> int:
+        return self.config.obs_dim
+
+    @property
+    def state(self) -> WaterMazeState:
+        if self._state is None:
+            raise RuntimeError("WaterMaze has no state yet: call reset() first")
+        return self._state
+
+    def reset(
+        self,
+        seed: int | None = None,
+        platform: torch.Tensor | None = None,
+        probe_trial: int | torch.Tensor | None = None,
+        release_angles: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Start B new episodes (new platforms unless given); returns the observation ``[B, obs_dim]``."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self._state = reset_state(
+            self.config,
+            self.num_envs,
+            self.generator,
+            platform=platform,
+            probe_trial=probe_trial,
+            release_angles=release_angles,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        self._steps_taken = 0
+        return observe(self.config, self._state)
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """One env step for all B episodes: ``(obs [B, obs_dim], reward [B], done [B] bool, info)``."""
+        state = self.state
+        if self._steps_taken >= self.config.episode_steps:
+            raise RuntimeError(
+                f"the episode is over (episode_steps={self.config.episode_steps}): call reset() before step()"
+            )
+        action = torch.as_tensor(action, device=self.device, dtype=self.dtype)
+        if action.shape != (self.num_envs, 2):
+            raise ValueError(f"action must have shape [{self.num_envs}, 2], got {list(action.shape)}")
+        if not torch.isfinite(action).all():
+            raise ValueError("action contains NaN or inf")
+        self._state, reward, info = step_state(self.config, state, action, self.generator)
+        self._steps_taken += 1
+        done_now = self._steps_taken >= self.config.episode_steps
+        done = torch.full((self.num_envs,), done_now, dtype=torch.bool, device=self.device)
+        return observe(self.config, self._state), reward, done, info
+
+    def observe(self) -> torch.Tensor:
+        """Observation of the current state, ``[B, obs_dim]``."""
+        return observe(self.config, self.state)
+
+    def move_platform(self, new_platform: torch.Tensor) -> None:
+        """Reversal: move the platform to ``new_platform`` ``[B, 2]`` from the next trial start on."""
+        self._state = move_platform(self.config, self.state, new_platform)

@@ -1,0 +1,576 @@
+"""Tests of the batched water maze (snn_icl.envs.water_maze) and the place-cell code.
+
+The central test runs the torch env in lockstep with a scalar pure-Python reference of the rules
+(``RefMaze`` below, written from the spec, one env at a time, float64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from snn_icl.envs.encoding import encode_position, place_cell_activity, place_cell_centres
+from snn_icl.envs.water_maze import (
+    WaterMaze,
+    WaterMazeConfig,
+    observe,
+    optimal_latency,
+    release_point,
+    reset_state,
+    step_state,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def homing(state, noise: float = 0.0, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """Unit-speed action straight at the platform centre (plus optional noise)."""
+    d = state.platform - state.position
+    a = d / torch.linalg.vector_norm(d, dim=-1, keepdim=True).clamp(min=1e-12)
+    if noise:
+        a = a + noise * torch.as_tensor(rng.standard_normal(tuple(a.shape)), dtype=a.dtype)
+    return a
+
+
+def mixed_policy(env: WaterMaze, rng: np.random.Generator) -> torch.Tensor:
+    """Half the envs home in (noisily), half swim at random with oversized actions."""
+    B = env.num_envs
+    a = homing(env.state, noise=0.5, rng=rng)
+    rand = torch.as_tensor(rng.uniform(-3, 3, size=(B, 2)), dtype=a.dtype)
+    return torch.where(torch.arange(B).unsqueeze(-1) % 2 == 0, a, rand)
+
+
+class RefMaze:
+    """One episode, scalar Python floats, written directly from the rules in the task spec."""
+
+    def __init__(self, cfg: WaterMazeConfig, platform, angles, probe_trial: int = -1):
+        self.cfg, self.angles, self.probe = cfg, [float(x) for x in angles], probe_trial
+        self.platform = [float(platform[0]), float(platform[1])]
+        self.trial, self.tstep, self.rest = 0, 0, 0
+        self.present = probe_trial != 0
+        self.pos = self._release(0)
+
+    def _release(self, k):
+        R = self.cfg.pool_radius
+        return [R * math.cos(self.angles[k]), R * math.sin(self.angles[k])]
+
+    def step(self, action):
+        cfg = self.cfg
+        ax, ay = (min(1.0, max(-1.0, float(v))) for v in action)
+        n = math.hypot(ax, ay)
+        if n > 1:
+            ax, ay = ax / n, ay / n
+        reward, end, latency = 0.0, False, 0
+        start_next = False
+        if self.rest > 0:
+            self.rest -= 1
+            start_next = self.rest == 0
+        else:
+            self.tstep += 1
+            ox, oy = self.pos
+            nx, ny = ox + cfg.v_max * ax, oy + cfg.v_max * ay
+            r = math.hypot(nx, ny)
+            if r > cfg.pool_radius:
+                nx, ny = nx * cfg.pool_radius / r, ny * cfg.pool_radius / r
+            dx, dy = nx - ox, ny - oy
+            cx, cy = self.platform
+            dd = dx * dx + dy * dy
+            t = 0.0 if dd == 0 else min(1.0, max(0.0, ((cx - ox) * dx + (cy - oy) * dy) / dd))
+            qx, qy = ox + t * dx, oy + t * dy
+            if self.present and math.hypot(qx - cx, qy - cy) <= cfg.platform_radius:
+                self.pos, reward, end = [qx, qy], 1.0, True
+            elif self.tstep >= cfg.trial_timeout:
+                self.pos, end, self.present = [cx, cy], True, True
+            else:
+                self.pos = [nx, ny]
+            if end:
+                latency, self.rest = self.tstep, cfg.rest_steps
+                start_next = self.rest == 0
+        if start_next:
+            self.trial += 1
+            self.tstep = 0
+            self.pos = self._release(self.trial)
+            self.present = self.trial != self.probe
+        return dict(
+            position=list(self.pos),
+            reward=reward,
+            trial=self.trial,
+            trial_end=end,
+            latency=latency,
+            contact=self.rest > 0 and self.present,
+        )
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("pool_radius", 0.0),
+        ("pool_radius", -1.0),
+        ("platform_radius", 0.0),
+        ("platform_radius", 0.95),
+        ("platform_margin", -0.1),
+        ("platform_margin", 0.95),
+        ("v_max", 0.0),
+        ("v_max", float("nan")),
+        ("trial_timeout", 0),
+        ("trial_timeout", 2.5),
+        ("rest_steps", -1),
+        ("episode_steps", 0),
+        ("place_grid", 0),
+        ("place_sigma", 0.0),
+        ("release", "diagonal"),
+    ],
+)
+def test_config_validation_names_field(field, value):
+    with pytest.raises(ValueError, match=field) as err:
+        WaterMazeConfig(**{field: value})
+    assert repr(value) in str(err.value) or field in ("platform_radius", "platform_margin")
+
+
+def test_config_edge_and_derived():
+    cfg = WaterMazeConfig(pool_radius=1.0, platform_radius=0.5, platform_margin=0.5)  # centre only
+    assert cfg.platform_centre_radius == 0.0
+    assert WaterMazeConfig().obs_dim == 7 * 7 + 2
+    assert WaterMazeConfig(place_grid=3).obs_dim == 11
+    assert WaterMazeConfig(episode_steps=200, rest_steps=3).max_trials == 51
+    with pytest.raises(Exception):
+        WaterMazeConfig().v_max = 0.2  # frozen
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def test_place_cell_centres_and_tuning():
+    c = place_cell_centres(3, 2.0, dtype=torch.float64)
+    expected = torch.tensor([[x, y] for y in (-2.0, 0.0, 2.0) for x in (-2.0, 0.0, 2.0)], dtype=torch.float64)
+    assert torch.equal(c, expected)  # x fastest
+    assert torch.equal(place_cell_centres(1, 1.0), torch.zeros(1, 2))
+    p = torch.tensor([[0.3, -0.4]], dtype=torch.float64)
+    r = place_cell_activity(p, c, 0.5)
+    manual = torch.exp(-((p - c) ** 2).sum(-1) / (2 * 0.5**2))
+    assert torch.allclose(r[0], manual)
+    assert torch.allclose(encode_position(p, 3, 2.0, 0.5), r)
+    assert float(place_cell_activity(torch.tensor([[-2.0, -2.0]]), place_cell_centres(3, 2.0), 0.5)[0, 0]) == 1.0
+
+
+def test_observation_layout_and_range():
+    cfg = WaterMazeConfig(place_grid=5, place_sigma=0.3)
+    env = WaterMaze(cfg, num_envs=4, seed=1, dtype=torch.float64)
+    obs = env.reset(release_angles=torch.zeros(4, 1))  # release at (R, 0)
+    assert obs.shape == (4, cfg.obs_dim) and obs.dtype == torch.float64
+    centres = place_cell_centres(5, 1.0, dtype=torch.float64)
+    expected = torch.exp(-((torch.tensor([1.0, 0.0], dtype=torch.float64) - centres) ** 2).sum(-1) / (2 * 0.3**2))
+    assert torch.allclose(obs[0, :25], expected)
+    assert torch.all(obs[:, 25:] == 0)  # no contact, no previous reward at reset
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        obs, *_ = env.step(mixed_policy(env, rng))
+        assert torch.all((obs >= 0) & (obs <= 1))
+
+
+# ----------------------------------------------------------------------------- dynamics
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        WaterMazeConfig(),
+        WaterMazeConfig(rest_steps=0, trial_timeout=15, release="cardinal"),
+        WaterMazeConfig(v_max=0.3, platform_radius=0.05, trial_timeout=10, rest_steps=2, episode_steps=120),
+    ],
+    ids=["default", "no-rest-cardinal", "fast"],
+)
+def test_matches_scalar_reference(cfg):
+    B = 12
+    env = WaterMaze(cfg, num_envs=B, seed=3, dtype=torch.float64)
+    probe = torch.tensor([-1, 0, 1, 2] * 3)
+    env.reset(probe_trial=probe)
+    refs = [
+        RefMaze(cfg, env.state.platform[i].tolist(), env.state.release_angles[i].tolist(), int(probe[i]))
+        for i in range(B)
+    ]
+    rng = np.random.default_rng(1)
+    n_rewards = 0
+    for _ in range(cfg.episode_steps):
+        action = mixed_policy(env, rng)
+        obs, reward, done, info = env.step(action)
+        for i, ref in enumerate(refs):
+            out = ref.step(action[i].tolist())
+            assert info["position"][i].tolist() == pytest.approx(out["position"], abs=1e-9)
+            assert float(reward[i]) == out["reward"]
+            assert int(info["trial"][i]) == out["trial"]
+            assert bool(info["trial_end"][i]) == out["trial_end"]
+            assert int(info["latency"][i]) == out["latency"]
+            assert bool(info["on_platform"][i]) == out["contact"] == bool(obs[i, -2])
+            assert float(obs[i, -1]) == out["reward"]
+        n_rewards += int(reward.sum())
+    assert done.all()
+    assert n_rewards > 2 * B  # the comparison covered many reaches
+
+
+def test_agent_never_leaves_pool():
+    cfg = WaterMazeConfig(v_max=0.25, episode_steps=100)
+    B = 128
+    env = WaterMaze(cfg, num_envs=B, seed=0)
+    rng = np.random.default_rng(0)
+    for episode in range(2):
+        env.reset()
+        for t in range(cfg.episode_steps):
+            pos = env.state.position
+            if episode == 0:
+                action = torch.as_tensor(rng.uniform(-50, 50, size=(B, 2)), dtype=torch.float32)
+            else:  # adversarial: straight out through the wall, at full speed and beyond
+                action = 10 * pos / torch.linalg.vector_norm(pos, dim=-1, keepdim=True)
+            _, _, _, info = env.step(action)
+            radius = torch.linalg.vector_norm(info["position"], dim=-1)
+            assert float(radius.max()) <= cfg.pool_radius + 1e-6
+            swim = ~info["trial_end"] & (info["trial_step"] > 1)  # plain swim steps
+            moved = torch.linalg.vector_norm(info["position"] - pos, dim=-1)
+            assert float(torch.where(swim, moved, 0.0).max()) <= cfg.v_max + 1e-6
+
+
+def test_action_is_clamped_then_scaled_to_unit_norm():
+    env = WaterMaze(WaterMazeConfig(), num_envs=3, seed=0, dtype=torch.float64)
+    env.reset(platform=torch.tensor([0.0, 0.7]), release_angles=torch.full((3, 1), math.pi, dtype=torch.float64))  # at (-1, 0)
+    _, _, _, info = env.step(torch.tensor([[0.3, 0.4], [5.0, 5.0], [7.0, 0.0]], dtype=torch.float64))
+    disp = info["position"] - torch.tensor([-1.0, 0.0], dtype=torch.float64)
+    s = 0.1 / math.sqrt(2)
+    assert torch.allclose(disp, torch.tensor([[0.03, 0.04], [s, s], [0.1, 0.0]], dtype=torch.float64))
+
+
+def test_reward_only_when_on_platform_and_only_on_reaching_step():
+    cfg = WaterMazeConfig()
+    B = 128
+    env = WaterMaze(cfg, num_envs=B, seed=5)
+    env.reset()
+    rng = np.random.default_rng(2)
+    rewards_this_trial = torch.zeros(B)
+    total = 0
+    for _ in range(cfg.episode_steps):
+        was_resting = env.state.rest_left > 0
+        _, reward, _, info = env.step(mixed_policy(env, rng))
+        hit = reward == 1
+        assert torch.all((reward == 0) | hit)
+        assert torch.equal(hit, info["escaped"])
+        dist = torch.linalg.vector_norm(info["position"] - info["platform"], dim=-1)
+        assert torch.all(dist[hit] <= cfg.platform_radius + 1e-6)
+        assert not torch.any(hit & was_resting)  # no reward while resting on the platform
+        rewards_this_trial += reward
+        assert float(rewards_this_trial.max()) <= 1
+        rewards_this_trial[info["trial_end"]] = 0
+        total += int(hit.sum())
+    assert total > B // 2
+
+
+def test_segment_test_catches_fly_through():
+    cfg = WaterMazeConfig(v_max=0.5)
+    west = torch.tensor([[math.pi]], dtype=torch.float64)
+    east = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    for offset, should_reach in [(0.0, True), (0.09, True), (0.11, False)]:
+        env = WaterMaze(cfg, num_envs=1, seed=0, dtype=torch.float64)
+        env.reset(platform=torch.tensor([[0.25, offset]]), release_angles=west)  # start at (-1, 0)
+        rewards = []
+        for _ in range(3):  # -1 -> -0.5 -> 0 -> 0.5: both ends of the last swim miss the platform
+            _, reward, _, info = env.step(east)
+            rewards.append(float(reward[0]))
+        assert rewards == [0.0, 0.0, 1.0 if should_reach else 0.0]
+        if should_reach:
+            assert info["position"][0].tolist() == pytest.approx([0.25, 0.0])  # closest point of the swim
+            assert int(info["latency"][0]) == 3
+
+
+def test_timeout_places_agent_on_platform_then_next_trial_starts_on_wall():
+    cfg = WaterMazeConfig(trial_timeout=5, rest_steps=3, episode_steps=40)
+    env = WaterMaze(cfg, num_envs=2, seed=4)
+    obs = env.reset()
+    angles = env.state.release_angles
+    release0 = env.state.position.clone()
+    zero = torch.zeros(2, 2)  # stay at the release point on the wall: never reaches the platform
+    for t in range(1, 41):
+        obs, reward, done, info = env.step(zero)
+        k, phase = divmod(t, 8)  # each trial: 5 swim steps + 3 rest steps
+        assert torch.all(reward == 0)
+        if phase in (1, 2, 3, 4):
+            assert not info["trial_end"].any() and not info["on_platform"].any()
+            assert torch.equal(info["trial_step"], torch.full((2,), phase))
+            assert torch.allclose(info["position"], release_point(cfg, angles[:, k]))
+        elif phase == 5:
+            assert info["trial_end"].all() and not info["escaped"].any()
+            assert torch.equal(info["latency"], torch.full((2,), 5))
+            assert torch.equal(info["ended_trial"], torch.full((2,), k))
+            assert torch.equal(info["position"], info["platform"])
+        elif phase in (6, 7):
+            assert torch.equal(info["position"], info["platform"]) and info["on_platform"].all()
+            assert torch.all(obs[:, -2] == 1)
+        else:  # phase 0: the last rest step starts trial k on the wall
+            assert torch.equal(info["trial"], torch.full((2,), k))
+            assert torch.equal(info["trial_step"], torch.zeros(2, dtype=torch.long))
+            assert not info["on_platform"].any() and torch.all(obs[:, -2] == 0)
+            assert torch.allclose(torch.linalg.vector_norm(info["position"], dim=-1), torch.ones(2))
+            assert torch.allclose(info["position"], release_point(cfg, angles[:, k]))
+            assert torch.equal(info["release"], info["position"])
+        if phase in (5, 6, 7):
+            assert torch.equal(info["trial"], torch.full((2,), k))
+    assert done.all()
+    assert not torch.allclose(release0, env.state.release)
+
+
+def test_no_rest_starts_next_trial_immediately():
+    cfg = WaterMazeConfig(trial_timeout=4, rest_steps=0, episode_steps=12)
+    env = WaterMaze(cfg, num_envs=1, seed=0)
+    env.reset()
+    for t in range(1, 13):
+        _, _, _, info = env.step(torch.zeros(1, 2))
+        if t % 4 == 0:
+            assert info["trial_end"].all()
+            assert int(info["ended_trial"][0]) == t // 4 - 1 and int(info["trial"][0]) == t // 4
+            assert float(torch.linalg.vector_norm(info["position"])) == pytest.approx(1.0)
+        else:
+            assert not info["trial_end"].any()
+
+
+def test_reach_rest_ignores_actions_then_new_release():
+    cfg = WaterMazeConfig(rest_steps=3)
+    env = WaterMaze(cfg, num_envs=1, seed=7)
+    env.reset()
+    expected = int(optimal_latency(cfg, env.state.release, env.state.platform)[0])
+    for t in range(1, expected + 1):
+        obs, reward, _, info = env.step(homing(env.state))
+    assert float(reward[0]) == 1 and int(info["latency"][0]) == expected == t
+    assert float(obs[0, -2]) == 1 and float(obs[0, -1]) == 1  # contact and previous reward
+    on = info["position"].clone()
+    for r in range(3):
+        obs, reward, _, info = env.step(torch.tensor([[1.0, -1.0]]))  # ignored while resting
+        assert float(reward[0]) == 0 and float(obs[0, -1]) == 0
+        if r < 2:
+            assert torch.equal(info["position"], on) and float(obs[0, -2]) == 1
+    assert int(info["trial"][0]) == 1 and float(obs[0, -2]) == 0
+    assert torch.allclose(info["position"], release_point(cfg, env.state.release_angles[:, 1]))
+
+
+def test_homing_latency_equals_optimal_latency():
+    cfg = WaterMazeConfig(v_max=0.07, rest_steps=0)
+    B = 256
+    env = WaterMaze(cfg, num_envs=B, seed=11, dtype=torch.float64)
+    env.reset()
+    first = torch.zeros(B, dtype=torch.long)
+    optimal = optimal_latency(cfg, env.state.release, env.state.platform)
+    for _ in range(cfg.trial_timeout):
+        _, _, _, info = env.step(homing(env.state))
+        ended0 = info["trial_end"] & (info["ended_trial"] == 0)
+        first[ended0] = info["latency"][ended0]
+        assert not torch.any(info["trial_end"] & ~info["escaped"])
+    assert torch.equal(first, optimal)
+    release = torch.tensor([[-1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    platform = torch.tensor([[0.0, 0.0], [0.05, 0.0]], dtype=torch.float64)
+    assert optimal_latency(WaterMazeConfig(), release, platform).tolist() == [9, 1]
+
+
+def test_platform_fixed_within_episode_new_across_resets():
+    cfg = WaterMazeConfig(episode_steps=50)
+    env = WaterMaze(cfg, num_envs=8, seed=0)
+    platforms = []
+    for _ in range(3):
+        env.reset()
+        start = env.state.platform.clone()
+        for _ in range(cfg.episode_steps):
+            _, _, _, info = env.step(homing(env.state))
+            assert torch.equal(info["platform"], start)
+        platforms.append(start)
+    assert not torch.allclose(platforms[0], platforms[1]) and not torch.allclose(platforms[1], platforms[2])
+    assert (platforms[0][:, None] - platforms[0][None]).abs().sum(-1).fill_diagonal_(1).min() > 0  # per env
+
+
+def test_platform_distribution_is_uniform_over_allowed_disk():
+    cfg = WaterMazeConfig()
+    state = reset_state(cfg, 40000, torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = torch.linalg.vector_norm(state.platform, dim=-1)
+    assert float(r.max()) <= cfg.platform_centre_radius
+    assert float((r <= cfg.platform_centre_radius / 2).double().mean()) == pytest.approx(0.25, abs=0.01)
+    assert float((state.platform[:, 0] > 0).double().mean()) == pytest.approx(0.5, abs=0.01)
+    wall = torch.linalg.vector_norm(state.position, dim=-1)
+    assert torch.allclose(wall, torch.ones_like(wall))
+
+
+def test_cardinal_release_points():
+    cfg = WaterMazeConfig(release="cardinal")
+    state = reset_state(cfg, 200, torch.Generator().manual_seed(0), dtype=torch.float64)
+    pts = release_point(cfg, state.release_angles).reshape(-1, 2).round(decimals=9)
+    assert {tuple(p) for p in pts.tolist()} == {(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)}
+
+
+def test_given_release_angles_and_platform_are_used_and_validated():
+    cfg = WaterMazeConfig(trial_timeout=3, rest_steps=1)
+    env = WaterMaze(cfg, num_envs=2, seed=0, dtype=torch.float64)
+    angles = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], dtype=torch.float64)
+    platform = torch.tensor([[0.1, 0.2], [-0.3, 0.0]], dtype=torch.float64)
+    env.reset(platform=platform, release_angles=angles)
+    assert torch.equal(env.state.platform, platform)
+    releases = [env.state.release.clone()]
+    for _ in range(8):
+        _, _, _, info = env.step(torch.zeros(2, 2))
+        if not torch.equal(info["release"], releases[-1]):
+            releases.append(info["release"].clone())
+    for k in range(3):
+        assert torch.allclose(releases[k], release_point(cfg, angles[:, k]))
+    with pytest.raises(ValueError, match="platform"):
+        env.reset(platform=torch.tensor([[0.85, 0.0], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="platform"):
+        env.reset(platform=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="release_angles"):
+        env.reset(release_angles=torch.zeros(5, 2))
+
+
+def test_same_seed_same_episode_different_seed_different():
+    def rollout(seed, reseed=None):
+        env = WaterMaze(WaterMazeConfig(episode_steps=60), num_envs=4, seed=seed)
+        if reseed is not None:
+            env.reset()
+            env.step(torch.zeros(4, 2))
+        obs = [env.reset(seed=reseed)]
+        rng = np.random.default_rng(0)  # same actions for every rollout
+        for _ in range(60):
+            action = torch.as_tensor(rng.uniform(-1, 1, size=(4, 2)), dtype=torch.float32)
+            obs.append(env.step(action)[0])
+        return torch.stack(obs)
+
+    a, b, c = rollout(0), rollout(0), rollout(1)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert torch.equal(rollout(99, reseed=0), a)  # reset(seed=...) reseeds
+
+
+def test_float32_and_float64_agree():
+    cfg = WaterMazeConfig(episode_steps=30)
+    e32 = WaterMaze(cfg, num_envs=3, seed=2, dtype=torch.float32)
+    e64 = WaterMaze(cfg, num_envs=3, seed=2, dtype=torch.float64)
+    o32, o64 = e32.reset(), e64.reset()
+    assert torch.allclose(o32.double(), o64, atol=1e-6)
+    for _ in range(30):
+        a = torch.tensor([[0.5, -0.2], [-1.0, 0.3], [0.0, 0.9]])
+        o32 = e32.step(a)[0]
+        o64 = e64.step(a.double())[0]
+    assert torch.allclose(o32.double(), o64, atol=1e-4)
+
+
+def test_probe_trial_no_reward_no_contact_then_platform_back():
+    cfg = WaterMazeConfig(trial_timeout=30, rest_steps=2, episode_steps=80)
+    env = WaterMaze(cfg, num_envs=16, seed=3)
+    env.reset(probe_trial=0)
+    closest = torch.full((16,), 9.0)
+    for t in range(1, cfg.trial_timeout + 1):
+        obs, reward, _, info = env.step(homing(env.state))  # swims right onto the platform site
+        dist = torch.linalg.vector_norm(info["position"] - info["platform"], dim=-1)
+        closest = torch.minimum(closest, dist)
+        assert torch.all(reward == 0)
+        if t < cfg.trial_timeout:
+            assert torch.all(obs[:, -2] == 0) and not info["platform_present"].any()
+            assert not info["trial_end"].any()
+    assert torch.all(closest < cfg.platform_radius)  # it did cross the (absent) platform
+    assert info["trial_end"].all() and torch.equal(info["latency"], torch.full((16,), 30))
+    assert torch.equal(info["position"], info["platform"]) and info["platform_present"].all()
+    assert torch.all(obs[:, -2] == 1)  # placed on it as after a time-out: contact is back
+    escaped_after = torch.zeros(16, dtype=torch.bool)
+    for _ in range(cfg.episode_steps - cfg.trial_timeout):
+        _, reward, _, info = env.step(homing(env.state))
+        escaped_after |= reward == 1
+        assert not torch.any((reward == 1) & (info["trial"] == 0))
+    assert escaped_after.all()  # the platform is present in later trials
+
+
+def test_move_platform_takes_effect_at_next_trial():
+    cfg = WaterMazeConfig(rest_steps=30)  # long rest: every env is on the old platform at once
+    env = WaterMaze(cfg, num_envs=4, seed=9, dtype=torch.float64)
+    env.reset()
+    old = env.state.platform.clone()
+    new = -old
+    while not env.state.rest_left.gt(0).all():  # reach the old platform in every env
+        env.step(homing(env.state) * (env.state.rest_left == 0).unsqueeze(-1))
+    env.move_platform(new)
+    assert torch.equal(env.state.platform, old)  # still resting on the old one
+    seen = torch.zeros(4, dtype=torch.bool)
+    for _ in range(60):
+        _, reward, _, info = env.step(homing(env.state))
+        started = info["trial"] >= 1
+        assert torch.equal(info["platform"][started], new[started])
+        assert torch.equal(info["platform"][~started], old[~started])
+        seen |= (reward == 1) & started
+    assert seen.all()
+    with pytest.raises(ValueError, match="platform"):
+        env.move_platform(torch.tensor([0.9, 0.0]))
+
+
+def test_no_cross_talk_between_batched_envs():
+    cfg = WaterMazeConfig(episode_steps=120, trial_timeout=25)
+    B = 6
+    gen = torch.Generator().manual_seed(123)
+    platform = reset_state(cfg, B, gen).platform
+    angles = 2 * math.pi * torch.rand(B, cfg.max_trials, generator=gen)
+    copies, originals = [4, 5], [0, 2]  # envs 4 and 5 replay envs 0 and 2: events coincide across envs
+    platform[copies], angles[copies] = platform[originals], angles[originals]
+    probe = [-1, 1, -1, 0, -1, -1]
+
+    batched = WaterMaze(cfg, num_envs=B, seed=0)
+    batched.reset(platform=platform, release_angles=angles, probe_trial=torch.tensor(probe))
+    actions, out_b = [], []
+    for t in range(cfg.episode_steps):
+        a = torch.rand(B, 2, generator=gen) * 2 - 1
+        a[::2] = 0.3 * a[::2] + homing(batched.state)[::2]  # even envs find the platform
+        a[copies] = a[originals]
+        actions.append(a)
+        obs, reward, _, info = batched.step(a)
+        out_b.append(torch.cat([obs, reward[:, None], info["position"], info["trial"][:, None].float()], -1))
+    out_b = torch.stack(out_b)  # [T, B, obs_dim + 4]
+    assert out_b[:, :, -4].sum() > 10  # many reaches (-4 is the reward column) ...
+    assert torch.equal(out_b[:, 0], out_b[:, 4])  # ... some of them simultaneous
+    for i in range(B):
+        single = WaterMaze(cfg, num_envs=1, seed=1000 + i)
+        single.reset(platform=platform[i : i + 1], release_angles=angles[i : i + 1], probe_trial=probe[i])
+        for t in range(cfg.episode_steps):
+            obs, reward, _, info = single.step(actions[t][i : i + 1])
+            row = torch.cat([obs, reward[:, None], info["position"], info["trial"][:, None].float()], -1)
+            assert torch.equal(row[0], out_b[t, i]), (i, t)
+
+
+def test_done_on_last_step_and_step_after_done_raises():
+    cfg = WaterMazeConfig(episode_steps=7)
+    env = WaterMaze(cfg, num_envs=3, seed=0)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(torch.zeros(3, 2))
+    for _ in range(2):
+        env.reset()
+        for t in range(1, 8):
+            _, _, done, _ = env.step(torch.zeros(3, 2))
+            assert done.dtype == torch.bool and done.shape == (3,)
+            assert bool(done.all()) == (t == 7) and bool(done.any()) == (t == 7)
+        with pytest.raises(RuntimeError, match="reset"):
+            env.step(torch.zeros(3, 2))
+    env.reset()
+    with pytest.raises(ValueError, match="shape"):
+        env.step(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(torch.full((3, 2), float("nan")))
+
+
+def test_pure_functions_match_class():
+    cfg = WaterMazeConfig(episode_steps=20)
+    env = WaterMaze(cfg, num_envs=3, seed=8)
+    obs = env.reset()
+    state = reset_state(cfg, 3, torch.Generator().manual_seed(8))
+    assert torch.equal(observe(cfg, state), obs)
+    for _ in range(20):
+        a = homing(state)
+        state, r_pure, info_pure = step_state(cfg, state, a)
+        _, r_cls, _, info_cls = env.step(a)
+        assert torch.equal(r_pure, r_cls) and torch.equal(info_pure["position"], info_cls["position"])
+    assert set(info_cls) >= {
+        "position", "platform", "trial", "on_platform", "trial_end", "escaped", "latency", "release", "trial_step",
+    }
+    assert info_cls["trial"].dtype == torch.long and info_cls["latency"].dtype == torch.long
+    assert info_cls["on_platform"].dtype == torch.bool
