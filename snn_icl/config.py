@@ -40,8 +40,8 @@ def _check(cond: bool, key: str, msg: str, value: Any) -> None:
 class AgentConfig:
     """The agent: network size, neuron parameters (ms) and how observations enter it."""
 
-    kind: Literal["lsnn"] = "lsnn"
-    """Agent family (the LSNN; baselines arrive with their own kinds)."""
+    kind: Literal["lsnn", "lstm"] = "lsnn"
+    """Agent family: the spiking network ("lsnn") or the LSTM baseline ("lstm")."""
     n_regular: int = 100
     """Regular (non-adapting, beta = 0) neurons."""
     n_adaptive: int = 100
@@ -72,6 +72,8 @@ class AgentConfig:
     """Readout filter time constant (ms)."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy (action units)."""
+    hidden_size: int = 128
+    """LSTM units (kind = "lstm"; the LSNN keys above are then unused)."""
 
     def __post_init__(self) -> None:
         _check(self.n_regular >= 0, "n_regular", "must be >= 0", self.n_regular)
@@ -84,6 +86,7 @@ class AgentConfig:
         _check(self.n_ref >= 0, "n_ref", "must be >= 0", self.n_ref)
         _check(self.ms_per_step >= 1, "ms_per_step", "must be >= 1", self.ms_per_step)
         _check(self.input_scale > 0, "input_scale", "must be > 0", self.input_scale)
+        _check(self.hidden_size >= 1, "hidden_size", "must be >= 1", self.hidden_size)
         _check(self.max_rate_hz * 1e-3 <= 1.0, "max_rate_hz",
                "must be <= 1000 (at most one spike per 1-ms step)", self.max_rate_hz)
 

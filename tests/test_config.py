@@ -6,7 +6,7 @@ from snn_icl.config import ConfigError, TaskConfig, load_task, replace, task_fro
 from tests.conftest import TASKS
 
 
-@pytest.mark.parametrize("name", ["water_maze.toml", "water_maze_tiny.toml"])
+@pytest.mark.parametrize("name", ["water_maze.toml", "water_maze_tiny.toml", "water_maze_lstm.toml"])
 def test_shipped_tasks_load(name):
     task = load_task(TASKS / name)
     assert isinstance(task, TaskConfig)

@@ -82,3 +82,22 @@ def test_bad_arguments():
         LSNNAgent(7, 2, 2, input_mode="rate")
     with pytest.raises(ValueError, match="ms_per_step"):
         LSNNAgent(7, 2, 2, ms_per_step=0)
+
+
+def test_lstm_agent_replay_equals_stepwise_acting():
+    from snn_icl.models.lstm import LSTMAgent
+
+    torch.manual_seed(0)
+    agent = LSTMAgent(7, 16).double()
+    obs = torch.rand(20, 3, 7, dtype=torch.float64)
+    state, means, values = agent.initial_state(3), [], []
+    for t in range(20):
+        out = agent.act(obs[t], state)
+        state = out.state
+        means.append(out.policy.mean)
+        values.append(out.policy.value)
+    replay = agent.evaluate_sequence(obs, None)
+    torch.testing.assert_close(replay.mean, torch.stack(means), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(replay.value, torch.stack(values), rtol=1e-10, atol=1e-12)
+    reset = agent.reset_state(state, torch.tensor([False, True, False]))
+    assert (reset.h[1] == 0).all() and torch.equal(reset.c[0], state.c[0])

@@ -1,4 +1,4 @@
-"""Agents: the LSNN (spiking, adaptive thresholds) and, later, the transformer and LSTM baselines.
+"""Agents: the LSNN (spiking, adaptive thresholds) and the LSTM baseline (the transformer comes later).
 
 All follow :class:`snn_icl.models.agent.Agent`; :func:`build_agent` makes one from the ``[agent]``
 table of a task file.
@@ -17,4 +17,8 @@ def build_agent(obs_dim: int, agent_cfg: Any) -> nn.Module:
         from snn_icl.models.lsnn_agent import LSNNAgent
 
         return LSNNAgent.from_config(obs_dim, agent_cfg)
+    if agent_cfg.kind == "lstm":
+        from snn_icl.models.lstm import LSTMAgent
+
+        return LSTMAgent.from_config(obs_dim, agent_cfg)
     raise ValueError(f"unknown agent kind {agent_cfg.kind!r}")

@@ -1,0 +1,74 @@
+"""The LSTM baseline agent (Bellec et al. 2018 compared LSNNs with LSTMs; RL^2 used GRUs).
+
+The observation vector goes straight into one LSTM layer; linear heads read the hidden state:
+
+    h_t, c_t = LSTM(obs_t, (h_{t-1}, c_{t-1}))
+    mean = h_t W_mu + b_mu,   value = h_t w_v + b_v,   log_std: a free parameter [2]
+
+One LSTM step per env step. Memory across trials lives in (h, c), reset between episodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from snn_icl.models.agent import ActOutput, PolicyOutput
+
+
+class LSTMState(NamedTuple):
+    h: Tensor
+    """Hidden state [B, H]."""
+    c: Tensor
+    """Cell state [B, H]."""
+
+
+class LSTMAgent(nn.Module):
+    """Gaussian policy and value heads on one LSTM layer of ``hidden_size`` units."""
+
+    def __init__(self, obs_dim: int, hidden_size: int = 128, *, init_log_std: float = -0.5) -> None:
+        super().__init__()
+        if hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {hidden_size!r}")
+        self.obs_dim, self.hidden_size = obs_dim, hidden_size
+        self.lstm = nn.LSTM(obs_dim, hidden_size)
+        self.mean_head = nn.Linear(hidden_size, 2)
+        self.value_head = nn.Linear(hidden_size, 1)
+        self.log_std = nn.Parameter(torch.full((2,), float(init_log_std)))
+        nn.init.normal_(self.mean_head.weight, std=0.01)
+        nn.init.zeros_(self.mean_head.bias)
+
+    @classmethod
+    def from_config(cls, obs_dim: int, cfg: Any) -> "LSTMAgent":
+        return cls(obs_dim, cfg.hidden_size, init_log_std=cfg.init_log_std)
+
+    def initial_state(self, batch: int) -> LSTMState:
+        w = self.mean_head.weight
+        zeros = torch.zeros(batch, self.hidden_size, dtype=w.dtype, device=w.device)
+        return LSTMState(zeros, zeros.clone())
+
+    def _heads(self, h: Tensor) -> PolicyOutput:
+        return PolicyOutput(self.mean_head(h), self.log_std, self.value_head(h).squeeze(-1))
+
+    def act(self, obs: Tensor, state: LSTMState | None, *,
+            generator: torch.Generator | None = None, record: bool = False) -> ActOutput:
+        """One env step: obs [B, obs_dim] -> policy [B]; trace (record) is the new state."""
+        x = obs.to(self.mean_head.weight)
+        if state is None:
+            state = self.initial_state(x.shape[0])
+        out, (h, c) = self.lstm(x.unsqueeze(0), (state.h.unsqueeze(0), state.c.unsqueeze(0)))
+        new = LSTMState(h[0], c[0])
+        return ActOutput(self._heads(out[0]), new, x, new if record else None)
+
+    def evaluate_sequence(self, net_input: Tensor, state: LSTMState | None) -> PolicyOutput:
+        """Re-run an episode: net_input [T, B, obs_dim] -> policy [T, B]."""
+        if state is None:
+            state = self.initial_state(net_input.shape[1])
+        out, _ = self.lstm(net_input, (state.h.unsqueeze(0), state.c.unsqueeze(0)))
+        return self._heads(out)
+
+    def reset_state(self, state: LSTMState, mask: Tensor) -> LSTMState:
+        keep = (~mask).to(state.h.dtype).unsqueeze(-1)
+        return LSTMState(state.h * keep, state.c * keep)
