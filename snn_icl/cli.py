@@ -24,9 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-SIMULATION_FILE = "simulation.safetensors"
-SIMULATION_META = "simulation.json"
-CONFIG_FILE = "config.toml"
 # What a simulation keeps: behaviour per env step and the network's spikes/thresholds per ms.
 SIMULATION_KEYS = ("position", "trial", "on_platform", "release", "reward", "action", "escaped",
                    "trial_end", "latency", "platform", "z", "A")
@@ -59,6 +56,7 @@ def simulate(
     """Run the (untrained) agent with frozen weights; save trajectories, spikes and thresholds."""
     from snn_icl import io
     from snn_icl.config import load_task, task_to_dict
+    from snn_icl.figures import CONFIG_FILE, SIMULATION_FILE, SIMULATION_META
     from snn_icl.simulate import make_agent, simulate as run_sim
     from snn_icl.summary import behaviour_summary
 
@@ -148,41 +146,18 @@ def evaluate(
 @app.command()
 @_clean_errors
 def plot(
-    run: Path = typer.Argument(..., help="A directory written by `snn-icl simulate`."),
+    run: Path = typer.Argument(..., help="A directory from `snn-icl simulate` or `snn-icl train`."),
     episode: int = typer.Option(0, "--episode", "-e", min=0, help="Which episode to draw."),
-    max_trials: int = typer.Option(None, "--max-trials", help="Draw only the first trials."),
+    max_trials: int = typer.Option(None, "--max-trials",
+                                   help="Draw only the first trials (trained runs: 4)."),
     fmt: str = typer.Option("png", "--format", help="png or pdf."),
 ) -> None:
-    """Draw the swim paths of one episode and its spike raster with adaptive thresholds."""
-    from snn_icl import io, plots
-    from snn_icl.config import load_task
+    """Draw swim paths and the spike raster with adaptive thresholds; for a training run also
+    the learning curve, the probe-trial occupancy and (with RUN/eval.json) latency by trial."""
+    from snn_icl.figures import figures_for
 
-    if fmt not in ("png", "pdf"):
-        raise ValueError(f"--format must be png or pdf, got {fmt!r}")
-    if not (run / SIMULATION_FILE).is_file():
-        raise FileNotFoundError(f"{run} holds no {SIMULATION_FILE}; run `snn-icl simulate` first")
-    cfg = load_task(run / CONFIG_FILE)
-    sim = io.load_tensors(run / SIMULATION_FILE)
-    n_episodes = sim["position"].shape[1]
-    if episode >= n_episodes:
-        raise ValueError(f"--episode {episode} out of range: {run} holds {n_episodes} episodes")
-    e = episode
-    fig = plots.plot_trajectories(
-        sim["position"][:, e], sim["trial"][:, e], sim["platform"][e],
-        pool_radius=cfg.env.pool_radius, platform_radius=cfg.env.platform_radius,
-        on_platform=sim["on_platform"][:, e], escaped=sim["escaped"][:, e], max_trials=max_trials,
-        title=f"{cfg.name}: episode {e}, swim paths (o = release, x = timed out)")
-    paths = [run / f"trajectories.{fmt}"]
-    plots.save(fig, paths[0])
-    if "z" in sim:
-        fig = plots.plot_raster(sim["z"][:, e], sim["A"][:, e], n_regular=cfg.agent.n_regular,
-                                trial=sim["trial"][:, e], ms_per_step=cfg.agent.ms_per_step,
-                                v_th=cfg.agent.v_th,
-                                title=f"{cfg.name}: episode {e}, spikes and adaptive thresholds")
-        paths.append(run / f"raster.{fmt}")
-        plots.save(fig, paths[1])
-    for p in paths:
-        typer.echo(f"wrote {p}")
+    for path in figures_for(run, episode, fmt, max_trials):
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

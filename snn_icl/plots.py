@@ -154,3 +154,100 @@ def save(fig: Figure, path: Any, dpi: int = 130) -> None:
     fmt = Path(path).suffix.lstrip(".") or "png"
     atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
     plt.close(fig)
+
+
+def plot_latency_by_trial(result: dict[str, Any], *, title: str | None = None,
+                          max_trials: int | None = None) -> Figure:
+    """Median escape latency per trial index with bootstrap 95 % bands, against the
+    straight-line optimum and the no-memory and random controls (an ``evaluate`` result)."""
+    fig, ax = plt.subplots(figsize=(5.8, 4.0))
+    blocks = [("trained agent", result, "tab:red"),
+              ("no memory (state reset each trial)", result.get("control_no_memory"), "tab:blue"),
+              ("random swimmer", result.get("control_random"), "0.5")]
+    for label, block, colour in blocks:
+        if not block:
+            continue
+        lat = np.array([np.nan if v is None else v for v in block["latency_by_trial"]], float)
+        ci = np.array([[np.nan if v is None else v for v in pair] for pair in block["latency_ci"]],
+                      float)
+        n = len(lat) if max_trials is None else min(max_trials, len(lat))
+        k = np.arange(1, n + 1)
+        ax.plot(k, lat[:n], "o-", color=colour, label=label, lw=1.6, ms=4)
+        ax.fill_between(k, ci[:n, 0], ci[:n, 1], color=colour, alpha=0.15, lw=0)
+    opt = np.array([np.nan if v is None else v for v in result["optimal_latency_by_trial"]], float)
+    n = len(opt) if max_trials is None else min(max_trials, len(opt))
+    ax.plot(np.arange(1, n + 1), opt[:n], "k--", lw=1, label="straight swim (optimum)")
+    ax.set_xlabel("trial in episode")
+    ax.set_ylabel("median escape latency (env steps)")
+    ax.set_xticks(np.arange(1, n + 1))
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title or f"one-shot learning ({result.get('episodes', '?')} held-out episodes, "
+                 "95 % bootstrap bands)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probe_occupancy(position: Any, platform: Any, in_probe: Any, *, pool_radius: float = 1.0,
+                         platform_radius: float = 0.1, bins: int = 40,
+                         title: str | None = None) -> Figure:
+    """Where the agent swam during the probe trial (platform removed), pooled over episodes.
+
+    Each episode is rotated so its platform lies due East; the target quadrant is outlined.
+
+    Args:
+        position: [T, B, 2] positions; platform: [B, 2]; in_probe: [T, B] bool (probe swim steps).
+    """
+    position, platform, in_probe = _np(position), _np(platform), _np(in_probe).astype(bool)
+    angle = np.arctan2(platform[:, 1], platform[:, 0])
+    c, s = np.cos(-angle), np.sin(-angle)
+    x = position[..., 0] * c - position[..., 1] * s
+    y = position[..., 0] * s + position[..., 1] * c
+    radius = np.linalg.norm(platform, axis=-1).mean()
+    fig, ax = plt.subplots(figsize=(5.0, 4.4))
+    h, xe, ye = np.histogram2d(x[in_probe], y[in_probe], bins=bins,
+                               range=[[-pool_radius, pool_radius]] * 2)
+    h = h / max(h.sum(), 1)
+    im = ax.imshow(h.T, origin="lower", extent=[-pool_radius, pool_radius] * 2, cmap="magma")
+    fig.colorbar(im, ax=ax, label="fraction of probe time")
+    ax.add_patch(Circle((0, 0), pool_radius, fill=False, lw=1.2, color="w"))
+    ax.add_patch(Circle((radius, 0), platform_radius, fill=False, lw=1.2, ls="--", color="c"))
+    for sign in (1, -1):
+        ax.plot([0, pool_radius * np.cos(np.pi / 4)], [0, sign * pool_radius * np.sin(np.pi / 4)],
+                color="c", lw=0.8)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or "probe trial occupancy (platform rotated East, dashed; target quadrant)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curve(rows: list[dict[str, Any]], *, title: str | None = None) -> Figure:
+    """Training curves from ``metrics.csv``: goals per episode, and latency on trial 1 versus
+    trials 2-4 of the training batches (with action noise), against training episodes."""
+    ep = np.array([float(r["episodes"]) for r in rows])
+    goals = np.array([float(r["goals_per_episode"]) for r in rows])
+    lat1 = np.array([float(r["latency_trial1"]) for r in rows])
+    lat24 = np.array([float(r["latency_trials2_4"]) for r in rows])
+
+    def smooth(v: np.ndarray) -> np.ndarray:
+        w = max(1, len(v) // 50)
+        return np.convolve(v, np.ones(w) / w, mode="valid") if len(v) >= w else v
+
+    def x(v: np.ndarray) -> np.ndarray:
+        return ep[len(ep) - len(v):]
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a1.plot(x(smooth(goals)), smooth(goals), color="k")
+    a1.set_xlabel("training episodes")
+    a1.set_ylabel("goals per episode")
+    a2.plot(x(smooth(lat1)), smooth(lat1), color="tab:purple", label="trial 1 (search)")
+    a2.plot(x(smooth(lat24)), smooth(lat24), color="tab:green", label="trials 2-4 (memory)")
+    a2.set_xlabel("training episodes")
+    a2.set_ylabel("median latency (env steps)")
+    a2.legend(fontsize=8, frameon=False)
+    fig.suptitle(title or "meta-training", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -98,3 +98,16 @@ def test_cli_evaluate_writes_the_report(tmp_path, tiny_task_path):
 def test_cli_evaluate_bad_source(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no checkpoint" in result.output
+
+
+def test_plot_of_a_trained_run_draws_every_figure(tmp_path, tiny_task_path):
+    run = tmp_path / "run"
+    train_run(tiny_task_path, run, progress=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(run), "-n", "4", "--out", str(run / "eval.json")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    for name in ("trajectories", "raster", "learning_curve", "probe_occupancy", "latency_by_trial"):
+        data = (run / f"{name}.png").read_bytes()
+        assert data[:4] == b"\x89PNG" and len(data) > 5_000, name

@@ -1,0 +1,105 @@
+"""The figure sets that ``snn-icl plot`` draws for a directory.
+
+A simulation directory (``snn-icl simulate``) gets the swim paths of one episode and its raster
+with adaptive thresholds. A training run directory additionally gets, from a held-out episode of
+the trained agent, the paths of trials 1-4 (a search, then direct swims if it learned) and the
+raster across trial boundaries; the learning curve from ``metrics.csv``; the probe-trial
+occupancy map; and, when ``eval.json`` is there (``snn-icl evaluate RUN --out RUN/eval.json``),
+latency by trial against the optimum and the controls.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+import torch
+
+from snn_icl import io, plots
+from snn_icl.config import TaskConfig, load_task
+
+SIMULATION_FILE = "simulation.safetensors"
+SIMULATION_META = "simulation.json"
+CONFIG_FILE = "config.toml"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+EVAL_FILE = "eval.json"
+
+
+def episode_figures(sim: dict[str, torch.Tensor], task: TaskConfig, episode: int, out: Path,
+                    fmt: str, *, max_trials: int | None = None, label: str = "") -> list[Path]:
+    """Swim paths and (if recorded) raster + thresholds of one episode of ``sim``."""
+    n_episodes = sim["position"].shape[1]
+    if not 0 <= episode < n_episodes:
+        raise ValueError(f"--episode {episode} out of range: there are {n_episodes} episodes")
+    e = episode
+    name = f"{task.name}{label}: episode {e}"
+    fig = plots.plot_trajectories(
+        sim["position"][:, e], sim["trial"][:, e], sim["platform"][e],
+        pool_radius=task.env.pool_radius, platform_radius=task.env.platform_radius,
+        on_platform=sim["on_platform"][:, e], escaped=sim["escaped"][:, e],
+        max_trials=max_trials, title=f"{name}, swim paths (o = release, x = timed out)")
+    paths = [out / f"trajectories.{fmt}"]
+    plots.save(fig, paths[-1])
+    if "z" in sim and task.agent.kind == "lsnn":
+        fig = plots.plot_raster(sim["z"][:, e], sim["A"][:, e], n_regular=task.agent.n_regular,
+                                trial=sim["trial"][:, e], ms_per_step=task.agent.ms_per_step,
+                                v_th=task.agent.v_th,
+                                title=f"{name}, spikes and adaptive thresholds")
+        paths.append(out / f"raster.{fmt}")
+        plots.save(fig, paths[-1])
+    return paths
+
+
+def simulation_figures(run: Path, episode: int, fmt: str, max_trials: int | None) -> list[Path]:
+    task = load_task(run / CONFIG_FILE)
+    sim = io.load_tensors(run / SIMULATION_FILE)
+    return episode_figures(sim, task, episode, run, fmt, max_trials=max_trials)
+
+
+def training_figures(run: Path, episode: int, fmt: str, max_trials: int | None,
+                     probe_episodes: int = 64) -> list[Path]:
+    """Figures of a trained run (see the module docstring)."""
+    from snn_icl.checkpoint import load_agent
+    from snn_icl.evaluate import run_condition
+    from snn_icl.simulate import frozen, simulate
+
+    agent, task, counters = load_agent(run / CHECKPOINT_FILE)
+    frozen(agent)
+    label = f" after {counters.get('episodes', '?')} training episodes"
+    sim = simulate(task, agent, episode + 1, task.eval.seed, deterministic=task.eval.deterministic,
+                   progress=False)
+    paths = episode_figures(sim, task, episode, run, fmt, label=label,
+                            max_trials=4 if max_trials is None else max_trials)
+    metrics = run / "metrics.csv"
+    if metrics.is_file():
+        with metrics.open() as f:
+            rows = list(csv.DictReader(f))
+        if rows:
+            paths.append(run / f"learning_curve.{fmt}")
+            plots.save(plots.plot_learning_curve(rows, title=f"{task.name}: meta-training"),
+                       paths[-1])
+    probe = run_condition(agent, task, probe_episodes, task.eval.seed, probe=True)
+    in_probe = (probe["trial"][1:] == task.eval.probe_trial) & ~probe["on_platform"][1:]
+    paths.append(run / f"probe_occupancy.{fmt}")
+    plots.save(plots.plot_probe_occupancy(
+        probe["position"][1:], probe["platform"], in_probe, pool_radius=task.env.pool_radius,
+        platform_radius=task.env.platform_radius,
+        title=f"probe trial {task.eval.probe_trial + 1}, {probe_episodes} episodes\n"
+              "(platform rotated East, dashed; target quadrant outlined)"), paths[-1])
+    if (run / EVAL_FILE).is_file():
+        result = io.read_json(run / EVAL_FILE)
+        paths.append(run / f"latency_by_trial.{fmt}")
+        plots.save(plots.plot_latency_by_trial(result, max_trials=6), paths[-1])
+    return paths
+
+
+def figures_for(run: Path, episode: int = 0, fmt: str = "png",
+                max_trials: int | None = None) -> list[Path]:
+    """Draw what fits the directory ``run``; returns the files written."""
+    if fmt not in ("png", "pdf"):
+        raise ValueError(f"--format must be png or pdf, got {fmt!r}")
+    if (run / CHECKPOINT_FILE).is_file():
+        return training_figures(run, episode, fmt, max_trials)
+    if (run / SIMULATION_FILE).is_file():
+        return simulation_figures(run, episode, fmt, max_trials)
+    raise FileNotFoundError(f"{run} holds neither {SIMULATION_FILE} nor {CHECKPOINT_FILE}; "
+                            "run `snn-icl simulate` or `snn-icl train` first")
