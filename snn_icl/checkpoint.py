@@ -115,3 +115,10 @@ def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]
     agent = build_agent(task.env.obs_dim, task.agent)
     counters = load_into(path, agent, task)
     return agent, task, counters
+
+
+def release_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint without optimizer and RNG state (weights, config, counters only): the
+    form shipped inside the package. It evaluates identically; it cannot resume training."""
+    agent, task, counters = load_agent(src)
+    return save_checkpoint(dst, task, agent, **counters)

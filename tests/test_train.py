@@ -119,3 +119,17 @@ def test_cli_train_smoke(tmp_path, tiny_task_path):
     result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert "trained 3 iterations" in result.output and (run / CHECKPOINT).exists()
+
+
+def test_release_copy_keeps_the_weights_and_drops_training_state(tmp_path, tiny_task_path):
+    from snn_icl.checkpoint import release_copy
+
+    run = tmp_path / "run"
+    train_run(tiny_task_path, run, progress=False, stop_after=1)
+    dst = release_copy(run / CHECKPOINT, tmp_path / "release.safetensors")
+    full, small = io.load_tensors(run / CHECKPOINT), io.load_tensors(dst)
+    assert not any(k.startswith(("optim.", "rng.")) for k in small)
+    assert {k for k in full if k.startswith("agent.")} == set(small)
+    for key in small:
+        assert torch.equal(full[key], small[key])
+    assert read_metadata(dst)["counters"]["iteration"] == 1
