@@ -82,3 +82,13 @@ def test_bad_task_stops_with_one_message_and_keeps_old_results(sim_dir, tmp_path
     assert result.exit_code == 2
     assert "platform_radius" in result.output and "Traceback" not in result.output
     assert (sim_dir / "simulation.safetensors").read_bytes() == before
+
+
+def test_outputs_get_the_usual_file_mode(sim_dir):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((sim_dir / "simulation.safetensors").stat().st_mode)
+    assert mode == 0o666 & ~umask
