@@ -121,6 +121,11 @@ class TrainConfig:
     """Value loss weight."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
+    rate_reg: float = 0.0
+    """Firing-rate regularisation (spiking agents): rate_reg * mean_i (rate_i - target)^2, rates
+    in spikes per ms (Bellec et al. 2018 keep LSNN rates near a target the same way)."""
+    target_rate_hz: float = 20.0
+    """Target firing rate of every neuron for rate_reg (Hz)."""
     checkpoint_minutes: float = 5.0
     """Wall time between checkpoints."""
     threads: int = 2
@@ -133,7 +138,9 @@ class TrainConfig:
             _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
         for key in ("discount", "gae_lambda"):
             _check(0 <= getattr(self, key) <= 1, key, "must be in [0, 1]", getattr(self, key))
-        for key in ("entropy_coef", "value_coef"):
+        _check(0 < self.target_rate_hz < 1000, "target_rate_hz", "must be in (0, 1000)",
+               self.target_rate_hz)
+        for key in ("entropy_coef", "value_coef", "rate_reg"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
                f"must divide batch_episodes = {self.batch_episodes}", self.minibatches)

@@ -133,3 +133,22 @@ def test_release_copy_keeps_the_weights_and_drops_training_state(tmp_path, tiny_
     for key in small:
         assert torch.equal(full[key], small[key])
     assert read_metadata(dst)["counters"]["iteration"] == 1
+
+
+def test_rate_regularisation_pulls_firing_towards_the_target(tiny_task):
+    from snn_icl.train.ppo import collect, new_state, ppo_update
+
+    def mean_rate(task, steps):
+        state = new_state(task, make_agent(task))
+        rates = []
+        for _ in range(steps):
+            stats = ppo_update(state, collect(state, task), task)
+            state.iteration += 1
+            rates.append(stats["rate_hz"])
+        return rates
+
+    free = replace(tiny_task, train={"rate_reg": 0.0, "lr": 1e-2, "epochs": 2})
+    held = replace(tiny_task, train={"rate_reg": 100.0, "target_rate_hz": 5.0, "lr": 1e-2, "epochs": 2})
+    r_free, r_held = mean_rate(free, 6), mean_rate(held, 6)
+    assert r_held[-1] < 0.5 * r_held[0]
+    assert r_held[-1] < r_free[-1]

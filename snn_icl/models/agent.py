@@ -27,6 +27,9 @@ class PolicyOutput(NamedTuple):
     """Log standard deviation [2] (shared across steps and episodes)."""
     value: Tensor
     """State value [...] (discounted return, reward units)."""
+    rate: Tensor | None = None
+    """Mean firing probability per 1-ms step of each neuron [n] over the sequence (spiking
+    agents, from ``evaluate_sequence``): what firing-rate regularisation acts on."""
 
 
 class ActOutput(NamedTuple):

@@ -148,7 +148,7 @@ class LSNNAgent(nn.Module):
         decay = torch.where(lag >= 0, c ** lag.clamp(min=0), torch.zeros_like(lag))
         zeta = torch.einsum("jm,mbn->jbn", decay, s)
         zeta = zeta + (c ** (idx.to(z.dtype) + 1))[:, None, None] * state.zeta
-        return self._heads(zeta)
+        return self._heads(zeta)._replace(rate=z.mean(dim=(0, 1)))
 
     def reset_state(self, state: LSNNAgentState, mask: Tensor) -> LSNNAgentState:
         """Zero every state variable of the episodes where mask [B] is True."""

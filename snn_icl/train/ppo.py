@@ -99,6 +99,11 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
             v_loss = 0.5 * (policy.value - ret[:, mb]).pow(2).mean()
             entropy = gaussian_entropy(policy)
             loss = pg_loss + cfg.value_coef * v_loss - cfg.entropy_coef * entropy
+            if policy.rate is not None:
+                if cfg.rate_reg > 0:
+                    rate_loss = (policy.rate - cfg.target_rate_hz * 1e-3).pow(2).mean()
+                    loss = loss + cfg.rate_reg * rate_loss
+                stats.setdefault("rate_hz", []).append(policy.rate.mean().item() * 1e3)
             _check_finite("loss", loss.detach(), state.iteration)
             opt.zero_grad(set_to_none=True)
             loss.backward()
