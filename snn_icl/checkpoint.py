@@ -20,6 +20,32 @@ from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 
 FORMAT = "snn-icl-checkpoint"
 VERSION = 1
+PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors"}
+"""Checkpoints shipped inside the package (snn_icl/pretrained/), by agent kind."""
+
+
+def pretrained_path(kind: str = "lsnn") -> Path:
+    """The shipped checkpoint of an agent kind; a clear error if this installation has none."""
+    from importlib.resources import files
+
+    if kind not in PRETRAINED:
+        raise ValueError(f"no pretrained {kind!r} network is shipped (available: {sorted(PRETRAINED)})")
+    path = Path(str(files("snn_icl") / "pretrained" / PRETRAINED[kind]))
+    if not path.is_file():
+        raise FileNotFoundError(f"this installation ships no pretrained checkpoint (looked for {path})")
+    return path
+
+
+def resolve(source: str | Path) -> Path:
+    """A checkpoint file, a run directory holding one, or "pretrained" (shipped)."""
+    if str(source) == "pretrained":
+        return pretrained_path()
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
 
 
 def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,

@@ -96,24 +96,6 @@ def train(
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
 
 
-def resolve_checkpoint(source: str) -> Path:
-    """A checkpoint file, a run directory holding one, or "pretrained" (shipped with the package)."""
-    if source == "pretrained":
-        from importlib.resources import files
-
-        path = Path(str(files("snn_icl") / "pretrained" / "lsnn_water_maze.safetensors"))
-        if not path.is_file():
-            raise FileNotFoundError("this installation ships no pretrained checkpoint "
-                                    f"(looked for {path})")
-        return path
-    path = Path(source)
-    if path.is_dir():
-        path = path / "checkpoint.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return path
-
-
 @app.command()
 @_clean_errors
 def evaluate(
@@ -125,10 +107,10 @@ def evaluate(
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
     from snn_icl import io
-    from snn_icl.checkpoint import load_agent
+    from snn_icl.checkpoint import load_agent, resolve
     from snn_icl.evaluate import evaluate as run_eval
 
-    path = resolve_checkpoint(source)
+    path = resolve(source)
     agent, cfg, counters = load_agent(path)
     episodes = cfg.eval.episodes if episodes is None else episodes
     seed = cfg.eval.seed if seed is None else seed

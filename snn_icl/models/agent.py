@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class PolicyOutput(NamedTuple):
@@ -80,3 +80,20 @@ def sample_action(policy: PolicyOutput, generator: torch.Generator | None,
     noise = torch.randn(policy.mean.shape, generator=generator, dtype=policy.mean.dtype,
                         device=policy.mean.device)
     return policy.mean + policy.log_std.exp() * noise
+
+
+def add_policy_heads(agent: nn.Module, n_features: int, init_log_std: float) -> None:
+    """Give ``agent`` the linear heads every agent reads its features with: ``mean_head``
+    (2 velocity means), ``value_head`` (1 value) and a free ``log_std`` [2]. The mean head starts
+    small, so an untrained agent is a near zero-mean random swimmer."""
+    agent.mean_head = nn.Linear(n_features, 2)
+    agent.value_head = nn.Linear(n_features, 1)
+    agent.log_std = nn.Parameter(torch.full((2,), float(init_log_std)))
+    nn.init.normal_(agent.mean_head.weight, std=0.01)
+    nn.init.zeros_(agent.mean_head.bias)
+
+
+def read_heads(agent: nn.Module, features: Tensor) -> PolicyOutput:
+    """Apply the heads of :func:`add_policy_heads` to features [..., n_features]."""
+    return PolicyOutput(agent.mean_head(features), agent.log_std,
+                        agent.value_head(features).squeeze(-1))

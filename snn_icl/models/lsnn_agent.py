@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from snn_icl.models.agent import ActOutput, PolicyOutput
+from snn_icl.models.agent import ActOutput, PolicyOutput, add_policy_heads, read_heads
 from snn_icl.models.lsnn import LSNN
 
 
@@ -70,12 +70,7 @@ class LSNNAgent(nn.Module):
         self.net = LSNN(obs_dim, n_regular, n_adaptive, **neuron)
         n = n_regular + n_adaptive
         self.n_regular, self.n_adaptive = n_regular, n_adaptive
-        self.mean_head = nn.Linear(n, 2)
-        self.value_head = nn.Linear(n, 1)
-        self.log_std = nn.Parameter(torch.full((2,), float(init_log_std)))
-        # Small policy weights: the untrained agent starts near a zero-mean random swimmer.
-        nn.init.normal_(self.mean_head.weight, std=0.01)
-        nn.init.zeros_(self.mean_head.bias)
+        add_policy_heads(self, n, init_log_std)
 
     @classmethod
     def from_config(cls, obs_dim: int, cfg: Any) -> "LSNNAgent":
@@ -108,9 +103,6 @@ class LSNNAgent(nn.Module):
         p = (x * self.spike_prob).clamp(0.0, 1.0)
         return (torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device) < p).to(p)
 
-    def _heads(self, zeta: Tensor) -> PolicyOutput:
-        return PolicyOutput(self.mean_head(zeta), self.log_std, self.value_head(zeta).squeeze(-1))
-
     def _readout_weights(self, like: Tensor) -> Tensor:
         """Weights [k] of each ms's spikes in zeta at the last ms of an env step."""
         k = self.ms_per_step
@@ -128,7 +120,7 @@ class LSNNAgent(nn.Module):
         w = self._readout_weights(z)
         zeta = self.kappa ** self.ms_per_step * state.zeta + torch.einsum("k,kbn->bn", w, z)
         trace = LSNNAgentTrace(z, out[2].v, out[2].A) if record else None
-        return ActOutput(self._heads(zeta), LSNNAgentState(neurons, zeta), x.transpose(0, 1), trace)
+        return ActOutput(read_heads(self, zeta), LSNNAgentState(neurons, zeta), x.transpose(0, 1), trace)
 
     def evaluate_sequence(self, net_input: Tensor, state: LSNNAgentState | None) -> PolicyOutput:
         """Re-run an episode in one call: net_input [T_env, B, k, obs_dim] -> policy [T_env, B].
@@ -148,7 +140,7 @@ class LSNNAgent(nn.Module):
         decay = torch.where(lag >= 0, c ** lag.clamp(min=0), torch.zeros_like(lag))
         zeta = torch.einsum("jm,mbn->jbn", decay, s)
         zeta = zeta + (c ** (idx.to(z.dtype) + 1))[:, None, None] * state.zeta
-        return self._heads(zeta)._replace(rate=z.mean(dim=(0, 1)))
+        return read_heads(self, zeta)._replace(rate=z.mean(dim=(0, 1)))
 
     def reset_state(self, state: LSNNAgentState, mask: Tensor) -> LSNNAgentState:
         """Zero every state variable of the episodes where mask [B] is True."""

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from snn_icl.models.agent import ActOutput, PolicyOutput
+from snn_icl.models.agent import ActOutput, PolicyOutput, add_policy_heads, read_heads
 
 
 class LSTMState(NamedTuple):
@@ -34,11 +34,7 @@ class LSTMAgent(nn.Module):
             raise ValueError(f"hidden_size must be >= 1, got {hidden_size!r}")
         self.obs_dim, self.hidden_size = obs_dim, hidden_size
         self.lstm = nn.LSTM(obs_dim, hidden_size)
-        self.mean_head = nn.Linear(hidden_size, 2)
-        self.value_head = nn.Linear(hidden_size, 1)
-        self.log_std = nn.Parameter(torch.full((2,), float(init_log_std)))
-        nn.init.normal_(self.mean_head.weight, std=0.01)
-        nn.init.zeros_(self.mean_head.bias)
+        add_policy_heads(self, hidden_size, init_log_std)
 
     @classmethod
     def from_config(cls, obs_dim: int, cfg: Any) -> "LSTMAgent":
@@ -49,9 +45,6 @@ class LSTMAgent(nn.Module):
         zeros = torch.zeros(batch, self.hidden_size, dtype=w.dtype, device=w.device)
         return LSTMState(zeros, zeros.clone())
 
-    def _heads(self, h: Tensor) -> PolicyOutput:
-        return PolicyOutput(self.mean_head(h), self.log_std, self.value_head(h).squeeze(-1))
-
     def act(self, obs: Tensor, state: LSTMState | None, *,
             generator: torch.Generator | None = None, record: bool = False) -> ActOutput:
         """One env step: obs [B, obs_dim] -> policy [B]; trace (record) is the new state."""
@@ -60,14 +53,14 @@ class LSTMAgent(nn.Module):
             state = self.initial_state(x.shape[0])
         out, (h, c) = self.lstm(x.unsqueeze(0), (state.h.unsqueeze(0), state.c.unsqueeze(0)))
         new = LSTMState(h[0], c[0])
-        return ActOutput(self._heads(out[0]), new, x, new if record else None)
+        return ActOutput(read_heads(self, out[0]), new, x, new if record else None)
 
     def evaluate_sequence(self, net_input: Tensor, state: LSTMState | None) -> PolicyOutput:
         """Re-run an episode: net_input [T, B, obs_dim] -> policy [T, B]."""
         if state is None:
             state = self.initial_state(net_input.shape[1])
         out, _ = self.lstm(net_input, (state.h.unsqueeze(0), state.c.unsqueeze(0)))
-        return self._heads(out)
+        return read_heads(self, out)
 
     def reset_state(self, state: LSTMState, mask: Tensor) -> LSTMState:
         keep = (~mask).to(state.h.dtype).unsqueeze(-1)
