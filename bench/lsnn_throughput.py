@@ -14,11 +14,11 @@ Entries:
                   with the C kernels where they build (the default path)
     lsnn-torch    the same fast path forced into torch ops (SNN_ICL_NO_C_KERNELS=1)
     lsnn-autograd LSNN(backend="bellec", fast=False): per-step autograd loop
+    norse         norse.torch.LSNNRecurrent of the same size
 
 With 2 threads the numbers are only meaningful on an otherwise idle machine: when another
 process holds a core, OpenMP's barriers make every multi-threaded op wait (seen here: the floor
 going from 0.075 s to 13 s). Compare entries of the same run only.
-    norse         norse.torch.LSNNRecurrent of the same size
 """
 
 from __future__ import annotations
