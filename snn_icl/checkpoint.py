@@ -138,7 +138,7 @@ def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]
     from snn_icl.models import build_agent
 
     task = load_task_of(path)
-    agent = build_agent(task.env.obs_dim, task.agent)
+    agent = build_agent(task.env.obs_dim, task.agent, max_steps=task.env.episode_steps)
     counters = load_into(path, agent, task)
     return agent, task, counters
 

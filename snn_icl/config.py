@@ -40,8 +40,8 @@ def _check(cond: bool, key: str, msg: str, value: Any) -> None:
 class AgentConfig:
     """The agent: network size, neuron parameters (ms) and how observations enter it."""
 
-    kind: Literal["lsnn", "lstm"] = "lsnn"
-    """Agent family: the spiking network ("lsnn") or the LSTM baseline ("lstm")."""
+    kind: Literal["lsnn", "lstm", "transformer"] = "lsnn"
+    """Agent family: the spiking network ("lsnn"), the LSTM or the transformer baseline."""
     n_regular: int = 100
     """Regular (non-adapting, beta = 0) neurons."""
     n_adaptive: int = 100
@@ -74,6 +74,15 @@ class AgentConfig:
     """Initial log standard deviation of the Gaussian policy (action units)."""
     hidden_size: int = 128
     """LSTM units (kind = "lstm"; the LSNN keys above are then unused)."""
+    n_layer: int = 4
+    """Transformer blocks (kind = "transformer"; Algorithm Distillation used 4)."""
+    n_head: int = 4
+    """Attention heads per block (transformer)."""
+    n_embd: int = 64
+    """Transformer embedding width; must be divisible by n_head."""
+    context_window: int = 256
+    """Tokens (= env steps) each token attends to, itself included (transformer); >= the
+    episode length means full causal attention."""
 
     def __post_init__(self) -> None:
         _check(self.n_regular >= 0, "n_regular", "must be >= 0", self.n_regular)
@@ -87,6 +96,10 @@ class AgentConfig:
         _check(self.ms_per_step >= 1, "ms_per_step", "must be >= 1", self.ms_per_step)
         _check(self.input_scale > 0, "input_scale", "must be > 0", self.input_scale)
         _check(self.hidden_size >= 1, "hidden_size", "must be >= 1", self.hidden_size)
+        for key in ("n_layer", "n_head", "n_embd", "context_window"):
+            _check(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
+        _check(self.n_embd % self.n_head == 0, "n_embd",
+               f"must be divisible by n_head = {self.n_head}", self.n_embd)
         _check(self.max_rate_hz * 1e-3 <= 1.0, "max_rate_hz",
                "must be <= 1000 (at most one spike per 1-ms step)", self.max_rate_hz)
 

@@ -19,7 +19,7 @@ def make_agent(task: TaskConfig, seed: int | None = None) -> nn.Module:
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(task.seed if seed is None else seed)
-        agent = build_agent(task.env.obs_dim, task.agent)
+        agent = build_agent(task.env.obs_dim, task.agent, max_steps=task.env.episode_steps)
     return agent
 
 

@@ -1,0 +1,233 @@
+"""The transformer baseline agent: a small causal GPT-style decoder (nanoGPT-shaped), trained with
+the same PPO as the LSNN (as TrMRL does; Algorithm Distillation used 4 layers, 64-d embeddings).
+
+One token per env step. The observation vector (place cells, platform contact, previous reward)
+is embedded linearly and a learned embedding of the env step index is added:
+
+    h_t^0 = obs_t W_e + b_e + P[t]                        t = 0 .. max_steps - 1 (episode steps)
+    h^l   = h^{l-1} + Attn_l(LN(h^{l-1}));  h^l <- h^l + MLP_l(LN(h^l))     (pre-norm blocks)
+    f_t   = LN_f(h_t^L);  mean = f_t W_mu + b_mu,  value = f_t w_v + b_v,  log_std: free [2]
+
+Attention is causal and banded by the context window W (tokens = env steps): the token of step t
+attends to the tokens of steps s with t - W < s <= t and s >= start_b, where start_b is where
+episode b's memory begins (0, or the step of its last :meth:`TransformerAgent.reset_state`).
+W >= episode length is full causal attention. Stacked layers compound the window (as in
+sliding-window attention): the output at step t can depend on steps t - n_layer (W - 1) .. t, and
+W = 1 makes every step a function of its own token only. Memory across trials lives in the tokens:
+acting one step at a time keeps a key/value cache of the last W - 1 tokens of every layer, and
+re-running a whole episode (training) applies the same band as a mask; both go through the same
+:meth:`TransformerAgent.forward`, so they give the same numbers. No dropout (RL, small data).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from snn_icl.models.agent import ActOutput, PolicyOutput, add_policy_heads, read_heads
+
+
+class TransformerState(NamedTuple):
+    """What the agent remembers between env steps (all episodes of a batch are step-synchronous)."""
+
+    k: Tensor
+    """Cached keys [n_layer, B, nh, C, hs] of the last C <= W - 1 tokens (steps t-C .. t-1)."""
+    v: Tensor
+    """Cached values [n_layer, B, nh, C, hs], aligned with ``k``."""
+    t: int
+    """Env step index of the next token (its position embedding); counts on through resets."""
+    start: Tensor
+    """First step index each episode may attend to [B] (long); :meth:`reset_state` sets it to t."""
+
+
+class TransformerTrace(NamedTuple):
+    """Attention of one acting step (``record=True``), for retrieval analyses."""
+
+    attention: Tensor
+    """Softmax weights [n_layer, B, nh, n_keys] of this step's token over the keys (n_keys <= W);
+    keys outside an episode's memory (before ``start``) get weight 0."""
+    key_steps: Tensor
+    """Env step index of each key [n_keys], oldest first; the last one is this step."""
+
+
+def visible_keys(q_steps: Tensor, k_steps: Tensor, start: Tensor, window: int) -> Tensor:
+    """The banded causal mask [B, 1, Tq, Tk] (True = may attend): query step i sees key step j
+    when i - window < j <= i and j >= start_b."""
+    d = q_steps[:, None] - k_steps[None, :]  # (Tq, Tk)
+    band = (d >= 0) & (d < window)
+    valid = k_steps[None, :] >= start[:, None]  # (B, Tk)
+    return band[None, None] & valid[:, None, None, :]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention of T new tokens over the cached keys/values plus their own."""
+
+    def __init__(self, n_embd: int, n_head: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)  # q, k, v for all heads in one matmul
+        self.c_proj = nn.Linear(n_embd, n_embd)
+
+    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor,
+                visible: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x (B, T, C), past_k/v (B, nh, P, hs), visible (B, 1, T, P+T) ->
+        y (B, T, C), k/v (B, nh, P+T, hs), attention (B, nh, T, P+T)."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = torch.cat([past_k, k], dim=2)  # (B, nh, P+T, hs)
+        v = torch.cat([past_v, v], dim=2)  # (B, nh, P+T, hs)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, P+T)
+        att = att.masked_fill(~visible, float("-inf"))  # every token sees itself: no empty row
+        att = F.softmax(att, dim=-1)
+        y = att @ v  # (B, nh, T, P+T) x (B, nh, P+T, hs) -> (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs
+        return self.c_proj(y), k, v, att
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd: int) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(n_embd, 4 * n_embd)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * n_embd, n_embd)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
+
+    def __init__(self, n_embd: int, n_head: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd)
+        self.attn = CausalSelfAttention(n_embd, n_head)
+        self.ln_2 = nn.LayerNorm(n_embd)
+        self.mlp = MLP(n_embd)
+
+    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor,
+                visible: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        y, k, v, att = self.attn(self.ln_1(x), past_k, past_v, visible)
+        x = x + y
+        x = x + self.mlp(self.ln_2(x))
+        return x, k, v, att
+
+
+class TransformerAgent(nn.Module):
+    """Gaussian policy and value heads on a causal decoder with a context window of W tokens.
+
+    Args:
+        obs_dim: observation size (one token per env step).
+        max_steps: episode length in env steps (size of the position-embedding table).
+        n_layer, n_head, n_embd: decoder depth, heads and width (n_embd divisible by n_head).
+        context_window: W, tokens each token attends to (itself and at most W - 1 earlier ones).
+        init_log_std: initial log standard deviation of the policy.
+    """
+
+    def __init__(self, obs_dim: int, max_steps: int, n_layer: int = 4, n_head: int = 4,
+                 n_embd: int = 64, context_window: int = 256, *,
+                 init_log_std: float = -0.5) -> None:
+        super().__init__()
+        for key, value in (("obs_dim", obs_dim), ("max_steps", max_steps), ("n_layer", n_layer),
+                           ("n_head", n_head), ("n_embd", n_embd),
+                           ("context_window", context_window)):
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value!r}")
+        if n_embd % n_head:
+            raise ValueError(f"n_embd must be divisible by n_head = {n_head}, got {n_embd!r}")
+        self.obs_dim, self.max_steps = obs_dim, max_steps
+        self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
+        self.context_window = context_window
+        self.embed = nn.Linear(obs_dim, n_embd)  # observation token
+        self.pos = nn.Embedding(max_steps, n_embd)  # env step index within the episode
+        self.blocks = nn.ModuleList(Block(n_embd, n_head) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        # nanoGPT's init (GPT-2): N(0, 0.02), residual projections scaled down by depth.
+        self.apply(_init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+        add_policy_heads(self, n_embd, init_log_std)
+
+    @classmethod
+    def from_config(cls, obs_dim: int, cfg: Any, max_steps: int) -> "TransformerAgent":
+        return cls(obs_dim, max_steps, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.context_window,
+                   init_log_std=cfg.init_log_std)
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def initial_state(self, batch: int, step: int = 0) -> TransformerState:
+        """Empty caches; ``step`` > 0 starts the episode's memory at that step index."""
+        w = self.pos.weight
+        empty = w.new_zeros(self.n_layer, batch, self.n_head, 0, self.head_size)
+        start = torch.full((batch,), step, dtype=torch.long, device=w.device)
+        return TransformerState(empty, empty.clone(), step, start)
+
+    def forward(self, x: Tensor, state: TransformerState | None = None
+                ) -> tuple[Tensor, TransformerState, list[Tensor]]:
+        """T new tokens after ``state``: x [T, B, obs_dim] -> final features [T, B, n_embd], the
+        state after them (caches cut to the last W - 1 tokens) and per layer the attention
+        [B, nh, T, C + T] over the C cached keys and the T new ones."""
+        x = x.to(self.pos.weight).transpose(0, 1)  # (B, T, obs_dim)
+        B, T, _ = x.shape
+        if state is None:
+            state = self.initial_state(B)
+        t0, n_cached = state.t, state.k.shape[3]
+        if t0 + T > self.max_steps:
+            raise ValueError(f"step index {t0 + T - 1} is past the episode length max_steps = "
+                             f"{self.max_steps} (the position-embedding table)")
+        device = x.device
+        q_steps = torch.arange(t0, t0 + T, device=device)
+        k_steps = torch.arange(t0 - n_cached, t0 + T, device=device)
+        visible = visible_keys(q_steps, k_steps, state.start.to(device), self.context_window)
+        h = self.embed(x) + self.pos(q_steps)  # (B, T, C)
+        keep = self.context_window - 1  # keys a later token can still see
+        ks, vs, atts = [], [], []
+        for block, past_k, past_v in zip(self.blocks, state.k, state.v):
+            h, k, v, att = block(h, past_k, past_v, visible)
+            ks.append(k[:, :, k.shape[2] - min(keep, k.shape[2]):])
+            vs.append(v[:, :, v.shape[2] - min(keep, v.shape[2]):])
+            atts.append(att)
+        new = TransformerState(torch.stack(ks), torch.stack(vs), t0 + T, state.start)
+        return self.ln_f(h).transpose(0, 1), new, atts
+
+    def act(self, obs: Tensor, state: TransformerState | None, *,
+            generator: torch.Generator | None = None, record: bool = False) -> ActOutput:
+        """One env step: obs [B, obs_dim] -> policy [B]; trace (record) is a TransformerTrace."""
+        x = obs.to(self.pos.weight)
+        features, new, atts = self(x.unsqueeze(0), state)
+        trace = None
+        if record:
+            n_keys = atts[0].shape[-1]
+            key_steps = torch.arange(new.t - n_keys, new.t, device=x.device)
+            trace = TransformerTrace(torch.stack([a[:, :, 0] for a in atts]), key_steps)
+        return ActOutput(read_heads(self, features[0]), new, x, trace)
+
+    def evaluate_sequence(self, net_input: Tensor, state: TransformerState | None) -> PolicyOutput:
+        """Re-run an episode: net_input [T, B, obs_dim] -> policy [T, B] (banded causal mask)."""
+        features, _, _ = self(net_input, state)
+        return read_heads(self, features)
+
+    def reset_state(self, state: TransformerState, mask: Tensor) -> TransformerState:
+        """Forget everything before now for the episodes where ``mask`` [B] is True: they attend
+        only to tokens from step t on (positions keep counting); the others are unchanged."""
+        start = torch.where(mask.to(state.start.device), state.t, state.start)
+        return state._replace(start=start)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
