@@ -71,7 +71,7 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
             put("value", out.policy.value)
             put("log_prob", gaussian_log_prob(out.policy, action))
             put("net_input", out.net_input)
-            if record:
+            if record and hasattr(out.trace, "z"):  # spiking agents: spikes and thresholds
                 put("z", out.trace.z.bool())
                 put("A", out.trace.A)
         put("action", action)

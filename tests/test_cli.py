@@ -92,3 +92,17 @@ def test_outputs_get_the_usual_file_mode(sim_dir):
     os.umask(umask)
     mode = stat.S_IMODE((sim_dir / "simulation.safetensors").stat().st_mode)
     assert mode == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_simulate_and_plot_baseline_agents(tmp_path, tiny_task_path, kind):
+    text = tiny_task_path.read_text().replace("[agent]\n", f'[agent]\nkind = "{kind}"\n')
+    task = tmp_path / f"{kind}.toml"
+    task.write_text(text)
+    out = tmp_path / "sim"
+    result = runner.invoke(app, ["simulate", str(task), "-n", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "z" not in load_tensors(out / "simulation.safetensors")
+    result = runner.invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "trajectories.png").is_file() and not (out / "raster.png").exists()
