@@ -180,8 +180,8 @@ def plot_latency_by_trial(result: dict[str, Any], *, title: str | None = None,
     ax.set_xlabel("trial in episode")
     ax.set_ylabel("median escape latency (env steps)")
     ax.set_xticks(np.arange(1, n + 1))
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, frameon=False)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # head room for the legend
+    ax.legend(fontsize=8, frameon=False, loc="upper right", ncol=2)
     ax.set_title(title or f"one-shot learning ({result.get('episodes', '?')} held-out episodes, "
                  "95 % bootstrap bands)", fontsize=10)
     fig.tight_layout()
