@@ -20,7 +20,7 @@ from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 
 FORMAT = "snn-icl-checkpoint"
 VERSION = 1
-PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors"}
+PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/), by agent kind."""
 
 
@@ -37,9 +37,10 @@ def pretrained_path(kind: str = "lsnn") -> Path:
 
 
 def resolve(source: str | Path) -> Path:
-    """A checkpoint file, a run directory holding one, or "pretrained" (shipped)."""
-    if str(source) == "pretrained":
-        return pretrained_path()
+    """A checkpoint file, a run directory holding one, or "pretrained" / "pretrained:KIND"
+    (shipped: the LSNN, or the named agent kind)."""
+    if str(source) == "pretrained" or str(source).startswith("pretrained:"):
+        return pretrained_path(str(source).partition(":")[2] or "lsnn")
     path = Path(source)
     if path.is_dir():
         path = path / "checkpoint.safetensors"

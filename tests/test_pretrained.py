@@ -1,0 +1,56 @@
+"""The network shipped inside the package (snn_icl/pretrained/)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snn_icl import io
+from snn_icl.checkpoint import load_agent, pretrained_path
+from snn_icl.cli import app
+from snn_icl.config import load_task
+from snn_icl.evaluate import evaluate
+from tests.conftest import TASKS
+
+
+def test_shipped_network_is_the_default_task_without_training_state():
+    agent, task, counters = load_agent(pretrained_path())
+    default = load_task(TASKS / "water_maze.toml")
+    assert (task.env, task.agent, task.train, task.eval) == (default.env, default.agent,
+                                                             default.train, default.eval)
+    assert counters["iteration"] > 0 and counters["episodes"] == 64 * counters["iteration"]
+    assert not any(k.startswith(("optim.", "rng.")) for k in io.load_tensors(pretrained_path()))
+    assert (torch.diagonal(agent.net.w_rec) == 0).all()
+
+
+def test_cli_evaluates_the_shipped_network(tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["evaluate", "pretrained", "-n", "8", "--seed", "3",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["weights_sha256"]["before"] == report["weights_sha256"]["after"]
+    assert report["goals_per_episode"] > report["control_random"]["goals_per_episode"]
+
+
+@pytest.mark.slow
+def test_shipped_network_meets_the_one_shot_targets():
+    """Issue targets on 256 held-out episodes (README: `snn-icl evaluate pretrained -n 256`)."""
+    agent, task, _ = load_agent(pretrained_path())
+    r = evaluate(agent, task, episodes=256, seed=1, progress=False)
+    optimum = sorted(r["optimal_latency_by_trial"][1:4])[1]
+    assert r["one_shot_ratio"] >= 3, r["latency_by_trial"]
+    assert r["latency_trials2_4"] <= 2 * optimum
+    assert r["probe_target_quadrant_fraction"] >= 0.5
+    assert r["control_no_memory"]["one_shot_ratio"] <= 1.5
+
+
+def test_shipped_lstm_baseline_and_unknown_kinds(tmp_path):
+    from snn_icl.checkpoint import resolve
+
+    agent, task, counters = load_agent(resolve("pretrained:lstm"))
+    default = load_task(TASKS / "water_maze_lstm.toml")
+    assert task.agent == default.agent and task.env == default.env and counters["iteration"] > 0
+    result = CliRunner().invoke(app, ["evaluate", "pretrained:gru", "--out", str(tmp_path / "e.json")])
+    assert result.exit_code == 2 and "no pretrained 'gru'" in result.output
