@@ -128,6 +128,28 @@ def evaluate(
 
 @app.command()
 @_clean_errors
+def compare(
+    sources: list[str] = typer.Argument(..., help="Checkpoints, run directories or pretrained[:kind]."),
+    episodes: int = typer.Option(256, "--episodes", "-n", min=1, help="Held-out episodes per model."),
+    seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
+    out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output directory."),
+) -> None:
+    """Evaluate several trained agents on the same episodes: table (Markdown, CSV) and figure."""
+    from snn_icl import io, plots
+    from snn_icl.compare import compare as run_compare, csv_table, markdown_table
+
+    rows, results = run_compare(sources, episodes, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_text(out / "compare.md", markdown_table(rows))
+    io.write_text(out / "compare.csv", csv_table(rows))
+    io.write_json(out / "compare.json", {"episodes": episodes, "seed": seed, "results": results})
+    plots.save(plots.plot_comparison(results), out / "compare.png")
+    typer.echo(markdown_table(rows))
+    typer.echo(f"wrote {out}/compare.md, compare.csv, compare.json, compare.png")
+
+
+@app.command()
+@_clean_errors
 def plot(
     run: Path = typer.Argument(..., help="A directory from `snn-icl simulate` or `snn-icl train`."),
     episode: int = typer.Option(0, "--episode", "-e", min=0, help="Which episode to draw."),

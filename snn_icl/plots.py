@@ -251,3 +251,35 @@ def plot_learning_curve(rows: list[dict[str, Any]], *, title: str | None = None)
     fig.suptitle(title or "meta-training", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_comparison(results: dict[str, dict[str, Any]], *, max_trials: int = 6,
+                    title: str | None = None) -> Figure:
+    """Latency by trial (median, 95 % bands) of several agents on the same episodes, with the
+    straight-swim optimum; and their probe-trial time in the target quadrant (chance 0.25)."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]})
+    colours = plt.get_cmap("tab10")
+    for i, (name, r) in enumerate(results.items()):
+        lat = np.array([np.nan if v is None else v for v in r["latency_by_trial"]], float)[:max_trials]
+        ci = np.array([[np.nan if v is None else v for v in p] for p in r["latency_ci"]], float)[:max_trials]
+        k = np.arange(1, len(lat) + 1)
+        ax.plot(k, lat, "o-", color=colours(i), label=name, ms=4)
+        ax.fill_between(k, ci[:, 0], ci[:, 1], color=colours(i), alpha=0.15, lw=0)
+        bx.bar(i, r["probe_target_quadrant_fraction"] or 0.0, color=colours(i))
+    first = next(iter(results.values()))
+    opt = np.array([np.nan if v is None else v for v in first["optimal_latency_by_trial"]], float)
+    ax.plot(np.arange(1, len(opt[:max_trials]) + 1), opt[:max_trials], "k--", lw=1,
+            label="straight swim")
+    ax.set_xlabel("trial in episode")
+    ax.set_ylabel("median escape latency (env steps)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, frameon=False)
+    bx.axhline(0.25, color="0.4", ls=":", lw=1, label="chance")
+    bx.set_xticks(range(len(results)), list(results), rotation=20, fontsize=8)
+    bx.set_ylabel("probe: time in target quadrant")
+    bx.set_ylim(0, 1)
+    bx.legend(fontsize=8, frameon=False)
+    fig.suptitle(title or f"same {first.get('episodes', '?')} held-out episodes for every agent",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

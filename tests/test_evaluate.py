@@ -111,3 +111,24 @@ def test_plot_of_a_trained_run_draws_every_figure(tmp_path, tiny_task_path):
     for name in ("trajectories", "raster", "learning_curve", "probe_occupancy", "latency_by_trial"):
         data = (run / f"{name}.png").read_bytes()
         assert data[:4] == b"\x89PNG" and len(data) > 5_000, name
+
+
+def test_compare_uses_the_same_episodes_for_every_model(tmp_path, tiny_task_path):
+    lstm_task = tmp_path / "lstm.toml"
+    lstm_task.write_text(tiny_task_path.read_text().replace("[agent]\n", '[agent]\nkind = "lstm"\n'))
+    runs = []
+    for task in (tiny_task_path, lstm_task):
+        runs.append(tmp_path / task.stem)
+        train_run(task, runs[-1], progress=False, stop_after=1)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", *map(str, runs), "-n", "4", "--seed", "5",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = (out / "compare.md").read_text().splitlines()
+    assert len(table) == 4 and "water_maze_tiny" in table[2] and "lstm" in table[3]
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((out / "compare.json").read_text())["results"]
+    a, b = report.values()
+    # same held-out episodes: the straight-swim optimum per trial depends only on the episodes
+    assert a["optimal_latency_by_trial"][0] == b["optimal_latency_by_trial"][0]
+    assert a["control_random"] == b["control_random"]
