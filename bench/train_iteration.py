@@ -47,7 +47,7 @@ def main() -> None:
     print(f"task {task.name}: {task.train.batch_episodes} episodes x {task.env.episode_steps} env steps, "
           f"{task.train.epochs} epochs x {task.train.minibatches} minibatches, {args.threads} threads")
     print(f"{'agent':<28}{'collect s':>10}{'update s':>10}{'s/iter':>9}{'iter/h':>9}")
-    kinds = [("lsnn", {}), ("lstm", {})]
+    kinds = [("lsnn", {}), ("lstm", {}), ("transformer", {})]
     for kind, extra in kinds:
         t = replace(task, agent={"kind": kind, **extra})
         c, u = measure(t, args.iterations)

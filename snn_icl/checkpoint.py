@@ -20,7 +20,8 @@ from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 
 FORMAT = "snn-icl-checkpoint"
 VERSION = 1
-PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.safetensors"}
+PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.safetensors",
+              "transformer": "transformer_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/), by agent kind."""
 
 

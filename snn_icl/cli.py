@@ -100,7 +100,7 @@ def train(
 @_clean_errors
 def evaluate(
     source: str = typer.Argument(..., help="Checkpoint file, run directory, 'pretrained' (the "
-                                 "shipped LSNN) or 'pretrained:lstm'."),
+                                 "shipped LSNN), 'pretrained:lstm' or 'pretrained:transformer'."),
     episodes: int = typer.Option(None, "--episodes", "-n", min=1,
                                  help="Held-out episodes (default: the task's [eval] episodes)."),
     seed: int = typer.Option(None, "--seed", help="Evaluation seed (default: the task's [eval] seed)."),

@@ -41,7 +41,10 @@ def compare(sources: list[str], episodes: int, seed: int, *,
         path = resolve(source)
         agent, task, counters = load_agent(path)
         r = evaluate(agent, task, episodes, seed, progress=False)
-        name = source if source.startswith("pretrained") else path.parent.name or path.stem
+        if source.startswith("pretrained"):
+            name = "pretrained:lsnn" if source == "pretrained" else source
+        else:
+            name = path.parent.name  # the run directory
         results[name] = r
         opt = [x for x in r["optimal_latency_by_trial"][1:4] if x is not None]
         n_episodes = counters.get("episodes")
