@@ -83,6 +83,8 @@ def train(
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default: runs/TASK-seedS)."),
     seed: int = typer.Option(None, "--seed", help="Seed (default: the task's seed)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    stop_after: int = typer.Option(None, "--stop-after", min=1,
+                                   help="Stop (with a checkpoint) after this many more iterations."),
 ) -> None:
     """Meta-train the agent with PPO through whole episodes; checkpoints and metrics go to --out."""
     from snn_icl.config import load_task
@@ -91,7 +93,7 @@ def train(
     cfg = load_task(task)
     seed = cfg.seed if seed is None else seed
     out = out if out is not None else Path("runs") / f"{cfg.name}-seed{seed}"
-    state = train_run(task, out, seed=seed, resume=resume)
+    state = train_run(task, out, seed=seed, resume=resume, stop_after=stop_after)
     typer.echo(f"trained {state.iteration} iterations ({state.episodes} episodes, "
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
 

@@ -116,9 +116,13 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, tiny_task, tiny_task_p
 
 def test_cli_train_smoke(tmp_path, tiny_task_path):
     run = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run)])
+    result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run), "--stop-after", "2"])
     assert result.exit_code == 0, result.output
-    assert "trained 3 iterations" in result.output and (run / CHECKPOINT).exists()
+    assert "trained 2 iterations" in result.output and (run / CHECKPOINT).exists()
+    assert io.read_json(run / "run.json")["status"] == "stopped"
+    result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "trained 3 iterations" in result.output
 
 
 def test_release_copy_keeps_the_weights_and_drops_training_state(tmp_path, tiny_task_path):
