@@ -159,8 +159,11 @@ def plot(
                                    help="Draw only the first trials (trained runs: 4)."),
     fmt: str = typer.Option("png", "--format", help="png or pdf."),
 ) -> None:
-    """Draw swim paths and the spike raster with adaptive thresholds; for a training run also
-    the learning curve, the probe-trial occupancy and (with RUN/eval.json) latency by trial."""
+    """Draw swim paths and the spike raster with thresholds (training runs: more figures).
+
+    For a training run also the learning curve, the probe-trial occupancy and, with
+    RUN/eval.json, latency by trial.
+    """
     from snn_icl.figures import figures_for
 
     for path in figures_for(run, episode, fmt, max_trials):
