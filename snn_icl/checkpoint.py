@@ -18,6 +18,8 @@ from torch import nn
 from snn_icl import io
 from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 
+CHECKPOINT_FILE = "checkpoint.safetensors"
+"""Name of the latest checkpoint in a training run directory."""
 FORMAT = "snn-icl-checkpoint"
 VERSION = 1
 PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.safetensors",
@@ -44,7 +46,7 @@ def resolve(source: str | Path) -> Path:
         return pretrained_path(str(source).partition(":")[2] or "lsnn")
     path = Path(source)
     if path.is_dir():
-        path = path / "checkpoint.safetensors"
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     return path

@@ -55,8 +55,8 @@ def simulate(
 ) -> None:
     """Run the (untrained) agent with frozen weights; save trajectories, spikes and thresholds."""
     from snn_icl import io
-    from snn_icl.config import load_task, task_to_dict
-    from snn_icl.figures import CONFIG_FILE, SIMULATION_FILE, SIMULATION_META
+    from snn_icl.config import CONFIG_FILE, load_task, task_to_dict
+    from snn_icl.figures import SIMULATION_FILE, SIMULATION_META
     from snn_icl.simulate import make_agent, simulate as run_sim
     from snn_icl.summary import behaviour_summary
 

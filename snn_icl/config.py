@@ -28,6 +28,10 @@ from typing import Any, Literal
 from snn_icl.envs.water_maze import WaterMazeConfig
 
 
+CONFIG_FILE = "config.toml"
+"""Name of the resolved config that every run or simulation directory holds."""
+
+
 class ConfigError(ValueError):
     """A task file or config value that cannot be used; the message names the key."""
 

@@ -15,12 +15,11 @@ from pathlib import Path
 import torch
 
 from snn_icl import io, plots
-from snn_icl.config import TaskConfig, load_task
+from snn_icl.checkpoint import CHECKPOINT_FILE, load_agent
+from snn_icl.config import CONFIG_FILE, TaskConfig, load_task
 
 SIMULATION_FILE = "simulation.safetensors"
 SIMULATION_META = "simulation.json"
-CONFIG_FILE = "config.toml"
-CHECKPOINT_FILE = "checkpoint.safetensors"
 EVAL_FILE = "eval.json"
 
 
@@ -58,7 +57,6 @@ def simulation_figures(run: Path, episode: int, fmt: str, max_trials: int | None
 def training_figures(run: Path, episode: int, fmt: str, max_trials: int | None,
                      probe_episodes: int = 64) -> list[Path]:
     """Figures of a trained run (see the module docstring)."""
-    from snn_icl.checkpoint import load_agent
     from snn_icl.evaluate import run_condition
     from snn_icl.simulate import frozen, simulate
 

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from snn_icl import io
-from snn_icl.checkpoint import load_into, save_checkpoint
-from snn_icl.config import ConfigError, TaskConfig, load_task, task_to_dict
+from snn_icl.checkpoint import CHECKPOINT_FILE as CHECKPOINT, load_into, save_checkpoint
+from snn_icl.config import CONFIG_FILE, ConfigError, TaskConfig, load_task, replace, task_to_dict
 from snn_icl.simulate import make_agent
 from snn_icl.train.ppo import NonFiniteError, TrainState, new_state, train
 
-CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.csv"
 
 
@@ -100,8 +99,6 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
     run = Path(run)
     task = load_task(task_path)
     if seed is not None:
-        from snn_icl.config import replace
-
         task = replace(task, seed=seed)
     has_ckpt = (run / CHECKPOINT).exists()
     if has_ckpt and not resume:
@@ -110,12 +107,12 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
     if resume and not has_ckpt:
         raise ConfigError(f"nothing to resume: {run} holds no {CHECKPOINT}")
     if resume:
-        saved = load_task(run / "config.toml")
+        saved = load_task(run / CONFIG_FILE)
         if saved != task:
             raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
                               f"in {run}; resume with the same task file and seed")
     run.mkdir(parents=True, exist_ok=True)
-    io.write_toml(run / "config.toml", task_to_dict(task))
+    io.write_toml(run / CONFIG_FILE, task_to_dict(task))
 
     agent = make_agent(task)
     state = new_state(task, agent)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -176,8 +176,3 @@ def train(task: TaskConfig, state: TrainState, *,
             on_iteration(state, metrics)
     bar.close()
     return state
-
-
-def trainable_summary(agent: nn.Module) -> dict[str, Any]:
-    """Parameter count, for logs and comparisons."""
-    return {"parameters": sum(p.numel() for p in agent.parameters() if p.requires_grad)}
