@@ -148,6 +148,14 @@ class TrainConfig:
     """Wall time between checkpoints."""
     threads: int = 2
     """torch CPU threads."""
+    atlantis_fraction: float = 0.0
+    """Fraction of training episodes with one Atlantis trial (trial index 1..4): its platform
+    rises only after a random delay, so searching where it was pays and a ring search does not
+    (Spooner et al. 1994). 0: none."""
+    atlantis_max_delay: int = 30
+    """Longest Atlantis delay (swim steps); delays are uniform in 1..atlantis_max_delay."""
+    atlantis_from_iteration: int = 0
+    """Iteration from which Atlantis trials are mixed in (a curriculum: learn the task first)."""
 
     def __post_init__(self) -> None:
         for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads"):
@@ -160,6 +168,12 @@ class TrainConfig:
                self.target_rate_hz)
         for key in ("entropy_coef", "value_coef", "rate_reg"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
+        _check(0 <= self.atlantis_fraction <= 1, "atlantis_fraction", "must be in [0, 1]",
+               self.atlantis_fraction)
+        _check(self.atlantis_max_delay >= 1, "atlantis_max_delay", "must be >= 1",
+               self.atlantis_max_delay)
+        _check(self.atlantis_from_iteration >= 0, "atlantis_from_iteration", "must be >= 0",
+               self.atlantis_from_iteration)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
                f"must divide batch_episodes = {self.batch_episodes}", self.minibatches)
 

@@ -47,6 +47,8 @@ def _write(tmp_path, text):
         ("[agent]\ntau_m = -20.0\n", ["[agent]", "tau_m"]),
         ("[agent]\nbackend = 'nest'\n", ["[agent]", "backend", "bellec"]),
         ("[train]\nlr = 0.0\n", ["[train]", "lr"]),
+        ("[train]\natlantis_fraction = 1.5\n", ["[train]", "atlantis_fraction"]),
+        ("[train]\natlantis_max_delay = 0\n", ["[train]", "atlantis_max_delay"]),
         ("[train]\nbatch_episodes = 10\nminibatches = 4\n", ["[train]", "minibatches"]),
         ("[eval]\nepisodes = true\n", ["[eval]", "episodes"]),
         ("[agnet]\nn_regular = 1\n", ["unknown key 'agnet'"]),

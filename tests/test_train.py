@@ -156,3 +156,28 @@ def test_rate_regularisation_pulls_firing_towards_the_target(tiny_task):
     r_free, r_held = mean_rate(free, 6), mean_rate(held, 6)
     assert r_held[-1] < 0.5 * r_held[0]
     assert r_held[-1] < r_free[-1]
+
+
+
+def test_atlantis_trials_join_training_from_their_iteration(tiny_task, monkeypatch):
+    from snn_icl.train import ppo
+
+    seen = []
+
+    def spy(agent, env, **kwargs):
+        out = real(agent, env, **kwargs)
+        seen.append((env.state.probe_trial.clone(), env.state.probe_steps.clone(), out))
+        return out
+
+    real = ppo.rollout
+    monkeypatch.setattr(ppo, "rollout", spy)
+    task = replace(tiny_task, train={"atlantis_fraction": 1.0, "atlantis_max_delay": 7,
+                                     "atlantis_from_iteration": 1})
+    state = ppo.new_state(task, make_agent(task))
+    ppo.collect(state, task)
+    state.iteration = 1
+    ppo.collect(state, task)
+    (probe0, _, out0), (probe1, steps1, out1) = seen
+    assert torch.all(probe0 == -1)  # before its iteration: plain episodes
+    assert torch.all((probe1 >= 1) & (probe1 <= 4)) and torch.all((steps1 >= 1) & (steps1 <= 7))
+    assert out1["reward"].shape == out0["reward"].shape

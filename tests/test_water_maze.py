@@ -574,3 +574,68 @@ def test_pure_functions_match_class():
     }
     assert info_cls["trial"].dtype == torch.long and info_cls["latency"].dtype == torch.long
     assert info_cls["on_platform"].dtype == torch.bool
+
+
+def test_atlantis_platform_rises_after_probe_steps():
+    cfg = WaterMazeConfig(trial_timeout=40, rest_steps=2, episode_steps=60)
+    env = WaterMaze(cfg, num_envs=8, seed=4, dtype=torch.float64)
+    delays = torch.tensor([3, 5, 8, 12, 15, 20, 25, 30])
+    env.reset(probe_trial=0, probe_steps=delays)
+    arrival = optimal_latency(cfg, env.state.release, env.state.platform)
+    escape_step = torch.full((8,), -1)
+    for t in range(1, cfg.trial_timeout + 1):
+        # home in, then circle on the site: the swimmer is over the platform every step
+        _, reward, _, info = env.step(homing(env.state) * (env.state.rest_left == 0).unsqueeze(-1))
+        newly = (reward == 1) & (escape_step < 0)
+        escape_step[newly] = t
+        assert not torch.any((reward == 1) & (info["trial"] == 0) & (t <= delays) & (escape_step == t))
+    assert torch.all(escape_step > delays)  # never before it rose ...
+    assert torch.all(escape_step <= torch.maximum(delays + 1, arrival + 1))  # ... then at once
+
+
+def test_atlantis_draws_change_no_other_draw_and_hit_the_fraction():
+    cfg = WaterMazeConfig()
+    plain = reset_state(cfg, 4000, torch.Generator().manual_seed(5))
+    drawn = reset_state(cfg, 4000, torch.Generator().manual_seed(5), atlantis=(0.5, 20))
+    assert torch.equal(plain.platform, drawn.platform)
+    assert torch.equal(plain.release_angles, drawn.release_angles)
+    chosen = drawn.probe_trial >= 0
+    assert 0.45 < chosen.float().mean() < 0.55
+    assert set(drawn.probe_trial[chosen].tolist()) == {1, 2, 3, 4}
+    assert drawn.probe_steps[chosen].min() == 1 and drawn.probe_steps[chosen].max() == 20
+    assert torch.all(drawn.probe_steps[~chosen] == cfg.trial_timeout)
+    assert torch.all(plain.probe_trial == -1)
+    with pytest.raises(ValueError, match="fraction"):
+        reset_state(cfg, 2, torch.Generator(), atlantis=(1.5, 20))
+    with pytest.raises(ValueError, match="max_delay"):
+        reset_state(cfg, 2, torch.Generator(), atlantis=(0.5, 0))
+
+
+def test_dark_delay_hides_everything_then_next_trial_starts():
+    cfg = WaterMazeConfig(trial_timeout=40, rest_steps=2, episode_steps=120)
+    env = WaterMaze(cfg, num_envs=4, seed=6, dtype=torch.float64)
+    env.reset(dark_after_trial=0, dark_steps=25)
+    dark_obs, positions, trials = [], [], []
+    while not bool(env.state.trial.ge(1).all()):
+        obs, _, _, info = env.step(homing(env.state) + 0.5)  # actions must be ignored in the dark
+        dark = info["dark"]
+        dark_obs.append((obs.abs().sum(-1) == 0) == dark)
+        positions.append(info["position"][dark])
+        trials.append(info["trial"])
+    assert torch.stack(dark_obs).all()  # zero observation exactly during the delay
+    trials = torch.stack(trials)
+    # each env spends exactly 25 steps in the dark, all while its trial index is still 0
+    t_first = (trials >= 1).float().argmax(0)
+    assert env.state.step.max() <= 40 + 2 + 25 + 1
+    env2 = WaterMaze(cfg, num_envs=4, seed=6, dtype=torch.float64)
+    env2.reset()
+    t_plain = torch.full((4,), -1)
+    for t in range(1, 80):
+        _, _, _, info = env2.step(homing(env2.state) + 0.5)
+        t_plain[(info["trial"] >= 1) & (t_plain < 0)] = t
+    assert torch.equal(t_first + 1, t_plain + 25)  # the delay added exactly 25 steps
+    # the next trial starts at its release point on the wall, with place cells back on
+    assert torch.allclose(torch.linalg.vector_norm(env.state.release, dim=-1), torch.ones(4, dtype=torch.float64))
+    assert torch.all(env.observe()[:, :-2].sum(-1) > 0)
+    with pytest.raises(ValueError, match="dark_steps"):
+        env.reset(dark_after_trial=0, dark_steps=-1)

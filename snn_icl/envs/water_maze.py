@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -111,6 +111,10 @@ class WaterMazeState(NamedTuple):
     release: torch.Tensor  # [B, 2] release point of the current trial
     release_angles: torch.Tensor  # [B, max_trials] release angle (radians) of each trial index
     probe_trial: torch.Tensor  # [B] long, trial index without platform, -1 for none
+    probe_steps: torch.Tensor  # [B] long, swim steps of the probe trial without platform
+    dark_after: torch.Tensor  # [B] long, trial index followed by a dark delay, -1 for none
+    dark_steps: torch.Tensor  # [B] long, env steps of that dark delay
+    dark_left: torch.Tensor  # [B] long, dark steps left (0 outside the delay)
     step: torch.Tensor  # [B] long, env steps taken in this episode
     trial: torch.Tensor  # [B] long, 0-based index of the current trial
     trial_step: torch.Tensor  # [B] long, swim steps taken in the current trial
@@ -192,6 +196,10 @@ def reset_state(
     probe_trial: int | torch.Tensor | None = None,
     release_angles: torch.Tensor | None = None,
     *,
+    probe_steps: int | torch.Tensor | None = None,
+    atlantis: tuple[float, int] | None = None,
+    dark_after_trial: int = -1,
+    dark_steps: int = 0,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> WaterMazeState:
@@ -208,6 +216,15 @@ def reset_state(
         probe_trial: trial index (int, or ``[B]`` long; -1 = none) whose swim has no platform.
         release_angles: ``[B, n]`` (or ``[n]``) release angles in radians for trials ``0..n-1``;
             later trials use the drawn angles.
+        probe_steps: swim steps (int or ``[B]``) for which the probe trial's platform stays away;
+            it rises from the next step on (an "Atlantis" platform, Spooner et al. 1994). Default:
+            the whole trial (a classic probe).
+        atlantis: ``(fraction, max_delay)``: a random ``fraction`` of the episodes get one
+            Atlantis trial, at a trial index uniform in 1..4, whose platform rises after a delay
+            uniform in 1..``max_delay`` swim steps. Drawn after everything else (so it changes no
+            other draw); ignored where ``probe_trial`` is given.
+        dark_after_trial: trial index after whose rest a dark delay of ``dark_steps`` env steps
+            follows (observation all zeros, actions ignored) before the next trial; -1: none.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
@@ -243,6 +260,19 @@ def reset_state(
         probe = torch.as_tensor(probe_trial, dtype=torch.long, device=device).expand(B).clone()
         if (probe < -1).any():
             raise ValueError(f"probe_trial must be a trial index >= 0 (or -1 for none), got {probe_trial!r}")
+    if probe_steps is None:
+        absent = torch.full((B,), cfg.trial_timeout, dtype=torch.long, device=device)
+    else:
+        absent = torch.as_tensor(probe_steps, dtype=torch.long, device=device).expand(B).clone()
+        if (absent < 0).any():
+            raise ValueError(f"probe_steps must be >= 0, got {probe_steps!r}")
+    if atlantis is not None and probe_trial is None:
+        probe, absent = _atlantis_trials(cfg, B, generator, atlantis, device)
+    if isinstance(dark_after_trial, bool) or not isinstance(dark_after_trial, numbers.Integral) \
+            or dark_after_trial < -1:
+        raise ValueError(f"dark_after_trial must be a trial index >= 0 (or -1), got {dark_after_trial!r}")
+    if isinstance(dark_steps, bool) or not isinstance(dark_steps, numbers.Integral) or dark_steps < 0:
+        raise ValueError(f"dark_steps must be an integer >= 0, got {dark_steps!r}")
 
     zeros = torch.zeros(B, dtype=torch.long, device=device)
     release = release_point(cfg, angles[:, 0])
@@ -254,12 +284,34 @@ def reset_state(
         release=release,
         release_angles=angles,
         probe_trial=probe,
+        probe_steps=absent,
+        dark_after=torch.full((B,), int(dark_after_trial), dtype=torch.long, device=device),
+        dark_steps=torch.full((B,), int(dark_steps), dtype=torch.long, device=device),
+        dark_left=zeros,
         step=zeros,
         trial=zeros,
         trial_step=zeros,
         rest_left=zeros,
         prev_reward=torch.zeros(B, dtype=dtype, device=device),
     )
+
+
+def _atlantis_trials(cfg: WaterMazeConfig, B: int, generator: torch.Generator,
+                     atlantis: tuple[float, int], device: torch.device | str | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``(probe_trial [B], probe_steps [B])`` for ``atlantis = (fraction, max_delay)``."""
+    fraction, max_delay = atlantis
+    if not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"atlantis fraction must be in [0, 1], got {fraction!r}")
+    if isinstance(max_delay, bool) or not isinstance(max_delay, numbers.Integral) or max_delay < 1:
+        raise ValueError(f"atlantis max_delay must be an integer >= 1, got {max_delay!r}")
+    u = torch.rand(B, 3, generator=generator, dtype=torch.float64)
+    trial = 1 + torch.floor(4.0 * u[:, 1]).clamp(max=3.0).long()
+    delay = 1 + torch.floor(max_delay * u[:, 2]).clamp(max=max_delay - 1).long()
+    chosen = u[:, 0] < fraction
+    probe = torch.where(chosen, trial, torch.full_like(trial, -1))
+    absent = torch.where(chosen, delay, torch.full_like(delay, cfg.trial_timeout))
+    return probe.to(device), absent.to(device)
 
 
 def step_state(
@@ -283,7 +335,8 @@ def step_state(
     R, pr = cfg.pool_radius, cfg.platform_radius
     old = state.position  # [B, 2]
     c = state.platform  # [B, 2]
-    swimming = state.rest_left == 0  # [B]; resting envs ignore the action
+    in_dark = state.dark_left > 0  # [B]; a dark delay: actions ignored, nothing seen
+    swimming = (state.rest_left == 0) & ~in_dark  # [B]; resting envs ignore the action
 
     # Action: clamp to the square, then to the unit disk; displacement v_max * a.
     a = action.to(dtype=old.dtype).clamp(-1.0, 1.0)
@@ -301,8 +354,11 @@ def step_state(
     closest = old + t.unsqueeze(-1) * d
     touched = ((closest - c) ** 2).sum(-1) <= pr * pr
 
-    reached = swimming & state.platform_present & touched
     trial_step = torch.where(swimming, state.trial_step + 1, state.trial_step)
+    # An Atlantis probe's platform rises after probe_steps swim steps (a classic probe: never).
+    risen = swimming & (state.trial == state.probe_trial) & (trial_step > state.probe_steps)
+    present = state.platform_present | risen
+    reached = swimming & present & touched
     timed_out = swimming & ~reached & (trial_step >= cfg.trial_timeout)
     trial_end = reached | timed_out
 
@@ -312,15 +368,20 @@ def step_state(
     reward = reached.to(old.dtype)
     latency = torch.where(trial_end, trial_step, torch.zeros_like(trial_step))
     ended_trial = torch.where(trial_end, state.trial, torch.full_like(state.trial, -1))
-    platform_present = state.platform_present | timed_out  # a probe's platform is back after it
+    platform_present = present | timed_out  # a probe's platform is back after it
     rest_left = torch.where(
         trial_end,
         torch.full_like(state.rest_left, cfg.rest_steps),
-        torch.where(swimming, state.rest_left, state.rest_left - 1),
+        torch.where(swimming | in_dark, state.rest_left, state.rest_left - 1),
     )
 
-    # Next trial: after the last rest step, or at once when rest_steps == 0.
-    start = (rest_left == 0) & (trial_end | ~swimming)
+    # Next trial: after the last rest step (or at once when rest_steps == 0), unless a dark
+    # delay follows this trial; then after the delay's last step.
+    rest_done = (rest_left == 0) & (trial_end | (~swimming & ~in_dark))
+    enter_dark = rest_done & (state.trial == state.dark_after) & (state.dark_steps > 0)
+    dark_left = torch.where(enter_dark, state.dark_steps,
+                            torch.where(in_dark, state.dark_left - 1, state.dark_left))
+    start = (rest_done & ~enter_dark) | (in_dark & (dark_left == 0))
     trial = state.trial + start.long()
     idx = trial.clamp(max=state.release_angles.shape[1] - 1).unsqueeze(-1)
     next_release = release_point(cfg, state.release_angles.gather(1, idx).squeeze(-1))
@@ -339,6 +400,10 @@ def step_state(
         release=release,
         release_angles=state.release_angles,
         probe_trial=state.probe_trial,
+        probe_steps=state.probe_steps,
+        dark_after=state.dark_after,
+        dark_steps=state.dark_steps,
+        dark_left=dark_left,
         step=state.step + 1,
         trial=trial,
         trial_step=trial_step,
@@ -357,17 +422,21 @@ def step_state(
         "escaped": reached,
         "latency": latency,
         "ended_trial": ended_trial,
+        "dark": dark_left > 0,
     }
     return new_state, reward, info
 
 
 def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
-    """Observation ``[B, obs_dim]``: place cells, platform contact, previous reward; all in [0, 1]."""
+    """Observation ``[B, obs_dim]``: place cells, platform contact, previous reward; all in [0, 1].
+
+    All zeros during a dark delay."""
     pos = state.position
     centres = place_cell_centres(cfg.place_grid, cfg.pool_radius, device=pos.device, dtype=pos.dtype)
     cells = place_cell_activity(pos, centres, cfg.place_sigma)  # [B, place_grid**2]
     contact = ((state.rest_left > 0) & state.platform_present).to(pos.dtype)
-    return torch.cat([cells, contact.unsqueeze(-1), state.prev_reward.unsqueeze(-1)], dim=-1)
+    obs = torch.cat([cells, contact.unsqueeze(-1), state.prev_reward.unsqueeze(-1)], dim=-1)
+    return obs * (state.dark_left == 0).unsqueeze(-1).to(pos.dtype)
 
 
 def move_platform(cfg: WaterMazeConfig, state: WaterMazeState, new_platform: torch.Tensor) -> WaterMazeState:
@@ -444,7 +513,14 @@ class WaterMaze:
 
     Probe trial (``reset(probe_trial=k)``): during the swim of trial k the platform is absent (no
     reward, no contact); the trial runs to the time-out, then the swimmer is placed on the
-    platform as after a normal time-out and the platform is back.
+    platform as after a normal time-out and the platform is back. With ``probe_steps=s`` the
+    platform rises after s swim steps instead (an Atlantis platform: reaching it then ends the
+    trial with reward 1); ``atlantis=(fraction, max_delay)`` draws such trials at random (a
+    training curriculum that rewards searching where the platform was).
+
+    Dark delay (``reset(dark_after_trial=k, dark_steps=d)``): after the rest that ends trial k,
+    ``d`` env steps pass in the dark (observation all zeros, actions ignored, ``info["dark"]``)
+    before trial k+1 starts; they count towards ``episode_steps``.
 
     ## Episode End
 
@@ -517,8 +593,13 @@ class WaterMaze:
         platform: torch.Tensor | None = None,
         probe_trial: int | torch.Tensor | None = None,
         release_angles: torch.Tensor | None = None,
+        **options: Any,
     ) -> torch.Tensor:
-        """Start B new episodes (new platforms unless given); returns the observation ``[B, obs_dim]``."""
+        """Start B new episodes (new platforms unless given); returns the observation ``[B, obs_dim]``.
+
+        ``options``: ``probe_steps``, ``atlantis``, ``dark_after_trial``, ``dark_steps`` of
+        :func:`reset_state`.
+        """
         if seed is not None:
             self.generator.manual_seed(seed)
         self._state = reset_state(
@@ -528,6 +609,7 @@ class WaterMaze:
             platform=platform,
             probe_trial=probe_trial,
             release_angles=release_angles,
+            **options,
             device=self.device,
             dtype=self.dtype,
         )

@@ -126,9 +126,13 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
 def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
     """One batch of whole training episodes with the current weights (no gradient)."""
     state.agent.eval()
-    env = WaterMaze(task.env, num_envs=task.train.batch_episodes,
+    cfg = task.train
+    env = WaterMaze(task.env, num_envs=cfg.batch_episodes,
                     seed=env_seed(task.seed, state.iteration, training=True))
-    return rollout(state.agent, env, generator=state.generator)
+    options = {}
+    if cfg.atlantis_fraction > 0 and state.iteration >= cfg.atlantis_from_iteration:
+        options["atlantis"] = (cfg.atlantis_fraction, cfg.atlantis_max_delay)
+    return rollout(state.agent, env, generator=state.generator, **options)
 
 
 def iteration_metrics(batch: dict[str, Tensor], losses: dict[str, float]) -> dict[str, float]:
