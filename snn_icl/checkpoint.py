@@ -52,6 +52,15 @@ def resolve(source: str | Path) -> Path:
     return path
 
 
+def display_name(source: str | Path) -> str:
+    """A short model name for tables: "pretrained:KIND", or the run directory's name."""
+    if str(source) == "pretrained":
+        return "pretrained:lsnn"
+    if str(source).startswith("pretrained:"):
+        return str(source)
+    return resolve(source).parent.name
+
+
 def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     generator: torch.Generator | None = None, **counters: Any) -> Path:
@@ -145,6 +154,15 @@ def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]
     agent = build_agent(task.env.obs_dim, task.agent, max_steps=task.env.episode_steps)
     counters = load_into(path, agent, task)
     return agent, task, counters
+
+
+def metrics_path(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's training metrics live: RUN/metrics.csv next to a run's checkpoint,
+    NAME_metrics.csv next to a released NAME.safetensors (may not exist)."""
+    path = Path(checkpoint)
+    if path.name == CHECKPOINT_FILE:
+        return path.parent / "metrics.csv"
+    return path.with_name(path.stem + "_metrics.csv")
 
 
 def release_copy(src: str | Path, dst: str | Path) -> Path:

@@ -6,11 +6,13 @@ meet the same platforms and release points; the table adds what each cost to tra
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
-from snn_icl.checkpoint import load_agent, resolve
+from snn_icl.checkpoint import display_name, load_agent, metrics_path, resolve
 from snn_icl.evaluate import evaluate
 
 COLUMNS = [
@@ -20,6 +22,7 @@ COLUMNS = [
     ("training_episodes", "training episodes"),
     ("training_env_steps", "training env steps"),
     ("training_minutes", "training wall time (min)"),
+    ("criterion_env_steps", "env steps to one-shot criterion"),
     ("latency_trial1", "latency trial 1"),
     ("latency_trials2_4", "latency trials 2-4"),
     ("optimal_latency", "straight swim"),
@@ -28,6 +31,43 @@ COLUMNS = [
     ("probe_target_quadrant_fraction", "probe: time in target quadrant"),
     ("goals_per_episode", "goals per episode"),
 ]
+
+
+CRITERION_WINDOW = 50
+"""Training iterations averaged for the one-shot criterion (training batches are noisy)."""
+
+
+def steps_to_criterion(rows: list[dict[str, str]], episode_steps: int, optimum: float | None,
+                       window: int = CRITERION_WINDOW) -> int | None:
+    """Training env steps until the one-shot criterion first held on the training batches.
+
+    Criterion (the one-shot issue's targets): over ``window`` consecutive iterations, the mean of
+    the batch medians gives trial 1 / trials 2-4 >= 3 and trials 2-4 <= 2 x ``optimum`` (the
+    straight swim, env steps). Returns the env steps collected by the end of that window (None:
+    never, or no metrics).
+    """
+    if optimum is None or len(rows) < window:
+        return None
+    first = torch.tensor([float(r["latency_trial1"]) for r in rows], dtype=torch.float64)
+    later = torch.tensor([float(r["latency_trials2_4"]) for r in rows], dtype=torch.float64)
+    kernel = torch.ones(1, 1, window, dtype=torch.float64) / window
+    mean1 = torch.nn.functional.conv1d(first.nan_to_num(60.0)[None, None], kernel)[0, 0]
+    mean2 = torch.nn.functional.conv1d(later.nan_to_num(60.0)[None, None], kernel)[0, 0]
+    ok = (mean1 >= 3 * mean2) & (mean2 <= 2 * optimum)
+    if not bool(ok.any()):
+        return None
+    end = int(ok.nonzero()[0, 0]) + window - 1  # the row that completes the first good window
+    return int(float(rows[end]["episodes"])) * episode_steps
+
+
+def _training_rows(checkpoint: Any, iteration: int | None) -> list[dict[str, str]]:
+    """The checkpoint's metrics.csv rows up to its iteration ([] when none is kept)."""
+    path = metrics_path(checkpoint)
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if iteration is None or int(float(r["iteration"])) <= iteration]
 
 
 def compare(sources: list[str], episodes: int, seed: int, *,
@@ -41,13 +81,12 @@ def compare(sources: list[str], episodes: int, seed: int, *,
         path = resolve(source)
         agent, task, counters = load_agent(path)
         r = evaluate(agent, task, episodes, seed, progress=False)
-        if source.startswith("pretrained"):
-            name = "pretrained:lsnn" if source == "pretrained" else source
-        else:
-            name = path.parent.name  # the run directory
+        name = display_name(source)
         results[name] = r
         opt = [x for x in r["optimal_latency_by_trial"][1:4] if x is not None]
+        optimum = sorted(opt)[len(opt) // 2] if opt else None
         n_episodes = counters.get("episodes")
+        history = _training_rows(path, counters.get("iteration"))
         rows.append({
             "model": name,
             "kind": task.agent.kind,
@@ -58,7 +97,8 @@ def compare(sources: list[str], episodes: int, seed: int, *,
             else round(counters["wall_time_s"] / 60, 1),
             "latency_trial1": r["latency_by_trial"][0],
             "latency_trials2_4": r["latency_trials2_4"],
-            "optimal_latency": sorted(opt)[len(opt) // 2] if opt else None,
+            "criterion_env_steps": steps_to_criterion(history, task.env.episode_steps, optimum),
+            "optimal_latency": optimum,
             "one_shot_ratio": r["one_shot_ratio"],
             "no_memory_ratio": r["control_no_memory"]["one_shot_ratio"],
             "probe_target_quadrant_fraction": r["probe_target_quadrant_fraction"],
@@ -83,7 +123,6 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def csv_table(rows: list[dict[str, Any]]) -> str:
-    import csv
     import io as _io
 
     buf = _io.StringIO()
