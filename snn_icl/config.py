@@ -148,14 +148,25 @@ class TrainConfig:
     """Wall time between checkpoints."""
     threads: int = 2
     """torch CPU threads."""
-    atlantis_fraction: float = 0.0
+    atlantis_fraction: tuple[float, ...] = (0.0,)
     """Fraction of training episodes with one Atlantis trial (trial index 1..4): its platform
     rises only after a random delay, so searching where it was pays and a ring search does not
-    (Spooner et al. 1994). 0: none."""
-    atlantis_max_delay: int = 30
-    """Longest Atlantis delay (swim steps); delays are uniform in 1..atlantis_max_delay."""
-    atlantis_from_iteration: int = 0
-    """Iteration from which Atlantis trials are mixed in (a curriculum: learn the task first)."""
+    (Spooner et al. 1994). 0: none. One value per curriculum stage (see below)."""
+    atlantis_max_delay: tuple[int, ...] = (30,)
+    """Longest Atlantis delay (swim steps) per stage; delays are uniform in 1..max."""
+    atlantis_from_iteration: tuple[int, ...] = (0,)
+    """Iteration at which each stage starts (increasing): a curriculum, e.g. learn the task
+    first, then mix Atlantis trials in, then make them longer. A single number is one stage."""
+
+    def atlantis_at(self, iteration: int) -> tuple[float, int] | None:
+        """``(fraction, max_delay)`` of the stage in force at ``iteration``; None: no Atlantis."""
+        stage = None
+        for i, start in enumerate(self.atlantis_from_iteration):
+            if iteration >= start:
+                stage = i
+        if stage is None or self.atlantis_fraction[stage] == 0:
+            return None
+        return self.atlantis_fraction[stage], self.atlantis_max_delay[stage]
 
     def __post_init__(self) -> None:
         for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads"):
@@ -168,12 +179,18 @@ class TrainConfig:
                self.target_rate_hz)
         for key in ("entropy_coef", "value_coef", "rate_reg"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
-        _check(0 <= self.atlantis_fraction <= 1, "atlantis_fraction", "must be in [0, 1]",
-               self.atlantis_fraction)
-        _check(self.atlantis_max_delay >= 1, "atlantis_max_delay", "must be >= 1",
+        stages = len(self.atlantis_from_iteration)
+        for key in ("atlantis_fraction", "atlantis_max_delay"):
+            _check(len(getattr(self, key)) == stages, key,
+                   f"must have one value per stage of atlantis_from_iteration ({stages})",
+                   getattr(self, key))
+        _check(all(0 <= f <= 1 for f in self.atlantis_fraction), "atlantis_fraction",
+               "must be in [0, 1]", self.atlantis_fraction)
+        _check(all(d >= 1 for d in self.atlantis_max_delay), "atlantis_max_delay", "must be >= 1",
                self.atlantis_max_delay)
-        _check(self.atlantis_from_iteration >= 0, "atlantis_from_iteration", "must be >= 0",
-               self.atlantis_from_iteration)
+        starts = self.atlantis_from_iteration
+        _check(stages >= 1 and starts[0] >= 0 and all(a < b for a, b in zip(starts, starts[1:])),
+               "atlantis_from_iteration", "must be increasing iterations >= 0", starts)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
                f"must divide batch_episodes = {self.batch_episodes}", self.minibatches)
 
@@ -248,6 +265,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{key} must be a string, got {value!r}")
         return value
+    if origin is tuple:  # tuple[X, ...]: a TOML array, or one value for a single entry
+        (inner, _) = typing.get_args(tp)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise ValueError(f"{key} must not be empty")
+        return tuple(_coerce(v, inner, key) for v in items)
     return value
 
 

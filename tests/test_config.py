@@ -49,6 +49,10 @@ def _write(tmp_path, text):
         ("[train]\nlr = 0.0\n", ["[train]", "lr"]),
         ("[train]\natlantis_fraction = 1.5\n", ["[train]", "atlantis_fraction"]),
         ("[train]\natlantis_max_delay = 0\n", ["[train]", "atlantis_max_delay"]),
+        ("[train]\natlantis_from_iteration = [5, 3]\natlantis_fraction = [0.5, 0.5]\n"
+         "atlantis_max_delay = [9, 9]\n", ["[train]", "atlantis_from_iteration", "increasing"]),
+        ("[train]\natlantis_from_iteration = [5, 9]\n", ["[train]", "atlantis_fraction", "per stage"]),
+        ("[train]\natlantis_fraction = ['x']\n", ["[train]", "atlantis_fraction", "number"]),
         ("[train]\nbatch_episodes = 10\nminibatches = 4\n", ["[train]", "minibatches"]),
         ("[eval]\nepisodes = true\n", ["[eval]", "episodes"]),
         ("[agnet]\nn_regular = 1\n", ["unknown key 'agnet'"]),

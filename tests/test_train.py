@@ -171,8 +171,10 @@ def test_atlantis_trials_join_training_from_their_iteration(tiny_task, monkeypat
 
     real = ppo.rollout
     monkeypatch.setattr(ppo, "rollout", spy)
-    task = replace(tiny_task, train={"atlantis_fraction": 1.0, "atlantis_max_delay": 7,
-                                     "atlantis_from_iteration": 1})
+    task = replace(tiny_task, train={"atlantis_fraction": [1.0, 0.5], "atlantis_max_delay": [7, 9],
+                                     "atlantis_from_iteration": [1, 5]})
+    assert task.train.atlantis_at(0) is None and task.train.atlantis_at(4) == (1.0, 7)
+    assert task.train.atlantis_at(5) == (0.5, 9) and task.train.atlantis_at(10**6) == (0.5, 9)
     state = ppo.new_state(task, make_agent(task))
     ppo.collect(state, task)
     state.iteration = 1

@@ -129,9 +129,8 @@ def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
     cfg = task.train
     env = WaterMaze(task.env, num_envs=cfg.batch_episodes,
                     seed=env_seed(task.seed, state.iteration, training=True))
-    options = {}
-    if cfg.atlantis_fraction > 0 and state.iteration >= cfg.atlantis_from_iteration:
-        options["atlantis"] = (cfg.atlantis_fraction, cfg.atlantis_max_delay)
+    atlantis = cfg.atlantis_at(state.iteration)
+    options = {} if atlantis is None else {"atlantis": atlantis}
     return rollout(state.agent, env, generator=state.generator, **options)
 
 
