@@ -6,7 +6,7 @@ it runs B whole episodes at once (no Python loop over episodes) and stacks every
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -25,7 +25,9 @@ def env_seed(seed: int, index: int, *, training: bool) -> int:
 @torch.no_grad()
 def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = None,
             deterministic: bool = False, record: bool = False, reset_memory_each_trial: bool = False,
-            policy: str = "agent", progress: bool = False, **reset_kwargs: Any) -> dict[str, Tensor]:
+            policy: str = "agent", progress: bool = False,
+            hook: Callable[[Any, dict[str, Any]], Any] | None = None,
+            **reset_kwargs: Any) -> dict[str, Tensor]:
     """Run one batch of whole episodes (``env.num_envs`` of them) with frozen weights.
 
     Args:
@@ -38,6 +40,12 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
         reset_memory_each_trial: zero the agent state at every trial start (no-memory control).
         policy: "agent", or "random" (uniform random velocities; the agent is not run).
         progress: show a progress bar over env steps.
+        hook: optional ``state = hook(state, info)``, called after every env step (after the
+            no-memory reset) with the agent state that the next step will act from; ``info`` is
+            the env's step info plus ``step`` (0-based index of the step just taken) and
+            ``new_trial`` ([B] bool: the next observation is the first of a new trial). Lets
+            analyses record or perturb the state (:mod:`snn_icl.analysis.ablations`). Default
+            None: never called, nothing changes.
 
     Returns (T = episode_steps env steps, B episodes, k = ms per env step):
         position [T+1, B, 2] (pool radii; index 0 is the start), trial [T+1, B],
@@ -85,6 +93,9 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
             new_trial = info["trial"] > steps["trial"][-2]
             if bool(new_trial.any()):
                 state = agent.reset_state(state, new_trial)
+        if hook is not None and state is not None:
+            new_trial = info["trial"] > steps["trial"][-2]
+            state = hook(state, {**info, "step": len(steps["action"]) - 1, "new_trial": new_trial})
         bar.update(1)
     bar.close()
     out_dict = {key: torch.stack(values) for key, values in steps.items() if key not in ("z", "A")}
