@@ -47,30 +47,51 @@ def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @app.command()
 @_clean_errors
 def simulate(
-    task: Path = typer.Argument(..., help="Task file (tasks/*.toml)."),
+    task: str = typer.Argument(..., metavar="TASK_OR_CHECKPOINT",
+                               help="Task file (tasks/*.toml: untrained weights), or a checkpoint, "
+                               "run directory or 'pretrained' (trained weights)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     episodes: int = typer.Option(4, "--episodes", "-n", min=1, help="Episodes to run."),
     seed: int = typer.Option(None, "--seed", help="Episode seed (default: the task's seed)."),
     deterministic: bool = typer.Option(False, help="Act with the policy mean (no action noise)."),
+    backend: str = typer.Option("torch", "--backend", help="Simulator of the network: torch or "
+                                "brian2 (LSNN only; same episodes, float64 neurons)."),
+    target: str = typer.Option("auto", "--target", help="brian2 code generation: cython "
+                               "(compiled once, cached in ~/.cython/brian_extensions), numpy (no "
+                               "compiler) or auto (cython where a compiler works)."),
 ) -> None:
-    """Run the (untrained) agent with frozen weights; save trajectories, spikes and thresholds."""
+    """Run an agent with frozen weights; save trajectories, spikes and thresholds."""
     from snn_icl import io
     from snn_icl.config import CONFIG_FILE, load_task, task_to_dict
     from snn_icl.figures import SIMULATION_FILE, SIMULATION_META
     from snn_icl.simulate import make_agent, simulate as run_sim
     from snn_icl.summary import behaviour_summary
 
-    cfg = load_task(task)
+    if backend not in ("torch", "brian2"):
+        raise ValueError(f"--backend must be torch or brian2, got {backend!r}")
+    if task.endswith(".toml"):
+        cfg = load_task(Path(task))
+        agent, weights = make_agent(cfg), "untrained (initialised from the task seed)"
+    else:
+        from snn_icl.checkpoint import load_agent, resolve
+
+        path = resolve(task)
+        agent, cfg, counters = load_agent(path)
+        weights = f"checkpoint {path} ({counters.get('iteration', '?')} iterations)"
     seed = cfg.seed if seed is None else seed
-    agent = make_agent(cfg)
-    sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic)
+    if backend == "brian2":
+        from snn_icl.brian2_export import simulate_brian2
+
+        sim = simulate_brian2(cfg, agent, episodes, seed, target=target, deterministic=deterministic)
+    else:
+        sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic)
     out.mkdir(parents=True, exist_ok=True)
     io.write_toml(out / CONFIG_FILE, task_to_dict(cfg))
     io.save_tensors(out / SIMULATION_FILE, {k: sim[k] for k in SIMULATION_KEYS if k in sim})
     summary = behaviour_summary(sim)
     io.write_json(out / SIMULATION_META, {
         "task": cfg.name, "source": str(task), "episodes": episodes, "seed": seed,
-        "deterministic": deterministic, "weights": "untrained (initialised from the task seed)",
+        "deterministic": deterministic, "weights": weights, "backend": backend,
         "summary": summary, "versions": io.versions()})
     typer.echo(f"wrote {out / SIMULATION_FILE}: {episodes} episodes, "
                f"{summary['goals_per_episode']:.2f} goals per episode")
@@ -148,6 +169,85 @@ def compare(
     plots.save(plots.plot_comparison(results), out / "compare.png")
     typer.echo(markdown_table(rows))
     typer.echo(f"wrote {out}/compare.md, compare.csv, compare.json, compare.png")
+
+
+@app.command()
+@_clean_errors
+def retention(
+    sources: list[str] = typer.Argument(..., help="Checkpoints, run directories or pretrained[:kind]."),
+    delays: str = typer.Option(None, "--delays", help="Comma-separated dark delays after trial 1 "
+                               "(env steps; default: snn_icl.retention.DEFAULT_DELAYS, 0 to 400)."),
+    episodes: int = typer.Option(128, "--episodes", "-n", min=1, help="Held-out episodes per point."),
+    seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
+    out: Path = typer.Option(Path("retention"), "--out", "-o", help="Output directory."),
+) -> None:
+    """Memory across a dark delay after the first platform visit, against each agent's span
+    (transformer context window, LSNN tau_a): retention.json, retention.md and retention.png."""
+    from snn_icl import io, plots
+    from snn_icl.checkpoint import display_name, load_agent, resolve
+    from snn_icl.retention import DEFAULT_DELAYS, markdown_table, retention as run_retention
+
+    try:
+        steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
+    except ValueError:
+        raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
+    results = {}
+    for source in sources:
+        agent, task, _ = load_agent(resolve(source))
+        results[display_name(source)] = run_retention(agent, task, steps, episodes, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_json(out / "retention.json", {"episodes": episodes, "seed": seed, "results": results,
+                                           "versions": io.versions()})
+    io.write_text(out / "retention.md", markdown_table(results))
+    plots.save(plots.plot_retention(results), out / "retention.png")
+    typer.echo(markdown_table(results))
+    typer.echo(f"wrote {out}/retention.json, retention.md, retention.png")
+
+
+@app.command("export-brian2")
+@_clean_errors
+def export_brian2(
+    source: str = typer.Argument(..., metavar="CHECKPOINT",
+                                 help="LSNN checkpoint file, run directory or 'pretrained'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+) -> None:
+    """Write the LSNN as a standalone Brian2 script (needs only brian2 and numpy) with its
+    weights (.npz, .json), a reference input with the torch spikes, and a README.txt."""
+    from snn_icl.brian2_export import SCRIPT_NAME, export
+
+    export(source, out)
+    typer.echo(f"wrote {out}: {SCRIPT_NAME}, weights.npz, params.json, reference_input.npy, "
+               f"reference_spikes.npy, README.txt; run: python {out / SCRIPT_NAME} --episodes 4")
+
+
+@app.command()
+@_clean_errors
+def analyze(
+    sources: list[str] = typer.Argument(..., metavar="CHECKPOINT...",
+                                        help="Checkpoints, run directories or pretrained[:kind]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    episodes: int = typer.Option(64, "--episodes", "-n", min=8,
+                                 help="Held-out episodes per agent (cross-validation needs >= 8)."),
+    seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
+) -> None:
+    """Where the memory lives: platform decoding from state variables, reset/swap ablations with
+    frozen weights, spatial information and attention retrieval (analysis.json + figures)."""
+    from snn_icl.analyze import analyze as run_analyze
+
+    result = run_analyze(sources, out, episodes, seed)
+    for name, a in result["agents"].items():
+        dec = a["decoding"]
+        errors = {k: v["release_error"] for k, v in dec["variables"].items()
+                  if v["release_error"] is not None}
+        typer.echo(f"{name}: platform decoding error at release points (pool radii; chance "
+                   f"{dec['release_chance_mean_prediction']:.2f}): "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()))
+        typer.echo("  latency trial 2 / trials 2-4, share heading to the partner's platform: "
+                   + "; ".join(f"{c} {v['latency_trial2']}/{v['latency_trials2_4']} "
+                               f"{v['toward_other_fraction']:.2f}"
+                               for c, v in a["ablations"].items()
+                               if v["toward_other_fraction"] is not None))
+    typer.echo(f"wrote {out}/analysis.json and {len(result['figures'])} figures")
 
 
 @app.command()

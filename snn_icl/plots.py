@@ -283,3 +283,39 @@ def plot_comparison(results: dict[str, dict[str, Any]], *, max_trials: int = 6,
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = None) -> Figure:
+    """Trial-2 latency after a dark delay that follows trial 1, per agent (median, 95 % bands),
+    against each agent's trial-1 search (dotted) and the straight swim; vertical lines mark each
+    agent's built-in memory span (transformer context window, LSNN tau_a) in env steps."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = plt.get_cmap("tab10")
+    styles = {"context_window": ("-.", "context window"), "tau_a": (":", "tau_a")}
+    for i, (name, r) in enumerate(results.items()):
+        d = np.asarray(r["delays"], float)
+        lat = np.array([np.nan if v is None else v for v in r["latency_trial2"]], float)
+        ci = np.array([[np.nan, np.nan] if v is None else [np.nan if x is None else x for x in v]
+                       for v in r["latency_trial2_ci"]], float)
+        first = np.array([np.nan if v is None else v for v in r["latency_trial1"]], float)
+        ax.plot(d, lat, "o-", color=colours(i), ms=4, label=f"{name}: trial 2")
+        ax.fill_between(d, ci[:, 0], ci[:, 1], color=colours(i), alpha=0.15, lw=0)
+        ax.axhline(np.nanmedian(first), color=colours(i), ls=":", lw=1)
+        for key, steps in r.get("memory_horizon", {}).items():
+            ls, label = styles.get(key, ("--", key))
+            ax.axvline(steps, color=colours(i), ls=ls, lw=1.2)
+            ax.annotate(f"{name}: {label} = {steps:.0f} steps", (steps, 0.03),
+                        xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points",
+                        rotation=90, va="bottom", fontsize=7, color=colours(i))
+    first = next(iter(results.values()))
+    opt = [v for v in first["optimal_trial2"] if v is not None]
+    if opt:
+        ax.axhline(float(np.median(opt)), color="k", ls="--", lw=1, label="straight swim")
+    ax.set_xlabel("dark delay between trial 1 and trial 2 (env steps)")
+    ax.set_ylabel("median escape latency, trial 2 (env steps)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, frameon=False, loc="center right")
+    ax.set_title(title or f"retention across a dark delay ({first.get('episodes', '?')} episodes "
+                 "per point; dotted: trial 1)", fontsize=10)
+    fig.tight_layout()
+    return fig

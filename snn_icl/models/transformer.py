@@ -145,6 +145,9 @@ class TransformerAgent(nn.Module):
         self.obs_dim, self.max_steps = obs_dim, max_steps
         self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
         self.context_window = context_window
+        self.extend_positions = False
+        """Allow steps past ``max_steps`` (longer-than-trained episodes, e.g. a dark delay): they
+        reuse the last position embedding. Off in training, so a wrong episode length fails."""
         self.embed = nn.Linear(obs_dim, n_embd)  # observation token
         self.pos = nn.Embedding(max_steps, n_embd)  # env step index within the episode
         self.blocks = nn.ModuleList(Block(n_embd, n_head) for _ in range(n_layer))
@@ -182,14 +185,15 @@ class TransformerAgent(nn.Module):
         if state is None:
             state = self.initial_state(B)
         t0, n_cached = state.t, state.k.shape[3]
-        if t0 + T > self.max_steps:
+        if t0 + T > self.max_steps and not self.extend_positions:
             raise ValueError(f"step index {t0 + T - 1} is past the episode length max_steps = "
-                             f"{self.max_steps} (the position-embedding table)")
+                             f"{self.max_steps} (the position-embedding table); set "
+                             "extend_positions = True to run longer episodes")
         device = x.device
         q_steps = torch.arange(t0, t0 + T, device=device)
         k_steps = torch.arange(t0 - n_cached, t0 + T, device=device)
         visible = visible_keys(q_steps, k_steps, state.start.to(device), self.context_window)
-        h = self.embed(x) + self.pos(q_steps)  # (B, T, C)
+        h = self.embed(x) + self.pos(q_steps.clamp(max=self.max_steps - 1))  # (B, T, C)
         keep = self.context_window - 1  # keys a later token can still see
         ks, vs, atts = [], [], []
         for block, past_k, past_v in zip(self.blocks, state.k, state.v):

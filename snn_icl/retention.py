@@ -1,0 +1,125 @@
+"""Retention across a dark delay: does the one-shot memory outlast the transformer's context window?
+
+Protocol (frozen weights, held-out episodes, the same seeds for every agent and delay): trial 1
+(index 0) runs as usual, the agent finds the platform (or is placed on it after the time-out) and
+rests on it; then ``delay`` env steps pass in the dark (observation all zeros, actions ignored,
+see :class:`~snn_icl.envs.water_maze.WaterMaze`) before trial 2 starts from a new release point.
+The episode is lengthened by the delay, so every delay leaves the same time for the later trials.
+Every delay meets the same platforms; the release points are drawn per episode length (the env
+draws one per possible trial), so they differ between delays except at delay 0.
+
+Retention is the latency of trial 2 (the first trial after the delay) as a function of the delay,
+read against trial 1 (a search with no memory of this platform) and the straight-swim optimum.
+
+What each agent's memory must bridge, in env steps: the transformer sees a token only while it is
+among the last ``context_window`` tokens (the platform tokens of trial 1 leave layer 1's window
+once ``rest_steps + delay >= context_window``; deeper layers can relay information through the
+dark tokens); the LSNN's adaptation decays with ``tau_a / ms_per_step`` env steps; the LSTM has no
+built-in time scale. Steps past the trained episode length are out of distribution for every
+agent; the transformer reuses its last position embedding there
+(:attr:`~snn_icl.models.transformer.TransformerAgent.extend_positions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from snn_icl.evaluate import behaviour, weights_sha256
+from snn_icl.rollout import rollout_batches
+from snn_icl.simulate import frozen
+
+DEFAULT_DELAYS = (0, 5, 10, 25, 50, 100, 200, 250, 300, 400)
+"""Dark delays (env steps) of ``snn-icl retention``."""
+
+
+def memory_horizon(agent: nn.Module, task: Any) -> dict[str, float]:
+    """The agent's built-in memory span in env steps: ``context_window`` (transformer) or
+    ``tau_a / ms_per_step`` (LSNN); empty for the LSTM."""
+    cfg = task.agent
+    if cfg.kind == "transformer":
+        return {"context_window": float(cfg.context_window)}
+    if cfg.kind == "lsnn":
+        return {"tau_a": cfg.tau_a / cfg.ms_per_step}
+    return {}
+
+
+def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int, seed: int, *,
+              batch: int = 64, progress: bool = True) -> dict[str, Any]:
+    """Trial-2 latency after a dark delay following trial 1, for each delay (env steps).
+
+    Returns ``delays`` and, per delay (lists aligned with ``delays``): ``latency_trial1``,
+    ``latency_trial2`` (medians, swim steps), ``latency_trial2_ci`` (bootstrap 95 %),
+    ``success_trial2``, ``optimal_trial2`` (median straight swim) and ``retention`` =
+    (trial 1 - trial 2) / (trial 1 - optimum) of the medians: 1 = a straight swim, 0 = a search as
+    long as trial 1. Plus ``memory_horizon`` (env steps) and the weight hashes (unchanged).
+    """
+    delays = [int(d) for d in delays]
+    if not delays or min(delays) < 0:
+        raise ValueError(f"delays must be env-step counts >= 0, got {delays!r}")
+    frozen(agent)
+    before = weights_sha256(agent)
+    extend = getattr(agent, "extend_positions", None)
+    if extend is not None:
+        agent.extend_positions = True
+    boot = torch.Generator().manual_seed(seed)
+    rows: dict[str, list[Any]] = {k: [] for k in ("latency_trial1", "latency_trial2",
+                                                  "latency_trial2_ci", "success_trial2",
+                                                  "optimal_trial2", "retention", "episodes_trial2")}
+    try:
+        for delay in tqdm(delays, desc="delays", disable=not progress):
+            env_cfg = dataclasses.replace(task.env, episode_steps=task.env.episode_steps + delay)
+            sim = rollout_batches(agent, env_cfg, episodes, seed, batch=batch, progress=progress,
+                                  desc=f"delay {delay}", deterministic=task.eval.deterministic,
+                                  dark_after_trial=0, dark_steps=delay)
+            b = behaviour(sim, env_cfg, 2, boot)
+            first, second = b["latency_by_trial"]
+            optimum = b["optimal_latency_by_trial"][1]
+            rows["latency_trial1"].append(first)
+            rows["latency_trial2"].append(second)
+            rows["latency_trial2_ci"].append(b["latency_ci"][1])
+            rows["success_trial2"].append(b["success_by_trial"][1])
+            rows["optimal_trial2"].append(optimum)
+            rows["episodes_trial2"].append(b["episodes_by_trial"][1])
+            rows["retention"].append(_retention(first, second, optimum))
+    finally:
+        if extend is not None:
+            agent.extend_positions = extend
+    after = weights_sha256(agent)
+    if after != before:
+        raise RuntimeError(f"weights changed during the retention test (sha256 {before} -> {after})")
+    return {"delays": delays, "episodes": episodes, "seed": seed, **rows,
+            "memory_horizon": memory_horizon(agent, task), "rest_steps": task.env.rest_steps,
+            "weights_sha256": {"before": before, "after": after}}
+
+
+def _retention(first: float | None, second: float | None, optimum: float | None) -> float | None:
+    if first is None or second is None or optimum is None or first - optimum <= 0:
+        return None
+    value = (first - second) / (first - optimum)
+    return None if math.isnan(value) else value
+
+
+def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+    """Trial-2 median latency (and retention in brackets) per model and delay."""
+    delays = next(iter(results.values()))["delays"]
+    head = "| model | trial 1 | " + " | ".join(f"delay {d}" for d in delays) + " |"
+    rule = "|" + "|".join("---" for _ in range(len(delays) + 2)) + "|"
+    lines = [head, rule]
+    for name, r in results.items():
+        first = [x for x in r["latency_trial1"] if x is not None]
+        cells = [_fmt(lat, ret) for lat, ret in zip(r["latency_trial2"], r["retention"])]
+        lines.append(f"| {name} | {_fmt(sorted(first)[len(first) // 2] if first else None)} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(latency: float | None, kept: float | None = None) -> str:
+    if latency is None:
+        return "n/a"
+    return f"{latency:.0f}" if kept is None else f"{latency:.0f} ({kept:.2f})"

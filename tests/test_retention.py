@@ -1,0 +1,79 @@
+"""The dark-delay retention test (snn_icl.retention) and `snn-icl retention`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snn_icl.cli import app
+from snn_icl.config import replace
+from snn_icl.evaluate import behaviour, run_condition
+from snn_icl.retention import retention
+from snn_icl.runs import train_run
+from snn_icl.simulate import frozen, make_agent
+
+
+def test_zero_delay_is_the_plain_evaluation(tiny_task):
+    agent = frozen(make_agent(tiny_task))
+    r = retention(agent, tiny_task, [0], episodes=8, seed=3, progress=False)
+    plain = behaviour(run_condition(agent, tiny_task, 8, 3), tiny_task.env, 2, torch.Generator())
+    assert r["latency_trial1"] == [plain["latency_by_trial"][0]]
+    assert r["latency_trial2"] == [plain["latency_by_trial"][1]]
+    assert r["memory_horizon"] == {"tau_a": tiny_task.agent.tau_a / tiny_task.agent.ms_per_step}
+
+
+def test_the_delay_reaches_the_agent_as_dark_steps(tiny_task):
+    """During the delay the agent receives all-zero input; trial 2 starts exactly later."""
+    from snn_icl.rollout import rollout_batches
+
+    agent = frozen(make_agent(tiny_task))
+    cfg = replace(tiny_task, env={"episode_steps": tiny_task.env.episode_steps + 7}).env
+    sim = rollout_batches(agent, cfg, 4, 0, deterministic=True, drop=(), dark_after_trial=0,
+                          dark_steps=7)
+    plain = rollout_batches(agent, cfg, 4, 0, deterministic=True, drop=())  # same episodes, no delay
+    dark = sim["obs"].abs().sum(-1) == 0  # [T, B]
+    assert torch.equal(dark.sum(0), torch.full((4,), 7))
+    start2 = (sim["trial"] >= 1).float().argmax(0)
+    plain_start2 = (plain["trial"] >= 1).float().argmax(0)
+    assert torch.equal(start2, plain_start2 + 7)
+    # trial 1 is untouched by a delay that only follows it
+    t1 = int(plain_start2.min()) - 1
+    assert torch.equal(sim["position"][:t1], plain["position"][:t1])
+
+
+def test_transformer_runs_past_its_table_only_when_asked(tiny_task):
+    task = replace(tiny_task, agent={"kind": "transformer", "n_layer": 1, "n_head": 1, "n_embd": 8,
+                                     "context_window": 8})
+    agent = frozen(make_agent(task))
+    obs = torch.zeros(2, task.env.obs_dim)
+    state = agent.initial_state(2, step=task.env.episode_steps)
+    with pytest.raises(ValueError, match="extend_positions"):
+        agent.act(obs, state)
+    r = retention(agent, task, [12], episodes=2, seed=0, progress=False)
+    assert agent.extend_positions is False  # restored
+    assert r["memory_horizon"] == {"context_window": 8.0}
+    assert r["weights_sha256"]["before"] == r["weights_sha256"]["after"]
+
+
+def test_bad_delays_are_refused(tiny_task):
+    agent = make_agent(tiny_task)
+    with pytest.raises(ValueError, match="delays"):
+        retention(agent, tiny_task, [-1], episodes=2, seed=0, progress=False)
+    result = CliRunner().invoke(app, ["retention", "pretrained", "--delays", "1,x"])
+    assert result.exit_code == 2 and "--delays" in result.output
+
+
+def test_cli_retention_writes_table_json_and_figure(tmp_path, tiny_task_path):
+    run = tmp_path / "run"
+    train_run(tiny_task_path, run, progress=False, stop_after=1)
+    out = tmp_path / "ret"
+    result = CliRunner().invoke(app, ["retention", str(run), "--delays", "0,4", "-n", "4",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "retention.json").read_text())["results"]["run"]
+    assert report["delays"] == [0, 4] and len(report["latency_trial2"]) == 2
+    assert (out / "retention.md").read_text().count("\n") == 3
+    assert (out / "retention.png").read_bytes()[:4] == b"\x89PNG"
