@@ -51,8 +51,6 @@ def test_shipped_network_learns_in_one_shot(shipped_evaluation):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not reached yet: after failing to find the platform in the "
-                   "probe the shipped LSNN falls back to its ring search (README, Results)")
 def test_shipped_network_searches_the_target_quadrant_in_the_probe(shipped_evaluation):
     assert shipped_evaluation["probe_target_quadrant_fraction"] >= 0.5
 
