@@ -33,7 +33,7 @@ from torch import Tensor
 from snn_icl.brian2_lsnn import BiologyOptions, BrianLSNN, LSNNSpec
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.models.agent import gaussian_log_prob, read_heads, sample_action
-from snn_icl.rollout import env_seed, rollout
+from snn_icl.rollout import env_seed, rollout, rollout_batches
 
 __all__ = [
     "spec_from_agent",
@@ -194,24 +194,21 @@ def rollout_batches_backend(agent: Any, env_cfg: Any, episodes: int, seed: int, 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     agent.to(dtype)
-    generator = torch.Generator().manual_seed(seed)
-    spec = spec_from_agent(agent) if backend == "brian2" else None
+    if backend == "torch":
+        return rollout_batches(agent, env_cfg, episodes, seed, batch=batch, dtype=dtype,
+                               deterministic=deterministic, record=record)
+    spec = spec_from_agent(agent)
     nets: dict[int, BrianLSNN] = {}
-    parts = []
-    for i, start in enumerate(range(0, episodes, batch)):
-        size = min(batch, episodes - start)
-        env = WaterMaze(env_cfg, num_envs=size, seed=env_seed(seed, i, training=False), dtype=dtype)
-        if backend == "torch":
-            out = rollout(agent, env, generator=generator, deterministic=deterministic, record=record)
-            out = {k: v for k, v in out.items() if k not in ("net_input", "obs")}
-        else:
-            if size not in nets:  # one network per batch size, restored to t = 0 for each batch
-                nets[size] = BrianLSNN(spec, size, options, target=target,
-                                       record_state=("A",) if record and _discrete(options) else False)
-            out = brian2_rollout(agent, env, net=nets[size], generator=generator,
-                                 deterministic=deterministic, record=record, seed=seed * 1000 + i)
-        parts.append(out)
-    return {k: torch.cat([p[k] for p in parts], dim=0 if k == "platform" else 1) for k in parts[0]}
+
+    def per_batch(i: int, size: int) -> dict[str, Any]:
+        if size not in nets:  # one network per batch size, restored to t = 0 for each batch
+            nets[size] = BrianLSNN(spec, size, options, target=target,
+                                   record_state=("A",) if record and _discrete(options) else False)
+        return {"net": nets[size], "seed": seed * 1000 + i}
+
+    return rollout_batches(agent, env_cfg, episodes, seed, batch=batch, dtype=dtype,
+                           runner=brian2_rollout, batch_kwargs=per_batch,
+                           deterministic=deterministic, record=record)
 
 
 def simulate_brian2(task: Any, agent: Any, episodes: int, seed: int, *, target: str = "auto",

@@ -119,18 +119,26 @@ def _start_info(env: WaterMaze) -> dict[str, Tensor]:
 
 def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch: int = 64,
                     progress: bool = False, desc: str = "episodes",
-                    drop: tuple[str, ...] = ("net_input", "obs"), **kwargs: Any) -> dict[str, Tensor]:
+                    drop: tuple[str, ...] = ("net_input", "obs"), dtype: torch.dtype = torch.float32,
+                    runner: Callable[..., dict[str, Tensor]] = rollout,
+                    batch_kwargs: Callable[[int, int], dict[str, Any]] | None = None,
+                    **kwargs: Any) -> dict[str, Tensor]:
     """``episodes`` episodes in batches of at most ``batch``, concatenated along the episode axis.
 
     Env seeds come from :func:`env_seed` (evaluation parity) and action noise from one generator
     seeded with ``seed``, so the same seed gives the same episodes for every agent and condition.
-    ``kwargs`` go to :func:`rollout`; ``drop`` names outputs not kept (training-only tensors).
+    ``drop`` names outputs not kept (training-only tensors); ``dtype`` is the env's.
+    ``runner(agent, env, generator=..., **kwargs)`` runs one batch: :func:`rollout`, or another
+    simulator's closed loop with the same outputs (:func:`snn_icl.brian2_export.brian2_rollout`).
+    ``batch_kwargs(i, size)`` adds keyword arguments for batch ``i`` of ``size`` episodes (a hook
+    or a network built for that size); ``kwargs`` go to every batch.
     """
     generator = torch.Generator().manual_seed(seed)
     parts = []
     sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
     for i, size in enumerate(tqdm(sizes, desc=desc, unit="batch", disable=not progress, leave=False)):
-        env = WaterMaze(env_cfg, num_envs=size, seed=env_seed(seed, i, training=False))
-        out = rollout(agent, env, generator=generator, **kwargs)
+        env = WaterMaze(env_cfg, num_envs=size, seed=env_seed(seed, i, training=False), dtype=dtype)
+        extra = batch_kwargs(i, size) if batch_kwargs is not None else {}
+        out = runner(agent, env, generator=generator, **kwargs, **extra)
         parts.append({k: v for k, v in out.items() if k not in drop})
     return {k: torch.cat([p[k] for p in parts], dim=0 if k == "platform" else 1) for k in parts[0]}

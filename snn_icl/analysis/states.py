@@ -17,8 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from snn_icl.envs.water_maze import WaterMaze
-from snn_icl.rollout import env_seed, rollout
+from snn_icl.rollout import rollout_batches
 
 COMPONENTS = {"lsnn": ("a", "v", "z", "r", "zeta"), "lstm": ("h", "c"), "transformer": ("kv",)}
 """State components each agent kind exposes (see the module docstring)."""
@@ -201,13 +200,9 @@ def run_batches(agent: nn.Module, task: Any, episodes: int, seed: int, *, batch:
     kept, ``net_input`` dropped)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes!r}")
-    generator = torch.Generator().manual_seed(seed)
-    sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
-    parts = []
-    for i, size in enumerate(sizes):
-        env = WaterMaze(task.env, num_envs=size, seed=env_seed(seed, i, training=False))
-        hook = hook_for(i, size) if hook_for is not None else None
-        out = rollout(agent, env, generator=generator, deterministic=task.eval.deterministic,
-                      hook=hook, **kwargs)
-        parts.append({k: v for k, v in out.items() if k != "net_input"})
-    return {k: torch.cat([p[k] for p in parts], dim=0 if k == "platform" else 1) for k in parts[0]}
+
+    def per_batch(i: int, size: int) -> dict[str, Any]:
+        return {"hook": hook_for(i, size) if hook_for is not None else None}
+
+    return rollout_batches(agent, task.env, episodes, seed, batch=batch, drop=("net_input",),
+                           batch_kwargs=per_batch, deterministic=task.eval.deterministic, **kwargs)
