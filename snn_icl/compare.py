@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from snn_icl.checkpoint import display_name, load_agent, metrics_path, resolve
+from snn_icl.envs.water_maze import WaterMazeConfig
 from snn_icl.evaluate import evaluate
 
 COLUMNS = [
@@ -37,7 +38,7 @@ CRITERION_WINDOW = 50
 """Training iterations averaged for the one-shot criterion (training batches are noisy)."""
 
 
-def steps_to_criterion(rows: list[dict[str, str]], episode_steps: int, optimum: float | None,
+def steps_to_criterion(rows: list[dict[str, str]], env: WaterMazeConfig, optimum: float | None,
                        window: int = CRITERION_WINDOW) -> int | None:
     """Training env steps until the one-shot criterion first held on the training batches.
 
@@ -48,16 +49,18 @@ def steps_to_criterion(rows: list[dict[str, str]], episode_steps: int, optimum: 
     """
     if optimum is None or len(rows) < window:
         return None
-    first = torch.tensor([float(r["latency_trial1"]) for r in rows], dtype=torch.float64)
-    later = torch.tensor([float(r["latency_trials2_4"]) for r in rows], dtype=torch.float64)
-    kernel = torch.ones(1, 1, window, dtype=torch.float64) / window
-    mean1 = torch.nn.functional.conv1d(first.nan_to_num(60.0)[None, None], kernel)[0, 0]
-    mean2 = torch.nn.functional.conv1d(later.nan_to_num(60.0)[None, None], kernel)[0, 0]
-    ok = (mean1 >= 3 * mean2) & (mean2 <= 2 * optimum)
+
+    def moving_mean(key: str) -> torch.Tensor:
+        # a batch with no finished trial of that index has no median: count it as a time-out
+        v = torch.tensor([float(r[key]) for r in rows], dtype=torch.float64)
+        return v.nan_to_num(float(env.trial_timeout)).unfold(0, window, 1).mean(1)
+
+    first, later = moving_mean("latency_trial1"), moving_mean("latency_trials2_4")
+    ok = (first >= 3 * later) & (later <= 2 * optimum)
     if not bool(ok.any()):
         return None
     end = int(ok.nonzero()[0, 0]) + window - 1  # the row that completes the first good window
-    return int(float(rows[end]["episodes"])) * episode_steps
+    return int(float(rows[end]["episodes"])) * env.episode_steps
 
 
 def _training_rows(checkpoint: Any, iteration: int | None) -> list[dict[str, str]]:
@@ -97,7 +100,7 @@ def compare(sources: list[str], episodes: int, seed: int, *,
             else round(counters["wall_time_s"] / 60, 1),
             "latency_trial1": r["latency_by_trial"][0],
             "latency_trials2_4": r["latency_trials2_4"],
-            "criterion_env_steps": steps_to_criterion(history, task.env.episode_steps, optimum),
+            "criterion_env_steps": steps_to_criterion(history, task.env, optimum),
             "optimal_latency": optimum,
             "one_shot_ratio": r["one_shot_ratio"],
             "no_memory_ratio": r["control_no_memory"]["one_shot_ratio"],

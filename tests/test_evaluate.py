@@ -136,6 +136,9 @@ def test_compare_uses_the_same_episodes_for_every_model(tmp_path, tiny_task_path
 
 def test_steps_to_criterion_finds_the_first_window_that_meets_both_targets():
     from snn_icl.compare import steps_to_criterion
+    from snn_icl.envs.water_maze import WaterMazeConfig
+
+    env = WaterMazeConfig(episode_steps=200, trial_timeout=60)
 
     def rows(lat1, lat2):
         return [{"latency_trial1": str(a), "latency_trials2_4": str(b), "episodes": str(64 * (i + 1)),
@@ -144,8 +147,8 @@ def test_steps_to_criterion_finds_the_first_window_that_meets_both_targets():
     # learns at iteration 100: trial 1 stays 45, later trials drop from 45 to 12 (optimum 10)
     lat1 = [45.0] * 200
     lat2 = [45.0] * 100 + [12.0] * 100
-    assert steps_to_criterion(rows(lat1, lat2), 200, 10.0, window=10) == 64 * 110 * 200
+    assert steps_to_criterion(rows(lat1, lat2), env, 10.0, window=10) == 64 * 110 * 200
     # a ratio >= 3 with slow later trials (2 x optimum exceeded) is not the criterion
-    assert steps_to_criterion(rows([60.0] * 50, [25.0] * 50), 200, 10.0, window=10) is None
-    assert steps_to_criterion(rows(lat1, lat2), 200, None, window=10) is None
-    assert steps_to_criterion(rows(lat1[:5], lat2[:5]), 200, 10.0, window=10) is None
+    assert steps_to_criterion(rows([60.0] * 50, [25.0] * 50), env, 10.0, window=10) is None
+    assert steps_to_criterion(rows(lat1, lat2), env, None, window=10) is None
+    assert steps_to_criterion(rows(lat1[:5], lat2[:5]), env, 10.0, window=10) is None
