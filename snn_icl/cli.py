@@ -181,8 +181,11 @@ def retention(
     seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
     out: Path = typer.Option(Path("retention"), "--out", "-o", help="Output directory."),
 ) -> None:
-    """Memory across a dark delay after the first platform visit, against each agent's span
-    (transformer context window, LSNN tau_a): retention.json, retention.md and retention.png."""
+    """Memory across a dark delay after trial 1, for each agent (table and figure).
+
+    Trial-2 latency against the delay, with each agent's span marked (transformer context
+    window, LSNN tau_a): retention.json, retention.md and retention.png.
+    """
     from snn_icl import io, plots
     from snn_icl.checkpoint import display_name, load_agent, resolve
     from snn_icl.retention import DEFAULT_DELAYS, markdown_table, retention as run_retention
@@ -211,8 +214,11 @@ def export_brian2(
                                  help="LSNN checkpoint file, run directory or 'pretrained'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
 ) -> None:
-    """Write the LSNN as a standalone Brian2 script (needs only brian2 and numpy) with its
-    weights (.npz, .json), a reference input with the torch spikes, and a README.txt."""
+    """Write the LSNN as a standalone Brian2 script with its weights (no snn_icl needed).
+
+    The script needs only brian2 and numpy; beside it: the weights (.npz, .json), a reference
+    input with the torch spikes, and a README.txt.
+    """
     from snn_icl.brian2_export import SCRIPT_NAME, export
 
     export(source, out)
@@ -230,8 +236,12 @@ def analyze(
                                  help="Held-out episodes per agent (cross-validation needs >= 8)."),
     seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
 ) -> None:
-    """Where the memory lives: platform decoding from state variables, reset/swap ablations with
-    frozen weights, spatial information and attention retrieval (analysis.json + figures)."""
+    """Where the memory lives: decoding, ablations, place fields, attention retrieval.
+
+    Platform decoding from state variables, reset/swap ablations with frozen weights, spatial
+    information and attention retrieval, on the same episodes for every agent (analysis.json
+    and figures).
+    """
     from snn_icl.analyze import analyze as run_analyze
 
     result = run_analyze(sources, out, episodes, seed)

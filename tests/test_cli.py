@@ -15,7 +15,8 @@ runner = CliRunner()
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("simulate", "plot"):
+    for cmd in ("simulate", "train", "evaluate", "compare", "retention", "export-brian2", "analyze",
+                "plot"):
         assert cmd in result.output
 
 
