@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from snn_icl.envs.water_maze import WaterMazeConfig, optimal_latency
 from snn_icl.rollout import rollout_batches
 from snn_icl.simulate import frozen
-from snn_icl.summary import per_trial
+from snn_icl.summary import median, per_column, per_trial
 
 BOOTSTRAP = 1000
 
@@ -86,19 +86,12 @@ def behaviour(sim: dict[str, Tensor], cfg: WaterMazeConfig, n_trials: int,
     later_median = _median_ci(later, generator)[0]
     first = stats[0][0]
 
-    def col(table: Tensor, fn: Any) -> list[float | None]:
-        out = []
-        for k in range(n_trials):
-            v = table[:, k][~torch.isnan(table[:, k])]
-            out.append(None if len(v) == 0 else float(fn(v)))
-        return out
-
     return {
         "latency_by_trial": [_none(s[0]) for s in stats],
         "latency_ci": [[_none(s[1]), _none(s[2])] for s in stats],
-        "success_by_trial": col(escaped, torch.mean),
-        "path_length_by_trial": col(path, lambda v: torch.quantile(v, 0.5)),
-        "optimal_latency_by_trial": col(optimal, lambda v: torch.quantile(v, 0.5)),
+        "success_by_trial": per_column(escaped, torch.mean),
+        "path_length_by_trial": per_column(path, median),
+        "optimal_latency_by_trial": per_column(optimal, median),
         "episodes_by_trial": [int((~torch.isnan(latency[:, k])).sum()) for k in range(n_trials)],
         "goals_per_episode": float(sim["reward"].sum(0).double().mean()),
         "latency_trials2_4": _none(later_median),

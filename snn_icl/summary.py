@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -24,11 +24,17 @@ def per_trial(values: Tensor, trial: Tensor, trial_end: Tensor) -> Tensor:
     return table
 
 
-def _nanmedian_cols(table: Tensor) -> list[float | None]:
+def median(v: Tensor) -> Tensor:
+    """Median of a 1-D sample (the mean of the middle two for an even count, unlike torch.median)."""
+    return torch.quantile(v, 0.5)
+
+
+def per_column(table: Tensor, fn: Callable[[Tensor], Tensor]) -> list[float | None]:
+    """``fn`` over the non-NaN entries of each column of a [B, n_trials] table (None: all NaN)."""
     out = []
     for col in table.T:
         col = col[~torch.isnan(col)]
-        out.append(float(torch.quantile(col, 0.5)) if len(col) else None)
+        out.append(float(fn(col)) if len(col) else None)
     return out
 
 
@@ -39,12 +45,9 @@ def behaviour_summary(sim: dict[str, Any], max_trials: int = 8) -> dict[str, Any
     """
     latency = per_trial(sim["latency"], sim["trial"], sim["trial_end"])[:, :max_trials]
     escaped = per_trial(sim["escaped"], sim["trial"], sim["trial_end"])[:, :max_trials]
-    completed = ~torch.isnan(escaped)
-    success = [float(escaped[completed[:, k], k].mean()) if completed[:, k].any() else None
-               for k in range(escaped.shape[1])]
     return {
         "goals_per_episode": float(sim["reward"].sum(0).double().mean()),
-        "latency_by_trial": _nanmedian_cols(latency),
-        "success_by_trial": success,
-        "episodes_completing_trial": [int(c) for c in completed.sum(0)],
+        "latency_by_trial": per_column(latency, median),
+        "success_by_trial": per_column(escaped, torch.mean),
+        "episodes_completing_trial": [int(c) for c in (~torch.isnan(escaped)).sum(0)],
     }
