@@ -4,7 +4,8 @@
     RUN/checkpoint.safetensors   latest good state (weights, Adam, RNG, counters) + .json copy
     RUN/metrics.csv              one row per iteration
     RUN/tb/                      TensorBoard events (when tensorboard is installed)
-    RUN/run.json                 seed, versions, status ("running", "done", "failed: ...")
+    RUN/run.json                 seed, versions, status ("running", "done", "failed: ...") and
+                                 the counters of the last checkpoint (what --resume continues)
 
 A killed run continues with ``resume=True`` from its last checkpoint and ends with the same
 weights as an uninterrupted run of the same seed. A NaN stops the run; the checkpoint, config and
@@ -79,12 +80,13 @@ def _tensorboard(path: Path, purge_step: int) -> Any:
     return SummaryWriter(str(path), purge_step=purge_step)
 
 
-def _status(run: Path, task: TaskConfig, status: str, state: TrainState | None = None) -> None:
+def _status(run: Path, task: TaskConfig, status: str, state: TrainState,
+            checkpoint_iteration: int | None) -> None:
+    """run.json: the counters now, and the iteration of the checkpoint on disk (None: none yet)."""
     data: dict[str, Any] = {"task": task.name, "seed": task.seed, "status": status,
-                            "versions": io.versions()}
-    if state is not None:
-        data.update(iteration=state.iteration, episodes=state.episodes,
-                    wall_time_s=round(state.wall_time_s, 1))
+                            "versions": io.versions(), "iteration": state.iteration,
+                            "episodes": state.episodes, "wall_time_s": round(state.wall_time_s, 1),
+                            "checkpoint_iteration": checkpoint_iteration}
     io.write_json(run / "run.json", data)
 
 
@@ -123,10 +125,14 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
         state.wall_time_s = float(counters["wall_time_s"])
     log = _MetricsLog(run, keep_until=state.iteration)
     last_save = time.monotonic()
+    saved_at = state.iteration if resume else None  # what `--resume` would continue from
 
     def checkpoint(s: TrainState) -> None:
+        nonlocal saved_at
         save_checkpoint(run / CHECKPOINT, task, s.agent, s.optimizer, s.generator,
                         iteration=s.iteration, episodes=s.episodes, wall_time_s=s.wall_time_s)
+        saved_at = s.iteration
+        _status(run, task, "running", s, saved_at)
 
     def on_iteration(s: TrainState, metrics: dict[str, float]) -> None:
         nonlocal last_save
@@ -135,15 +141,15 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
             checkpoint(s)
             last_save = time.monotonic()
 
-    _status(run, task, "running", state)
+    _status(run, task, "running", state, saved_at)
     try:
         train(task, state, on_iteration=on_iteration, stop_after=stop_after, progress=progress)
     except NonFiniteError as err:
-        _status(run, task, f"failed: {err}", state)
+        _status(run, task, f"failed: {err}", state, saved_at)
         raise
     finally:
         log.close()
     checkpoint(state)
     done = state.iteration >= task.train.iterations
-    _status(run, task, "done" if done else "stopped", state)
+    _status(run, task, "done" if done else "stopped", state, saved_at)
     return state

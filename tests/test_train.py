@@ -49,7 +49,8 @@ def test_training_logs_checkpoints_and_changes_weights(tmp_path, tiny_task, tiny
     assert not torch.equal(agent.net.w_rec, init.net.w_rec)
     assert (torch.diagonal(agent.net.w_rec) == 0).all()
     assert read_metadata(run / CHECKPOINT)["agent_kind"] == "lsnn"
-    assert io.read_json(run / "run.json")["status"] == "done"
+    status = io.read_json(run / "run.json")
+    assert status["status"] == "done" and status["checkpoint_iteration"] == status["iteration"] == 3
 
 
 def test_resume_after_a_stop_gives_the_uninterrupted_weights(tmp_path, tiny_task_path):
@@ -81,7 +82,26 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tiny_task_pat
         train_run(tiny_task_path, run, progress=False, resume=True)
     assert (run / CHECKPOINT).read_bytes() == before
     assert len(_rows(run)) == 1
-    assert io.read_json(run / "run.json")["status"].startswith("failed: non-finite loss")
+    status = io.read_json(run / "run.json")
+    assert status["status"].startswith("failed: non-finite loss")
+    assert status["checkpoint_iteration"] == 1  # where `--resume` would continue
+
+
+def test_run_json_follows_the_checkpoints_during_training(tmp_path, tiny_task_path, monkeypatch):
+    import snn_icl.runs as runs
+
+    clock = iter(range(0, 10**6, 3600))  # an hour per reading: a checkpoint after every iteration
+    monkeypatch.setattr(runs.time, "monotonic", lambda: next(clock))
+    run, on_disk = tmp_path / "run", []
+    original = runs.save_checkpoint
+
+    def spy(path, *args, **kwargs):  # what run.json says just before each checkpoint is written
+        on_disk.append((kwargs["iteration"], io.read_json(run / "run.json")["checkpoint_iteration"]))
+        original(path, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "save_checkpoint", spy)
+    train_run(tiny_task_path, run, progress=False)
+    assert on_disk == [(1, None), (2, 1), (3, 2), (3, 3)]  # every iteration, then the final one
 
 
 def test_existing_run_is_not_overwritten(tmp_path, tiny_task_path):
