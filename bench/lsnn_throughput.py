@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import time
 
@@ -45,6 +46,18 @@ def time_floor(B: int, n: int, T: int, dtype) -> float:
             torch.mm(g_t, wt)
             gw.addmm_(z_t.t(), g_t)
     return time.perf_counter() - t0
+
+
+def cpu_model() -> str:
+    """The CPU's name: the ratios depend on it (seen here: 2.0 on one 2-core machine, 1.3-1.4 on another)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def time_module(net: torch.nn.Module, x: torch.Tensor) -> float:
@@ -108,7 +121,8 @@ def main() -> None:
     print(
         f"T={T} B={B} n_in={args.n_in} n={n} dtype={str(dtype).removeprefix('torch.')} "
         f"threads={args.threads} repeats={args.repeats}; LSNN rate {z.mean().item() * 1000:.1f} Hz; "
-        f"C kernels {'on' if c_kernels_available() else 'off'}"
+        f"C kernels {'on' if c_kernels_available() else 'off'}\n"
+        f"CPU {cpu_model()} ({os.cpu_count()} logical), torch {torch.__version__}"
     )
     times: dict[str, list[float]] = {name: [] for name in entries}
     for fn in entries.values():  # warm-up

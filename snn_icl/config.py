@@ -123,6 +123,11 @@ class TrainConfig:
     """Episodes collected in parallel per iteration."""
     lr: float = 1e-3
     """Adam learning rate."""
+    lr_anneal_iterations: int = 0
+    """Final iterations over which the learning rate falls linearly from lr towards lr_final
+    (0: constant lr). PPO usually anneals (CleanRL's default anneals over the whole run)."""
+    lr_final: float = 0.0
+    """Learning rate the anneal heads for (reached just after the last iteration)."""
     discount: float = 0.97
     """Discount factor per env step."""
     gae_lambda: float = 0.95
@@ -158,6 +163,13 @@ class TrainConfig:
     """Iteration at which each stage starts (increasing): a curriculum, e.g. learn the task
     first, then mix Atlantis trials in, then make them longer. A single number is one stage."""
 
+    def lr_at(self, iteration: int) -> float:
+        """Adam's learning rate for the iteration with 0-based index ``iteration``."""
+        start = self.iterations - self.lr_anneal_iterations
+        if self.lr_anneal_iterations == 0 or iteration < start:
+            return self.lr
+        return self.lr + (self.lr_final - self.lr) * (iteration - start) / self.lr_anneal_iterations
+
     def atlantis_at(self, iteration: int) -> tuple[float, int] | None:
         """``(fraction, max_delay)`` of the stage in force at ``iteration``; None: no Atlantis."""
         stage = None
@@ -177,7 +189,9 @@ class TrainConfig:
             _check(0 <= getattr(self, key) <= 1, key, "must be in [0, 1]", getattr(self, key))
         _check(0 < self.target_rate_hz < 1000, "target_rate_hz", "must be in (0, 1000)",
                self.target_rate_hz)
-        for key in ("entropy_coef", "value_coef", "rate_reg"):
+        _check(0 <= self.lr_anneal_iterations <= self.iterations, "lr_anneal_iterations",
+               f"must be in [0, iterations = {self.iterations}]", self.lr_anneal_iterations)
+        for key in ("entropy_coef", "value_coef", "rate_reg", "lr_final"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
         stages = len(self.atlantis_from_iteration)
         for key in ("atlantis_fraction", "atlantis_max_delay"):

@@ -47,6 +47,8 @@ def _write(tmp_path, text):
         ("[agent]\ntau_m = -20.0\n", ["[agent]", "tau_m"]),
         ("[agent]\nbackend = 'nest'\n", ["[agent]", "backend", "bellec"]),
         ("[train]\nlr = 0.0\n", ["[train]", "lr"]),
+        ("[train]\niterations = 10\nlr_anneal_iterations = 11\n", ["[train]", "lr_anneal_iterations"]),
+        ("[train]\nlr_final = -1e-4\n", ["[train]", "lr_final"]),
         ("[train]\natlantis_fraction = 1.5\n", ["[train]", "atlantis_fraction"]),
         ("[train]\natlantis_max_delay = 0\n", ["[train]", "atlantis_max_delay"]),
         ("[train]\natlantis_from_iteration = [5, 3]\natlantis_fraction = [0.5, 0.5]\n"

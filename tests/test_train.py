@@ -203,3 +203,25 @@ def test_atlantis_trials_join_training_from_their_iteration(tiny_task, monkeypat
     assert torch.all(probe0 == -1)  # before its iteration: plain episodes
     assert torch.all((probe1 >= 1) & (probe1 <= 4)) and torch.all((steps1 >= 1) & (steps1 <= 7))
     assert out1["reward"].shape == out0["reward"].shape
+
+
+def test_learning_rate_anneals_linearly_over_the_last_iterations(tmp_path, tiny_task, monkeypatch):
+    from snn_icl.train import ppo
+
+    task = replace(tiny_task, train={"iterations": 5, "lr": 1e-3, "lr_anneal_iterations": 2,
+                                     "lr_final": 1e-4})
+    assert [task.train.lr_at(i) for i in range(3)] == [1e-3] * 3
+    assert task.train.lr_at(3) == pytest.approx(1e-3) and task.train.lr_at(4) == pytest.approx(5.5e-4)
+    assert replace(tiny_task, train={"lr": 2e-3}).train.lr_at(10**6) == 2e-3  # default: constant
+    used = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    state = ppo.train(task, ppo.new_state(task, make_agent(task)), progress=False)
+    steps = task.train.epochs * task.train.minibatches  # Adam steps per iteration
+    assert state.iteration == 5
+    assert used == pytest.approx([task.train.lr_at(i) for i in range(5) for _ in range(steps)])

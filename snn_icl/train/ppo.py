@@ -7,7 +7,8 @@ One iteration, read top to bottom:
 2. generalised advantage estimates (GAE) per env step; the episode end is terminal;
 3. ``epochs`` passes over ``minibatches`` groups of whole episodes: re-run each episode from its
    start (backpropagation through the whole episode) and take an Adam step on the clipped PPO
-   objective + value loss - entropy bonus, with global gradient-norm clipping.
+   objective + value loss - entropy bonus, with global gradient-norm clipping; the learning rate
+   is ``train.lr_at(iteration)`` (constant, or annealed linearly over the last iterations).
 
 Randomness: one ``torch.Generator`` (action noise, input spikes, minibatch order) whose state is
 part of :class:`TrainState`, and env seeds derived from (seed, iteration). Restoring a TrainState
@@ -162,13 +163,16 @@ def train(task: TaskConfig, state: TrainState, *,
                dynamic_ncols=True)
     while state.iteration < end:
         start = time.perf_counter()
+        lr = task.train.lr_at(state.iteration)
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr
         batch = collect(state, task)
         losses = ppo_update(state, batch, task)
         state.iteration += 1
         state.episodes += task.train.batch_episodes
         state.wall_time_s += time.perf_counter() - start
         metrics = iteration_metrics(batch, losses)
-        metrics.update(iteration=state.iteration, episodes=state.episodes,
+        metrics.update(lr=lr, iteration=state.iteration, episodes=state.episodes,
                        wall_time_s=state.wall_time_s,
                        seconds_per_iteration=time.perf_counter() - start)
         bar.set_postfix(goals=f"{metrics['goals_per_episode']:.2f}",
