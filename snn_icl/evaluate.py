@@ -171,3 +171,26 @@ def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials:
         raise RuntimeError(f"weights changed during evaluation (sha256 {before} -> {after})")
     result["weights_sha256"] = {"before": before, "after": after}
     return result
+
+
+def one_shot_targets(result: dict[str, Any]) -> dict[str, tuple[float | None, str, bool]]:
+    """The project's one-shot targets on an :func:`evaluate` result: name -> (value, target, met).
+
+    Trials 2-4 are held to twice the straight swim (the median of its trial-2-4 optima, env steps);
+    the probe to half of the probe trial in the target quadrant (chance 0.25).
+    """
+    optimum = sorted(result["optimal_latency_by_trial"][1:4])[1]
+    ratio, lat = result["one_shot_ratio"], result["latency_trials2_4"]
+    control = result["control_no_memory"]["one_shot_ratio"]
+    probe = result["probe_target_quadrant_fraction"]
+
+    def met(value: float | None, ok: bool) -> bool:
+        return value is not None and not math.isnan(value) and ok
+
+    return {
+        "ratio trial 1 / trials 2-4": (ratio, ">= 3", met(ratio, ratio is not None and ratio >= 3)),
+        "latency trials 2-4": (lat, f"<= {2 * optimum:g}",
+                               met(lat, lat is not None and lat <= 2 * optimum)),
+        "no-memory ratio": (control, "<= 1.5", met(control, control is not None and control <= 1.5)),
+        "probe target quadrant": (probe, ">= 0.5", met(probe, probe is not None and probe >= 0.5)),
+    }

@@ -23,6 +23,19 @@ SIMULATION_META = "simulation.json"
 EVAL_FILE = "eval.json"
 
 
+def recipe_marks(task: TaskConfig) -> dict[str, float]:
+    """Training episode -> where the recipe changes: each Atlantis stage, the lr anneal."""
+    t = task.train
+    marks = {}
+    for at in t.atlantis_from_iteration:
+        stage = t.atlantis_at(at)
+        if stage is not None and at > 0:
+            marks[f"Atlantis {stage[0]:.0%}"] = at * t.batch_episodes
+    if t.lr_anneal_iterations:
+        marks["lr anneal"] = (t.iterations - t.lr_anneal_iterations) * t.batch_episodes
+    return marks
+
+
 def episode_figures(sim: dict[str, torch.Tensor], task: TaskConfig, episode: int, out: Path,
                     fmt: str, *, max_trials: int | None = None, label: str = "") -> list[Path]:
     """Swim paths and (if recorded) raster + thresholds of one episode of ``sim``."""
@@ -73,8 +86,8 @@ def training_figures(run: Path, episode: int, fmt: str, max_trials: int | None,
             rows = list(csv.DictReader(f))
         if rows:
             paths.append(run / f"learning_curve.{fmt}")
-            plots.save(plots.plot_learning_curve(rows, title=f"{task.name}: meta-training"),
-                       paths[-1])
+            plots.save(plots.plot_learning_curve(rows, title=f"{task.name}: meta-training",
+                                                 marks=recipe_marks(task)), paths[-1])
     probe = run_condition(agent, task, probe_episodes, task.eval.seed, probe=True)
     in_probe = (probe["trial"][1:] == task.eval.probe_trial) & ~probe["on_platform"][1:]
     paths.append(run / f"probe_occupancy.{fmt}")

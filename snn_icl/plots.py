@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
+from matplotlib.ticker import FuncFormatter
 
 
 def _np(x: Any) -> np.ndarray:
@@ -224,9 +225,13 @@ def plot_probe_occupancy(position: Any, platform: Any, in_probe: Any, *, pool_ra
     return fig
 
 
-def plot_learning_curve(rows: list[dict[str, Any]], *, title: str | None = None) -> Figure:
+def plot_learning_curve(rows: list[dict[str, Any]], *, title: str | None = None,
+                        marks: dict[str, float] | None = None) -> Figure:
     """Training curves from ``metrics.csv``: goals per episode, and latency on trial 1 versus
-    trials 2-4 of the training batches (with action noise), against training episodes."""
+    trials 2-4 of the training batches (with action noise), against training episodes.
+
+    ``marks``: label -> training episode of a change of recipe (a curriculum stage, the start of
+    the learning-rate anneal), drawn as a dotted line on both panels."""
     ep = np.array([float(r["episodes"]) for r in rows])
     goals = np.array([float(r["goals_per_episode"]) for r in rows])
     lat1 = np.array([float(r["latency_trial1"]) for r in rows])
@@ -248,6 +253,14 @@ def plot_learning_curve(rows: list[dict[str, Any]], *, title: str | None = None)
     a2.set_xlabel("training episodes")
     a2.set_ylabel("median latency (env steps)")
     a2.legend(fontsize=8, frameon=False)
+    for ax in (a1, a2):
+        # 100k rather than 100000: six-digit tick labels run into each other
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
+        for i, (label, at) in enumerate(sorted((marks or {}).items(), key=lambda m: m[1])):
+            ax.axvline(at, color="0.6", ls=":", lw=1)
+            # alternate heights so that neighbouring labels do not overlap
+            ax.text(at, 1.01 + 0.06 * (i % 2), label, transform=ax.get_xaxis_transform(), va="bottom",
+                    ha="center", fontsize=7, color="0.4")
     fig.suptitle(title or "meta-training", fontsize=10)
     fig.tight_layout()
     return fig

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,6 +112,31 @@ def test_plot_of_a_trained_run_draws_every_figure(tmp_path, tiny_task_path):
     for name in ("trajectories", "raster", "learning_curve", "probe_occupancy", "latency_by_trial"):
         data = (run / f"{name}.png").read_bytes()
         assert data[:4] == b"\x89PNG" and len(data) > 5_000, name
+
+
+def test_one_shot_targets_hold_each_measure_to_its_bound():
+    from snn_icl.evaluate import one_shot_targets
+
+    r = {"optimal_latency_by_trial": [10.0, 11.0, 9.0, 10.0], "one_shot_ratio": 3.0,
+         "latency_trials2_4": 20.0, "control_no_memory": {"one_shot_ratio": 1.5},
+         "probe_target_quadrant_fraction": 0.5}
+    assert all(met for _, _, met in one_shot_targets(r).values())  # every bound is inclusive
+    assert one_shot_targets(r)["latency trials 2-4"][1] == "<= 20"  # 2 x the median optimum
+    worse = {**r, "one_shot_ratio": 2.9, "latency_trials2_4": 21.0,
+             "control_no_memory": {"one_shot_ratio": 1.6}, "probe_target_quadrant_fraction": None}
+    assert not any(met for _, _, met in one_shot_targets(worse).values())
+
+
+def test_learning_curve_marks_each_change_of_recipe():
+    from snn_icl.config import load_task
+    from snn_icl.figures import recipe_marks
+
+    task = load_task(Path(__file__).parents[1] / "tasks" / "water_maze.toml")
+    t = task.train
+    marks = recipe_marks(task)  # training episodes at which each stage starts
+    assert sorted(marks.values()) == [a * t.batch_episodes for a in t.atlantis_from_iteration] + [
+        (t.iterations - t.lr_anneal_iterations) * t.batch_episodes]
+    assert recipe_marks(load_task(Path(__file__).parents[1] / "tasks" / "water_maze_tiny.toml")) == {}
 
 
 def test_compare_uses_the_same_episodes_for_every_model(tmp_path, tiny_task_path):
