@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench results clean
 
 install: $(STAMP)
 
@@ -29,6 +29,29 @@ test-slow: install
 
 bench: install
 	$(BIN)/python bench/lsnn_throughput.py
+
+# The README's Results: every number and figure there that depends on the shipped networks.
+# RUN is the training run of the shipped LSNN (`snn-icl train tasks/water_maze.toml --seed 0
+# --out runs/wm0`); it gives the learning curve. About 15 minutes on 2 cores.
+RUN ?= runs/wm0
+RESULTS ?= results
+PRE := snn_icl/pretrained
+FIG := $(PRE)/figures
+results: install
+	mkdir -p $(RESULTS)
+	$(BIN)/snn-icl evaluate pretrained --episodes 256 --seed 1 --out $(PRE)/lsnn_water_maze_eval.json
+	for s in 2 3; do $(BIN)/snn-icl evaluate pretrained --episodes 256 --seed $$s --out $(RESULTS)/eval_seed$$s.json || exit 1; done
+	$(BIN)/snn-icl evaluate $(RUN) --episodes 256 --seed 1 --out $(RUN)/eval.json
+	$(BIN)/snn-icl plot $(RUN)
+	for f in trajectories latency_by_trial probe_occupancy learning_curve raster; do cp $(RUN)/$$f.png $(FIG)/lsnn_$$f.png || exit 1; done
+	$(BIN)/snn-icl compare pretrained pretrained:lstm pretrained:transformer --episodes 256 --seed 1 --out $(RESULTS)/compare
+	cp $(RESULTS)/compare/compare.md $(PRE)/compare.md && cp $(RESULTS)/compare/compare.png $(FIG)/compare.png
+	$(BIN)/snn-icl retention pretrained pretrained:lstm pretrained:transformer --episodes 128 --seed 1 --out $(RESULTS)/retention
+	cp $(RESULTS)/retention/retention.md $(PRE)/retention.md && cp $(RESULTS)/retention/retention.png $(FIG)/retention.png
+	$(BIN)/snn-icl analyze pretrained pretrained:lstm pretrained:transformer --out $(RESULTS)/analysis
+	for f in decoding ablations spatial_information attention_retrieval_pretrained_transformer swap_paths_pretrained_lsnn_swap_v_z swap_paths_pretrained_transformer_swap_kv; do cp $(RESULTS)/analysis/$$f.png $(FIG)/memory_$$f.png || exit 1; done
+	$(BIN)/python bench/brian2_behaviour.py --episodes 256 --out $(RESULTS)/brian2
+	cp $(RESULTS)/brian2/sweep.png $(FIG)/brian2_knobs.png
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
