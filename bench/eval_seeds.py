@@ -1,7 +1,7 @@
 """The one-shot targets of a checkpoint over many evaluation seeds: how robust a result is.
 
 Each seed is a fresh set of held-out platforms and release points (``snn-icl evaluate --seed S``);
-this runs ``snn-icl evaluate`` for each, writes OUT/seedS.json, and prints every target per seed
+this runs ``snn-icl evaluate`` for each, writes its report to OUT/seedS.json, and prints every target per seed
 and its range over the seeds, with the seeds that miss it.
 
     python bench/eval_seeds.py pretrained --seeds 0-20 --episodes 256 --out results/seeds
@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from snn_icl import io  # noqa: E402
-from snn_icl.checkpoint import load_agent, resolve  # noqa: E402
+from snn_icl.checkpoint import load_agent, provenance, resolve  # noqa: E402
 from snn_icl.evaluate import evaluate, one_shot_targets  # noqa: E402
 
 
@@ -47,7 +47,8 @@ def main() -> None:
     for seed in tqdm(args.seeds, desc="seeds"):
         result = evaluate(agent, task, args.episodes, seed, progress=False)
         if args.out is not None:
-            io.write_json(args.out / f"seed{seed}.json", {"checkpoint": str(path), **result})
+            io.write_json(args.out / f"seed{seed}.json",
+                          {**provenance(path, task, counters), **result, "versions": io.versions()})
         targets = one_shot_targets(result)
         tqdm.write(f"seed {seed:3d}: " + "; ".join(
             f"{name} {value:.3g} ({bound}{'' if met else ', MISSED'})"

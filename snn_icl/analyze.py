@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from snn_icl import io, memory_plots
 from snn_icl.analysis.run import analyze_agent
-from snn_icl.checkpoint import display_name, load_agent, resolve
+from snn_icl.checkpoint import display_name, load_agent, provenance, resolve
 
 
 def analyze(sources: Sequence[str], out: Path, episodes: int = 64, seed: int = 1, *,
@@ -28,8 +28,7 @@ def analyze(sources: Sequence[str], out: Path, episodes: int = 64, seed: int = 1
         while name in result["agents"]:
             name += "'"
         numbers, data[name] = analyze_agent(agent, task, episodes, seed, progress=progress)
-        result["agents"][name] = {"checkpoint": str(path), "task": task.name, "trained": counters,
-                                  **numbers}
+        result["agents"][name] = {**provenance(path, task, counters), **numbers}
     result["versions"] = io.versions()
     out.mkdir(parents=True, exist_ok=True)
     result["figures"] = [p.name for p in memory_plots.write_all(result, data, out)]

@@ -156,6 +156,11 @@ def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]
     return agent, task, counters
 
 
+def provenance(path: str | Path, task: TaskConfig, counters: dict[str, Any]) -> dict[str, Any]:
+    """What a report says about the checkpoint it measured: file, task name, training counters."""
+    return {"checkpoint": str(path), "task": task.name, "trained": counters}
+
+
 def metrics_path(checkpoint: str | Path) -> Path:
     """Where a checkpoint's training metrics live: RUN/metrics.csv next to a run's checkpoint,
     NAME_metrics.csv next to a released NAME.safetensors (may not exist)."""

@@ -131,7 +131,7 @@ def evaluate(
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
     from snn_icl import io
-    from snn_icl.checkpoint import load_agent, resolve
+    from snn_icl.checkpoint import load_agent, provenance, resolve
     from snn_icl.evaluate import evaluate as run_eval
 
     path = resolve(source)
@@ -139,8 +139,7 @@ def evaluate(
     episodes = cfg.eval.episodes if episodes is None else episodes
     seed = cfg.eval.seed if seed is None else seed
     result = run_eval(agent, cfg, episodes, seed)
-    result = {"checkpoint": str(path), "task": cfg.name, "trained": counters, **result,
-              "versions": io.versions()}
+    result = {**provenance(path, cfg, counters), **result, "versions": io.versions()}
     io.write_json(out, result)
     lat = result["latency_by_trial"]
     typer.echo(f"wrote {out}: goals/episode {result['goals_per_episode']:.2f}, "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -184,13 +184,12 @@ def one_shot_targets(result: dict[str, Any]) -> dict[str, tuple[float | None, st
     control = result["control_no_memory"]["one_shot_ratio"]
     probe = result["probe_target_quadrant_fraction"]
 
-    def met(value: float | None, ok: bool) -> bool:
-        return value is not None and not math.isnan(value) and ok
+    def met(value: float | None, ok: Callable[[float], bool]) -> bool:
+        return value is not None and not math.isnan(value) and ok(value)
 
     return {
-        "ratio trial 1 / trials 2-4": (ratio, ">= 3", met(ratio, ratio is not None and ratio >= 3)),
-        "latency trials 2-4": (lat, f"<= {2 * optimum:g}",
-                               met(lat, lat is not None and lat <= 2 * optimum)),
-        "no-memory ratio": (control, "<= 1.5", met(control, control is not None and control <= 1.5)),
-        "probe target quadrant": (probe, ">= 0.5", met(probe, probe is not None and probe >= 0.5)),
+        "ratio trial 1 / trials 2-4": (ratio, ">= 3", met(ratio, lambda v: v >= 3)),
+        "latency trials 2-4": (lat, f"<= {2 * optimum:g}", met(lat, lambda v: v <= 2 * optimum)),
+        "no-memory ratio": (control, "<= 1.5", met(control, lambda v: v <= 1.5)),
+        "probe target quadrant": (probe, ">= 0.5", met(probe, lambda v: v >= 0.5)),
     }

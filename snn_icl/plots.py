@@ -253,10 +253,11 @@ def plot_learning_curve(rows: list[dict[str, Any]], *, title: str | None = None,
     a2.set_xlabel("training episodes")
     a2.set_ylabel("median latency (env steps)")
     a2.legend(fontsize=8, frameon=False)
+    in_order = sorted((marks or {}).items(), key=lambda m: m[1])
     for ax in (a1, a2):
         # 100k rather than 100000: six-digit tick labels run into each other
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
-        for i, (label, at) in enumerate(sorted((marks or {}).items(), key=lambda m: m[1])):
+        for i, (label, at) in enumerate(in_order):
             ax.axvline(at, color="0.6", ls=":", lw=1)
             # alternate heights so that neighbouring labels do not overlap
             ax.text(at, 1.01 + 0.06 * (i % 2), label, transform=ax.get_xaxis_transform(), va="bottom",
