@@ -4,8 +4,8 @@
    deterministic policy, float64 in both; torch float32, as evaluated elsewhere, alongside):
    median latency per trial with bootstrap 95 % bounds, trials 2-4, one-shot ratio, and how far
    the two simulators' spikes and swim paths agree.
-2. Each biology knob of :class:`snn_icl.brian2_lsnn.BiologyOptions` swept alone
-   (:data:`snn_icl.brian2_export.DEFAULT_SWEEP`) on the same episodes.
+2. Each biology knob of :class:`snn_icl.brian2.standalone.BiologyOptions` swept alone
+   (:data:`snn_icl.brian2.export.DEFAULT_SWEEP`) on the same episodes.
 
 Writes OUT/compare.{json,md}, OUT/sweep.{json,md} and OUT/sweep.png.
 
@@ -23,10 +23,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from snn_icl import io, plots  # noqa: E402
-from snn_icl.brian2_export import (compare_markdown, compare_simulators, evaluate_backend,  # noqa: E402
+from snn_icl.storage import files  # noqa: E402
+
+from snn_icl.viz import plots  # noqa: E402
+from snn_icl.brian2.export import (compare_markdown, compare_simulators, evaluate_backend,  # noqa: E402
                                    plot_sweep, rollout_batches_backend, sweep_knobs, sweep_markdown)
-from snn_icl.checkpoint import load_agent, resolve  # noqa: E402
+from snn_icl.storage.checkpoint import load_agent, resolve  # noqa: E402
 
 
 def main() -> None:
@@ -49,10 +51,10 @@ def main() -> None:
     result = compare_simulators(agent, task, args.episodes, args.seed, target=args.target)
     result = {"torch float32": torch32, "torch float64": result["torch"],
               "brian2 float64": result["brian2"], "agreement": result["agreement"]}
-    io.write_json(args.out / "compare.json", {"source": args.source, "episodes": args.episodes,
-                                              "seed": args.seed, **result, "versions": io.versions()})
+    files.write_json(args.out / "compare.json", {"source": args.source, "episodes": args.episodes,
+                                              "seed": args.seed, **result, "versions": files.versions()})
     table = compare_markdown(result)
-    io.write_text(args.out / "compare.md", table)
+    files.write_text(args.out / "compare.md", table)
     print(table)
     print("agreement (torch float64 vs brian2):", result["agreement"])
     print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -61,9 +63,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     rows = sweep_knobs(agent, task, args.episodes, args.seed, target=args.target, progress=True)
-    io.write_json(args.out / "sweep.json", {"source": args.source, "episodes": args.episodes,
+    files.write_json(args.out / "sweep.json", {"source": args.source, "episodes": args.episodes,
                                             "seed": args.seed, "rows": rows})
-    io.write_text(args.out / "sweep.md", sweep_markdown(rows))
+    files.write_text(args.out / "sweep.md", sweep_markdown(rows))
     plots.save(plot_sweep(rows), args.out / "sweep.png")
     print(sweep_markdown(rows))
     print(f"wrote {args.out}/compare.json, compare.md, sweep.json, sweep.md, sweep.png "

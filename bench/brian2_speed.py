@@ -35,11 +35,11 @@ import brian2 as b2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from snn_icl.brian2_export import rollout_batches_backend, spec_from_agent  # noqa: E402
-from snn_icl.brian2_lsnn import BrianLSNN  # noqa: E402
-from snn_icl.checkpoint import load_agent, resolve  # noqa: E402
+from snn_icl.brian2.export import rollout_batches_backend, spec_from_agent  # noqa: E402
+from snn_icl.brian2.standalone import BrianLSNN  # noqa: E402
+from snn_icl.storage.checkpoint import load_agent, resolve  # noqa: E402
 from snn_icl.envs.water_maze import WaterMaze  # noqa: E402
-from snn_icl.rollout import rollout  # noqa: E402
+from snn_icl.episodes.rollout import rollout  # noqa: E402
 
 
 def episode_input(agent, task, batch: int) -> np.ndarray:

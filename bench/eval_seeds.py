@@ -19,9 +19,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from snn_icl import io  # noqa: E402
-from snn_icl.checkpoint import load_agent, provenance, resolve  # noqa: E402
-from snn_icl.evaluate import evaluate, one_shot_targets  # noqa: E402
+from snn_icl.storage import files  # noqa: E402
+from snn_icl.storage.checkpoint import load_agent, provenance, resolve  # noqa: E402
+from snn_icl.experiments.evaluate import evaluate, one_shot_targets  # noqa: E402
 
 
 def seed_range(text: str) -> list[int]:
@@ -47,8 +47,8 @@ def main() -> None:
     for seed in tqdm(args.seeds, desc="seeds"):
         result = evaluate(agent, task, args.episodes, seed, progress=False)
         if args.out is not None:
-            io.write_json(args.out / f"seed{seed}.json",
-                          {**provenance(path, task, counters), **result, "versions": io.versions()})
+            files.write_json(args.out / f"seed{seed}.json",
+                          {**provenance(path, task, counters), **result, "versions": files.versions()})
         targets = one_shot_targets(result)
         tqdm.write(f"seed {seed:3d}: " + "; ".join(
             f"{name} {value:.3g} ({bound}{'' if met else ', MISSED'})"

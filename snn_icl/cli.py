@@ -61,11 +61,11 @@ def simulate(
                                "compiler) or auto (cython where a compiler works)."),
 ) -> None:
     """Run an agent with frozen weights; save trajectories, spikes and thresholds."""
-    from snn_icl import io
+    from snn_icl.storage import files
     from snn_icl.config import CONFIG_FILE, load_task, task_to_dict
-    from snn_icl.figures import SIMULATION_FILE, SIMULATION_META
-    from snn_icl.simulate import make_agent, simulate as run_sim
-    from snn_icl.summary import behaviour_summary
+    from snn_icl.viz.run_figures import SIMULATION_FILE, SIMULATION_META
+    from snn_icl.experiments.simulate import make_agent, simulate as run_sim
+    from snn_icl.episodes.measures import behaviour_summary
 
     if backend not in ("torch", "brian2"):
         raise ValueError(f"--backend must be torch or brian2, got {backend!r}")
@@ -73,26 +73,26 @@ def simulate(
         cfg = load_task(Path(task))
         agent, weights = make_agent(cfg), "untrained (initialised from the task seed)"
     else:
-        from snn_icl.checkpoint import load_agent, resolve
+        from snn_icl.storage.checkpoint import load_agent, resolve
 
         path = resolve(task)
         agent, cfg, counters = load_agent(path)
         weights = f"checkpoint {path} ({counters.get('iteration', '?')} iterations)"
     seed = cfg.seed if seed is None else seed
     if backend == "brian2":
-        from snn_icl.brian2_export import simulate_brian2
+        from snn_icl.brian2.export import simulate_brian2
 
         sim = simulate_brian2(cfg, agent, episodes, seed, target=target, deterministic=deterministic)
     else:
         sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic)
     out.mkdir(parents=True, exist_ok=True)
-    io.write_toml(out / CONFIG_FILE, task_to_dict(cfg))
-    io.save_tensors(out / SIMULATION_FILE, {k: sim[k] for k in SIMULATION_KEYS if k in sim})
+    files.write_toml(out / CONFIG_FILE, task_to_dict(cfg))
+    files.save_tensors(out / SIMULATION_FILE, {k: sim[k] for k in SIMULATION_KEYS if k in sim})
     summary = behaviour_summary(sim)
-    io.write_json(out / SIMULATION_META, {
+    files.write_json(out / SIMULATION_META, {
         "task": cfg.name, "source": str(task), "episodes": episodes, "seed": seed,
         "deterministic": deterministic, "weights": weights, "backend": backend,
-        "summary": summary, "versions": io.versions()})
+        "summary": summary, "versions": files.versions()})
     typer.echo(f"wrote {out / SIMULATION_FILE}: {episodes} episodes, "
                f"{summary['goals_per_episode']:.2f} goals per episode")
 
@@ -109,7 +109,7 @@ def train(
 ) -> None:
     """Meta-train the agent with PPO through whole episodes; checkpoints and metrics go to --out."""
     from snn_icl.config import load_task
-    from snn_icl.runs import train_run
+    from snn_icl.train.run_dir import train_run
 
     cfg = load_task(task)
     seed = cfg.seed if seed is None else seed
@@ -130,17 +130,17 @@ def evaluate(
     out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
-    from snn_icl import io
-    from snn_icl.checkpoint import load_agent, provenance, resolve
-    from snn_icl.evaluate import evaluate as run_eval
+    from snn_icl.storage import files
+    from snn_icl.storage.checkpoint import load_agent, provenance, resolve
+    from snn_icl.experiments.evaluate import evaluate as run_eval
 
     path = resolve(source)
     agent, cfg, counters = load_agent(path)
     episodes = cfg.eval.episodes if episodes is None else episodes
     seed = cfg.eval.seed if seed is None else seed
     result = run_eval(agent, cfg, episodes, seed)
-    result = {**provenance(path, cfg, counters), **result, "versions": io.versions()}
-    io.write_json(out, result)
+    result = {**provenance(path, cfg, counters), **result, "versions": files.versions()}
+    files.write_json(out, result)
     lat = result["latency_by_trial"]
     typer.echo(f"wrote {out}: goals/episode {result['goals_per_episode']:.2f}, "
                f"latency trial 1 {lat[0]}, trials 2-4 {result['latency_trials2_4']}, "
@@ -157,14 +157,15 @@ def compare(
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output directory."),
 ) -> None:
     """Evaluate several trained agents on the same episodes: table (Markdown, CSV) and figure."""
-    from snn_icl import io, plots
-    from snn_icl.compare import compare as run_compare, csv_table, markdown_table
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.experiments.compare import compare as run_compare, csv_table, markdown_table
 
     rows, results = run_compare(sources, episodes, seed)
     out.mkdir(parents=True, exist_ok=True)
-    io.write_text(out / "compare.md", markdown_table(rows))
-    io.write_text(out / "compare.csv", csv_table(rows))
-    io.write_json(out / "compare.json", {"episodes": episodes, "seed": seed, "results": results})
+    files.write_text(out / "compare.md", markdown_table(rows))
+    files.write_text(out / "compare.csv", csv_table(rows))
+    files.write_json(out / "compare.json", {"episodes": episodes, "seed": seed, "results": results})
     plots.save(plots.plot_comparison(results), out / "compare.png")
     typer.echo(markdown_table(rows))
     typer.echo(f"wrote {out}/compare.md, compare.csv, compare.json, compare.png")
@@ -175,7 +176,7 @@ def compare(
 def retention(
     sources: list[str] = typer.Argument(..., help="Checkpoints, run directories or pretrained[:kind]."),
     delays: str = typer.Option(None, "--delays", help="Comma-separated dark delays after trial 1 "
-                               "(env steps; default: snn_icl.retention.DEFAULT_DELAYS, 0 to 400)."),
+                               "(env steps; default: snn_icl.experiments.retention.DEFAULT_DELAYS, 0 to 400)."),
     episodes: int = typer.Option(128, "--episodes", "-n", min=1, help="Held-out episodes per point."),
     seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
     out: Path = typer.Option(Path("retention"), "--out", "-o", help="Output directory."),
@@ -185,9 +186,10 @@ def retention(
     Trial-2 latency against the delay, with each agent's span marked (transformer context
     window, LSNN tau_a): retention.json, retention.md and retention.png.
     """
-    from snn_icl import io, plots
-    from snn_icl.checkpoint import display_name, load_agent, resolve
-    from snn_icl.retention import DEFAULT_DELAYS, markdown_table, retention as run_retention
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.storage.checkpoint import display_name, load_agent, resolve
+    from snn_icl.experiments.retention import DEFAULT_DELAYS, markdown_table, retention as run_retention
 
     try:
         steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
@@ -198,9 +200,9 @@ def retention(
         agent, task, _ = load_agent(resolve(source))
         results[display_name(source)] = run_retention(agent, task, steps, episodes, seed)
     out.mkdir(parents=True, exist_ok=True)
-    io.write_json(out / "retention.json", {"episodes": episodes, "seed": seed, "results": results,
-                                           "versions": io.versions()})
-    io.write_text(out / "retention.md", markdown_table(results))
+    files.write_json(out / "retention.json", {"episodes": episodes, "seed": seed, "results": results,
+                                           "versions": files.versions()})
+    files.write_text(out / "retention.md", markdown_table(results))
     plots.save(plots.plot_retention(results), out / "retention.png")
     typer.echo(markdown_table(results))
     typer.echo(f"wrote {out}/retention.json, retention.md, retention.png")
@@ -218,7 +220,7 @@ def export_brian2(
     The script needs only brian2 and numpy; beside it: the weights (.npz, .json), a reference
     input with the torch spikes, and a README.txt.
     """
-    from snn_icl.brian2_export import SCRIPT_NAME, export
+    from snn_icl.brian2.export import SCRIPT_NAME, export
 
     export(source, out)
     typer.echo(f"wrote {out}: {SCRIPT_NAME}, weights.npz, params.json, reference_input.npy, "
@@ -241,7 +243,7 @@ def analyze(
     information and attention retrieval, on the same episodes for every agent (analysis.json
     and figures).
     """
-    from snn_icl.analyze import analyze as run_analyze
+    from snn_icl.experiments.analyze import analyze as run_analyze
 
     result = run_analyze(sources, out, episodes, seed)
     for name, a in result["agents"].items():
@@ -273,7 +275,7 @@ def plot(
     For a training run also the learning curve, the probe-trial occupancy and, with
     RUN/eval.json, latency by trial.
     """
-    from snn_icl.figures import figures_for
+    from snn_icl.viz.run_figures import figures_for
 
     for path in figures_for(run, episode, fmt, max_trials):
         typer.echo(f"wrote {path}")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from snn_icl.analysis import attention, decoding, place_fields
 from snn_icl.analysis.ablations import heading, partners, reset_hook, swap_hook
 from snn_icl.analysis.states import Capture, cache_capacity, chain, install_cache, run_batches
-from snn_icl.simulate import frozen, make_agent
+from snn_icl.experiments.simulate import frozen, make_agent
 
 
 def _task(tiny_task, kind):
@@ -196,7 +196,7 @@ def test_attention_share_on_constructed_example():
 # --- CLI ------------------------------------------------------------------------------------
 
 def test_analyze_cli_on_tiny_checkpoints(tmp_path, tiny_task):
-    from snn_icl.checkpoint import save_checkpoint
+    from snn_icl.storage.checkpoint import save_checkpoint
     from snn_icl.cli import app
 
     paths = []

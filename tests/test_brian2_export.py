@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import brian2  # noqa: F401
-from snn_icl.brian2_export import brian2_rollout, spec_from_agent
-from snn_icl.brian2_lsnn import BiologyOptions, BrianLSNN, LSNNSpec, WaterMazeNP
+from snn_icl.brian2.export import brian2_rollout, spec_from_agent
+from snn_icl.brian2.standalone import BiologyOptions, BrianLSNN, LSNNSpec, WaterMazeNP
 from snn_icl.cli import app
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.models.lsnn import LSNN
-from snn_icl.rollout import rollout
+from snn_icl.episodes.rollout import rollout
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing",
                                         "ignore::DeprecationWarning:brian2")
@@ -116,7 +116,7 @@ def test_network_is_reset_between_runs_and_copies_are_independent():
 
 
 def tiny_agent(tiny_task, **agent_overrides):
-    from snn_icl.simulate import frozen, make_agent
+    from snn_icl.experiments.simulate import frozen, make_agent
 
     task = replace(tiny_task, agent=replace(tiny_task.agent, **agent_overrides))
     agent = frozen(make_agent(task)).double()
@@ -251,7 +251,7 @@ def test_bad_specs_and_agents_are_rejected(tiny_task):
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path, tiny_task):
-    from snn_icl.checkpoint import save_checkpoint
+    from snn_icl.storage.checkpoint import save_checkpoint
 
     agent, task = tiny_agent(tiny_task)
     return save_checkpoint(tmp_path / "tiny.safetensors", task, agent.float(), iteration=0)
@@ -264,7 +264,7 @@ _BLOCKED = ("import sys, runpy; sys.modules['torch'] = None; sys.modules['snn_ic
 
 
 def test_exported_script_runs_without_snn_icl_and_reproduces_torch(tmp_path, tiny_checkpoint):
-    from snn_icl.checkpoint import load_agent
+    from snn_icl.storage.checkpoint import load_agent
 
     out = tmp_path / "export"
     result = runner.invoke(app, ["export-brian2", str(tiny_checkpoint), "--out", str(out)])
@@ -293,7 +293,7 @@ def test_export_rejects_a_non_lsnn_checkpoint(tmp_path):
 
 
 def test_cli_simulate_checkpoint_with_brian2_backend(tmp_path, tiny_checkpoint, tiny_task):
-    from snn_icl.io import load_tensors
+    from snn_icl.storage.files import load_tensors
 
     sims = {}
     for backend in ("torch", "brian2"):
@@ -322,8 +322,8 @@ def test_cli_simulate_checkpoint_with_brian2_backend(tmp_path, tiny_checkpoint, 
 @pytest.mark.slow
 def test_shipped_network_behaves_the_same_in_brian2():
     """32 held-out episodes, float64 in both simulators, cython target (compiles once)."""
-    from snn_icl.brian2_export import compare_simulators
-    from snn_icl.checkpoint import load_agent, pretrained_path
+    from snn_icl.brian2.export import compare_simulators
+    from snn_icl.storage.checkpoint import load_agent, pretrained_path
 
     agent, task, _ = load_agent(pretrained_path())
     result = compare_simulators(agent, task, 32, 1)
@@ -337,7 +337,7 @@ def test_shipped_network_behaves_the_same_in_brian2():
 def test_compare_and_knob_sweep_run_on_the_tiny_task(tiny_task):
     import matplotlib.pyplot as plt
 
-    from snn_icl.brian2_export import (compare_markdown, compare_simulators, plot_sweep, sweep_knobs,
+    from snn_icl.brian2.export import (compare_markdown, compare_simulators, plot_sweep, sweep_knobs,
                                        sweep_markdown)
 
     agent, task = tiny_agent(tiny_task)

@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from snn_icl.cli import app
-from snn_icl.io import load_tensors
+from snn_icl.storage.files import load_tensors
 
 runner = CliRunner()
 

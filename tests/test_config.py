@@ -21,10 +21,10 @@ def test_default_task_matches_design():
 
 
 def test_resolved_config_round_trips(tmp_path):
-    from snn_icl import io
+    from snn_icl.storage import files
 
     task = load_task(TASKS / "water_maze_tiny.toml")
-    io.write_toml(tmp_path / "config.toml", task_to_dict(task))
+    files.write_toml(tmp_path / "config.toml", task_to_dict(task))
     again = load_task(tmp_path / "config.toml")
     assert again == task
 

@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from snn_icl.cli import app
 from snn_icl.envs.water_maze import WaterMaze, WaterMazeConfig
-from snn_icl.evaluate import behaviour, evaluate, probe_measures, weights_sha256
+from snn_icl.experiments.evaluate import behaviour, evaluate, probe_measures, weights_sha256
 from snn_icl.models.agent import ActOutput, PolicyOutput
-from snn_icl.rollout import rollout
-from snn_icl.runs import train_run
-from snn_icl.simulate import make_agent
+from snn_icl.episodes.rollout import rollout
+from snn_icl.train.run_dir import train_run
+from snn_icl.experiments.simulate import make_agent
 
 
 class Oracle:
@@ -115,7 +115,7 @@ def test_plot_of_a_trained_run_draws_every_figure(tmp_path, tiny_task_path):
 
 
 def test_one_shot_targets_hold_each_measure_to_its_bound():
-    from snn_icl.evaluate import one_shot_targets
+    from snn_icl.experiments.evaluate import one_shot_targets
 
     r = {"optimal_latency_by_trial": [10.0, 11.0, 9.0, 10.0], "one_shot_ratio": 3.0,
          "latency_trials2_4": 20.0, "control_no_memory": {"one_shot_ratio": 1.5},
@@ -129,7 +129,7 @@ def test_one_shot_targets_hold_each_measure_to_its_bound():
 
 def test_learning_curve_marks_each_change_of_recipe():
     from snn_icl.config import load_task
-    from snn_icl.figures import recipe_marks
+    from snn_icl.viz.run_figures import recipe_marks
 
     task = load_task(Path(__file__).parents[1] / "tasks" / "water_maze.toml")
     t = task.train
@@ -161,7 +161,7 @@ def test_compare_uses_the_same_episodes_for_every_model(tmp_path, tiny_task_path
 
 
 def test_steps_to_criterion_finds_the_first_window_that_meets_both_targets():
-    from snn_icl.compare import steps_to_criterion
+    from snn_icl.experiments.compare import steps_to_criterion
     from snn_icl.envs.water_maze import WaterMazeConfig
 
     env = WaterMazeConfig(episode_steps=200, trial_timeout=60)

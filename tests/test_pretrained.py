@@ -6,11 +6,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from snn_icl import io
-from snn_icl.checkpoint import load_agent, pretrained_path
+from snn_icl.storage import files
+from snn_icl.storage.checkpoint import load_agent, pretrained_path
 from snn_icl.cli import app
 from snn_icl.config import load_task
-from snn_icl.evaluate import evaluate, one_shot_targets
+from snn_icl.experiments.evaluate import evaluate, one_shot_targets
 from tests.conftest import TASKS
 
 
@@ -20,7 +20,7 @@ def test_shipped_network_is_the_default_task_without_training_state():
     assert (task.env, task.agent, task.train, task.eval) == (default.env, default.agent,
                                                              default.train, default.eval)
     assert counters["iteration"] > 0 and counters["episodes"] == 64 * counters["iteration"]
-    assert not any(k.startswith(("optim.", "rng.")) for k in io.load_tensors(pretrained_path()))
+    assert not any(k.startswith(("optim.", "rng.")) for k in files.load_tensors(pretrained_path()))
     assert (torch.diagonal(agent.net.w_rec) == 0).all()
 
 
@@ -60,7 +60,7 @@ def test_shipped_network_searches_the_target_quadrant_in_the_probe(shipped_evalu
 
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
 def test_shipped_baselines_are_their_default_tasks(kind):
-    from snn_icl.checkpoint import resolve
+    from snn_icl.storage.checkpoint import resolve
 
     agent, task, counters = load_agent(resolve(f"pretrained:{kind}"))
     default = load_task(TASKS / f"water_maze_{kind}.toml")

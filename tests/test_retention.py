@@ -1,4 +1,4 @@
-"""The dark-delay retention test (snn_icl.retention) and `snn-icl retention`."""
+"""The dark-delay retention test (snn_icl.experiments.retention) and `snn-icl retention`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from snn_icl.cli import app
 from snn_icl.config import replace
-from snn_icl.evaluate import behaviour, run_condition
-from snn_icl.retention import retention
-from snn_icl.runs import train_run
-from snn_icl.simulate import frozen, make_agent
+from snn_icl.experiments.evaluate import behaviour, run_condition
+from snn_icl.experiments.retention import retention
+from snn_icl.train.run_dir import train_run
+from snn_icl.experiments.simulate import frozen, make_agent
 
 
 def test_zero_delay_is_the_plain_evaluation(tiny_task):
@@ -27,7 +27,7 @@ def test_zero_delay_is_the_plain_evaluation(tiny_task):
 
 def test_the_delay_reaches_the_agent_as_dark_steps(tiny_task):
     """During the delay the agent receives all-zero input; trial 2 starts exactly later."""
-    from snn_icl.rollout import rollout_batches
+    from snn_icl.episodes.rollout import rollout_batches
 
     agent = frozen(make_agent(tiny_task))
     cfg = replace(tiny_task, env={"episode_steps": tiny_task.env.episode_steps + 7}).env

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from snn_icl.summary import behaviour_summary, per_trial
+from snn_icl.episodes.measures import behaviour_summary, per_trial
 
 
 def test_per_trial_gathers_trial_ends():

@@ -6,13 +6,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from snn_icl import io
-from snn_icl.checkpoint import load_agent, load_into, read_metadata
+from snn_icl.storage import files
+from snn_icl.storage.checkpoint import load_agent, load_into, read_metadata
 from snn_icl.cli import app
 from snn_icl.config import replace
 from snn_icl.models.lsnn_agent import LSNNAgent
-from snn_icl.runs import CHECKPOINT, train_run
-from snn_icl.simulate import make_agent
+from snn_icl.train.run_dir import CHECKPOINT, train_run
+from snn_icl.experiments.simulate import make_agent
 from snn_icl.train.errors import NonFiniteError
 from snn_icl.train.ppo import gae
 
@@ -49,7 +49,7 @@ def test_training_logs_checkpoints_and_changes_weights(tmp_path, tiny_task, tiny
     assert not torch.equal(agent.net.w_rec, init.net.w_rec)
     assert (torch.diagonal(agent.net.w_rec) == 0).all()
     assert read_metadata(run / CHECKPOINT)["agent_kind"] == "lsnn"
-    status = io.read_json(run / "run.json")
+    status = files.read_json(run / "run.json")
     assert status["status"] == "done" and status["checkpoint_iteration"] == status["iteration"] == 3
 
 
@@ -58,9 +58,9 @@ def test_resume_after_a_stop_gives_the_uninterrupted_weights(tmp_path, tiny_task
     train_run(tiny_task_path, full, progress=False)
     split = tmp_path / "split"
     train_run(tiny_task_path, split, progress=False, stop_after=1)
-    assert io.read_json(split / "run.json")["status"] == "stopped"
+    assert files.read_json(split / "run.json")["status"] == "stopped"
     train_run(tiny_task_path, split, progress=False, resume=True)
-    a, b = io.load_tensors(full / CHECKPOINT), io.load_tensors(split / CHECKPOINT)
+    a, b = files.load_tensors(full / CHECKPOINT), files.load_tensors(split / CHECKPOINT)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -82,13 +82,13 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tiny_task_pat
         train_run(tiny_task_path, run, progress=False, resume=True)
     assert (run / CHECKPOINT).read_bytes() == before
     assert len(_rows(run)) == 1
-    status = io.read_json(run / "run.json")
+    status = files.read_json(run / "run.json")
     assert status["status"].startswith("failed: non-finite loss")
     assert status["checkpoint_iteration"] == 1  # where `--resume` would continue
 
 
 def test_run_json_follows_the_checkpoints_during_training(tmp_path, tiny_task_path, monkeypatch):
-    import snn_icl.runs as runs
+    import snn_icl.train.run_dir as runs
 
     clock = iter(range(0, 10**6, 3600))  # an hour per reading: a checkpoint after every iteration
     monkeypatch.setattr(runs.time, "monotonic", lambda: next(clock))
@@ -96,7 +96,7 @@ def test_run_json_follows_the_checkpoints_during_training(tmp_path, tiny_task_pa
     original = runs.save_checkpoint
 
     def spy(path, *args, **kwargs):  # what run.json says just before each checkpoint is written
-        on_disk.append((kwargs["iteration"], io.read_json(run / "run.json")["checkpoint_iteration"]))
+        on_disk.append((kwargs["iteration"], files.read_json(run / "run.json")["checkpoint_iteration"]))
         original(path, *args, **kwargs)
 
     monkeypatch.setattr(runs, "save_checkpoint", spy)
@@ -125,7 +125,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, tiny_task, tiny_task_p
     with pytest.raises(ValueError, match="another model"):
         load_into(run / CHECKPOINT, make_agent(bigger))  # no config given: shapes decide
     not_ours = tmp_path / "x.safetensors"
-    io.save_tensors(not_ours, {"w": torch.zeros(2)})
+    files.save_tensors(not_ours, {"w": torch.zeros(2)})
     with pytest.raises(ValueError, match="not an snn-icl checkpoint"):
         read_metadata(not_ours)
     garbage = tmp_path / "g.safetensors"
@@ -139,19 +139,19 @@ def test_cli_train_smoke(tmp_path, tiny_task_path):
     result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run), "--stop-after", "2"])
     assert result.exit_code == 0, result.output
     assert "trained 2 iterations" in result.output and (run / CHECKPOINT).exists()
-    assert io.read_json(run / "run.json")["status"] == "stopped"
+    assert files.read_json(run / "run.json")["status"] == "stopped"
     result = CliRunner().invoke(app, ["train", str(tiny_task_path), "--out", str(run), "--resume"])
     assert result.exit_code == 0, result.output
     assert "trained 3 iterations" in result.output
 
 
 def test_release_copy_keeps_the_weights_and_drops_training_state(tmp_path, tiny_task_path):
-    from snn_icl.checkpoint import release_copy
+    from snn_icl.storage.checkpoint import release_copy
 
     run = tmp_path / "run"
     train_run(tiny_task_path, run, progress=False, stop_after=1)
     dst = release_copy(run / CHECKPOINT, tmp_path / "release.safetensors")
-    full, small = io.load_tensors(run / CHECKPOINT), io.load_tensors(dst)
+    full, small = files.load_tensors(run / CHECKPOINT), files.load_tensors(dst)
     assert not any(k.startswith(("optim.", "rng.")) for k in small)
     assert {k for k in full if k.startswith("agent.")} == set(small)
     for key in small:

@@ -3,7 +3,7 @@ import tomllib
 import pytest
 import torch
 
-from snn_icl import io
+from snn_icl.storage import files
 from snn_icl.config import AgentConfig, ConfigError, load_task, task_from_dict
 from snn_icl.models import build_agent
 from snn_icl.models.transformer import TransformerAgent
@@ -169,15 +169,15 @@ def test_shipped_task_file(tiny_task_path):
 
 
 def test_trainer_smoke_checkpoint_and_evaluation(tmp_path, tiny_task_path):
-    from snn_icl.checkpoint import load_agent
-    from snn_icl.evaluate import evaluate
-    from snn_icl.runs import CHECKPOINT, train_run
+    from snn_icl.storage.checkpoint import load_agent
+    from snn_icl.experiments.evaluate import evaluate
+    from snn_icl.train.run_dir import CHECKPOINT, train_run
 
     data = tomllib.loads(tiny_task_path.read_text())
     data["agent"] = {"kind": "transformer", "n_layer": 1, "n_head": 2, "n_embd": 8,
                      "context_window": 12}
     data["train"]["threads"] = 1
-    path = io.write_toml(tmp_path / "tiny_transformer.toml", data)
+    path = files.write_toml(tmp_path / "tiny_transformer.toml", data)
     state = train_run(path, tmp_path / "run", progress=False)
     assert state.iteration == load_task(path).train.iterations
 

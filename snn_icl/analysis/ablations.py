@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from snn_icl.analysis.states import Capture, cache_capacity, chain, install_cache, run_batches, \
     set_rows, zero_rows
-from snn_icl.summary import per_trial
+from snn_icl.episodes.measures import per_trial
 
 SWAP_TRIAL = 1
 """0-based index of the trial at whose start states are swapped (trial 2)."""

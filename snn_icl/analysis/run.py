@@ -2,7 +2,7 @@
 
 :func:`analyze_agent` records held-out episodes (intact agent), decodes the platform from each
 state variable, runs the reset/swap ablations, computes spatial information and, for the
-transformer, attention retrieval. :func:`snn_icl.analyze.analyze` does it for several checkpoints
+transformer, attention retrieval. :func:`snn_icl.experiments.analyze.analyze` does it for several checkpoints
 on the same episodes and writes ``analysis.json`` and the figures (``snn-icl analyze``).
 """
 
@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from snn_icl.analysis import ablations, attention, decoding, place_fields
 from snn_icl.analysis.states import Recorder, run_batches
-from snn_icl.evaluate import weights_sha256
-from snn_icl.simulate import frozen
+from snn_icl.experiments.evaluate import weights_sha256
+from snn_icl.experiments.simulate import frozen
 
 RECORDED = {"lsnn": ("a", "v", "zeta"), "lstm": ("h", "c"), "transformer": ()}
 """State components recorded at every env step, by agent kind."""

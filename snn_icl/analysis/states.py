@@ -6,7 +6,7 @@ Every analysis reads or edits the recurrent state through named *components*:
     lstm         h, c ([B, H])
     transformer  kv (the key/value cache [n_layer, B, nh, C, hs] with its ``start`` mask)
 
-Hooks follow :func:`snn_icl.rollout.rollout`'s ``hook(state, info) -> state`` contract: they run
+Hooks follow :func:`snn_icl.episodes.rollout.rollout`'s ``hook(state, info) -> state`` contract: they run
 after every env step on the state the next step acts from, for all B episodes at once.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from snn_icl.rollout import rollout_batches
+from snn_icl.episodes.rollout import rollout_batches
 
 COMPONENTS = {"lsnn": ("a", "v", "z", "r", "zeta"), "lstm": ("h", "c"), "transformer": ("kv",)}
 """State components each agent kind exposes (see the module docstring)."""
@@ -193,7 +193,7 @@ def chain(*hooks: Hook | None) -> Hook | None:
 def run_batches(agent: nn.Module, task: Any, episodes: int, seed: int, *, batch: int = 64,
                 hook_for: Callable[[int, int], Hook | None] | None = None,
                 **kwargs: Any) -> dict[str, Tensor]:
-    """``episodes`` episodes as :func:`snn_icl.rollout.rollout_batches` runs them (same env seeds
+    """``episodes`` episodes as :func:`snn_icl.episodes.rollout.rollout_batches` runs them (same env seeds
     and noise generator, so the same episodes for every agent and condition), with a hook made
     per batch by ``hook_for(batch_index, batch_size)``. Acts with the policy mean when the task's
     evaluation is deterministic. Returns the rollout tensors concatenated over episodes (``obs``

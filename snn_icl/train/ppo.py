@@ -15,7 +15,7 @@ part of :class:`TrainState`, and env seeds derived from (seed, iteration). Resto
 therefore continues a run exactly as if it had never stopped.
 
 Nothing here writes files: callers get a :class:`TrainState` and metrics after each iteration and
-decide what to keep (see :mod:`snn_icl.runs`).
+decide what to keep (see :mod:`snn_icl.train.run_dir`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 from snn_icl.config import TaskConfig
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.models.agent import gaussian_entropy, gaussian_log_prob
-from snn_icl.rollout import env_seed, rollout
-from snn_icl.summary import behaviour_summary
+from snn_icl.episodes.rollout import env_seed, rollout
+from snn_icl.episodes.measures import behaviour_summary
 from snn_icl.train.errors import NonFiniteError
 
 

@@ -1,7 +1,7 @@
 """The trained LSNN agent in Brian2: export, closed loop with the torch water maze, behaviour and
 biology knobs.
 
-The Brian2 network itself lives in :mod:`snn_icl.brian2_lsnn` (standalone: numpy + brian2 only;
+The Brian2 network itself lives in :mod:`snn_icl.brian2.standalone` (standalone: numpy + brian2 only;
 the equations and their mapping onto Brian2 objects are documented there). This module connects
 it to snn_icl:
 
@@ -9,10 +9,10 @@ it to snn_icl:
 * :func:`brian2_rollout` runs whole episodes of the torch :class:`~snn_icl.envs.water_maze.WaterMaze`
   with the Brian2 network in closed loop (a network operation every ``ms_per_step`` ms reads the
   readout, applies the agent's own heads, steps the env and writes the next input), returning the
-  same tensors as :func:`snn_icl.rollout.rollout`;
+  same tensors as :func:`snn_icl.episodes.rollout.rollout`;
 * :func:`evaluate_backend`, :func:`compare_simulators` and :func:`sweep_knobs` measure the
   one-shot effect (latency of trial 1 / median latency of trials 2-4, as in
-  :mod:`snn_icl.evaluate`) in torch and Brian2 on the same episodes;
+  :mod:`snn_icl.experiments.evaluate`) in torch and Brian2 on the same episodes;
 * :func:`export` writes a folder a Brian2 user runs without snn_icl (script, weights, README).
 
 Everything on the Brian2 side is float64. Times in ms, env times in env steps.
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from snn_icl.brian2_lsnn import BiologyOptions, BrianLSNN, LSNNSpec
+from snn_icl.brian2.standalone import BiologyOptions, BrianLSNN, LSNNSpec
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.models.agent import gaussian_log_prob, read_heads, sample_action
-from snn_icl.rollout import env_seed, rollout, rollout_batches
+from snn_icl.episodes.rollout import env_seed, rollout, rollout_batches
 
 __all__ = [
     "spec_from_agent",
@@ -90,7 +90,7 @@ class TorchEnvController:
 
     Each env step: the readout zeta [B, n] from Brian2 goes through the agent's own linear heads
     (:func:`~snn_icl.models.agent.read_heads`), an action is drawn exactly as in
-    :func:`snn_icl.rollout.rollout` (same generator order: input spikes, then action noise), the
+    :func:`snn_icl.episodes.rollout.rollout` (same generator order: input spikes, then action noise), the
     env steps, and the next observation is encoded by the agent (``agent.encode``). Records the
     same per-step tensors as ``rollout``.
     """
@@ -148,7 +148,7 @@ def brian2_rollout(agent: Any, env: WaterMaze, *, net: BrianLSNN | None = None,
                    record: bool = False, seed: int = 0, **reset_kwargs: Any) -> dict[str, Tensor]:
     """One batch of whole episodes (``env.num_envs``) with the agent's network in Brian2.
 
-    Like :func:`snn_icl.rollout.rollout` (same keys; ``net_input`` is not kept): with
+    Like :func:`snn_icl.episodes.rollout.rollout` (same keys; ``net_input`` is not kept): with
     ``record`` also ``z`` [T*k, B, n] (bool; counts > 1 per ms in continuous time become True) and
     ``A`` [T*k, B, n] (threshold after each 1-ms update; only for the discrete map).
 
@@ -184,8 +184,8 @@ def rollout_batches_backend(agent: Any, env_cfg: Any, episodes: int, seed: int, 
                             dtype: torch.dtype = torch.float64, deterministic: bool = True,
                             record: bool = False) -> dict[str, Tensor]:
     """``episodes`` episodes in batches of at most ``batch``, for either simulator, with the env
-    seeds and action-noise generator of :func:`snn_icl.rollout.rollout_batches` (with the default
-    batch of 64 these are the episodes of :func:`snn_icl.evaluate.evaluate`).
+    seeds and action-noise generator of :func:`snn_icl.episodes.rollout.rollout_batches` (with the default
+    batch of 64 these are the episodes of :func:`snn_icl.experiments.evaluate.evaluate`).
 
     ``record``: also spikes ``z`` and thresholds ``A`` (Brian2: discrete map only). ``dtype`` is
     the env's (and, for torch, the agent's) dtype; Brian2 is always float64. The agent is
@@ -213,9 +213,9 @@ def rollout_batches_backend(agent: Any, env_cfg: Any, episodes: int, seed: int, 
 
 def simulate_brian2(task: Any, agent: Any, episodes: int, seed: int, *, target: str = "auto",
                     deterministic: bool = False, batch: int = 16) -> dict[str, Tensor]:
-    """:func:`snn_icl.simulate.simulate` with the network in Brian2: the same episodes (env seeds,
+    """:func:`snn_icl.experiments.simulate.simulate` with the network in Brian2: the same episodes (env seeds,
     action-noise generator, env dtype = the agent's), spikes ``z`` and thresholds ``A`` recorded."""
-    from snn_icl.simulate import frozen
+    from snn_icl.experiments.simulate import frozen
 
     spec_from_agent(agent)  # a clear error for anything but an LSNN agent
     frozen(agent)
@@ -231,11 +231,11 @@ def evaluate_backend(agent: Any, task: Any, episodes: int, seed: int, *, backend
                      options: BiologyOptions | None = None, target: str = "auto",
                      n_trials: int = 6, batch: int = 64,
                      sim: dict[str, Tensor] | None = None) -> dict[str, Any]:
-    """Per-trial behaviour (:func:`snn_icl.evaluate.behaviour`: latency by trial with bootstrap
+    """Per-trial behaviour (:func:`snn_icl.experiments.evaluate.behaviour`: latency by trial with bootstrap
     bounds, success, path length, one-shot ratio) of held-out episodes with a deterministic
     policy, in torch or Brian2. ``sim``: reuse episodes already run."""
-    from snn_icl.evaluate import behaviour
-    from snn_icl.simulate import frozen
+    from snn_icl.experiments.evaluate import behaviour
+    from snn_icl.experiments.simulate import frozen
 
     frozen(agent)
     if sim is None:
@@ -408,12 +408,12 @@ def export(source: str | Path, out: str | Path) -> Path:
     """Write a standalone Brian2 version of a checkpoint into the folder ``out``.
 
     ``source``: a checkpoint file, run directory or "pretrained". Writes ``lsnn_brian2.py`` (a
-    copy of :mod:`snn_icl.brian2_lsnn`), ``weights.npz``, ``params.json`` (with the water maze's
+    copy of :mod:`snn_icl.brian2.standalone`), ``weights.npz``, ``params.json`` (with the water maze's
     parameters), ``README.txt`` and a reference input with the torch network's spikes.
     """
     from dataclasses import asdict
 
-    from snn_icl.checkpoint import load_agent, resolve
+    from snn_icl.storage.checkpoint import load_agent, resolve
 
     path = resolve(source)
     agent, task, _ = load_agent(path)
@@ -421,7 +421,7 @@ def export(source: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec.save(out, env=asdict(task.env))
-    shutil.copyfile(Path(__file__).with_name("brian2_lsnn.py"), out / SCRIPT_NAME)
+    shutil.copyfile(Path(__file__).with_name("standalone.py"), out / SCRIPT_NAME)
     x, z = _reference(agent, task)
     np.save(out / "reference_input.npy", x)
     np.save(out / "reference_spikes.npy", z)

@@ -4,7 +4,7 @@ The project's own numerics, hand-written: at [B, n] = [64, 200] every torch op c
 (dispatch plus a pass through L2) and a step needs ~30 of them, so these kernels fuse a step's
 element-wise work. They are compiled with the system C compiler on first use (about 0.3 s) and
 cached in ``$SNN_ICL_CACHE_DIR`` or ``~/.cache/snn_icl``; without a compiler, or with
-``SNN_ICL_NO_C_KERNELS=1``, :class:`snn_icl.alif_bptt.ALIFSequence` runs instead (same results
+``SNN_ICL_NO_C_KERNELS=1``, :class:`snn_icl.neurons.bptt.ALIFSequence` runs instead (same results
 up to rounding). torch.utils.cpp_extension was passed over: it needs ninja and a C++ build of
 about a minute per machine, for kernels that are plain C.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from snn_icl.alif_bptt import _BLOCK
-from snn_icl.neurons import ALIFParams
+from snn_icl.neurons.bptt import _BLOCK
+from snn_icl.neurons.alif import ALIFParams
 
 _C_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
@@ -208,7 +208,7 @@ def c_kernels_available() -> bool:
 
 
 class ALIFSequenceC(torch.autograd.Function):
-    """:class:`snn_icl.alif_bptt.ALIFSequence` with the per-step element-wise work in the C kernels.
+    """:class:`snn_icl.neurons.bptt.ALIFSequence` with the per-step element-wise work in the C kernels.
 
     Same inputs, outputs, saved state and equations; the forward runs whole blocks in C (the
     recurrent input summed over the rows of the neurons that spiked), the backward one C call

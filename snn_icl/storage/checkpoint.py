@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from snn_icl import io
+from snn_icl.storage import files
 from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -29,11 +29,11 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
 
 def pretrained_path(kind: str = "lsnn") -> Path:
     """The shipped checkpoint of an agent kind; a clear error if this installation has none."""
-    from importlib.resources import files
+    from importlib.resources import files as package_files
 
     if kind not in PRETRAINED:
         raise ValueError(f"no pretrained {kind!r} network is shipped (available: {sorted(PRETRAINED)})")
-    path = Path(str(files("snn_icl") / "pretrained" / PRETRAINED[kind]))
+    path = Path(str(package_files("snn_icl") / "pretrained" / PRETRAINED[kind]))
     if not path.is_file():
         raise FileNotFoundError(f"this installation ships no pretrained checkpoint (looked for {path})")
     return path
@@ -68,7 +68,7 @@ def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
     tensors = {f"agent.{k}": v for k, v in agent.state_dict().items()}
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "agent_kind": task.agent.kind,
                             "task": task_to_dict(task), "counters": counters,
-                            "versions": io.versions()}
+                            "versions": files.versions()}
     if optimizer is not None:
         opt = optimizer.state_dict()
         for idx, pstate in opt["state"].items():
@@ -78,8 +78,8 @@ def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
     if generator is not None:
         tensors["rng.generator"] = generator.get_state()
     path = Path(path)
-    io.save_tensors(path, tensors, metadata={"snn_icl": json.dumps(meta)})
-    io.write_json(path.with_suffix(".json"), meta)
+    files.save_tensors(path, tensors, metadata={"snn_icl": json.dumps(meta)})
+    files.write_json(path.with_suffix(".json"), meta)
     return path
 
 
@@ -123,7 +123,7 @@ def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None
                     if getattr(saved.agent, k) != getattr(task.agent, k)}
             raise ValueError(f"{path} holds another model: agent config differs "
                              f"(saved, expected) {diff or 'in observation size'}")
-    tensors = io.load_tensors(path)
+    tensors = files.load_tensors(path)
     state = {k.removeprefix("agent."): v for k, v in tensors.items() if k.startswith("agent.")}
     own = agent.state_dict()
     missing = sorted(set(own) - set(state))

@@ -28,9 +28,9 @@ reference written in the tests) to ~1e-10 in float64:
   ops, looped over time (readable; the reference).
 * :func:`alif_sequence` — the fast path: the whole sequence as one
   :class:`torch.autograd.Function` whose forward runs under ``no_grad`` and whose backward is a
-  hand-written BPTT through the equations above, in torch ops (:mod:`snn_icl.alif_bptt`, any
+  hand-written BPTT through the equations above, in torch ops (:mod:`snn_icl.neurons.bptt`, any
   device and dtype) or, on CPU in float32/float64, with small C kernels compiled on first use
-  (:mod:`snn_icl.alif_kernels`; see :func:`c_kernels_available`). Measured at n_in = 66, n = 200,
+  (:mod:`snn_icl.neurons.kernels.c_kernels`; see :func:`c_kernels_available`). Measured at n_in = 66, n = 200,
   B = 64, T = 1000, 1 thread: forward+backward 0.62 s (autograd loop), 0.29 s (torch fast
   path), 0.19 s (C kernels); the matmul floor is 0.10 s.
 
@@ -53,10 +53,8 @@ __all__ = [
     "SpikeFunction",
     "spike_fn",
     "alif_step",
-    "alif_sequence",
     "alif_sequence_autograd",
     "initial_alif_state",
-    "c_kernels_available",
 ]
 
 
@@ -231,42 +229,3 @@ def alif_sequence_autograd(
             as_.append(state.a)
     trace = (torch.stack(vs), torch.stack(as_)) if record else None
     return torch.stack(zs), state, trace
-
-
-def alif_sequence(
-    x: torch.Tensor,
-    w_in: torch.Tensor,
-    state: ALIFState,
-    w_rec: torch.Tensor,
-    beta: torch.Tensor,
-    params: ALIFParams,
-    record: bool = False,
-) -> tuple[torch.Tensor, ALIFState, tuple[torch.Tensor, torch.Tensor] | None]:
-    """Run the ALIF dynamics over ``x`` ``[T, B, n_in]`` with the fast hand-written BPTT.
-
-    Same arguments and returns as :func:`alif_sequence_autograd`: spikes equal, values and
-    gradients equal up to floating-point rounding. Gradients flow to ``x``, ``w_in``, ``w_rec``
-    and ``state.v``, ``state.a``, ``state.z`` (never to ``state.r`` or ``beta``), through the
-    spikes, the final state and the recorded traces alike.
-    """
-    if x.dim() != 3 or x.shape[0] == 0:
-        raise ValueError(f"x must have shape [T >= 1, B, n_in], got {tuple(x.shape)}")
-    # Imported here: the fast paths build on this module's parameters and equations.
-    from snn_icl.alif_bptt import ALIFSequence
-    from snn_icl.alif_kernels import ALIFSequenceC, kernels_for
-
-    scale = 1.0 - params.alpha
-    function = ALIFSequenceC if kernels_for(x) else ALIFSequence
-    # (1 - alpha) goes on the small weight matrices; autograd carries it (and any mask applied
-    # by the caller) to their gradients.
-    z, v_T, a_T, r_T, v, a = function.apply(
-        x, w_in * scale, state.v, state.a, state.z, state.r, w_rec * scale, beta, params, record
-    )
-    return z, ALIFState(v_T, a_T, z[-1], r_T), ((v, a) if record else None)
-
-
-def c_kernels_available() -> bool:
-    """True when the fast path's C kernels are compiled and loaded (:mod:`snn_icl.alif_kernels`)."""
-    from snn_icl.alif_kernels import c_kernels_available as available
-
-    return available()

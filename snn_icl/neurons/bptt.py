@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from snn_icl.neurons import ALIFParams
+from snn_icl.neurons.alif import ALIFParams
 
 
 # Steps per block: the fast path computes input currents, pseudo-derivatives and weight gradients

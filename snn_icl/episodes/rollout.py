@@ -129,7 +129,7 @@ def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch
     seeded with ``seed``, so the same seed gives the same episodes for every agent and condition.
     ``drop`` names outputs not kept (training-only tensors); ``dtype`` is the env's.
     ``runner(agent, env, generator=..., **kwargs)`` runs one batch: :func:`rollout`, or another
-    simulator's closed loop with the same outputs (:func:`snn_icl.brian2_export.brian2_rollout`).
+    simulator's closed loop with the same outputs (:func:`snn_icl.brian2.export.brian2_rollout`).
     ``batch_kwargs(i, size)`` adds keyword arguments for batch ``i`` of ``size`` episodes (a hook
     or a network built for that size); ``kwargs`` go to every batch.
     """

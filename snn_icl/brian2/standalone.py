@@ -2,7 +2,7 @@ r"""A frozen LSNN (Bellec et al. 2018) in Brian2, with the water maze in closed 
 
 Standalone: this file imports only numpy and brian2 (never torch or the rest of snn_icl), so
 ``snn-icl export-brian2`` copies it verbatim next to the weights, and a Brian2 user runs it, reads
-it and modifies it without the training code. :mod:`snn_icl.brian2_export` builds on it.
+it and modifies it without the training code. :mod:`snn_icl.brian2.export` builds on it.
 
 The neurons (``integration="discrete"``, the default) follow snn-icl's contract exactly: one
 Brian2 time step is one network step of dt = 1 ms, and per step t, with alpha = exp(-dt/tau_m),

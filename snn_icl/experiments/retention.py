@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from snn_icl.evaluate import behaviour, weights_sha256
-from snn_icl.rollout import rollout_batches
-from snn_icl.simulate import frozen
+from snn_icl.experiments.evaluate import behaviour, weights_sha256
+from snn_icl.episodes.rollout import rollout_batches
+from snn_icl.experiments.simulate import frozen
 
 DEFAULT_DELAYS = (0, 5, 10, 25, 50, 100, 200, 250, 300, 400)
 """Dark delays (env steps) of ``snn-icl retention``."""

@@ -150,7 +150,7 @@ def save(fig: Figure, path: Any, dpi: int = 130) -> None:
     """Save (atomically) and close a figure; the format follows the suffix (png, pdf, svg)."""
     from pathlib import Path
 
-    from snn_icl.io import atomic_write
+    from snn_icl.storage.files import atomic_write
 
     fmt = Path(path).suffix.lstrip(".") or "png"
     atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))

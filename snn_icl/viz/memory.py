@@ -1,4 +1,4 @@
-"""Figures of the memory analyses (style of :mod:`snn_icl.plots`: plain inputs, one Figure out).
+"""Figures of the memory analyses (style of :mod:`snn_icl.viz.plots`: plain inputs, one Figure out).
 
 Each ``plot_*`` takes the numbers of ``analysis.json`` (or the tensors behind them) and returns a
 matplotlib Figure; :func:`write_all` draws every figure of an ``snn-icl analyze`` run.
@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
-from snn_icl.plots import _np, save
+from snn_icl.viz.plots import _np, save
 
 
 def _arr(values: list[float | None]) -> np.ndarray:

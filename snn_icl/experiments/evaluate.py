@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from snn_icl.envs.water_maze import WaterMazeConfig, optimal_latency
-from snn_icl.rollout import rollout_batches
-from snn_icl.simulate import frozen
-from snn_icl.summary import median, per_column, per_trial
+from snn_icl.episodes.rollout import rollout_batches
+from snn_icl.experiments.simulate import frozen
+from snn_icl.episodes.measures import median, per_column, per_trial
 
 BOOTSTRAP = 1000
 

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from snn_icl import io
-from snn_icl.checkpoint import CHECKPOINT_FILE as CHECKPOINT, load_into, save_checkpoint
+from snn_icl.storage import files
+from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, load_into, save_checkpoint
 from snn_icl.config import CONFIG_FILE, ConfigError, TaskConfig, load_task, replace, task_to_dict
-from snn_icl.simulate import make_agent
+from snn_icl.experiments.simulate import make_agent
 from snn_icl.train.ppo import NonFiniteError, TrainState, new_state, train
 
 METRICS = "metrics.csv"
@@ -43,7 +43,7 @@ class _MetricsLog:
                 writer = csv.DictWriter(buf, fieldnames=self.fields)
                 writer.writeheader()
                 writer.writerows(rows)
-            io.write_text(self.path, buf.getvalue())
+            files.write_text(self.path, buf.getvalue())
         self.tb = _tensorboard(run / "tb", purge_step=keep_until + 1)
 
     def _read(self, keep_until: int) -> list[dict[str, str]]:
@@ -84,10 +84,10 @@ def _status(run: Path, task: TaskConfig, status: str, state: TrainState,
             checkpoint_iteration: int | None) -> None:
     """run.json: the counters now, and the iteration of the checkpoint on disk (None: none yet)."""
     data: dict[str, Any] = {"task": task.name, "seed": task.seed, "status": status,
-                            "versions": io.versions(), "iteration": state.iteration,
+                            "versions": files.versions(), "iteration": state.iteration,
                             "episodes": state.episodes, "wall_time_s": round(state.wall_time_s, 1),
                             "checkpoint_iteration": checkpoint_iteration}
-    io.write_json(run / "run.json", data)
+    files.write_json(run / "run.json", data)
 
 
 def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None,
@@ -114,7 +114,7 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
             raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
                               f"in {run}; resume with the same task file and seed")
     run.mkdir(parents=True, exist_ok=True)
-    io.write_toml(run / CONFIG_FILE, task_to_dict(task))
+    files.write_toml(run / CONFIG_FILE, task_to_dict(task))
 
     agent = make_agent(task)
     state = new_state(task, agent)

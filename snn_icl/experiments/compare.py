@@ -1,6 +1,6 @@
 """Side-by-side evaluation of several trained agents on the SAME held-out episodes.
 
-Every agent is evaluated with :func:`snn_icl.evaluate.evaluate` with one seed, so all of them
+Every agent is evaluated with :func:`snn_icl.experiments.evaluate.evaluate` with one seed, so all of them
 meet the same platforms and release points; the table adds what each cost to train.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from snn_icl.checkpoint import display_name, load_agent, metrics_path, resolve
+from snn_icl.storage.checkpoint import display_name, load_agent, metrics_path, resolve
 from snn_icl.envs.water_maze import WaterMazeConfig
-from snn_icl.evaluate import evaluate
+from snn_icl.experiments.evaluate import evaluate
 
 COLUMNS = [
     ("model", "model"),

@@ -14,8 +14,10 @@ import csv
 from pathlib import Path
 import torch
 
-from snn_icl import io, plots
-from snn_icl.checkpoint import CHECKPOINT_FILE, load_agent
+from snn_icl.storage import files
+
+from snn_icl.viz import plots
+from snn_icl.storage.checkpoint import CHECKPOINT_FILE, load_agent
 from snn_icl.config import CONFIG_FILE, TaskConfig, load_task
 
 SIMULATION_FILE = "simulation.safetensors"
@@ -63,15 +65,15 @@ def episode_figures(sim: dict[str, torch.Tensor], task: TaskConfig, episode: int
 
 def simulation_figures(run: Path, episode: int, fmt: str, max_trials: int | None) -> list[Path]:
     task = load_task(run / CONFIG_FILE)
-    sim = io.load_tensors(run / SIMULATION_FILE)
+    sim = files.load_tensors(run / SIMULATION_FILE)
     return episode_figures(sim, task, episode, run, fmt, max_trials=max_trials)
 
 
 def training_figures(run: Path, episode: int, fmt: str, max_trials: int | None,
                      probe_episodes: int = 64) -> list[Path]:
     """Figures of a trained run (see the module docstring)."""
-    from snn_icl.evaluate import run_condition
-    from snn_icl.simulate import frozen, simulate
+    from snn_icl.experiments.evaluate import run_condition
+    from snn_icl.experiments.simulate import frozen, simulate
 
     agent, task, counters = load_agent(run / CHECKPOINT_FILE)
     frozen(agent)
@@ -97,7 +99,7 @@ def training_figures(run: Path, episode: int, fmt: str, max_trials: int | None,
         title=f"probe trial {task.eval.probe_trial + 1}, {probe_episodes} episodes\n"
               "(platform rotated East, dashed; target quadrant outlined)"), paths[-1])
     if (run / EVAL_FILE).is_file():
-        result = io.read_json(run / EVAL_FILE)
+        result = files.read_json(run / EVAL_FILE)
         paths.append(run / f"latency_by_trial.{fmt}")
         plots.save(plots.plot_latency_by_trial(result, max_trials=6), paths[-1])
     return paths

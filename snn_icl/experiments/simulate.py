@@ -9,7 +9,7 @@ from torch import nn
 
 from snn_icl.config import TaskConfig
 from snn_icl.models import build_agent
-from snn_icl.rollout import rollout_batches
+from snn_icl.episodes.rollout import rollout_batches
 
 
 def make_agent(task: TaskConfig, seed: int | None = None) -> nn.Module:
@@ -37,7 +37,7 @@ def simulate(task: TaskConfig, agent: nn.Module, episodes: int, seed: int, *,
     """Run ``episodes`` recorded episodes in batches of at most ``batch``.
 
     Returns the stacked rollout tensors (episode axis concatenated, see
-    :func:`snn_icl.rollout.rollout`) with the same seed giving the same episodes.
+    :func:`snn_icl.episodes.rollout.rollout`) with the same seed giving the same episodes.
     """
     frozen(agent)
     return rollout_batches(agent, task.env, episodes, seed, batch=batch, progress=progress,

@@ -8,9 +8,11 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from snn_icl import io, memory_plots
+from snn_icl.storage import files
+
+from snn_icl.viz import memory as memory_plots
 from snn_icl.analysis.run import analyze_agent
-from snn_icl.checkpoint import display_name, load_agent, provenance, resolve
+from snn_icl.storage.checkpoint import display_name, load_agent, provenance, resolve
 
 
 def analyze(sources: Sequence[str], out: Path, episodes: int = 64, seed: int = 1, *,
@@ -29,8 +31,8 @@ def analyze(sources: Sequence[str], out: Path, episodes: int = 64, seed: int = 1
             name += "'"
         numbers, data[name] = analyze_agent(agent, task, episodes, seed, progress=progress)
         result["agents"][name] = {**provenance(path, task, counters), **numbers}
-    result["versions"] = io.versions()
+    result["versions"] = files.versions()
     out.mkdir(parents=True, exist_ok=True)
     result["figures"] = [p.name for p in memory_plots.write_all(result, data, out)]
-    io.write_json(out / "analysis.json", result)
+    files.write_json(out / "analysis.json", result)
     return result

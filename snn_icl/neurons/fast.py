@@ -1,0 +1,49 @@
+"""The fast path of the ALIF dynamics: one call for a whole sequence, with a hand-written BPTT.
+
+Dispatches to the compiled kernels (:mod:`snn_icl.neurons.kernels`) when they can run the
+sequence, else to the same algorithm in torch ops (:mod:`snn_icl.neurons.bptt`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from snn_icl.neurons.alif import ALIFParams, ALIFState
+from snn_icl.neurons.bptt import ALIFSequence
+from snn_icl.neurons.kernels.c_kernels import ALIFSequenceC, kernels_for
+from snn_icl.neurons.kernels.c_kernels import c_kernels_available as kernels_available
+
+__all__ = ["alif_sequence", "c_kernels_available"]
+
+
+def alif_sequence(
+    x: torch.Tensor,
+    w_in: torch.Tensor,
+    state: ALIFState,
+    w_rec: torch.Tensor,
+    beta: torch.Tensor,
+    params: ALIFParams,
+    record: bool = False,
+) -> tuple[torch.Tensor, ALIFState, tuple[torch.Tensor, torch.Tensor] | None]:
+    """Run the ALIF dynamics over ``x`` ``[T, B, n_in]`` with the fast hand-written BPTT.
+
+    Same arguments and returns as :func:`alif_sequence_autograd`: spikes equal, values and
+    gradients equal up to floating-point rounding. Gradients flow to ``x``, ``w_in``, ``w_rec``
+    and ``state.v``, ``state.a``, ``state.z`` (never to ``state.r`` or ``beta``), through the
+    spikes, the final state and the recorded traces alike.
+    """
+    if x.dim() != 3 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape [T >= 1, B, n_in], got {tuple(x.shape)}")
+    scale = 1.0 - params.alpha
+    function = ALIFSequenceC if kernels_for(x) else ALIFSequence
+    # (1 - alpha) goes on the small weight matrices; autograd carries it (and any mask applied
+    # by the caller) to their gradients.
+    z, v_T, a_T, r_T, v, a = function.apply(
+        x, w_in * scale, state.v, state.a, state.z, state.r, w_rec * scale, beta, params, record
+    )
+    return z, ALIFState(v_T, a_T, z[-1], r_T), ((v, a) if record else None)
+
+
+def c_kernels_available() -> bool:
+    """True when the fast path's C kernels are compiled and loaded (:mod:`snn_icl.neurons.kernels.c_kernels`)."""
+    return kernels_available()
