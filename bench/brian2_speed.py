@@ -46,7 +46,7 @@ def episode_input(agent, task, batch: int) -> np.ndarray:
     """x [T = 1000 ms, batch, n_in]: the network input of held-out episodes (float64)."""
     env = WaterMaze(task.env, batch, seed=1, dtype=torch.float64)
     sim = rollout(agent, env, deterministic=True)
-    return sim["net_input"].transpose(1, 2).reshape(-1, batch, agent.obs_dim).numpy()
+    return sim.net_input.transpose(1, 2).reshape(-1, batch, agent.obs_dim).numpy()
 
 
 def timed(fn, repeats: int) -> float:

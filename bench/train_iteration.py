@@ -16,7 +16,7 @@ import time
 import torch
 
 from snn_icl.config import load_task, replace
-from snn_icl.experiments.simulate import make_agent
+from snn_icl.config import make_agent
 from snn_icl.train.ppo import collect, new_state, ppo_update
 
 

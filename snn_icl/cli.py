@@ -24,9 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# What a simulation keeps: behaviour per env step and the network's spikes/thresholds per ms.
-SIMULATION_KEYS = ("position", "trial", "on_platform", "release", "reward", "action", "escaped",
-                   "trial_end", "latency", "platform", "z", "A")
+# What a simulation drops: the training-only tensors (it keeps behaviour and spikes/thresholds).
+SIMULATION_DROPS = ("obs", "net_input", "action_mean", "value", "log_prob")
 
 
 def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,8 +63,9 @@ def simulate(
     from snn_icl.storage import files
     from snn_icl.config import CONFIG_FILE, load_task, task_to_dict
     from snn_icl.viz.run_figures import SIMULATION_FILE, SIMULATION_META
-    from snn_icl.experiments.simulate import make_agent, simulate as run_sim
-    from snn_icl.episodes.measures import behaviour_summary
+    from snn_icl.config import make_agent
+    from snn_icl.experiments.simulate import simulate as run_sim
+    from snn_icl.episodes.measures import behaviour
 
     if backend not in ("torch", "brian2"):
         raise ValueError(f"--backend must be torch or brian2, got {backend!r}")
@@ -87,8 +87,8 @@ def simulate(
         sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic)
     out.mkdir(parents=True, exist_ok=True)
     files.write_toml(out / CONFIG_FILE, task_to_dict(cfg))
-    files.save_tensors(out / SIMULATION_FILE, {k: sim[k] for k in SIMULATION_KEYS if k in sim})
-    summary = behaviour_summary(sim)
+    files.save_tensors(out / SIMULATION_FILE, sim.without(*SIMULATION_DROPS).tensors())
+    summary = behaviour(sim, cfg.env, 8)
     files.write_json(out / SIMULATION_META, {
         "task": cfg.name, "source": str(task), "episodes": episodes, "seed": seed,
         "deterministic": deterministic, "weights": weights, "backend": backend,

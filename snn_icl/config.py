@@ -6,7 +6,7 @@ A task file has four tables, each loaded into a frozen dataclass::
     seed = 0                 # initialises the weights and the env generator
 
     [env]      # snn_icl.envs.water_maze.WaterMazeConfig  (lengths in pool radii, times in env steps)
-    [agent]    # AgentConfig  (times in ms)
+    [agent]    # the config of the agent's kind: snn_icl.models.LSNNConfig, LSTMConfig, ...
     [train]    # TrainConfig
     [eval]     # EvalConfig
 
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from snn_icl.envs.water_maze import WaterMazeConfig
+from snn_icl.models import LSNNConfig, agent_class, agent_kinds, build_agent
+from snn_icl.models.agent import check_value as _check
 
 
 CONFIG_FILE = "config.toml"
@@ -34,83 +36,6 @@ CONFIG_FILE = "config.toml"
 
 class ConfigError(ValueError):
     """A task file or config value that cannot be used; the message names the key."""
-
-
-def _check(cond: bool, key: str, msg: str, value: Any) -> None:
-    if not cond:
-        raise ValueError(f"{key} {msg}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """The agent: network size, neuron parameters (ms) and how observations enter it."""
-
-    kind: Literal["lsnn", "lstm", "transformer"] = "lsnn"
-    """Agent family: the spiking network ("lsnn"), the LSTM or the transformer baseline."""
-    n_regular: int = 100
-    """Regular (non-adapting, beta = 0) neurons."""
-    n_adaptive: int = 100
-    """Adaptive neurons (beta > 0, threshold adaptation with tau_a)."""
-    tau_m: float = 20.0
-    """Membrane time constant (ms)."""
-    tau_a: float = 1200.0
-    """Threshold adaptation time constant (ms); long enough to span trials."""
-    v_th: float = 0.01
-    """Baseline threshold."""
-    beta: float = 1.7
-    """Adaptation strength of adaptive neurons."""
-    n_ref: int = 2
-    """Refractory period (1-ms network steps)."""
-    gamma: float = 0.3
-    """Pseudo-derivative dampening."""
-    backend: Literal["bellec", "norse"] = "bellec"
-    """Neuron dynamics: Bellec et al. 2018 (default) or norse's LSNN cell."""
-    ms_per_step: int = 5
-    """1-ms network steps per env step (the observation is held for this long)."""
-    input_mode: Literal["current", "poisson"] = "current"
-    """Observation as a constant current, or as Poisson spikes with rate obs * max_rate_hz."""
-    input_scale: float = 1.0
-    """Multiplier on the observation current (input_mode = current)."""
-    max_rate_hz: float = 200.0
-    """Input rate of a fully active channel (input_mode = poisson), Hz."""
-    tau_out: float = 20.0
-    """Readout filter time constant (ms)."""
-    init_log_std: float = -0.5
-    """Initial log standard deviation of the Gaussian policy (action units)."""
-    hidden_size: int = 128
-    """LSTM units (kind = "lstm"; the LSNN keys above are then unused)."""
-    n_layer: int = 4
-    """Transformer blocks (kind = "transformer"; Algorithm Distillation used 4)."""
-    n_head: int = 4
-    """Attention heads per block (transformer)."""
-    n_embd: int = 64
-    """Transformer embedding width; must be divisible by n_head."""
-    context_window: int = 256
-    """Tokens (= env steps) each token attends to, itself included (transformer); >= the
-    episode length means full causal attention."""
-
-    def __post_init__(self) -> None:
-        _check(self.n_regular >= 0, "n_regular", "must be >= 0", self.n_regular)
-        _check(self.n_adaptive >= 0, "n_adaptive", "must be >= 0", self.n_adaptive)
-        _check(self.n_regular + self.n_adaptive >= 1, "n_regular + n_adaptive",
-               "must be >= 1 (zero neurons)", self.n_regular + self.n_adaptive)
-        for key in ("tau_m", "tau_a", "v_th", "gamma", "tau_out", "max_rate_hz"):
-            _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
-        _check(self.beta >= 0, "beta", "must be >= 0", self.beta)
-        _check(self.n_ref >= 0, "n_ref", "must be >= 0", self.n_ref)
-        _check(self.ms_per_step >= 1, "ms_per_step", "must be >= 1", self.ms_per_step)
-        _check(self.input_scale > 0, "input_scale", "must be > 0", self.input_scale)
-        _check(self.hidden_size >= 1, "hidden_size", "must be >= 1", self.hidden_size)
-        for key in ("n_layer", "n_head", "n_embd", "context_window"):
-            _check(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
-        _check(self.n_embd % self.n_head == 0, "n_embd",
-               f"must be divisible by n_head = {self.n_head}", self.n_embd)
-        _check(self.max_rate_hz * 1e-3 <= 1.0, "max_rate_hz",
-               "must be <= 1000 (at most one spike per 1-ms step)", self.max_rate_hz)
-
-    @property
-    def n(self) -> int:
-        return self.n_regular + self.n_adaptive
 
 
 @dataclass(frozen=True)
@@ -234,14 +159,15 @@ class TaskConfig:
     name: str = "task"
     seed: int = 0
     env: WaterMazeConfig = field(default_factory=WaterMazeConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    agent: Any = field(default_factory=LSNNConfig)
+    """The config dataclass of the agent's kind (``agent.kind``), e.g. :class:`LSNNConfig`."""
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-_TABLES: dict[str, type] = {
+_TABLES: dict[str, type | None] = {
     "env": WaterMazeConfig,
-    "agent": AgentConfig,
+    "agent": None,  # the kind's config class, see _agent_config
     "train": TrainConfig,
     "eval": EvalConfig,
 }
@@ -311,8 +237,37 @@ def build_dataclass(cls: type, table: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "task") -> TaskConfig:
-    """Build a :class:`TaskConfig` from a parsed TOML document."""
+def _agent_config(table: Any, where: str, legacy: bool) -> Any:
+    """The ``[agent]`` table as the config dataclass of its ``kind``.
+
+    A key of another kind's config is an error naming that kind; with ``legacy`` (configs saved
+    by versions that kept every kind's keys in one table) such keys are dropped."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table, got {table!r}")
+    kind = table.get("kind", "lsnn")
+    try:
+        cls = agent_class(kind).config_class
+    except ValueError as err:
+        raise ConfigError(f"{where}: kind: {err}") from None
+    own = {f.name for f in dataclasses.fields(cls)}
+    table = dict(table)
+    for key in list(table):
+        if key in own:
+            continue
+        owners = [k for k in agent_kinds()
+                  if key in {f.name for f in dataclasses.fields(agent_class(k).config_class)}]
+        if owners and legacy:
+            del table[key]
+        elif owners:
+            raise ConfigError(f"{where}: key '{key}' belongs to agent kind {owners[0]!r}, not "
+                              f"{kind!r} (keys of {kind!r}: {', '.join(sorted(own))})")
+    return build_dataclass(cls, table, where)
+
+
+def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "task", *,
+                   legacy: bool = False) -> TaskConfig:
+    """Build a :class:`TaskConfig` from a parsed TOML document (``legacy``: see
+    :func:`_agent_config`; for configs read back from checkpoints)."""
     known = {"name", "seed", *_TABLES}
     for key in data:
         if key not in known:
@@ -324,7 +279,11 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     for table, cls in _TABLES.items():
-        kwargs[table] = build_dataclass(cls, data.get(table, {}), f"{source} [{table}]")
+        where = f"{source} [{table}]"
+        if cls is None:
+            kwargs[table] = _agent_config(data.get(table, {}), where, legacy)
+        else:
+            kwargs[table] = build_dataclass(cls, data.get(table, {}), where)
     return TaskConfig(**kwargs)
 
 
@@ -354,6 +313,14 @@ def replace(task: TaskConfig, **tables: dict[str, Any]) -> TaskConfig:
     for table, changes in tables.items():
         if table in ("name", "seed"):
             data[table] = changes
+        elif table == "agent" and changes.get("kind", task.agent.kind) != task.agent.kind:
+            data[table] = dict(changes)  # another kind: its own defaults, not this kind's keys
         else:
             data[table].update(changes)
     return task_from_dict(data, source="override", name=task.name)
+
+
+def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
+    """The task's agent with weights initialised from ``seed`` (default: the task's seed)."""
+    return build_agent(task.agent, task.env.obs_dim, task.env.episode_steps,
+                       seed=task.seed if seed is None else seed)

@@ -10,13 +10,18 @@ from typer.testing import CliRunner
 from snn_icl.analysis import attention, decoding, place_fields
 from snn_icl.analysis.ablations import heading, partners, reset_hook, swap_hook
 from snn_icl.analysis.states import Capture, cache_capacity, chain, install_cache, run_batches
-from snn_icl.experiments.simulate import frozen, make_agent
+from snn_icl.config import make_agent, replace
+from snn_icl.models import frozen
+
+
+SMALL = {"lsnn": {}, "lstm": {"hidden_size": 16},
+         "transformer": {"n_layer": 2, "n_head": 2, "n_embd": 16, "context_window": 64}}
 
 
 def _task(tiny_task, kind):
-    agent = dataclasses.replace(tiny_task.agent, kind=kind, hidden_size=16, n_layer=2, n_head=2,
-                                n_embd=16, context_window=64)
-    return dataclasses.replace(tiny_task, agent=agent)
+    if kind == tiny_task.agent.kind:
+        return tiny_task
+    return replace(tiny_task, agent={"kind": kind, **SMALL[kind]})
 
 
 def _agent(task):
@@ -26,14 +31,12 @@ def _agent(task):
 class Probe:
     """Hook keeping, per step, the new-trial mask and the given components after earlier hooks."""
 
-    def __init__(self, names):
-        self.names, self.steps = names, []
+    def __init__(self, agent, names):
+        self.agent, self.names, self.steps = agent, names, []
 
     def __call__(self, state, info):
-        from snn_icl.analysis.states import get_component
-
         self.steps.append((info["new_trial"].clone(), info["trial"].clone(),
-                           {n: get_component(state, n).clone() for n in self.names}))
+                           {n: self.agent.get_component(state, n).clone() for n in self.names}))
         return state
 
 
@@ -72,7 +75,7 @@ def test_swap_gives_each_episode_its_partners_state(tiny_task, kind, names):
     task = _task(tiny_task, kind)
     agent = _agent(task)
     B = 6
-    donors = Capture(names, trial=1, capacity=cache_capacity(agent, task))
+    donors = Capture(agent, names, trial=1, capacity=cache_capacity(agent, task))
     run_batches(agent, task, B, 3, hook_for=lambda i, s: donors)
     assert donors.captured.all(), "every tiny episode reaches trial 2"
     partner = partners(B)
@@ -92,13 +95,12 @@ def test_swap_gives_each_episode_its_partners_state(tiny_task, kind, names):
                     assert torch.equal(state.v[:, i, :, state.v.shape[3] - n:],
                                        donors.v[:, j, :, donors.v.shape[3] - n:])
                 else:
-                    from snn_icl.analysis.states import get_component
-
-                    assert torch.equal(get_component(state, names[0])[i], donors.values[names[0]][j])
+            
+                    assert torch.equal(agent.get_component(state, names[0])[i], donors.values[names[0]][j])
                     assert not torch.equal(donors.values[names[0]][i], donors.values[names[0]][j])
         return state
 
-    swap = swap_hook(names, donors, partner)
+    swap = swap_hook(agent, names, donors, partner)
     run_batches(agent, task, B, 3, hook_for=lambda i, s: chain(swap, check))
     assert sorted(torch.cat(seen).tolist()) == list(range(B))
     assert partner.tolist() == [1, 0, 3, 2, 5, 4] and partners(3).tolist() == [1, 0, 2]
@@ -124,9 +126,9 @@ def test_cache_install_keeps_others_and_self_install_is_a_noop(tiny_task):
 def test_reset_a_zeroes_it_at_trial_starts_only(tiny_task):
     task = _task(tiny_task, "lsnn")
     agent = _agent(task)
-    intact, reset = Probe(("a", "v")), Probe(("a", "v"))
+    intact, reset = Probe(agent, ("a", "v")), Probe(agent, ("a", "v"))
     run_batches(agent, task, 4, 2, hook_for=lambda i, s: intact)
-    run_batches(agent, task, 4, 2, hook_for=lambda i, s: chain(reset_hook(("a",)), reset))
+    run_batches(agent, task, 4, 2, hook_for=lambda i, s: chain(reset_hook(agent, ("a",)), reset))
     starts = torch.stack([s[0] for s in reset.steps])  # [T, B]
     a = torch.stack([s[2]["a"] for s in reset.steps])
     a_intact = torch.stack([s[2]["a"] for s in intact.steps])

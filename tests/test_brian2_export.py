@@ -12,6 +12,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+
+from tests.lsnn_factory import lsnn
 from typer.testing import CliRunner
 
 # Brian2 2.9 parses equations with pyparsing's pre-3.1 method names (camelCase): harmless noise,
@@ -22,6 +24,7 @@ with warnings.catch_warnings():
 from snn_icl.brian2.export import brian2_rollout, spec_from_agent
 from snn_icl.brian2.standalone import BiologyOptions, BrianLSNN, LSNNSpec, WaterMazeNP
 from snn_icl.cli import app
+from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.models.lsnn import LSNN
 from snn_icl.episodes.rollout import rollout
@@ -37,7 +40,7 @@ def random_lsnn(seed=0, n_in=10, n_regular=20, n_adaptive=20, **neuron):
     N(0, 1)/sqrt(fan_in) weights most neurons are either silent or fire at the refractory limit,
     where a changed weight or a rounding difference would show in no spike)."""
     torch.manual_seed(seed)
-    net = LSNN(n_in, n_regular, n_adaptive, **neuron).double()
+    net = lsnn(n_in, n_regular, n_adaptive, **neuron).double()
     with torch.no_grad():
         net.w_in.copy_(net.w_in.abs() * 0.03)
         net.w_rec.mul_(0.3)
@@ -116,7 +119,8 @@ def test_network_is_reset_between_runs_and_copies_are_independent():
 
 
 def tiny_agent(tiny_task, **agent_overrides):
-    from snn_icl.experiments.simulate import frozen, make_agent
+    from snn_icl.config import make_agent
+    from snn_icl.models import frozen
 
     task = replace(tiny_task, agent=replace(tiny_task.agent, **agent_overrides))
     agent = frozen(make_agent(task)).double()
@@ -134,11 +138,11 @@ def test_closed_loop_trajectory_equals_torch(tiny_task, deterministic, input_mod
         runs.append(run(agent, env, generator=torch.Generator().manual_seed(3),
                         deterministic=deterministic, record=True))
     ref, b2 = runs
-    assert ref["z"].any() and (ref["position"][1:] - ref["position"][:-1]).norm(dim=-1).mean() > 0.05
-    assert torch.equal(ref["z"], b2["z"])
-    torch.testing.assert_close(b2["A"], ref["A"], rtol=0, atol=1e-12)
-    torch.testing.assert_close(b2["position"], ref["position"], rtol=0, atol=1e-12)
-    torch.testing.assert_close(b2["action"], ref["action"], rtol=0, atol=1e-12)
+    assert ref.z.any() and (ref.position[1:] - ref.position[:-1]).norm(dim=-1).mean() > 0.05
+    assert torch.equal(ref.z, b2["z"])
+    torch.testing.assert_close(b2["A"], ref.A, rtol=0, atol=1e-12)
+    torch.testing.assert_close(b2["position"], ref.position, rtol=0, atol=1e-12)
+    torch.testing.assert_close(b2["action"], ref.action, rtol=0, atol=1e-12)
     for key in ("trial", "latency", "trial_end", "reward"):
         assert torch.equal(ref[key], b2[key]), key
 
@@ -301,13 +305,13 @@ def test_cli_simulate_checkpoint_with_brian2_backend(tmp_path, tiny_checkpoint, 
         result = runner.invoke(app, ["simulate", str(tiny_checkpoint), "-n", "2", "--out", str(out),
                                      "--backend", backend, "--target", "numpy", "--deterministic"])
         assert result.exit_code == 0, result.output
-        sims[backend] = load_tensors(out / "simulation.safetensors")
+        sims[backend] = EpisodeRecord.from_tensors(load_tensors(out / "simulation.safetensors"))
     steps, ms = tiny_task.env.episode_steps, tiny_task.agent.ms_per_step
-    assert sims["brian2"]["z"].shape == sims["torch"]["z"].shape == (steps * ms, 2, 24)
-    assert sims["brian2"]["A"].shape == sims["torch"]["A"].shape
+    assert sims["brian2"].z.shape == sims["torch"].z.shape == (steps * ms, 2, 24)
+    assert sims["brian2"].A.shape == sims["torch"].A.shape
     # float32 torch neurons against float64 Brian2: the same episodes, nearly the same swim
-    assert torch.equal(sims["brian2"]["platform"], sims["torch"]["platform"])
-    assert (sims["brian2"]["z"] == sims["torch"]["z"]).float().mean() > 0.95
+    assert torch.equal(sims["brian2"].platform, sims["torch"].platform)
+    assert (sims["brian2"].z == sims["torch"].z).float().mean() > 0.95
     result = runner.invoke(app, ["simulate", str(tiny_checkpoint), "--out", str(tmp_path / "x"),
                                  "--backend", "nest"])
     assert result.exit_code == 2 and "--backend must be torch or brian2" in result.output

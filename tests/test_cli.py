@@ -7,6 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from snn_icl.cli import app
+from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.storage.files import load_tensors
 
 runner = CliRunner()
@@ -29,22 +30,22 @@ def sim_dir(tmp_path, tiny_task_path):
 
 
 def test_simulate_writes_trajectories_spikes_thresholds(sim_dir, tiny_task):
-    sim = load_tensors(sim_dir / "simulation.safetensors")
+    sim = EpisodeRecord.from_tensors(load_tensors(sim_dir / "simulation.safetensors"))
     steps, ms = tiny_task.env.episode_steps, tiny_task.agent.ms_per_step
     n = tiny_task.agent.n_regular + tiny_task.agent.n_adaptive
-    assert sim["position"].shape == (steps + 1, 3, 2)
-    assert sim["z"].shape == (steps * ms, 3, n) and sim["z"].dtype == torch.bool
-    assert sim["A"].shape == (steps * ms, 3, n)
+    assert sim.position.shape == (steps + 1, 3, 2)
+    assert sim.z.shape == (steps * ms, 3, n) and sim.z.dtype == torch.bool
+    assert sim.A.shape == (steps * ms, 3, n)
     # regular neurons never adapt; adaptive thresholds rise above v_th once they have spiked
     v_th = tiny_task.agent.v_th
-    assert torch.allclose(sim["A"][..., : tiny_task.agent.n_regular], torch.tensor(v_th))
-    fired = sim["z"][..., tiny_task.agent.n_regular:].any(0)
+    assert torch.allclose(sim.A[..., : tiny_task.agent.n_regular], torch.tensor(v_th))
+    fired = sim.z[..., tiny_task.agent.n_regular:].any(0)
     assert fired.any(), "no adaptive neuron spiked in the tiny task"
-    assert (sim["A"][..., tiny_task.agent.n_regular:].amax(0)[fired] > v_th).all()
-    assert (sim["position"].norm(dim=-1) <= tiny_task.env.pool_radius + 1e-6).all()
+    assert (sim.A[..., tiny_task.agent.n_regular:].amax(0)[fired] > v_th).all()
+    assert (sim.position.norm(dim=-1) <= tiny_task.env.pool_radius + 1e-6).all()
     meta = json.loads((sim_dir / "simulation.json").read_text())
     assert meta["episodes"] == 3 and meta["task"] == "water_maze_tiny"
-    assert meta["summary"]["goals_per_episode"] == pytest.approx(float(sim["reward"].sum(0).mean()))
+    assert meta["summary"]["goals_per_episode"] == pytest.approx(float(sim.reward.sum(0).mean()))
     assert (sim_dir / "config.toml").is_file()
 
 
@@ -97,7 +98,9 @@ def test_outputs_get_the_usual_file_mode(sim_dir):
 
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
 def test_simulate_and_plot_baseline_agents(tmp_path, tiny_task_path, kind):
-    text = tiny_task_path.read_text().replace("[agent]\n", f'[agent]\nkind = "{kind}"\n')
+    text = tiny_task_path.read_text().replace(
+        "[agent]\nn_regular = 12\nn_adaptive = 12\nms_per_step = 2\n", f'[agent]\nkind = "{kind}"\n')
+    assert f'kind = "{kind}"' in text
     task = tmp_path / f"{kind}.toml"
     task.write_text(text)
     out = tmp_path / "sim"

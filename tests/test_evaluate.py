@@ -10,15 +10,19 @@ from typer.testing import CliRunner
 
 from snn_icl.cli import app
 from snn_icl.envs.water_maze import WaterMaze, WaterMazeConfig
-from snn_icl.experiments.evaluate import behaviour, evaluate, probe_measures, weights_sha256
+from snn_icl.episodes.measures import behaviour, probe_measures
+from snn_icl.experiments.evaluate import evaluate
+from snn_icl.models import weights_sha256
 from snn_icl.models.agent import ActOutput, PolicyOutput
 from snn_icl.episodes.rollout import rollout
 from snn_icl.train.run_dir import train_run
-from snn_icl.experiments.simulate import make_agent
+from snn_icl.config import make_agent
 
 
 class Oracle:
     """Swims straight at the platform centre (reads it from the env): the best possible agent."""
+
+    spiking = False
 
     def __init__(self, env):
         self.env = env
@@ -57,7 +61,7 @@ def test_probe_measures_on_a_swimmer_that_stays_on_target():
     assert probe["probe_episodes"] == 8
     assert probe["probe_target_quadrant_fraction"] > 0.8
     assert probe["probe_platform_crossings"] >= 1
-    assert sim["reward"][(sim["trial"][:-1] == 1)].sum() == 0  # no platform in the probe
+    assert sim.reward[(sim.trial[:-1] == 1)].sum() == 0  # no platform in the probe
 
 
 def test_random_control_is_worse_than_the_oracle(tiny_task):
@@ -141,7 +145,8 @@ def test_learning_curve_marks_each_change_of_recipe():
 
 def test_compare_uses_the_same_episodes_for_every_model(tmp_path, tiny_task_path):
     lstm_task = tmp_path / "lstm.toml"
-    lstm_task.write_text(tiny_task_path.read_text().replace("[agent]\n", '[agent]\nkind = "lstm"\n'))
+    lstm_task.write_text(tiny_task_path.read_text().replace(
+        "[agent]\nn_regular = 12\nn_adaptive = 12\nms_per_step = 2\n", '[agent]\nkind = "lstm"\n'))
     runs = []
     for task in (tiny_task_path, lstm_task):
         runs.append(tmp_path / task.stem)

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from tests.lsnn_factory import lsnn
+
 from snn_icl.models.lsnn import LSNN, LSNNTrace
 from snn_icl.neurons import ALIFState, c_kernels_available
 
@@ -41,7 +43,7 @@ def fast_impl(request, monkeypatch):
 
 def _net_and_input(seed=0, T=200, B=3, n_in=6, n_regular=10, n_adaptive=10, **kw):
     torch.manual_seed(seed)
-    net = LSNN(n_in, n_regular, n_adaptive, **kw).double()
+    net = lsnn(n_in, n_regular, n_adaptive, **kw).double()
     t = torch.arange(T, dtype=F64)[:, None, None]
     x = 0.5 * torch.sin(t / 30.0 + torch.rand(1, B, n_in, dtype=F64) * 6.3)
     x = x + 0.2 * torch.randn(T, B, n_in, dtype=F64)
@@ -50,7 +52,7 @@ def _net_and_input(seed=0, T=200, B=3, n_in=6, n_regular=10, n_adaptive=10, **kw
 
 def test_api_shapes_and_init():
     torch.manual_seed(0)
-    net = LSNN(66, 100, 100)
+    net = lsnn(66, 100, 100)
     assert net.n == 200
     assert net.w_in.shape == (66, 200) and net.w_rec.shape == (200, 200)
     assert isinstance(net.w_in, torch.nn.Parameter) and isinstance(net.w_rec, torch.nn.Parameter)
@@ -77,7 +79,7 @@ def test_api_shapes_and_init():
 
 def test_regular_first_then_adaptive():
     # A spike of every neuron: the threshold rises only in the adaptive block [n_regular, n).
-    net = LSNN(1, 3, 2)
+    net = lsnn(1, 3, 2)
     with torch.no_grad():
         net.w_in.fill_(1.0)
         net.w_rec.zero_()
@@ -172,7 +174,7 @@ def test_fast_bptt_equals_autograd_loop(fast_impl, record, n_ref):
 
 def test_fast_path_length_one_and_float32(impl):
     torch.manual_seed(1)
-    net = LSNN(4, 3, 3)
+    net = lsnn(4, 3, 3)
     x = torch.randn(1, 2, 4) * 5
     net.fast = False
     z_slow, s_slow = net(x)
@@ -231,8 +233,8 @@ def test_zero_diagonal_stays_zero_under_adam():
 
 def test_float64_and_float32():
     torch.manual_seed(0)
-    net32 = LSNN(5, 4, 4)
-    net64 = LSNN(5, 4, 4)
+    net32 = lsnn(5, 4, 4)
+    net64 = lsnn(5, 4, 4)
     net64.load_state_dict(net32.state_dict())
     net64.double()
     x = torch.rand(50, 2, 5)
@@ -274,14 +276,14 @@ def test_bad_constructor_arguments_raise_value_error(kwargs, name):
     args.update(kwargs)
     n_in, n_regular, n_adaptive = args.pop("n_in"), args.pop("n_regular"), args.pop("n_adaptive")
     with pytest.raises(ValueError, match=name) as info:
-        LSNN(n_in, n_regular, n_adaptive, **args)
+        lsnn(n_in, n_regular, n_adaptive, **args)
     bad = kwargs[name] if name in kwargs else None
     if bad is not None:
         assert repr(bad) in str(info.value) or str(bad) in str(info.value)
 
 
 def test_bad_input_shape_raises():
-    net = LSNN(3, 2, 2)
+    net = lsnn(3, 2, 2)
     with pytest.raises(ValueError, match="n_in=3"):
         net(torch.zeros(5, 2, 4))
     with pytest.raises(ValueError, match="shape"):
@@ -293,7 +295,7 @@ def test_bad_input_shape_raises():
 # --------------------------------------------------------------------------------------------
 def _norse_setup(dtype=torch.float32):
     torch.manual_seed(4)
-    net = LSNN(6, 8, 8, backend="norse", tau_m=10.0, tau_a=200.0, v_th=0.2, beta=0.3).to(dtype)
+    net = lsnn(6, 8, 8, backend="norse", tau_m=10.0, tau_a=200.0, v_th=0.2, beta=0.3).to(dtype)
     x = (torch.rand(150, 3, 6) < 0.2).to(dtype) * 4.0
     return net, x
 
@@ -353,7 +355,7 @@ def test_norse_backend_matches_norse_recurrent_and_chunks():
 
 
 def test_norse_parameter_mapping():
-    net = LSNN(2, 1, 2, backend="norse", tau_m=20.0, tau_a=1200.0, v_th=0.01, beta=1.7, dt=1.0)
+    net = lsnn(2, 1, 2, backend="norse", tau_m=20.0, tau_a=1200.0, v_th=0.01, beta=1.7, dt=1.0)
     p = net.norse_parameters()
     assert p.tau_mem_inv.item() == pytest.approx(50.0)
     assert p.tau_adapt_inv.item() == pytest.approx(1000.0 / 1200.0)
@@ -364,7 +366,7 @@ def test_norse_parameter_mapping():
     assert torch.all(s.b == 0.01) and torch.all(s.v == 0)
     # The dynamics are not the bellec ones.
     torch.manual_seed(0)
-    bellec = LSNN(2, 1, 2)
+    bellec = lsnn(2, 1, 2)
     bellec.load_state_dict(net.state_dict())
     x = torch.rand(100, 2, 2) * 0.5
     _, _, tr_n = net(x, record=True)

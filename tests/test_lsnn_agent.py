@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from snn_icl.models.lsnn_agent import LSNNAgent
+from snn_icl.models.lsnn_agent import LSNNAgent, LSNNConfig
 
 
 def _agent(**kw):
     torch.manual_seed(0)
-    agent = LSNNAgent(7, 6, 6, ms_per_step=3, input_scale=3.0, **kw).double()
+    cfg = LSNNConfig(n_regular=6, n_adaptive=6, ms_per_step=3, input_scale=3.0, **kw)
+    agent = LSNNAgent(7, cfg).double()
     return agent
 
 
@@ -79,9 +80,11 @@ def test_gradients_reach_every_parameter():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="input_mode"):
-        LSNNAgent(7, 2, 2, input_mode="rate")
+        LSNNConfig(n_regular=2, n_adaptive=2, input_mode="rate")
     with pytest.raises(ValueError, match="ms_per_step"):
-        LSNNAgent(7, 2, 2, ms_per_step=0)
+        LSNNConfig(n_regular=2, n_adaptive=2, ms_per_step=0)
+    with pytest.raises(ValueError, match="tau_m_ms"):
+        LSNNConfig(tau_m=0.0)
 
 
 def test_lstm_agent_replay_equals_stepwise_acting():

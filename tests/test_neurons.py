@@ -10,6 +10,8 @@ import math
 import pytest
 import torch
 
+from tests.lsnn_factory import lsnn
+
 from snn_icl.models.lsnn import LSNN
 from snn_icl.neurons import ALIFParams, ALIFState, alif_step, c_kernels_available, initial_alif_state
 
@@ -76,7 +78,7 @@ def reference_lsnn(x, w_in, w_rec, n_regular, n_adaptive, *, tau_m=20.0, tau_a=1
 def _active_setup(seed=0, T=300, B=3, n_in=8, n_regular=12, n_adaptive=12, scale=0.5):
     """Inputs and a net in float64 with plenty of spikes, blocked spikes and sub-threshold time."""
     torch.manual_seed(seed)
-    net = LSNN(n_in, n_regular, n_adaptive).double()
+    net = lsnn(n_in, n_regular, n_adaptive).double()
     # Slow input modulation so that some neurons are driven hard (refractoriness matters) and
     # others hover near threshold (non-zero pseudo-derivatives).
     t = torch.arange(T, dtype=torch.float64)[:, None, None]
@@ -173,7 +175,7 @@ def test_params_derived_and_units():
 
 def test_subthreshold_decay_is_alpha_per_step(impl):
     # One input pulse at t = 1, then nothing: v_1 = (1 - alpha) x_1 W_in, v_t = alpha^(t-1) v_1.
-    net = LSNN(3, 2, 2, tau_m=25.0, fast=impl != "autograd").double()
+    net = lsnn(3, 2, 2, tau_m=25.0, fast=impl != "autograd").double()
     with torch.no_grad():
         net.w_in.copy_(torch.tensor([[0.1, 0.05, 0.02, 0.08]] * 3, dtype=torch.float64))
     x = torch.zeros(50, 1, 3, dtype=torch.float64)
@@ -192,7 +194,7 @@ def test_subthreshold_decay_is_alpha_per_step(impl):
 def test_refractory_period_blocks_spikes(impl, n_ref):
     # Huge constant input: every neuron fires as often as refractoriness allows, i.e. every
     # n_ref + 1 steps, starting at t = 1 (beta = 0 so the threshold does not grow).
-    net = LSNN(2, 3, 0, n_ref=n_ref, fast=impl != "autograd").double()
+    net = lsnn(2, 3, 0, n_ref=n_ref, fast=impl != "autograd").double()
     with torch.no_grad():
         net.w_in.fill_(10.0)
         net.w_rec.zero_()
@@ -227,7 +229,7 @@ def test_refractory_neuron_has_zero_gradient(impl):
 def test_adaptive_threshold_jump_per_spike():
     # One spike of an adaptive neuron at t = 1 raises a by (1 - rho) at t = 2, so A jumps by
     # beta (1 - rho); afterwards a decays by rho per step. Regular neurons keep A = v_th.
-    net = LSNN(1, 1, 1, beta=2.0, tau_a=100.0).double()
+    net = lsnn(1, 1, 1, beta=2.0, tau_a=100.0).double()
     with torch.no_grad():
         net.w_in.fill_(1.0)
         net.w_rec.zero_()

@@ -10,10 +10,12 @@ from typer.testing import CliRunner
 
 from snn_icl.cli import app
 from snn_icl.config import replace
-from snn_icl.experiments.evaluate import behaviour, run_condition
+from snn_icl.episodes.measures import behaviour
+from snn_icl.experiments.evaluate import run_condition
 from snn_icl.experiments.retention import retention
 from snn_icl.train.run_dir import train_run
-from snn_icl.experiments.simulate import frozen, make_agent
+from snn_icl.config import make_agent
+from snn_icl.models import frozen
 
 
 def test_zero_delay_is_the_plain_evaluation(tiny_task):
@@ -34,14 +36,14 @@ def test_the_delay_reaches_the_agent_as_dark_steps(tiny_task):
     sim = rollout_batches(agent, cfg, 4, 0, deterministic=True, drop=(), dark_after_trial=0,
                           dark_steps=7)
     plain = rollout_batches(agent, cfg, 4, 0, deterministic=True, drop=())  # same episodes, no delay
-    dark = sim["obs"].abs().sum(-1) == 0  # [T, B]
+    dark = sim.obs.abs().sum(-1) == 0  # [T, B]
     assert torch.equal(dark.sum(0), torch.full((4,), 7))
-    start2 = (sim["trial"] >= 1).float().argmax(0)
-    plain_start2 = (plain["trial"] >= 1).float().argmax(0)
+    start2 = (sim.trial >= 1).float().argmax(0)
+    plain_start2 = (plain.trial >= 1).float().argmax(0)
     assert torch.equal(start2, plain_start2 + 7)
     # trial 1 is untouched by a delay that only follows it
     t1 = int(plain_start2.min()) - 1
-    assert torch.equal(sim["position"][:t1], plain["position"][:t1])
+    assert torch.equal(sim.position[:t1], plain.position[:t1])
 
 
 def test_transformer_runs_past_its_table_only_when_asked(tiny_task):

@@ -12,7 +12,7 @@ from snn_icl.cli import app
 from snn_icl.config import replace
 from snn_icl.models.lsnn_agent import LSNNAgent
 from snn_icl.train.run_dir import CHECKPOINT, train_run
-from snn_icl.experiments.simulate import make_agent
+from snn_icl.config import make_agent
 from snn_icl.train.errors import NonFiniteError
 from snn_icl.train.ppo import gae
 
@@ -202,7 +202,7 @@ def test_atlantis_trials_join_training_from_their_iteration(tiny_task, monkeypat
     (probe0, _, out0), (probe1, steps1, out1) = seen
     assert torch.all(probe0 == -1)  # before its iteration: plain episodes
     assert torch.all((probe1 >= 1) & (probe1 <= 4)) and torch.all((steps1 >= 1) & (steps1 <= 7))
-    assert out1["reward"].shape == out0["reward"].shape
+    assert out1.reward.shape == out0.reward.shape
 
 
 def test_learning_rate_anneals_linearly_over_the_last_iterations(tmp_path, tiny_task, monkeypatch):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from snn_icl.storage import files
-from snn_icl.config import AgentConfig, ConfigError, load_task, task_from_dict
-from snn_icl.models import build_agent
+from snn_icl.config import ConfigError, load_task, task_from_dict
+from snn_icl.models import TransformerConfig, build_agent
 from snn_icl.models.transformer import TransformerAgent
 
 OBS = 7
@@ -141,17 +141,17 @@ def test_episode_longer_than_the_position_table_is_refused():
 
 def test_config_validation_and_build():
     with pytest.raises(ValueError, match="n_embd must be divisible by n_head"):
-        AgentConfig(kind="transformer", n_embd=10, n_head=4)
+        TransformerConfig(n_embd=10, n_head=4)
     with pytest.raises(ConfigError, match=r"\[agent\].*n_embd"):
         task_from_dict({"agent": {"kind": "transformer", "n_embd": 10, "n_head": 4}})
     with pytest.raises(ConfigError, match="context_window must be >= 1"):
         task_from_dict({"agent": {"kind": "transformer", "context_window": 0}})
     with pytest.raises(ConfigError, match="n_layer must be an integer"):
         task_from_dict({"agent": {"kind": "transformer", "n_layer": 1.5}})
-    cfg = AgentConfig(kind="transformer", n_layer=1, n_head=2, n_embd=6, context_window=3)
-    with pytest.raises(ValueError, match="max_steps"):
-        build_agent(OBS, cfg)
-    agent = build_agent(OBS, cfg, max_steps=9)
+    with pytest.raises(ConfigError, match="'n_regular' belongs to agent kind 'lsnn'"):
+        task_from_dict({"agent": {"kind": "transformer", "n_regular": 4}})
+    cfg = TransformerConfig(n_layer=1, n_head=2, n_embd=6, context_window=3)
+    agent = build_agent(cfg, OBS, 9)
     assert isinstance(agent, TransformerAgent)
     assert (agent.n_layer, agent.n_head, agent.n_embd, agent.context_window) == (1, 2, 6, 3)
     assert agent.pos.weight.shape == (9, 6)

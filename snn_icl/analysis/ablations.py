@@ -14,10 +14,6 @@ the cosine between the displacement and the direction from the release point to 
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,59 +21,17 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from snn_icl.analysis.states import Capture, cache_capacity, chain, install_cache, run_batches, \
-    set_rows, zero_rows
-from snn_icl.episodes.measures import per_trial
+    set_rows
+from snn_icl.models.agent import Ablation, zero_rows
+from snn_icl.episodes.measures import behaviour
+from snn_icl.episodes.record import EpisodeRecord
 
 SWAP_TRIAL = 1
 """0-based index of the trial at whose start states are swapped (trial 2)."""
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One frozen-weight manipulation of the agent state."""
-
-    name: str
-    description: str
-    reset: tuple[str, ...] = ()
-    """Components zeroed at every trial start."""
-    swap: tuple[str, ...] = ()
-    """Components taken from the partner episode at the start of trial 2."""
-    no_memory: bool = False
-    """The whole state reset at every trial start (``agent.reset_state``)."""
-    beta_zero: bool = False
-    """LSNN: adaptation strength beta = 0 in every neuron (thresholds fixed at v_th)."""
-
-
-CONDITIONS: dict[str, list[Condition]] = {
-    "lsnn": [
-        Condition("intact", "weights and state untouched"),
-        Condition("no_memory", "whole state reset at each trial start", no_memory=True),
-        Condition("reset_a", "adaptation a reset at each trial start", reset=("a",)),
-        Condition("reset_v_z", "v, z, refractory and zeta reset at each trial start, a kept",
-                  reset=("v", "z", "r", "zeta")),
-        Condition("beta_zero", "beta = 0: no threshold adaptation at test", beta_zero=True),
-        Condition("swap_a", "a from the partner episode at the start of trial 2", swap=("a",)),
-        Condition("swap_v_z", "v, z, refractory, zeta from the partner (own a kept)",
-                  swap=("v", "z", "r", "zeta")),
-        Condition("swap_all", "whole state from the partner", swap=("a", "v", "z", "r", "zeta")),
-    ],
-    "lstm": [
-        Condition("intact", "weights and state untouched"),
-        Condition("no_memory", "whole state reset at each trial start", no_memory=True),
-        Condition("reset_c", "cell state c reset at each trial start", reset=("c",)),
-        Condition("reset_h", "hidden state h reset at each trial start", reset=("h",)),
-        Condition("swap_c", "c from the partner episode at the start of trial 2", swap=("c",)),
-        Condition("swap_h", "h from the partner (own c kept)", swap=("h",)),
-        Condition("swap_all", "h and c from the partner", swap=("h", "c")),
-    ],
-    "transformer": [
-        Condition("intact", "weights and state untouched"),
-        Condition("no_memory", "cache forgotten at each trial start", no_memory=True),
-        Condition("swap_kv", "key/value cache from the partner at the start of trial 2",
-                  swap=("kv",)),
-    ],
-}
-"""The conditions run for each agent kind; "swap_*" are the decisive tests."""
+Condition = Ablation
+"""The manipulations each agent kind declares (``agent.ablations``)."""
 
 
 def partners(size: int) -> Tensor:
@@ -87,17 +41,17 @@ def partners(size: int) -> Tensor:
     return torch.where(partner < size, partner, idx)
 
 
-def reset_hook(names: tuple[str, ...]) -> Any:
+def reset_hook(agent: Any, names: tuple[str, ...]) -> Any:
     """Hook zeroing ``names`` in the episodes that start a trial at this step."""
 
     def hook(state: Any, info: dict[str, Any]) -> Any:
         rows = info["new_trial"].nonzero().squeeze(1)
-        return zero_rows(state, names, rows) if len(rows) else state
+        return zero_rows(agent, state, names, rows) if len(rows) else state
 
     return hook
 
 
-def swap_hook(names: tuple[str, ...], donors: Capture, partner: Tensor,
+def swap_hook(agent: Any, names: tuple[str, ...], donors: Capture, partner: Tensor,
               trial: int = SWAP_TRIAL) -> Any:
     """Hook giving each episode, when it starts trial ``trial``, its partner's components as
     captured (by ``donors``) at the partner's own start of that trial."""
@@ -116,19 +70,10 @@ def swap_hook(names: tuple[str, ...], donors: Capture, partner: Tensor,
                 s = src.to(donors.k.device)
                 state = install_cache(state, rows, donors.k[:, s], donors.v[:, s], donors.length[s])
             else:
-                state = set_rows(state, name, rows, donors.values[name][src])
+                state = set_rows(agent, state, name, rows, donors.values[name][src])
         return state
 
     return hook
-
-
-def without_adaptation(agent: nn.Module) -> nn.Module:
-    """A copy of an LSNN agent with beta = 0 (thresholds fixed at v_th); the original is untouched."""
-    if not hasattr(agent, "net") or not hasattr(agent.net, "params"):
-        raise ValueError("beta = 0 applies to LSNN agents only")
-    new = copy.deepcopy(agent)
-    new.net.params = dataclasses.replace(new.net.params, beta=0.0)
-    return new
 
 
 def trial_starts(trial: Tensor, index: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -170,12 +115,8 @@ def heading(position: Tensor, trial: Tensor, own: Tensor, other: Tensor, *, inde
             "valid": present & moved & (end > first)}
 
 
-def _nanmedian(x: Tensor) -> float | None:
-    x = x[~torch.isnan(x)]
-    return float(torch.quantile(x.double(), 0.5)) if len(x) else None
-
-
-def behaviour_numbers(sim: dict[str, Tensor], partner: Tensor, n_steps: int = 5) -> dict[str, Any]:
+def behaviour_numbers(sim: EpisodeRecord, env: Any, partner: Tensor,
+                      n_steps: int = 5) -> dict[str, Any]:
     """Latency and trial-2 heading numbers of one condition (see the module docstring).
 
     Both platforms usually lie inwards from the release point, so the cosines to both are high;
@@ -184,22 +125,17 @@ def behaviour_numbers(sim: dict[str, Tensor], partner: Tensor, n_steps: int = 5)
 
     ``partner`` [B] indexes each episode's partner; episodes that are their own partner are left
     out of the heading numbers."""
-    latency = per_trial(sim["latency"], sim["trial"], sim["trial_end"])
-    latency = torch.nn.functional.pad(latency, (0, max(0, 4 - latency.shape[1])), value=math.nan)
-    escaped = per_trial(sim["escaped"], sim["trial"], sim["trial_end"])
-    escaped = torch.nn.functional.pad(escaped, (0, max(0, 4 - escaped.shape[1])), value=math.nan)
-    success = [float(col[~torch.isnan(col)].mean()) if (~torch.isnan(col)).any() else None
-               for col in escaped[:, :4].T]
-    h = heading(sim["position"], sim["trial"], sim["platform"], sim["platform"][partner],
+    b = behaviour(sim, env, 4)
+    h = heading(sim.position, sim.trial, sim.platform, sim.platform[partner],
                 n_steps=n_steps)
     ok = h["valid"] & (partner != torch.arange(len(partner)))
     mean = lambda x: float(x[ok].double().mean()) if ok.any() else None  # noqa: E731
     return {
-        "latency_trial1": _nanmedian(latency[:, 0]),
-        "latency_trial2": _nanmedian(latency[:, 1]),
-        "latency_trials2_4": _nanmedian(latency[:, 1:4].reshape(-1)),
-        "success_trials1_4": success,
-        "goals_per_episode": float(sim["reward"].sum(0).double().mean()),
+        "latency_trial1": b["latency_by_trial"][0],
+        "latency_trial2": b["latency_by_trial"][1],
+        "latency_trials2_4": b["latency_trials2_4"],
+        "success_trials1_4": b["success_by_trial"],
+        "goals_per_episode": b["goals_per_episode"],
         "heading_cos_own": mean(h["cos_own"]),
         "heading_cos_other": mean(h["cos_other"]),
         "toward_other_fraction": mean(h["cos_other"] > h["cos_own"]),
@@ -216,28 +152,30 @@ def run_ablations(agent: nn.Module, task: Any, episodes: int, seed: int, *, batc
     Returns (numbers by condition name — see :func:`behaviour_numbers` — and the rollouts by
     condition name, for figures). Weights are never changed (beta = 0 runs on a copy).
     """
-    kind = task.agent.kind
-    conditions = CONDITIONS[kind] if conditions is None else conditions
+    kind = agent.kind
+    conditions = list(agent.ablations) if conditions is None else conditions
     swap_names = tuple(sorted({n for c in conditions for n in c.swap}))
     capacity = cache_capacity(agent, task)
     sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
     partner = torch.cat([partners(s) + sum(sizes[:i]) for i, s in enumerate(sizes)])
-    donors = [Capture(swap_names, SWAP_TRIAL, capacity) for _ in sizes]
+    donors = [Capture(agent, swap_names, SWAP_TRIAL, capacity) for _ in sizes]
     results, sims = {}, {}
     ordered = sorted(conditions, key=lambda c: c.name != "intact")  # donors come from intact
     for cond in tqdm(ordered, desc=f"{kind} ablations", disable=not progress, leave=False):
         if cond.name != "intact" and swap_names and "intact" not in sims:
             raise ValueError("swap conditions need the 'intact' condition (it records the donors)")
-        actor = without_adaptation(agent) if cond.beta_zero else agent
+        if cond.beta_zero and not hasattr(agent, "without_adaptation"):
+            raise ValueError(f"beta = 0 applies to spiking agents only, not {kind!r}")
+        actor = agent.without_adaptation() if cond.beta_zero else agent
 
         def hook_for(i: int, size: int, cond: Condition = cond) -> Any:
             return chain(donors[i] if cond.name == "intact" and swap_names else None,
-                         reset_hook(cond.reset) if cond.reset else None,
-                         swap_hook(cond.swap, donors[i], partners(size)) if cond.swap else None)
+                         reset_hook(agent, cond.reset) if cond.reset else None,
+                         swap_hook(agent, cond.swap, donors[i], partners(size)) if cond.swap else None)
 
         sim = run_batches(actor, task, episodes, seed, batch=batch, hook_for=hook_for,
                           reset_memory_each_trial=cond.no_memory)
         sims[cond.name] = sim
         results[cond.name] = {"description": cond.description,
-                              **behaviour_numbers(sim, partner, n_steps)}
+                              **behaviour_numbers(sim, task.env, partner, n_steps)}
     return results, sims

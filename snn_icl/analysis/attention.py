@@ -14,36 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-
-
-def replay(agent: nn.Module, obs: Tensor) -> dict[str, Any]:
-    """Re-run whole episodes through the transformer (one call, banded causal mask; equal to
-    acting step by step) and keep its internals.
-
-    Args:
-        obs: [T, B, obs_dim] observations of the episodes (rollout ``obs``).
-
-    Returns ``residual`` (list over layers 0..n_layer of [T, B, n_embd]: the token embedding, then
-    each block's output), ``keys`` (list over layers of [T, B, n_embd], all heads) and
-    ``attention`` (list over layers of [B, nh, T, T]).
-    """
-    inputs, keys = [], []
-    handles = [agent.blocks[0].register_forward_pre_hook(lambda m, args: inputs.append(args[0]))]
-    outputs = []
-    for block in agent.blocks:
-        handles.append(block.register_forward_hook(lambda m, args, out: outputs.append(out)))
-    try:
-        with torch.no_grad():
-            _, _, atts = agent(obs, None)
-    finally:
-        for h in handles:
-            h.remove()
-    B, T = obs.shape[1], obs.shape[0]
-    residual = [inputs[0]] + [out[0] for out in outputs]  # each [B, T, C]
-    for out in outputs:  # out[1]: keys [B, nh, T, hs]
-        keys.append(out[1].transpose(1, 2).reshape(B, T, -1).transpose(0, 1))
-    return {"residual": [h.transpose(0, 1) for h in residual], "keys": keys, "attention": atts}
+from torch import Tensor
 
 
 def platform_key_mask(trial: Tensor, on_platform: Tensor) -> Tensor:

@@ -17,13 +17,11 @@ from tqdm.auto import tqdm
 
 from snn_icl.analysis import ablations, attention, decoding, place_fields
 from snn_icl.analysis.states import Recorder, run_batches
-from snn_icl.experiments.evaluate import weights_sha256
-from snn_icl.experiments.simulate import frozen
+from snn_icl.models import weights_sha256
+from snn_icl.models import frozen
 
-RECORDED = {"lsnn": ("a", "v", "zeta"), "lstm": ("h", "c"), "transformer": ()}
-"""State components recorded at every env step, by agent kind."""
 REPLAY_CHUNK = 64
-"""Episodes per transformer replay (bounds the memory of the [B, nh, T, T] attention maps)."""
+"""Episodes per attention replay (bounds the memory of the [B, nh, T, T] attention maps)."""
 
 
 def collect(agent: nn.Module, task: Any, episodes: int, seed: int, *,
@@ -32,68 +30,42 @@ def collect(agent: nn.Module, task: Any, episodes: int, seed: int, *,
 
     Returns ``sim`` (rollout tensors, time-major), ``variables`` ({name: [T, B, d]}, the state
     after acting on observation t; "input" is the observation itself, the baseline every state
-    variable is read against), ``activity`` ([T, B, N] per env step: LSNN spike counts,
-    otherwise rectified unit activity), ``groups`` ({group name: unit indices}) and, for the
-    transformer, ``shares`` (:func:`snn_icl.analysis.attention.episode_shares`).
+    variable is read against), ``activity`` ([T, B, N] per env step: spike counts of spiking
+    agents, otherwise rectified unit activity), ``groups`` ({group name: unit indices}), ``unit``
+    and, for agents with attention (a ``replay`` method), ``shares``
+    (:func:`snn_icl.analysis.attention.episode_shares`). What each agent kind exposes comes from
+    the agent (``decoded``, ``analysis_view``).
     """
-    kind = task.agent.kind
     recorders: list[Recorder] = []
 
     def hook_for(i: int, size: int) -> Recorder | None:
-        recorders.append(Recorder(RECORDED[kind]))
-        return recorders[-1] if RECORDED[kind] else None
+        recorders.append(Recorder(agent, agent.decoded))
+        return recorders[-1] if agent.decoded else None
 
     sim = run_batches(agent, task, episodes, seed, batch=batch, hook_for=hook_for,
-                      record=kind == "lsnn")
-    T, B = sim["obs"].shape[:2]
+                      record=agent.spiking)
     states = {}
-    if RECORDED[kind]:
+    if agent.decoded:
         parts = [r.stacked() for r in recorders]
         states = {k: torch.cat([p[k] for p in parts], dim=1) for k in parts[0]}
-    variables: dict[str, Tensor] = {"input": sim["obs"]}
-    out: dict[str, Any] = {"sim": sim, "variables": variables}
-    if kind == "lsnn":
-        n_reg = agent.n_regular
-        variables["a (adaptive)"] = states["a"][..., n_reg:]
-        variables["v"] = states["v"]
-        variables["zeta"] = states["zeta"]
-        k = task.agent.ms_per_step
-        out["activity"] = sim["z"].view(T, k, B, -1).sum(1).float()  # spikes per env step
-        n = out["activity"].shape[-1]
-        out["groups"] = {"regular": torch.arange(n_reg), "adaptive": torch.arange(n_reg, n)}
-    elif kind == "lstm":
-        variables["h"], variables["c"] = states["h"], states["c"]
-        out["activity"] = states["h"].clamp(min=0)
-        out["groups"] = {"h": torch.arange(states["h"].shape[-1])}
-    elif kind == "transformer":
-        chunks = [_replay_chunk(agent, sim, lo, min(lo + REPLAY_CHUNK, B))
+    view = agent.analysis_view(sim, states)
+    out: dict[str, Any] = {"sim": sim, "variables": {"input": sim.obs, **view.variables},
+                           "activity": view.activity, "groups": view.groups, "unit": view.unit,
+                           "min_activity": view.min_activity}
+    if hasattr(agent, "replay"):
+        B = sim.obs.shape[1]
+        chunks = [_shares_chunk(agent, sim, lo, min(lo + REPLAY_CHUNK, B))
                   for lo in range(0, B, REPLAY_CHUNK)]
-        n_layer = len(chunks[0]["keys"])
-        for l in range(n_layer + 1):
-            name = "residual 0 (embedding)" if l == 0 else f"residual {l}"
-            variables[name] = torch.cat([c["residual"][l] for c in chunks], dim=1)
-        for l in range(n_layer):
-            variables[f"keys {l + 1}"] = torch.cat([c["keys"][l] for c in chunks], dim=1)
-        # units: the residual stream after each block, rectified
-        out["activity"] = torch.cat([variables[f"residual {l}"] for l in range(1, n_layer + 1)],
-                                    dim=-1).clamp(min=0)
-        width = agent.n_embd
-        out["groups"] = {f"layer {l}": torch.arange((l - 1) * width, l * width)
-                         for l in range(1, n_layer + 1)}
-        out["shares"] = {key: torch.cat([c["shares"][key] for c in chunks],
-                                        dim=0 if key != "observed" else 1)
+        out["shares"] = {key: torch.cat([c[key] for c in chunks], dim=0 if key != "observed" else 1)
                          for key in ("observed", "expected", "queries")}
-    else:
-        raise ValueError(f"no analyses for agent kind {kind!r}")
     return out
 
 
-def _replay_chunk(agent: nn.Module, sim: dict[str, Tensor], lo: int, hi: int) -> dict[str, Any]:
-    """Transformer internals of episodes lo..hi-1 (residual stream, keys, retrieval shares)."""
-    rep = attention.replay(agent, sim["obs"][:, lo:hi])
-    trial, onp = sim["trial"][:-1, lo:hi], sim["on_platform"][:-1, lo:hi]
-    shares = attention.episode_shares(rep["attention"], trial, onp, agent.context_window)
-    return {"residual": rep["residual"], "keys": rep["keys"], "shares": shares}
+def _shares_chunk(agent: nn.Module, sim: Any, lo: int, hi: int) -> dict[str, Tensor]:
+    """Attention retrieval shares of episodes lo..hi-1 (a replay of them)."""
+    rep = agent.replay(sim.obs[:, lo:hi])
+    trial, onp = sim.trial[:-1, lo:hi], sim.on_platform[:-1, lo:hi]
+    return attention.episode_shares(rep["attention"], trial, onp, agent.context_window)
 
 
 def time_bins(episode_steps: int) -> Tensor:
@@ -116,7 +88,7 @@ def decoding_numbers(rec: dict[str, Any], episode_steps: int, *, seed: int = 0,
     """Decode the platform from every recorded variable: by time since the first platform visit
     and at the release points of trials 2+. Errors in pool radii."""
     sim = rec["sim"]
-    on_platform, trial = sim["on_platform"][:-1], sim["trial"][:-1]
+    on_platform, trial = sim.on_platform[:-1], sim.trial[:-1]
     edges = time_bins(episode_steps)
     since = decoding.time_since_first_visit(on_platform)
     labels = decoding.bin_labels(since.double(), edges)
@@ -126,9 +98,9 @@ def decoding_numbers(rec: dict[str, Any], episode_steps: int, *, seed: int = 0,
     lows, highs, mean_chance = [], [], None
     for name, x in rec["variables"].items():
         g = torch.Generator().manual_seed(seed)
-        r = decoding.decode(x, sim["platform"], labels, len(edges) - 1, n_shuffles=n_shuffles,
+        r = decoding.decode(x, sim.platform, labels, len(edges) - 1, n_shuffles=n_shuffles,
                             generator=g)
-        rr = decoding.decode(x, sim["platform"], rel, 1, n_shuffles=n_shuffles, generator=g)
+        rr = decoding.decode(x, sim.platform, rel, 1, n_shuffles=n_shuffles, generator=g)
         lows.append(r.chance_shuffle.amin(0))
         highs.append(r.chance_shuffle.amax(0))
         if mean_chance is None:
@@ -158,15 +130,14 @@ def place_field_numbers(rec: dict[str, Any], task: Any, *, n_shuffles: int = 50,
     the memory of where the platform is; ``goal_over_place`` counts units informative in the goal
     frame with more information there than in the pool frame."""
     sim = rec["sim"]
-    position = sim["position"][:-1]
+    position = sim.position[:-1]
     R = task.env.pool_radius
     result = place_fields.spatial_information(rec["activity"], position, R, n_shuffles=n_shuffles,
                                               generator=torch.Generator().manual_seed(seed))
-    goal = place_fields.spatial_information(rec["activity"], position - sim["platform"][None],
+    goal = place_fields.spatial_information(rec["activity"], position - sim.platform[None],
                                             2 * R, n_shuffles=n_shuffles,
                                             generator=torch.Generator().manual_seed(seed + 1))
-    # a unit counts as active from ~2 Hz (LSNN: 0.002 spikes/ms) or 1e-3 mean activity
-    min_act = 0.002 * task.agent.ms_per_step if task.agent.kind == "lsnn" else 1e-3
+    min_act = rec["min_activity"]
     keys = ("info", "threshold", "mean_activity", "shuffle_info", "field_fraction", "stability")
 
     def counts(res: dict[str, Tensor], idx: Tensor | None = None) -> dict[str, Any]:
@@ -175,7 +146,7 @@ def place_field_numbers(rec: dict[str, Any], task: Any, *, n_shuffles: int = 50,
 
     active = result["mean_activity"] >= min_act
     goal_units = active & (goal["info"] > goal["threshold"]) & (goal["info"] > result["info"])
-    numbers = {"unit": "bits per spike" if task.agent.kind == "lsnn" else "bits per unit activity",
+    numbers = {"unit": "bits per spike" if rec["unit"] == "spikes" else "bits per unit activity",
                "n_shuffles": n_shuffles, "min_activity_per_step": min_act, **counts(result),
                "goal_frame": {**counts(goal), "goal_over_place": int(goal_units.sum())},
                "groups": {g: counts(result, idx) for g, idx in rec["groups"].items()}}
@@ -192,7 +163,7 @@ def analyze_agent(agent: nn.Module, task: Any, episodes: int, seed: int, *, batc
                          f"episodes), got {episodes}")
     frozen(agent)
     before = weights_sha256(agent)
-    kind = task.agent.kind
+    kind = agent.kind
     steps = ["record", "decode", "ablations", "place fields"]
     bar = tqdm(total=len(steps), desc=f"analyze {kind}", disable=not progress, leave=False)
     rec = collect(agent, task, episodes, seed, batch=batch)
@@ -204,14 +175,15 @@ def analyze_agent(agent: nn.Module, task: Any, episodes: int, seed: int, *, batc
     bar.update(1)
     numbers["place_fields"], pf = place_field_numbers(rec, task, seed=seed)
     bar.update(1)
-    if kind == "transformer":
+    if "shares" in rec:
         numbers["attention_retrieval"] = attention.retrieval_summary(rec["shares"],
-                                                                     rec["sim"]["trial"][:-1])
+                                                                     rec["sim"].trial[:-1])
     bar.close()
     if weights_sha256(agent) != before:
         raise RuntimeError("weights changed during the analyses")
     numbers["weights_sha256"] = before
-    return numbers, {"sims": sims, "place_fields": pf, "task": task}
+    return numbers, {"sims": sims, "place_fields": pf, "task": task,
+                     "main_swaps": agent.main_swaps}
 
 
 def _num(x: Any) -> float | None:

@@ -1,6 +1,8 @@
 """Agent state components, rollout hooks that record or perturb them, and batched episode runs.
 
-Every analysis reads or edits the recurrent state through named *components*:
+Every analysis reads or edits the recurrent state through the named *components* each agent
+kind declares (``agent.components``, read with ``agent.get_component`` and written with
+``agent.with_component`` / ``agent.zero_component``), e.g.
 
     lsnn         a, v, z, r (the ALIF state, each [B, n]) and zeta (filtered spikes [B, n])
     lstm         h, c ([B, H])
@@ -19,76 +21,27 @@ from torch import Tensor, nn
 
 from snn_icl.episodes.rollout import rollout_batches
 
-COMPONENTS = {"lsnn": ("a", "v", "z", "r", "zeta"), "lstm": ("h", "c"), "transformer": ("kv",)}
-"""State components each agent kind exposes (see the module docstring)."""
-
 Hook = Callable[[Any, dict[str, Any]], Any]
 
 
-def agent_kind(state: Any) -> str:
-    """"lsnn", "lstm" or "transformer", from the type of an agent state."""
-    name = type(state).__name__
-    kinds = {"LSNNAgentState": "lsnn", "LSTMState": "lstm", "TransformerState": "transformer"}
-    if name not in kinds:
-        raise ValueError(f"no state components known for a {name} (expected one of {sorted(kinds)})")
-    if name == "LSNNAgentState" and type(state.neurons).__name__ != "ALIFState":
-        raise ValueError("state analyses need the 'bellec' LSNN backend (ALIF state v, a, z, r)")
-    return kinds[name]
-
-
-def _check(state: Any, name: str) -> str:
-    kind = agent_kind(state)
-    if name not in COMPONENTS[kind]:
-        raise ValueError(f"a {kind} state has no component {name!r} (has {COMPONENTS[kind]})")
-    return kind
-
-
-def get_component(state: Any, name: str) -> Tensor:
-    """Component ``name`` of ``state`` as [B, ...] (not for "kv": see :class:`Capture`)."""
-    kind = _check(state, name)
-    if kind == "lsnn":
-        return state.zeta if name == "zeta" else getattr(state.neurons, name)
-    if kind == "lstm":
-        return getattr(state, name)
-    raise ValueError("the transformer cache 'kv' has per-episode lengths: use Capture/install_cache")
-
-
-def set_rows(state: Any, name: str, rows: Tensor, values: Tensor) -> Any:
+def set_rows(agent: Any, state: Any, name: str, rows: Tensor, values: Tensor) -> Any:
     """A copy of ``state`` whose component ``name`` is ``values`` [m, ...] in episodes ``rows`` [m]."""
-    new = get_component(state, name).clone()
+    new = agent.get_component(state, name).clone()
     new[rows] = values.to(new)
-    if agent_kind(state) == "lsnn":
-        if name == "zeta":
-            return state._replace(zeta=new)
-        return state._replace(neurons=state.neurons._replace(**{name: new}))
-    return state._replace(**{name: new})
-
-
-def zero_rows(state: Any, names: tuple[str, ...], rows: Tensor) -> Any:
-    """Zero the components ``names`` of the episodes ``rows`` (kv: forget the cache)."""
-    for name in names:
-        if name == "kv":
-            _check(state, name)
-            start = state.start.clone()
-            start[rows] = state.t
-            state = state._replace(start=start)
-        else:
-            value = get_component(state, name)
-            state = set_rows(state, name, rows, torch.zeros_like(value[rows]))
-    return state
+    return agent.with_component(state, name, new)
 
 
 class Recorder:
     """Hook that keeps components of the state at every env step: :meth:`stacked` gives
     ``{name: [T, B, ...]}`` (the state after acting on observation t)."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = names
+    def __init__(self, agent: Any, names: tuple[str, ...]) -> None:
+        self.agent, self.names = agent, names
         self.steps: dict[str, list[Tensor]] = {name: [] for name in names}
 
     def __call__(self, state: Any, info: dict[str, Any]) -> Any:
         for name in self.names:
-            self.steps[name].append(get_component(state, name).clone())
+            self.steps[name].append(self.agent.get_component(state, name).clone())
         return state
 
     def stacked(self) -> dict[str, Tensor]:
@@ -103,10 +56,11 @@ class Capture:
     ``capacity`` is the most tokens a cache can hold (context window - 1, at most the episode
     length)."""
 
-    def __init__(self, names: tuple[str, ...], trial: int = 1, capacity: int = 0) -> None:
+    def __init__(self, agent: Any, names: tuple[str, ...], trial: int = 1,
+                 capacity: int = 0) -> None:
         if "kv" in names and capacity < 1:
             raise ValueError(f"capturing the cache 'kv' needs a capacity >= 1, got {capacity!r}")
-        self.names, self.trial, self.capacity = names, trial, capacity
+        self.agent, self.names, self.trial, self.capacity = agent, names, trial, capacity
         self.values: dict[str, Tensor] = {}
         self.captured: Tensor | None = None
         self.k = self.v = self.length = None
@@ -123,7 +77,7 @@ class Capture:
             if name == "kv":
                 self._capture_cache(state, rows)
                 continue
-            value = get_component(state, name)
+            value = self.agent.get_component(state, name)
             if name not in self.values:
                 self.values[name] = torch.zeros_like(value)
             self.values[name][rows] = value[rows]

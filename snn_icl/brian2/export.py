@@ -33,6 +33,7 @@ from torch import Tensor
 from snn_icl.brian2.standalone import BiologyOptions, BrianLSNN, LSNNSpec
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.models.agent import gaussian_log_prob, read_heads, sample_action
+from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.episodes.rollout import env_seed, rollout, rollout_batches
 
 __all__ = [
@@ -145,7 +146,7 @@ class TorchEnvController:
 def brian2_rollout(agent: Any, env: WaterMaze, *, net: BrianLSNN | None = None,
                    options: BiologyOptions | None = None, target: str = "numpy",
                    generator: torch.Generator | None = None, deterministic: bool = False,
-                   record: bool = False, seed: int = 0, **reset_kwargs: Any) -> dict[str, Tensor]:
+                   record: bool = False, seed: int = 0, **reset_kwargs: Any) -> EpisodeRecord:
     """One batch of whole episodes (``env.num_envs``) with the agent's network in Brian2.
 
     Like :func:`snn_icl.episodes.rollout.rollout` (same keys; ``net_input`` is not kept): with
@@ -171,7 +172,7 @@ def brian2_rollout(agent: Any, env: WaterMaze, *, net: BrianLSNN | None = None,
         out["z"] = torch.from_numpy(z > 0)
         if "A" in net.recorded():
             out["A"] = torch.from_numpy(net.recorded()["A"]).to(agent.net.w_in.dtype)
-    return out
+    return EpisodeRecord(**out)
 
 
 def _discrete(options: BiologyOptions | None) -> bool:
@@ -215,7 +216,7 @@ def simulate_brian2(task: Any, agent: Any, episodes: int, seed: int, *, target: 
                     deterministic: bool = False, batch: int = 16) -> dict[str, Tensor]:
     """:func:`snn_icl.experiments.simulate.simulate` with the network in Brian2: the same episodes (env seeds,
     action-noise generator, env dtype = the agent's), spikes ``z`` and thresholds ``A`` recorded."""
-    from snn_icl.experiments.simulate import frozen
+    from snn_icl.models import frozen
 
     spec_from_agent(agent)  # a clear error for anything but an LSNN agent
     frozen(agent)
@@ -231,11 +232,11 @@ def evaluate_backend(agent: Any, task: Any, episodes: int, seed: int, *, backend
                      options: BiologyOptions | None = None, target: str = "auto",
                      n_trials: int = 6, batch: int = 64,
                      sim: dict[str, Tensor] | None = None) -> dict[str, Any]:
-    """Per-trial behaviour (:func:`snn_icl.experiments.evaluate.behaviour`: latency by trial with bootstrap
+    """Per-trial behaviour (:func:`snn_icl.episodes.measures.behaviour`: latency by trial with bootstrap
     bounds, success, path length, one-shot ratio) of held-out episodes with a deterministic
     policy, in torch or Brian2. ``sim``: reuse episodes already run."""
-    from snn_icl.experiments.evaluate import behaviour
-    from snn_icl.experiments.simulate import frozen
+    from snn_icl.episodes.measures import behaviour
+    from snn_icl.models import frozen
 
     frozen(agent)
     if sim is None:
@@ -255,15 +256,15 @@ def compare_simulators(agent: Any, task: Any, episodes: int, seed: int, *, targe
             for name in BACKENDS}
     result = {name: evaluate_backend(agent, task, episodes, seed, sim=sim) for name, sim in sims.items()}
     a, b = sims["torch"], sims["brian2"]
-    same_spikes = (a["z"] == b["z"]).all(dim=(0, 2))
+    same_spikes = (a.z == b.z).all(dim=(0, 2))
     result["agreement"] = {
         "episodes": episodes,
         "episodes_identical_spikes": int(same_spikes.sum()),
-        "spike_mismatches": int((a["z"] != b["z"]).sum()),
-        "spikes": int(a["z"].sum()),
-        "max_threshold_difference": float((a["A"] - b["A"]).abs().max()),
-        "max_position_difference": float((a["position"] - b["position"]).abs().max()),
-        "identical_latencies": bool(torch.equal(a["latency"], b["latency"])),
+        "spike_mismatches": int((a.z != b.z).sum()),
+        "spikes": int(a.z.sum()),
+        "max_threshold_difference": float((a.A - b.A).abs().max()),
+        "max_position_difference": float((a.position - b.position).abs().max()),
+        "identical_latencies": bool(torch.equal(a.latency, b.latency)),
     }
     return result
 
@@ -439,6 +440,6 @@ def _reference(agent: Any, task: Any) -> tuple[np.ndarray, np.ndarray]:
     cfg = replace(task.env, episode_steps=steps)
     env = WaterMaze(cfg, 1, seed=env_seed(0, 0, training=False), dtype=torch.float64)
     sim = rollout(agent, env, generator=torch.Generator().manual_seed(0), deterministic=True)
-    x = sim["net_input"].transpose(1, 2).reshape(-1, 1, agent.obs_dim)
+    x = sim.net_input.transpose(1, 2).reshape(-1, 1, agent.obs_dim)
     z, _ = agent.net(x)
     return x.numpy(), z.numpy().astype(np.uint8)

@@ -1,15 +1,49 @@
-"""Behavioural measures from recorded episodes (rollout tensors, time-major)."""
+"""Every behavioural measure of the water maze, defined once, from an :class:`EpisodeRecord`.
+
+Training metrics, evaluation, compare, retention, the ablations and the Brian2 runs all call
+these functions, so a name means one thing everywhere. Units: latencies and times in env (swim)
+steps, lengths in pool radii, fractions in [0, 1].
+
+Censoring: a trial still running when the episode ended has no latency of its own. It is counted
+*censored at the time-out* (``trial_timeout`` swim steps, not escaped), never dropped, so a slow
+agent's late trials do not vanish into a median over the fast survivors. A trial that had not
+started when the episode ended does not count. ``censored_by_trial`` says how many there were.
+
+Measures (per trial index, 0-based in code, 1-based in reports):
+    latency            swim steps from release to the platform (time-out: ``trial_timeout``)
+    success            fraction of trials that reached the platform
+    path_length        swim distance of the trial (pool radii)
+    path_efficiency    path length / straight line from release to the platform's edge, trials
+                       that reached the platform (1 = a straight swim)
+    optimal_latency    swim steps of that straight line (:func:`optimal_latency`)
+    latency_trials2_4  median over the pooled latencies of trials 2-4 (one-shot target)
+    one_shot_ratio     median latency of trial 1 / latency_trials2_4
+Probe trial (platform removed; Morris 1984, Gallagher et al. 1993):
+    target quadrant fraction, platform-zone crossings, mean distance to the platform centre
+    (Gallagher's proximity), first crossing (swim steps), and the fraction of the swim after the
+    first crossing spent within two platform radii of the platform (time near the platform).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from snn_icl.envs.water_maze import WaterMazeConfig, optimal_latency
+from snn_icl.episodes.record import EpisodeRecord
 
+BOOTSTRAP = 1000
+"""Bootstrap resamples of the 95 % bounds of a median."""
+NEAR_RADII = 2.0
+"""'Near the platform' in the probe: within this many platform radii of its centre."""
+
+
+# ----------------------------------------------------------------------------- tables
 def per_trial(values: Tensor, trial: Tensor, trial_end: Tensor) -> Tensor:
-    """Gather a per-step quantity at trial ends into a [B, n_trials] table (NaN: not reached).
+    """Gather a per-step quantity at trial ends into a [B, n_trials] table (NaN: not ended).
 
     Args:
         values: [T, B] quantity read at the step a trial ends (e.g. ``latency``).
@@ -24,9 +58,57 @@ def per_trial(values: Tensor, trial: Tensor, trial_end: Tensor) -> Tensor:
     return table
 
 
+def _fit(table: Tensor, n_trials: int) -> Tensor:
+    """Pad (NaN) or cut a [B, m] table to [B, n_trials]."""
+    pad = max(0, n_trials - table.shape[1])
+    return torch.nn.functional.pad(table, (0, pad), value=math.nan)[:, :n_trials]
+
+
+def censored_trials(rec: EpisodeRecord, n_trials: int) -> Tensor:
+    """[B, n_trials] bool: the trial was still running (at least one swim step, no end) when the
+    episode ended."""
+    last = rec.trial[-1].long()  # [B] the trial in progress at the end
+    ended = _fit(per_trial(rec.latency, rec.trial, rec.trial_end), max(n_trials, 1))
+    first = (rec.trial == last[None]).to(torch.uint8).argmax(0)  # its first position index
+    swam = rec.trial.shape[0] - 1 - first >= 1
+    out = torch.zeros(rec.episodes, n_trials, dtype=torch.bool)
+    rows = torch.arange(rec.episodes)
+    inside = last < n_trials
+    k = last.clamp(max=max(n_trials - 1, 0))
+    running = inside & swam & torch.isnan(ended[rows, k])
+    out[rows[running], k[running]] = True
+    return out
+
+
+def latencies(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int) -> tuple[Tensor, Tensor]:
+    """Escape latency by trial [B, n_trials] (swim steps; NaN: trial never started) with censored
+    trials at the time-out, and the censored mask [B, n_trials]."""
+    latency = _fit(per_trial(rec.latency, rec.trial, rec.trial_end), n_trials)
+    censored = censored_trials(rec, n_trials)
+    return torch.where(censored, torch.full_like(latency, cfg.trial_timeout), latency), censored
+
+
+def successes(rec: EpisodeRecord, n_trials: int) -> Tensor:
+    """[B, n_trials]: 1 reached the platform, 0 timed out or censored, NaN never started."""
+    escaped = _fit(per_trial(rec.escaped, rec.trial, rec.trial_end), n_trials)
+    return torch.where(censored_trials(rec, n_trials), torch.zeros_like(escaped), escaped)
+
+
+# ----------------------------------------------------------------------------- statistics
 def median(v: Tensor) -> Tensor:
     """Median of a 1-D sample (the mean of the middle two for an even count, unlike torch.median)."""
     return torch.quantile(v, 0.5)
+
+
+def median_ci(values: Tensor, generator: torch.Generator) -> tuple[float, float, float]:
+    """Median and bootstrap 95 % percentile bounds of a 1-D sample (NaNs dropped)."""
+    v = values[~torch.isnan(values)]
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    idx = torch.randint(len(v), (BOOTSTRAP, len(v)), generator=generator)
+    meds = torch.quantile(v[idx], 0.5, dim=1)
+    lo, hi = torch.quantile(meds, torch.tensor([0.025, 0.975], dtype=meds.dtype))
+    return float(median(v)), float(lo), float(hi)
 
 
 def per_column(table: Tensor, fn: Callable[[Tensor], Tensor]) -> list[float | None]:
@@ -38,16 +120,134 @@ def per_column(table: Tensor, fn: Callable[[Tensor], Tensor]) -> list[float | No
     return out
 
 
-def behaviour_summary(sim: dict[str, Any], max_trials: int = 8) -> dict[str, Any]:
-    """Goals per episode, and per trial index: median escape latency and success rate.
+def pooled_median(table: Tensor, first: int, stop: int) -> float | None:
+    """Median over the pooled entries of columns ``first..stop-1`` of a [B, n] table."""
+    v = table[:, first:stop].reshape(-1)
+    v = v[~torch.isnan(v)]
+    return float(median(v)) if len(v) else None
 
-    Latency counts swim steps from release to the platform (time-outs count as the time-out).
-    """
-    latency = per_trial(sim["latency"], sim["trial"], sim["trial_end"])[:, :max_trials]
-    escaped = per_trial(sim["escaped"], sim["trial"], sim["trial_end"])[:, :max_trials]
-    return {
-        "goals_per_episode": float(sim["reward"].sum(0).double().mean()),
+
+def _none(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else x
+
+
+# ----------------------------------------------------------------------------- paths
+def swim_distance(rec: EpisodeRecord) -> Tensor:
+    """Swim distance per step [T, B] (pool radii): 0 on the platform and at placements."""
+    step = (rec.position[1:] - rec.position[:-1]).norm(dim=-1)
+    swim = ~rec.on_platform[:-1] & (rec.trial[1:] == rec.trial[:-1])
+    placed = rec.trial_end & ~rec.escaped  # a time-out puts the agent on the platform
+    return torch.where(swim & ~placed, step, torch.zeros_like(step)).double()
+
+
+def per_trial_sum(values: Tensor, rec: EpisodeRecord, n_trials: int) -> Tensor:
+    """Sum a per-step quantity [T, B] within each ended trial -> [B, n_trials] (NaN: not ended)."""
+    trial = rec.trial[:-1].long()
+    table = torch.zeros(values.shape[1], n_trials + 1, dtype=torch.float64)
+    table.scatter_add_(1, trial.clamp(max=n_trials).T, values.T.double())
+    done = ~torch.isnan(_fit(per_trial(rec.latency, rec.trial, rec.trial_end), n_trials))
+    return torch.where(done, table[:, :n_trials], torch.full_like(table[:, :n_trials], math.nan))
+
+
+def release_by_trial(rec: EpisodeRecord, n_trials: int) -> Tensor:
+    """Release point of each trial index [B, n_trials, 2] (NaN for trials never started)."""
+    trial = rec.trial.long()  # [T+1, B]
+    out = torch.full((rec.episodes, n_trials, 2), math.nan, dtype=rec.release.dtype)
+    first = torch.ones_like(trial, dtype=torch.bool)
+    first[1:] = trial[1:] != trial[:-1]
+    t_idx, b_idx = torch.nonzero(first & (trial < n_trials), as_tuple=True)
+    out[b_idx, trial[t_idx, b_idx]] = rec.release[t_idx, b_idx]
+    return out
+
+
+def straight_line(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int) -> Tensor:
+    """Distance from each trial's release point to the platform's edge [B, n_trials] (pool radii)."""
+    release = release_by_trial(rec, n_trials)
+    dist = (release - rec.platform[:, None, :].to(release)).norm(dim=-1).double()
+    return (dist - cfg.platform_radius).clamp(min=cfg.v_max)
+
+
+# ----------------------------------------------------------------------------- reports
+def behaviour(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int,
+              generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The per-trial and per-episode measures of one condition (see the module docstring).
+
+    With a ``generator``, ``latency_ci`` holds bootstrap 95 % bounds of each trial's median."""
+    latency, censored = latencies(rec, cfg, n_trials)
+    success = successes(rec, n_trials)
+    release = release_by_trial(rec, n_trials)
+    optimal = optimal_latency(cfg, release, rec.platform[:, None, :].to(release)).double()
+    optimal = torch.where(torch.isnan(latency), torch.full_like(optimal, math.nan), optimal)
+    path = per_trial_sum(swim_distance(rec), rec, n_trials)
+    reached = success == 1
+    efficiency = torch.where(reached, path / straight_line(rec, cfg, n_trials),
+                             torch.full_like(path, math.nan))
+    later = pooled_median(latency, 1, 4)
+    first = per_column(latency[:, :1], median)[0] if n_trials else None
+    out: dict[str, Any] = {
         "latency_by_trial": per_column(latency, median),
-        "success_by_trial": per_column(escaped, torch.mean),
-        "episodes_completing_trial": [int(c) for c in (~torch.isnan(escaped)).sum(0)],
+        "censored_by_trial": [int(c) for c in censored.sum(0)],
+        "success_by_trial": per_column(success, torch.mean),
+        "path_length_by_trial": per_column(path, median),
+        "path_efficiency_by_trial": per_column(efficiency, median),
+        "optimal_latency_by_trial": per_column(optimal, median),
+        "episodes_by_trial": [int((~torch.isnan(latency[:, k])).sum()) for k in range(n_trials)],
+        "goals_per_episode": float(rec.reward.sum(0).double().mean()),
+        "latency_trials2_4": later,
+        "one_shot_ratio": first / later if first is not None and later else None,
+        "censoring": f"trials still running when the episode ended count as time-outs "
+                     f"({cfg.trial_timeout} swim steps, not escaped)",
+    }
+    if generator is not None:
+        stats = [median_ci(latency[:, k], generator) for k in range(n_trials)]
+        out["latency_ci"] = [[_none(s[1]), _none(s[2])] for s in stats]
+    return out
+
+
+def training_metrics(rec: EpisodeRecord, cfg: WaterMazeConfig) -> dict[str, float]:
+    """What a training batch logs: goals per episode, median latency of trial 1 and the pooled
+    median of trials 2-4 (NaN where no trial counts), as :func:`behaviour` defines them."""
+    b = behaviour(rec, cfg, 4)
+    nan = lambda x: math.nan if x is None else x  # noqa: E731
+    return {"goals_per_episode": b["goals_per_episode"],
+            "latency_trial1": nan(b["latency_by_trial"][0]),
+            "latency_trials2_4": nan(b["latency_trials2_4"])}
+
+
+def probe_measures(rec: EpisodeRecord, cfg: WaterMazeConfig, probe_trial: int) -> dict[str, Any]:
+    """Search preference on the probe trial (platform removed), averaged over episodes: target
+    quadrant fraction, platform-zone crossings, mean distance to the platform centre (pool
+    radii), first crossing (swim steps; episodes that crossed) and the fraction of the swim after
+    the first crossing within ``NEAR_RADII`` platform radii of the platform."""
+    pos = rec.position[1:]
+    in_probe = (rec.trial[1:] == probe_trial) & ~rec.on_platform[1:]  # [T, B]
+    target = torch.atan2(rec.platform[:, 1], rec.platform[:, 0])
+    angle = torch.atan2(pos[..., 1], pos[..., 0])
+    diff = torch.remainder(angle - target + math.pi, 2 * math.pi) - math.pi
+    in_quadrant = diff.abs() <= math.pi / 4
+    steps = in_probe.sum(0)
+    ok = steps > 0
+    frac = (in_quadrant & in_probe).sum(0).double() / steps.clamp(min=1)
+    distance = (pos - rec.platform[None]).norm(dim=-1).double()
+    mean_distance = (distance * in_probe).sum(0) / steps.clamp(min=1)
+    zone = (distance <= cfg.platform_radius) & in_probe
+    entries = (zone[1:] & ~zone[:-1]).sum(0) + zone[0].long()
+    swim_index = torch.cumsum(in_probe.long(), 0)  # swim steps of the probe so far
+    crossed = zone.any(0)
+    first_step = torch.where(zone, swim_index, torch.full_like(swim_index, 1 << 30)).amin(0)
+    after = in_probe & (swim_index >= first_step[None])
+    near = (distance <= NEAR_RADII * cfg.platform_radius) & after
+    dwell = near.sum(0).double() / after.sum(0).clamp(min=1)
+
+    def mean(x: Tensor, where: Tensor) -> float | None:
+        return float(x[where].double().mean()) if where.any() else None
+
+    return {
+        "probe_target_quadrant_fraction": mean(frac, ok),
+        "probe_platform_crossings": mean(entries, ok),
+        "probe_mean_distance": mean(mean_distance, ok),
+        "probe_first_crossing": mean(first_step, ok & crossed),
+        "probe_near_platform_after_first_crossing": mean(dwell, ok & crossed),
+        "probe_episodes": int(ok.sum()),
+        "probe_episodes_crossing": int((ok & crossed).sum()),
     }

@@ -13,6 +13,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from snn_icl.envs.water_maze import WaterMaze
+from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.models.agent import gaussian_log_prob, sample_action
 
 
@@ -27,7 +28,7 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
             deterministic: bool = False, record: bool = False, reset_memory_each_trial: bool = False,
             policy: str = "agent", progress: bool = False,
             hook: Callable[[Any, dict[str, Any]], Any] | None = None,
-            **reset_kwargs: Any) -> dict[str, Tensor]:
+            **reset_kwargs: Any) -> EpisodeRecord:
     """Run one batch of whole episodes (``env.num_envs`` of them) with frozen weights.
 
     Args:
@@ -47,12 +48,8 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
             analyses record or perturb the state (:mod:`snn_icl.analysis.ablations`). Default
             None: never called, nothing changes.
 
-    Returns (T = episode_steps env steps, B episodes, k = ms per env step):
-        position [T+1, B, 2] (pool radii; index 0 is the start), trial [T+1, B],
-        on_platform [T+1, B], release [T+1, B, 2], platform [B, 2], reward, value, log_prob,
-        trial_end, escaped, latency [T, B], action [T, B, 2], obs [T, B, obs_dim],
-        net_input [T, ...] (what the network consumed) and, with ``record``,
-        z (bool) and A [T*k, B, n].
+    Returns an :class:`~snn_icl.episodes.record.EpisodeRecord` (T = episode_steps env steps,
+    B episodes; spikes ``z`` and thresholds ``A`` with ``record`` and a spiking agent).
     """
     obs = env.reset(**reset_kwargs)
     batch = obs.shape[0]
@@ -79,7 +76,7 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
             put("value", out.policy.value)
             put("log_prob", gaussian_log_prob(out.policy, action))
             put("net_input", out.net_input)
-            if record and hasattr(out.trace, "z"):  # spiking agents: spikes and thresholds
+            if record and agent.spiking:  # spikes and thresholds
                 put("z", out.trace.z.bool())
                 put("A", out.trace.A)
         put("action", action)
@@ -103,7 +100,7 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
         out_dict["z"] = torch.cat(steps["z"])
         out_dict["A"] = torch.cat(steps["A"])
     out_dict["platform"] = platform
-    return out_dict
+    return EpisodeRecord(**out_dict)
 
 
 def _start_info(env: WaterMaze) -> dict[str, Tensor]:
@@ -120,9 +117,9 @@ def _start_info(env: WaterMaze) -> dict[str, Tensor]:
 def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch: int = 64,
                     progress: bool = False, desc: str = "episodes",
                     drop: tuple[str, ...] = ("net_input", "obs"), dtype: torch.dtype = torch.float32,
-                    runner: Callable[..., dict[str, Tensor]] = rollout,
+                    runner: Callable[..., EpisodeRecord] = rollout,
                     batch_kwargs: Callable[[int, int], dict[str, Any]] | None = None,
-                    **kwargs: Any) -> dict[str, Tensor]:
+                    **kwargs: Any) -> EpisodeRecord:
     """``episodes`` episodes in batches of at most ``batch``, concatenated along the episode axis.
 
     Env seeds come from :func:`env_seed` (evaluation parity) and action noise from one generator
@@ -140,5 +137,5 @@ def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch
         env = WaterMaze(env_cfg, num_envs=size, seed=env_seed(seed, i, training=False), dtype=dtype)
         extra = batch_kwargs(i, size) if batch_kwargs is not None else {}
         out = runner(agent, env, generator=generator, **kwargs, **extra)
-        parts.append({k: v for k, v in out.items() if k not in drop})
-    return {k: torch.cat([p[k] for p in parts], dim=0 if k == "platform" else 1) for k in parts[0]}
+        parts.append(out.without(*drop))
+    return EpisodeRecord.cat(parts)

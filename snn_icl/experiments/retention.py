@@ -30,23 +30,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from snn_icl.experiments.evaluate import behaviour, weights_sha256
+from snn_icl.episodes.measures import behaviour
+from snn_icl.models import weights_sha256
 from snn_icl.episodes.rollout import rollout_batches
-from snn_icl.experiments.simulate import frozen
+from snn_icl.models import frozen
 
 DEFAULT_DELAYS = (0, 5, 10, 25, 50, 100, 200, 250, 300, 400)
 """Dark delays (env steps) of ``snn-icl retention``."""
-
-
-def memory_horizon(agent: nn.Module, task: Any) -> dict[str, float]:
-    """The agent's built-in memory span in env steps: ``context_window`` (transformer) or
-    ``tau_a / ms_per_step`` (LSNN); empty for the LSTM."""
-    cfg = task.agent
-    if cfg.kind == "transformer":
-        return {"context_window": float(cfg.context_window)}
-    if cfg.kind == "lsnn":
-        return {"tau_a": cfg.tau_a / cfg.ms_per_step}
-    return {}
 
 
 def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int, seed: int, *,
@@ -94,7 +84,7 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     if after != before:
         raise RuntimeError(f"weights changed during the retention test (sha256 {before} -> {after})")
     return {"delays": delays, "episodes": episodes, "seed": seed, **rows,
-            "memory_horizon": memory_horizon(agent, task), "rest_steps": task.env.rest_steps,
+            "memory_horizon": agent.memory_horizon(), "rest_steps": task.env.rest_steps,
             "weights_sha256": {"before": before, "after": after}}
 
 

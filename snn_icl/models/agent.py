@@ -1,5 +1,8 @@
 """The agent interface shared by the LSNN and the baselines.
 
+Also the registry of agent kinds (:func:`register_agent`, :func:`build_agent`) and the
+descriptions analyses need of an agent (:class:`Ablation`, :class:`AnalysisView`).
+
 An agent maps one observation per env step to a Gaussian policy over the 2-D swim velocity and a
 value estimate, carrying a recurrent state (spiking-network state, LSTM cell, attention cache)
 across the whole episode. Trainers, evaluation and the CLI talk to agents only through this
@@ -12,7 +15,9 @@ consumed (``ActOutput.net_input``), so stochastic input encodings are replayed, 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+import hashlib
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -41,23 +46,6 @@ class ActOutput(NamedTuple):
     [B, k, n_in]); stacked over steps it is [T, B, ...], the input of ``evaluate_sequence``."""
     trace: Any = None
     """Neural recordings of this step when ``record=True`` (agent-specific NamedTuple)."""
-
-
-class Agent(Protocol):
-    obs_dim: int
-
-    def initial_state(self, batch: int) -> Any:
-        """The state at the start of an episode (all zero for the LSNN)."""
-
-    def act(self, obs: Tensor, state: Any, *, generator: torch.Generator | None = None,
-            record: bool = False) -> ActOutput:
-        """One env step: obs [B, obs_dim] -> policy [B]."""
-
-    def evaluate_sequence(self, net_input: Tensor, state: Any) -> PolicyOutput:
-        """Re-run a recorded episode: stacked ``net_input`` [T_env, B, ...] -> policy [T_env, B]."""
-
-    def reset_state(self, state: Any, mask: Tensor) -> Any:
-        """Reset the state of the episodes where ``mask`` [B] is True (no-memory control)."""
 
 
 def gaussian_log_prob(policy: PolicyOutput, action: Tensor) -> Tensor:
@@ -97,3 +85,178 @@ def read_heads(agent: nn.Module, features: Tensor) -> PolicyOutput:
     """Apply the heads of :func:`add_policy_heads` to features [..., n_features]."""
     return PolicyOutput(agent.mean_head(features), agent.log_std,
                         agent.value_head(features).squeeze(-1))
+
+
+# ----------------------------------------------------------------------------- what analyses need
+@dataclass(frozen=True)
+class Ablation:
+    """One frozen-weight manipulation of an agent's state (:mod:`snn_icl.analysis.ablations`)."""
+
+    name: str
+    description: str
+    reset: tuple[str, ...] = ()
+    """State components zeroed at every trial start."""
+    swap: tuple[str, ...] = ()
+    """State components taken from the partner episode at the start of trial 2."""
+    no_memory: bool = False
+    """The whole state reset at every trial start (``agent.reset_state``)."""
+    beta_zero: bool = False
+    """Spiking agents: adaptation strength beta = 0 in every neuron (``agent.without_adaptation``)."""
+
+
+INTACT = Ablation("intact", "weights and state untouched")
+
+
+class AnalysisView(NamedTuple):
+    """An agent's internals over recorded episodes, as the memory analyses read them."""
+
+    variables: dict[str, Tensor]
+    """Candidate memory variables {name: [T, B, d]} (decoded for the platform)."""
+    activity: Tensor
+    """Per-unit activity per env step [T, B, N] (spike counts, or rectified unit activity)."""
+    groups: dict[str, Tensor]
+    """Unit index groups {name: [m]} of ``activity`` (e.g. regular / adaptive neurons)."""
+    unit: str
+    """What a unit's activity counts ("spikes", "activity")."""
+    min_activity: float = 1e-3
+    """Mean activity per env step from which a unit counts as active (place-field counts)."""
+
+
+class Agent(Protocol):
+    """What every agent kind provides. Everything that depends on the kind lives behind it, so
+    adding a kind touches :mod:`snn_icl.models` only (see :func:`register_agent`)."""
+
+    kind: ClassVar[str]
+    """Registry name, the ``kind`` of the task file's ``[agent]`` table."""
+    config_class: ClassVar[type]
+    """The frozen dataclass of the ``[agent]`` table for this kind."""
+    spiking: ClassVar[bool]
+    """Acting with ``record=True`` gives a trace with spikes ``z`` and thresholds ``A``."""
+    components: ClassVar[tuple[str, ...]]
+    """Named state components (each ``[B, ...]``) that analyses read, reset and swap."""
+    decoded: ClassVar[tuple[str, ...]]
+    """Components recorded at every env step for decoding (a subset of ``components``)."""
+    ablations: ClassVar[tuple[Ablation, ...]]
+    """The state manipulations the memory analysis runs for this kind."""
+    main_swaps: ClassVar[tuple[str, ...]]
+    """Names of the decisive swap ablations, drawn as example paths."""
+    obs_dim: int
+
+    @classmethod
+    def from_config(cls, cfg: Any, obs_dim: int, episode_steps: int) -> "Agent":
+        """Build from the kind's config for observations [obs_dim] and episodes of
+        ``episode_steps`` env steps."""
+
+    def initial_state(self, batch: int) -> Any:
+        """The state at the start of an episode."""
+
+    def act(self, obs: Tensor, state: Any, *, generator: torch.Generator | None = None,
+            record: bool = False) -> ActOutput:
+        """One env step: obs [B, obs_dim] -> policy [B]."""
+
+    def evaluate_sequence(self, net_input: Tensor, state: Any) -> PolicyOutput:
+        """Re-run a recorded episode: stacked ``net_input`` [T_env, B, ...] -> policy [T_env, B]."""
+
+    def reset_state(self, state: Any, mask: Tensor) -> Any:
+        """Reset the state of the episodes where ``mask`` [B] is True (no-memory control)."""
+
+    def get_component(self, state: Any, name: str) -> Tensor:
+        """State component ``name`` as [B, ...]."""
+
+    def with_component(self, state: Any, name: str, value: Tensor) -> Any:
+        """A copy of ``state`` whose component ``name`` is ``value`` [B, ...]."""
+
+    def zero_component(self, state: Any, name: str, rows: Tensor) -> Any:
+        """Zero (forget) component ``name`` in episodes ``rows`` [m] (see :func:`zero_by_copy`)."""
+
+    def memory_horizon(self) -> dict[str, float]:
+        """Built-in memory spans in env steps (e.g. ``tau_a / ms_per_step``); may be empty."""
+
+    def analysis_view(self, sim: Any, recorded: dict[str, Tensor]) -> AnalysisView:
+        """Internals over recorded episodes ``sim`` (with the components of ``decoded``
+        recorded at every step in ``recorded``, each [T, B, ...])."""
+
+
+def check_value(cond: bool, key: str, msg: str, value: Any) -> None:
+    """Config validation: ``ValueError("{key} {msg}, got {value!r}")`` unless ``cond``."""
+    if not cond:
+        raise ValueError(f"{key} {msg}, got {value!r}")
+
+
+def check_component(agent: Any, name: str) -> None:
+    """A clear error for a component the agent kind does not have."""
+    if name not in agent.components:
+        raise ValueError(f"a {agent.kind} agent has no state component {name!r} "
+                         f"(has {agent.components})")
+
+
+def zero_rows(agent: Any, state: Any, names: tuple[str, ...], rows: Tensor) -> Any:
+    """Zero the components ``names`` of the episodes ``rows`` [m] (the reset ablations)."""
+    for name in names:
+        check_component(agent, name)
+        state = agent.zero_component(state, name, rows)
+    return state
+
+
+def zero_by_copy(agent: Any, state: Any, name: str, rows: Tensor) -> Any:
+    """``agent.zero_component`` for components that are plain [B, ...] tensors."""
+    new = agent.get_component(state, name).clone()
+    new[rows] = 0
+    return agent.with_component(state, name, new)
+
+
+# ----------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type] = {}
+
+
+def register_agent(cls: type) -> type:
+    """Class decorator: make ``cls`` buildable from task files with ``kind = cls.kind``.
+
+    The class names its config dataclass in ``config_class`` (whose ``kind`` field defaults to
+    ``cls.kind``) and follows :class:`Agent`."""
+    kind = cls.kind
+    if kind in _REGISTRY and _REGISTRY[kind] is not cls:
+        raise ValueError(f"agent kind {kind!r} is registered already ({_REGISTRY[kind].__name__})")
+    _REGISTRY[kind] = cls
+    return cls
+
+
+def agent_kinds() -> list[str]:
+    """The registered agent kinds."""
+    return sorted(_REGISTRY)
+
+
+def agent_class(kind: str) -> type:
+    """The agent class registered as ``kind``; a clear error naming the known kinds."""
+    if kind not in _REGISTRY:
+        raise ValueError(f"unknown agent kind {kind!r} (known: {', '.join(agent_kinds())})")
+    return _REGISTRY[kind]
+
+
+def build_agent(cfg: Any, obs_dim: int, episode_steps: int, seed: int | None = None) -> nn.Module:
+    """The agent of config ``cfg`` (its ``kind`` picks the class), weights drawn from ``seed``
+    (None: the global torch RNG as it is). The global RNG is forked, so building an agent never
+    disturbs other random streams."""
+    cls = agent_class(cfg.kind)
+    if seed is None:
+        return cls.from_config(cfg, obs_dim, episode_steps)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls.from_config(cfg, obs_dim, episode_steps)
+
+
+def frozen(agent: nn.Module) -> nn.Module:
+    """Put ``agent`` in eval mode with gradients off (its weights cannot change)."""
+    agent.eval()
+    for p in agent.parameters():
+        p.requires_grad_(False)
+    return agent
+
+
+def weights_sha256(agent: nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(agent.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -59,6 +59,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from snn_icl.neurons.alif import check_positive
 from snn_icl.neurons import (
     ALIFParams,
     ALIFState,
@@ -93,13 +94,6 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
 
 
-def _check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
 class LSNN(nn.Module):
     """Recurrent population of ``n_regular`` LIF and ``n_adaptive`` ALIF neurons.
 
@@ -107,13 +101,9 @@ class LSNN(nn.Module):
         n_in: number of inputs.
         n_regular: regular neurons (``beta = 0``), indices ``[0, n_regular)``.
         n_adaptive: adaptive neurons (``beta = beta``), indices ``[n_regular, n)``.
-        tau_m: membrane time constant (ms).
-        tau_a: adaptation time constant (ms).
-        v_th: baseline threshold (voltage units).
-        beta: adaptation strength of the adaptive neurons (>= 0).
-        n_ref: refractory period (steps; bellec only).
-        gamma: height of the pseudo-derivative (bellec: of ``dz/dv~``; norse: triangle on ``v - b``).
-        dt: step (ms).
+        params: the neuron parameters (:class:`~snn_icl.neurons.alif.ALIFParams`: tau_m_ms,
+            tau_a_ms, v_th, beta of the adaptive neurons, n_ref (bellec only), gamma (bellec: the
+            height of ``dz/dv~``; norse: triangle on ``v - b``), dt_ms); default ``ALIFParams()``.
         backend: ``"bellec"`` (the contract) or ``"norse"`` (norse's LSNN dynamics, see module doc).
         fast: bellec only: hand-written BPTT over the whole sequence (True) or per-step autograd.
         tau_syn: norse only: synaptic time constant (ms); ``None`` means ``dt`` (no filtering).
@@ -129,14 +119,8 @@ class LSNN(nn.Module):
         n_in: int,
         n_regular: int,
         n_adaptive: int,
+        params: ALIFParams | None = None,
         *,
-        tau_m: float = 20.0,
-        tau_a: float = 1200.0,
-        v_th: float = 0.01,
-        beta: float = 1.7,
-        n_ref: int = 2,
-        gamma: float = 0.3,
-        dt: float = 1.0,
         backend: str = "bellec",
         fast: bool = True,
         tau_syn: float | None = None,
@@ -150,30 +134,23 @@ class LSNN(nn.Module):
                 f"n_regular + n_adaptive must be >= 1, got n_regular={n_regular!r}, "
                 f"n_adaptive={n_adaptive!r}"
             )
-        for name, value in (("tau_m", tau_m), ("tau_a", tau_a), ("v_th", v_th), ("gamma", gamma), ("dt", dt)):
-            _check_positive(name, value)
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (
-            math.isfinite(beta) and beta >= 0
-        ):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-        _check_int("n_ref", n_ref, 0)
+        params = ALIFParams() if params is None else params
+        if not isinstance(params, ALIFParams):
+            raise ValueError(f"params must be an ALIFParams, got {params!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not isinstance(fast, bool):
             raise ValueError(f"fast must be True or False, got {fast!r}")
         if tau_syn is not None:
-            _check_positive("tau_syn", tau_syn)
+            check_positive("tau_syn", tau_syn)
 
         self.n_in = int(n_in)
         self.n_regular = int(n_regular)
         self.n_adaptive = int(n_adaptive)
-        self.params = ALIFParams(
-            tau_m_ms=float(tau_m), tau_a_ms=float(tau_a), v_th=float(v_th), beta=float(beta),
-            n_ref=int(n_ref), gamma=float(gamma), dt_ms=float(dt),
-        )
+        self.params = params
         self.backend = backend
         self.fast = fast
-        self.tau_syn_ms = float(dt if tau_syn is None else tau_syn)
+        self.tau_syn_ms = float(params.dt_ms if tau_syn is None else tau_syn)
 
         n = self.n
         self.w_in = nn.Parameter(torch.randn(n_in, n) / math.sqrt(n_in))

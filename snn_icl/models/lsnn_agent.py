@@ -12,14 +12,89 @@ one-shot memory has to live, since the weights are frozen at test time.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from snn_icl.models.agent import ActOutput, PolicyOutput, add_policy_heads, read_heads
+from snn_icl.models.agent import (INTACT, Ablation, ActOutput, AnalysisView, PolicyOutput,
+                                  add_policy_heads, check_component, check_value, read_heads, register_agent,
+                                  zero_by_copy)
 from snn_icl.models.lsnn import LSNN
+from snn_icl.neurons import ALIFParams
+
+_NEURON = ALIFParams()  # the neuron defaults, written once (snn_icl.neurons.alif)
+
+
+@dataclass(frozen=True)
+class LSNNConfig:
+    """The ``[agent]`` table of ``kind = "lsnn"``: sizes, neuron parameters (ms) and how
+    observations enter the network. Neuron defaults are :class:`~snn_icl.neurons.ALIFParams`'."""
+
+    kind: Literal["lsnn"] = "lsnn"
+    n_regular: int = 100
+    """Regular (non-adapting, beta = 0) neurons."""
+    n_adaptive: int = 100
+    """Adaptive neurons (beta > 0, threshold adaptation with tau_a)."""
+    tau_m: float = _NEURON.tau_m_ms
+    """Membrane time constant (ms)."""
+    tau_a: float = _NEURON.tau_a_ms
+    """Threshold adaptation time constant (ms); long enough to span trials."""
+    v_th: float = _NEURON.v_th
+    """Baseline threshold."""
+    beta: float = _NEURON.beta
+    """Adaptation strength of adaptive neurons."""
+    n_ref: int = _NEURON.n_ref
+    """Refractory period (1-ms network steps)."""
+    gamma: float = _NEURON.gamma
+    """Pseudo-derivative dampening."""
+    backend: Literal["bellec", "norse"] = "bellec"
+    """Neuron dynamics: Bellec et al. 2018 (default) or norse's LSNN cell."""
+    ms_per_step: int = 5
+    """1-ms network steps per env step (the observation is held for this long)."""
+    input_mode: Literal["current", "poisson"] = "current"
+    """Observation as a constant current, or as Poisson spikes with rate obs * max_rate_hz."""
+    input_scale: float = 1.0
+    """Multiplier on the observation current (input_mode = current)."""
+    max_rate_hz: float = 200.0
+    """Input rate of a fully active channel (input_mode = poisson), Hz."""
+    tau_out: float = 20.0
+    """Readout filter time constant (ms)."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy (action units)."""
+
+    def __post_init__(self) -> None:
+        check_value(self.n_regular >= 0, "n_regular", "must be >= 0", self.n_regular)
+        check_value(self.n_adaptive >= 0, "n_adaptive", "must be >= 0", self.n_adaptive)
+        check_value(self.n_regular + self.n_adaptive >= 1, "n_regular + n_adaptive",
+               "must be >= 1 (zero neurons)", self.n_regular + self.n_adaptive)
+        for key in ("tau_out", "max_rate_hz", "input_scale"):
+            check_value(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
+        check_value(self.ms_per_step >= 1, "ms_per_step", "must be >= 1", self.ms_per_step)
+        check_value(self.input_mode in ("current", "poisson"), "input_mode",
+                    "must be 'current' or 'poisson'", self.input_mode)
+        check_value(self.backend in ("bellec", "norse"), "backend", "must be 'bellec' or 'norse'",
+                    self.backend)
+        check_value(self.max_rate_hz * 1e-3 <= 1.0, "max_rate_hz",
+               "must be <= 1000 (at most one spike per 1-ms step)", self.max_rate_hz)
+        self.neuron_params()  # the neuron keys are checked by ALIFParams
+
+    @property
+    def n(self) -> int:
+        return self.n_regular + self.n_adaptive
+
+    def raster_kwargs(self) -> dict[str, Any]:
+        """What a raster of this network needs besides the spikes (viz.plots.plot_raster)."""
+        return {"n_regular": self.n_regular, "ms_per_step": self.ms_per_step, "v_th": self.v_th}
+
+    def neuron_params(self) -> ALIFParams:
+        """The neuron parameters of this config (1-ms steps)."""
+        return ALIFParams(tau_m_ms=self.tau_m, tau_a_ms=self.tau_a, v_th=self.v_th,
+                          beta=self.beta, n_ref=self.n_ref, gamma=self.gamma)
 
 
 class LSNNAgentState(NamedTuple):
@@ -37,50 +112,55 @@ class LSNNAgentTrace(NamedTuple):
     A: Tensor
 
 
+@register_agent
 class LSNNAgent(nn.Module):
     """Gaussian policy and value heads on a recurrent spiking network of adaptive neurons.
 
     Args:
         obs_dim: observation size (place cells + contact + previous reward).
-        n_regular, n_adaptive: population sizes; neurons ordered regular first.
-        ms_per_step: network steps (1 ms each) per env step.
-        input_mode: "current" (obs * input_scale held constant) or "poisson"
-            (Bernoulli spikes with probability obs * max_rate_hz * 1 ms).
-        tau_out: readout filter time constant (ms).
-        init_log_std: initial policy log standard deviation.
-        neuron: keyword arguments of :class:`~snn_icl.models.lsnn.LSNN`
-            (tau_m, tau_a, v_th, beta, n_ref, gamma, backend).
+        cfg: :class:`LSNNConfig` (sizes, neuron parameters, ``ms_per_step`` network steps of
+            1 ms per env step, ``input_mode`` "current" (obs * input_scale held constant) or
+            "poisson" (Bernoulli spikes with probability obs * max_rate_hz * 1 ms), ``tau_out``
+            the readout filter (ms), ``init_log_std``).
     """
 
-    def __init__(self, obs_dim: int, n_regular: int, n_adaptive: int, *, ms_per_step: int = 5,
-                 input_mode: str = "current", input_scale: float = 1.0,
-                 max_rate_hz: float = 200.0, tau_out: float = 20.0, init_log_std: float = -0.5,
-                 **neuron: Any) -> None:
+    kind: ClassVar[str] = "lsnn"
+    config_class: ClassVar[type] = LSNNConfig
+    spiking: ClassVar[bool] = True
+    components: ClassVar[tuple[str, ...]] = ("a", "v", "z", "r", "zeta")
+    decoded: ClassVar[tuple[str, ...]] = ("a", "v", "zeta")
+    ablations: ClassVar[tuple[Ablation, ...]] = (
+        INTACT,
+        Ablation("no_memory", "whole state reset at each trial start", no_memory=True),
+        Ablation("reset_a", "adaptation a reset at each trial start", reset=("a",)),
+        Ablation("reset_v_z", "v, z, refractory and zeta reset at each trial start, a kept",
+                 reset=("v", "z", "r", "zeta")),
+        Ablation("beta_zero", "beta = 0: no threshold adaptation at test", beta_zero=True),
+        Ablation("swap_a", "a from the partner episode at the start of trial 2", swap=("a",)),
+        Ablation("swap_v_z", "v, z, refractory, zeta from the partner (own a kept)",
+                 swap=("v", "z", "r", "zeta")),
+        Ablation("swap_all", "whole state from the partner", swap=("a", "v", "z", "r", "zeta")),
+    )
+    main_swaps: ClassVar[tuple[str, ...]] = ("swap_a", "swap_v_z")
+
+    def __init__(self, obs_dim: int, cfg: LSNNConfig | None = None) -> None:
         super().__init__()
-        if input_mode not in ("current", "poisson"):
-            raise ValueError(f"input_mode must be 'current' or 'poisson', got {input_mode!r}")
-        if ms_per_step < 1:
-            raise ValueError(f"ms_per_step must be >= 1, got {ms_per_step!r}")
+        cfg = LSNNConfig() if cfg is None else cfg
+        self.cfg = cfg
         self.obs_dim = obs_dim
-        self.ms_per_step = ms_per_step
-        self.input_mode = input_mode
-        self.input_scale = input_scale
-        self.spike_prob = max_rate_hz * 1e-3
-        self.kappa = math.exp(-1.0 / tau_out)
-        self.net = LSNN(obs_dim, n_regular, n_adaptive, **neuron)
-        n = n_regular + n_adaptive
-        self.n_regular, self.n_adaptive = n_regular, n_adaptive
-        add_policy_heads(self, n, init_log_std)
+        self.ms_per_step = cfg.ms_per_step
+        self.input_mode = cfg.input_mode
+        self.input_scale = cfg.input_scale
+        self.spike_prob = cfg.max_rate_hz * 1e-3
+        self.kappa = math.exp(-1.0 / cfg.tau_out)
+        self.net = LSNN(obs_dim, cfg.n_regular, cfg.n_adaptive, cfg.neuron_params(),
+                        backend=cfg.backend)
+        self.n_regular, self.n_adaptive = cfg.n_regular, cfg.n_adaptive
+        add_policy_heads(self, cfg.n, cfg.init_log_std)
 
     @classmethod
-    def from_config(cls, obs_dim: int, cfg: Any) -> "LSNNAgent":
-        """Build from an :class:`snn_icl.config.AgentConfig`."""
-        return cls(obs_dim, cfg.n_regular, cfg.n_adaptive, ms_per_step=cfg.ms_per_step,
-                   input_mode=cfg.input_mode, input_scale=cfg.input_scale,
-                   max_rate_hz=cfg.max_rate_hz, tau_out=cfg.tau_out,
-                   init_log_std=cfg.init_log_std, tau_m=cfg.tau_m, tau_a=cfg.tau_a,
-                   v_th=cfg.v_th, beta=cfg.beta, n_ref=cfg.n_ref, gamma=cfg.gamma,
-                   backend=cfg.backend)
+    def from_config(cls, cfg: LSNNConfig, obs_dim: int, episode_steps: int) -> "LSNNAgent":
+        return cls(obs_dim, cfg)
 
     @property
     def n(self) -> int:
@@ -147,3 +227,46 @@ class LSNNAgent(nn.Module):
         keep = (~mask).to(state.zeta.dtype).unsqueeze(-1)
         neurons = type(state.neurons)(*(t * keep.to(t.dtype) for t in state.neurons))
         return LSNNAgentState(neurons, state.zeta * keep)
+
+    # ------------------------------------------------------------------ what analyses read
+    def _check_bellec(self, state: LSNNAgentState) -> None:
+        if not hasattr(state.neurons, "r"):
+            raise ValueError("state analyses need the 'bellec' LSNN backend (ALIF state v, a, z, r)")
+
+    def get_component(self, state: LSNNAgentState, name: str) -> Tensor:
+        """``zeta`` or a field of the ALIF state (``a``, ``v``, ``z``, ``r``), each [B, n]."""
+        check_component(self, name)
+        self._check_bellec(state)
+        return state.zeta if name == "zeta" else getattr(state.neurons, name)
+
+    def with_component(self, state: LSNNAgentState, name: str, value: Tensor) -> LSNNAgentState:
+        check_component(self, name)
+        self._check_bellec(state)
+        if name == "zeta":
+            return state._replace(zeta=value)
+        return state._replace(neurons=state.neurons._replace(**{name: value}))
+
+    def zero_component(self, state: LSNNAgentState, name: str, rows: Tensor) -> LSNNAgentState:
+        return zero_by_copy(self, state, name, rows)
+
+    def memory_horizon(self) -> dict[str, float]:
+        """The adaptation time constant in env steps, ``tau_a / ms_per_step``."""
+        return {"tau_a": self.net.params.tau_a_ms / self.ms_per_step}
+
+    def without_adaptation(self) -> "LSNNAgent":
+        """A copy with beta = 0 (thresholds fixed at v_th); this agent is untouched."""
+        new = copy.deepcopy(self)
+        new.net.params = dataclasses.replace(new.net.params, beta=0.0)
+        return new
+
+    def analysis_view(self, sim: Any, recorded: dict[str, Tensor]) -> AnalysisView:
+        """Adaptation of the adaptive neurons, v and zeta; spikes per env step as activity."""
+        n_reg, k = self.n_regular, self.ms_per_step
+        T, B = sim.obs.shape[:2]
+        variables = {"a (adaptive)": recorded["a"][..., n_reg:], "v": recorded["v"],
+                     "zeta": recorded["zeta"]}
+        activity = sim.z.view(T, k, B, -1).sum(1).float()  # spikes per env step
+        n = activity.shape[-1]
+        groups = {"regular": torch.arange(n_reg), "adaptive": torch.arange(n_reg, n)}
+        # a neuron counts as active from ~2 Hz: 0.002 spikes per ms
+        return AnalysisView(variables, activity, groups, "spikes", 0.002 * k)

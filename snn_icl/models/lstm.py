@@ -10,12 +10,29 @@ One LSTM step per env step. Memory across trials lives in (h, c), reset between 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from snn_icl.models.agent import ActOutput, PolicyOutput, add_policy_heads, read_heads
+from snn_icl.models.agent import (INTACT, Ablation, ActOutput, AnalysisView, PolicyOutput,
+                                  add_policy_heads, check_component, check_value, read_heads,
+                                  register_agent, zero_by_copy)
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """The ``[agent]`` table of ``kind = "lstm"``."""
+
+    kind: Literal["lstm"] = "lstm"
+    hidden_size: int = 128
+    """LSTM units."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy (action units)."""
+
+    def __post_init__(self) -> None:
+        check_value(self.hidden_size >= 1, "hidden_size", "must be >= 1", self.hidden_size)
 
 
 class LSTMState(NamedTuple):
@@ -25,8 +42,25 @@ class LSTMState(NamedTuple):
     """Cell state [B, H]."""
 
 
+@register_agent
 class LSTMAgent(nn.Module):
     """Gaussian policy and value heads on one LSTM layer of ``hidden_size`` units."""
+
+    kind: ClassVar[str] = "lstm"
+    config_class: ClassVar[type] = LSTMConfig
+    spiking: ClassVar[bool] = False
+    components: ClassVar[tuple[str, ...]] = ("h", "c")
+    decoded: ClassVar[tuple[str, ...]] = ("h", "c")
+    ablations: ClassVar[tuple[Ablation, ...]] = (
+        INTACT,
+        Ablation("no_memory", "whole state reset at each trial start", no_memory=True),
+        Ablation("reset_c", "cell state c reset at each trial start", reset=("c",)),
+        Ablation("reset_h", "hidden state h reset at each trial start", reset=("h",)),
+        Ablation("swap_c", "c from the partner episode at the start of trial 2", swap=("c",)),
+        Ablation("swap_h", "h from the partner (own c kept)", swap=("h",)),
+        Ablation("swap_all", "h and c from the partner", swap=("h", "c")),
+    )
+    main_swaps: ClassVar[tuple[str, ...]] = ("swap_c", "swap_h")
 
     def __init__(self, obs_dim: int, hidden_size: int = 128, *, init_log_std: float = -0.5) -> None:
         super().__init__()
@@ -37,7 +71,7 @@ class LSTMAgent(nn.Module):
         add_policy_heads(self, hidden_size, init_log_std)
 
     @classmethod
-    def from_config(cls, obs_dim: int, cfg: Any) -> "LSTMAgent":
+    def from_config(cls, cfg: LSTMConfig, obs_dim: int, episode_steps: int) -> "LSTMAgent":
         return cls(obs_dim, cfg.hidden_size, init_log_std=cfg.init_log_std)
 
     def initial_state(self, batch: int) -> LSTMState:
@@ -65,3 +99,25 @@ class LSTMAgent(nn.Module):
     def reset_state(self, state: LSTMState, mask: Tensor) -> LSTMState:
         keep = (~mask).to(state.h.dtype).unsqueeze(-1)
         return LSTMState(state.h * keep, state.c * keep)
+
+    # ------------------------------------------------------------------ what analyses read
+    def get_component(self, state: LSTMState, name: str) -> Tensor:
+        check_component(self, name)
+        return getattr(state, name)
+
+    def with_component(self, state: LSTMState, name: str, value: Tensor) -> LSTMState:
+        check_component(self, name)
+        return state._replace(**{name: value})
+
+    def zero_component(self, state: LSTMState, name: str, rows: Tensor) -> LSTMState:
+        return zero_by_copy(self, state, name, rows)
+
+    def memory_horizon(self) -> dict[str, float]:
+        """None built in: an LSTM has no time constant or window to name."""
+        return {}
+
+    def analysis_view(self, sim: Any, recorded: dict[str, Tensor]) -> AnalysisView:
+        """h and c; the rectified hidden state as unit activity."""
+        h = recorded["h"]
+        return AnalysisView({"h": h, "c": recorded["c"]}, h.clamp(min=0),
+                            {"h": torch.arange(h.shape[-1])}, "activity")

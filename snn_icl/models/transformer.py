@@ -22,13 +22,40 @@ re-running a whole episode (training) applies the same band as a mask; both go t
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from snn_icl.models.agent import ActOutput, PolicyOutput, add_policy_heads, read_heads
+from snn_icl.models.agent import (INTACT, Ablation, ActOutput, AnalysisView, PolicyOutput,
+                                  add_policy_heads, check_component, check_value, read_heads,
+                                  register_agent)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """The ``[agent]`` table of ``kind = "transformer"`` (nanoGPT-small)."""
+
+    kind: Literal["transformer"] = "transformer"
+    n_layer: int = 4
+    """Transformer blocks (Algorithm Distillation used 4)."""
+    n_head: int = 4
+    """Attention heads per block."""
+    n_embd: int = 64
+    """Embedding width; must be divisible by n_head."""
+    context_window: int = 256
+    """Tokens (= env steps) each token attends to, itself included; >= the episode length
+    means full causal attention."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy (action units)."""
+
+    def __post_init__(self) -> None:
+        for key in ("n_layer", "n_head", "n_embd", "context_window"):
+            check_value(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
+        check_value(self.n_embd % self.n_head == 0, "n_embd",
+                    f"must be divisible by n_head = {self.n_head}", self.n_embd)
 
 
 class TransformerState(NamedTuple):
@@ -120,6 +147,7 @@ class Block(nn.Module):
         return x, k, v, att
 
 
+@register_agent
 class TransformerAgent(nn.Module):
     """Gaussian policy and value heads on a causal decoder with a context window of W tokens.
 
@@ -130,6 +158,21 @@ class TransformerAgent(nn.Module):
         context_window: W, tokens each token attends to (itself and at most W - 1 earlier ones).
         init_log_std: initial log standard deviation of the policy.
     """
+
+    kind: ClassVar[str] = "transformer"
+    config_class: ClassVar[type] = TransformerConfig
+    spiking: ClassVar[bool] = False
+    components: ClassVar[tuple[str, ...]] = ("kv",)
+    decoded: ClassVar[tuple[str, ...]] = ()
+    ablations: ClassVar[tuple[Ablation, ...]] = (
+        INTACT,
+        Ablation("no_memory", "cache forgotten at each trial start", no_memory=True),
+        Ablation("swap_kv", "key/value cache from the partner at the start of trial 2",
+                 swap=("kv",)),
+    )
+    main_swaps: ClassVar[tuple[str, ...]] = ("swap_kv",)
+    replay_chunk: ClassVar[int] = 64
+    """Episodes per replay in :meth:`analysis_view` (bounds the [B, nh, T, T] attention maps)."""
 
     def __init__(self, obs_dim: int, max_steps: int, n_layer: int = 4, n_head: int = 4,
                  n_embd: int = 64, context_window: int = 256, *,
@@ -160,8 +203,9 @@ class TransformerAgent(nn.Module):
         add_policy_heads(self, n_embd, init_log_std)
 
     @classmethod
-    def from_config(cls, obs_dim: int, cfg: Any, max_steps: int) -> "TransformerAgent":
-        return cls(obs_dim, max_steps, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.context_window,
+    def from_config(cls, cfg: TransformerConfig, obs_dim: int,
+                    episode_steps: int) -> "TransformerAgent":
+        return cls(obs_dim, episode_steps, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.context_window,
                    init_log_std=cfg.init_log_std)
 
     @property
@@ -226,6 +270,71 @@ class TransformerAgent(nn.Module):
         only to tokens from step t on (positions keep counting); the others are unchanged."""
         start = torch.where(mask.to(state.start.device), state.t, state.start)
         return state._replace(start=start)
+
+    # ------------------------------------------------------------------ what analyses read
+    def get_component(self, state: TransformerState, name: str) -> Tensor:
+        check_component(self, name)
+        raise ValueError("the transformer cache 'kv' has per-episode lengths: capture and install "
+                         "it with snn_icl.analysis.states.Capture / install_cache")
+
+    def with_component(self, state: TransformerState, name: str, value: Tensor) -> TransformerState:
+        return self.get_component(state, name)
+
+    def zero_component(self, state: TransformerState, name: str, rows: Tensor) -> TransformerState:
+        """Forget the cache of episodes ``rows``: they attend only to tokens from now on."""
+        check_component(self, name)
+        mask = torch.zeros_like(state.start, dtype=torch.bool)
+        mask[rows.to(mask.device)] = True
+        return self.reset_state(state, mask)
+
+    def memory_horizon(self) -> dict[str, float]:
+        """The context window in env steps (one token per step)."""
+        return {"context_window": float(self.context_window)}
+
+    def replay(self, obs: Tensor) -> dict[str, Any]:
+        """Re-run whole episodes in one call (banded causal mask; equal to acting step by step)
+        and keep the internals.
+
+        Args:
+            obs: [T, B, obs_dim] observations of the episodes (rollout ``obs``).
+
+        Returns ``residual`` (list over layers 0..n_layer of [T, B, n_embd]: the token embedding,
+        then each block's output), ``keys`` (list over layers of [T, B, n_embd], all heads) and
+        ``attention`` (list over layers of [B, nh, T, T]).
+        """
+        inputs, outputs = [], []
+        handles = [self.blocks[0].register_forward_pre_hook(lambda m, args: inputs.append(args[0]))]
+        for block in self.blocks:
+            handles.append(block.register_forward_hook(lambda m, args, out: outputs.append(out)))
+        try:
+            with torch.no_grad():
+                _, _, atts = self(obs, None)
+        finally:
+            for h in handles:
+                h.remove()
+        T, B = obs.shape[:2]
+        residual = [inputs[0]] + [out[0] for out in outputs]  # each [B, T, C]
+        keys = [out[1].transpose(1, 2).reshape(B, T, -1).transpose(0, 1) for out in outputs]
+        return {"residual": [h.transpose(0, 1) for h in residual], "keys": keys, "attention": atts}
+
+    def analysis_view(self, sim: Any, recorded: dict[str, Tensor]) -> AnalysisView:
+        """The residual stream after each block and the keys, from a replay of the episodes; the
+        rectified residual streams as unit activity."""
+        B = sim.obs.shape[1]
+        chunks = [self.replay(sim.obs[:, lo:lo + self.replay_chunk])
+                  for lo in range(0, B, self.replay_chunk)]
+        variables = {}
+        for l in range(self.n_layer + 1):
+            name = "residual 0 (embedding)" if l == 0 else f"residual {l}"
+            variables[name] = torch.cat([c["residual"][l] for c in chunks], dim=1)
+        for l in range(self.n_layer):
+            variables[f"keys {l + 1}"] = torch.cat([c["keys"][l] for c in chunks], dim=1)
+        activity = torch.cat([variables[f"residual {l}"] for l in range(1, self.n_layer + 1)],
+                             dim=-1).clamp(min=0)
+        groups = {f"layer {l}": torch.arange((l - 1) * self.n_embd, l * self.n_embd)
+                  for l in range(1, self.n_layer + 1)}
+        return AnalysisView(variables, activity, groups, "activity")
+
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 
-def _check_positive(name: str, value: float) -> None:
+def check_positive(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
@@ -90,7 +90,7 @@ class ALIFParams:
 
     def __post_init__(self) -> None:
         for name in ("tau_m_ms", "tau_a_ms", "v_th", "gamma", "dt_ms"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if isinstance(self.beta, bool) or not isinstance(self.beta, numbers.Real):
             raise ValueError(f"beta must be a real number, got {self.beta!r}")
         if not (math.isfinite(self.beta) and self.beta >= 0):

@@ -103,7 +103,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def load_task_of(path: str | Path) -> TaskConfig:
-    return task_from_dict(read_metadata(path)["task"], source=f"{path} (embedded config)")
+    return task_from_dict(read_metadata(path)["task"], source=f"{path} (embedded config)",
+                          legacy=True)
 
 
 def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None,
@@ -116,7 +117,7 @@ def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None
     """
     meta = read_metadata(path)
     if task is not None:
-        saved = task_from_dict(meta["task"], source=str(path))
+        saved = task_from_dict(meta["task"], source=str(path), legacy=True)
         if saved.agent != task.agent or saved.env.obs_dim != task.env.obs_dim:
             diff = {k: (getattr(saved.agent, k), getattr(task.agent, k))
                     for k in task.agent.__dataclass_fields__
@@ -151,7 +152,7 @@ def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]
     from snn_icl.models import build_agent
 
     task = load_task_of(path)
-    agent = build_agent(task.env.obs_dim, task.agent, max_steps=task.env.episode_steps)
+    agent = build_agent(task.agent, task.env.obs_dim, task.env.episode_steps)
     counters = load_into(path, agent, task)
     return agent, task, counters
 

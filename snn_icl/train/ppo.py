@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,8 @@ from snn_icl.config import TaskConfig
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.models.agent import gaussian_entropy, gaussian_log_prob
 from snn_icl.episodes.rollout import env_seed, rollout
-from snn_icl.episodes.measures import behaviour_summary
+from snn_icl.episodes.measures import training_metrics
+from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.train.errors import NonFiniteError
 
 
@@ -81,8 +82,8 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
     """The PPO epochs over one batch of whole episodes; returns mean losses and diagnostics."""
     cfg = task.train
     agent, opt = state.agent, state.optimizer
-    adv, ret = gae(batch["reward"], batch["value"], cfg.discount, cfg.gae_lambda)
-    n_episodes = batch["reward"].shape[1]
+    adv, ret = gae(batch.reward, batch.value, cfg.discount, cfg.gae_lambda)
+    n_episodes = batch.reward.shape[1]
     size = n_episodes // cfg.minibatches
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
                                      "approx_kl": [], "clip_frac": [], "grad_norm": []}
@@ -91,9 +92,9 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
         order = torch.randperm(n_episodes, generator=state.generator)
         for start in range(0, n_episodes, size):
             mb = order[start:start + size]
-            policy = agent.evaluate_sequence(batch["net_input"][:, mb], None)
-            log_prob = gaussian_log_prob(policy, batch["action"][:, mb])
-            ratio = (log_prob - batch["log_prob"][:, mb]).exp()
+            policy = agent.evaluate_sequence(batch.net_input[:, mb], None)
+            log_prob = gaussian_log_prob(policy, batch.action[:, mb])
+            ratio = (log_prob - batch.log_prob[:, mb]).exp()
             a = adv[:, mb]
             a = (a - a.mean()) / (a.std() + 1e-8)
             pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
@@ -112,7 +113,7 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
             _check_finite("gradient norm", grad_norm, state.iteration)
             opt.step()
             with torch.no_grad():
-                log_ratio = log_prob - batch["log_prob"][:, mb]
+                log_ratio = log_prob - batch.log_prob[:, mb]
                 stats["approx_kl"].append(float(((ratio - 1) - log_ratio).mean()))
                 stats["clip_frac"].append(float(((ratio - 1).abs() > cfg.clip).float().mean()))
             stats["policy_loss"].append(pg_loss.item())
@@ -135,17 +136,10 @@ def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
     return rollout(state.agent, env, generator=state.generator, **options)
 
 
-def iteration_metrics(batch: dict[str, Tensor], losses: dict[str, float]) -> dict[str, float]:
-    """Behaviour of the collected batch (goals, latency on trial 1 and on trials 2-4) + losses."""
-    summary = behaviour_summary(batch, max_trials=4)
-    lat = summary["latency_by_trial"]
-    later = [x for x in lat[1:4] if x is not None]
-    return {
-        "goals_per_episode": summary["goals_per_episode"],
-        "latency_trial1": lat[0] if lat and lat[0] is not None else math.nan,
-        "latency_trials2_4": sum(later) / len(later) if later else math.nan,
-        **losses,
-    }
+def iteration_metrics(batch: EpisodeRecord, env: Any, losses: dict[str, float]) -> dict[str, float]:
+    """Behaviour of the collected batch (:func:`snn_icl.episodes.measures.training_metrics`:
+    goals, median latency of trial 1, pooled median of trials 2-4) + losses."""
+    return {**training_metrics(batch, env), **losses}
 
 
 def train(task: TaskConfig, state: TrainState, *,
@@ -171,7 +165,7 @@ def train(task: TaskConfig, state: TrainState, *,
         state.iteration += 1
         state.episodes += task.train.batch_episodes
         state.wall_time_s += time.perf_counter() - start
-        metrics = iteration_metrics(batch, losses)
+        metrics = iteration_metrics(batch, task.env, losses)
         metrics.update(lr=lr, iteration=state.iteration, episodes=state.episodes,
                        wall_time_s=state.wall_time_s,
                        seconds_per_iteration=time.perf_counter() - start)

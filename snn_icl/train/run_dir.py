@@ -23,7 +23,7 @@ from typing import Any
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, load_into, save_checkpoint
 from snn_icl.config import CONFIG_FILE, ConfigError, TaskConfig, load_task, replace, task_to_dict
-from snn_icl.experiments.simulate import make_agent
+from snn_icl.config import make_agent
 from snn_icl.train.ppo import NonFiniteError, TrainState, new_state, train
 
 METRICS = "metrics.csv"

@@ -93,7 +93,7 @@ def plot_swap_paths(sims: dict[str, dict[str, Any]], condition: str, *, episodes
     """Trial 2 of a few episodes, intact (top) and after the swap (bottom): own platform green,
     partner's platform purple (pairs whose platforms lie far apart are shown first); a red x ends
     a trial that timed out."""
-    plat = _np(sims["intact"]["platform"])
+    plat = _np(sims["intact"].platform)
     pairs = [b for b in range(0, plat.shape[0] - 1, 2)]
     far = [b for b in pairs if np.linalg.norm(plat[b] - plat[b + 1]) > 0.6 * pool_radius]
     shown = (far + [b for b in pairs if b not in far])[:episodes]  # platforms far apart first
@@ -101,9 +101,9 @@ def plot_swap_paths(sims: dict[str, dict[str, Any]], condition: str, *, episodes
                              squeeze=False)
     for row, cond in enumerate(("intact", condition)):
         sim = sims[cond]
-        trial, pos, plat = _np(sim["trial"]), _np(sim["position"]), _np(sim["platform"])
-        onp = _np(sim["on_platform"]).astype(bool)
-        reached = np.concatenate([np.zeros_like(onp[:1]), _np(sim["escaped"]).astype(bool)])
+        trial, pos, plat = _np(sim.trial), _np(sim.position), _np(sim.platform)
+        onp = _np(sim.on_platform).astype(bool)
+        reached = np.concatenate([np.zeros_like(onp[:1]), _np(sim.escaped).astype(bool)])
         for col, b in enumerate(shown):
             ax = axes[row, col]
             partner = b + 1
@@ -217,10 +217,6 @@ def plot_attention_retrieval(summary: dict[str, Any], *, title: str | None = Non
     return fig
 
 
-MAIN_SWAP = {"lsnn": ("swap_a", "swap_v_z"), "lstm": ("swap_c", "swap_h"), "transformer": ("swap_kv",)}
-"""Swap conditions drawn as example paths, by agent kind."""
-
-
 def write_all(result: dict[str, Any], data: dict[str, Any], out: Path) -> list[Path]:
     """Every figure of an analysis run into ``out``; returns the paths written."""
     agents = result["agents"]
@@ -234,9 +230,9 @@ def write_all(result: dict[str, Any], data: dict[str, Any], out: Path) -> list[P
     put(plot_ablations(agents), "ablations.png")
     info = {}
     for name, d in data.items():
-        kind, env = agents[name]["kind"], d["task"].env
+        env = d["task"].env
         slug = name.replace(":", "_").replace("/", "_")
-        for cond in MAIN_SWAP[kind]:
+        for cond in d["main_swaps"]:  # the agent's decisive swaps
             if cond in d["sims"]:
                 put(plot_swap_paths(d["sims"], cond, pool_radius=env.pool_radius,
                                     platform_radius=env.platform_radius),

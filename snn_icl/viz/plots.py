@@ -146,6 +146,33 @@ def plot_raster(z: Any, A: Any, *, n_regular: int, trial: Any = None, ms_per_ste
     return fig
 
 
+def _episode(rec: Any, episode: int) -> int:
+    if not 0 <= episode < rec.episodes:
+        raise ValueError(f"--episode {episode} out of range: there are {rec.episodes} episodes")
+    return episode
+
+
+def episode_paths(rec: Any, episode: int, env: Any, *, max_trials: int | None = None,
+                  title: str | None = None) -> Figure:
+    """Swim paths of episode ``episode`` of an :class:`~snn_icl.episodes.record.EpisodeRecord`
+    in the pool of ``env`` (a WaterMazeConfig), one colour per trial."""
+    e = _episode(rec, episode)
+    return plot_trajectories(rec.position[:, e], rec.trial[:, e], rec.platform[e],
+                             pool_radius=env.pool_radius, platform_radius=env.platform_radius,
+                             on_platform=rec.on_platform[:, e], escaped=rec.escaped[:, e],
+                             max_trials=max_trials, title=title)
+
+
+def episode_raster(rec: Any, episode: int, *, n_regular: int, ms_per_step: int, v_th: float,
+                   title: str | None = None) -> Figure:
+    """Spikes and adaptive thresholds of episode ``episode`` of a recorded record (``z``, ``A``)."""
+    if rec.z is None or rec.A is None:
+        raise ValueError("this record has no spikes: run a spiking agent with record=True")
+    e = _episode(rec, episode)
+    return plot_raster(rec.z[:, e], rec.A[:, e], n_regular=n_regular, trial=rec.trial[:, e],
+                       ms_per_step=ms_per_step, v_th=v_th, title=title)
+
+
 def save(fig: Figure, path: Any, dpi: int = 130) -> None:
     """Save (atomically) and close a figure; the format follows the suffix (png, pdf, svg)."""
     from pathlib import Path

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-import torch
-
-from snn_icl.storage import files
-
-from snn_icl.viz import plots
-from snn_icl.storage.checkpoint import CHECKPOINT_FILE, load_agent
 from snn_icl.config import CONFIG_FILE, TaskConfig, load_task
+from snn_icl.episodes.record import EpisodeRecord
+from snn_icl.storage import files
+from snn_icl.storage.checkpoint import CHECKPOINT_FILE, load_agent
+from snn_icl.viz import plots
 
 SIMULATION_FILE = "simulation.safetensors"
 SIMULATION_META = "simulation.json"
@@ -38,26 +36,17 @@ def recipe_marks(task: TaskConfig) -> dict[str, float]:
     return marks
 
 
-def episode_figures(sim: dict[str, torch.Tensor], task: TaskConfig, episode: int, out: Path,
+def episode_figures(sim: EpisodeRecord, task: TaskConfig, episode: int, out: Path,
                     fmt: str, *, max_trials: int | None = None, label: str = "") -> list[Path]:
     """Swim paths and (if recorded) raster + thresholds of one episode of ``sim``."""
-    n_episodes = sim["position"].shape[1]
-    if not 0 <= episode < n_episodes:
-        raise ValueError(f"--episode {episode} out of range: there are {n_episodes} episodes")
-    e = episode
-    name = f"{task.name}{label}: episode {e}"
-    fig = plots.plot_trajectories(
-        sim["position"][:, e], sim["trial"][:, e], sim["platform"][e],
-        pool_radius=task.env.pool_radius, platform_radius=task.env.platform_radius,
-        on_platform=sim["on_platform"][:, e], escaped=sim["escaped"][:, e],
-        max_trials=max_trials, title=f"{name}, swim paths (o = release, x = timed out)")
+    name = f"{task.name}{label}: episode {episode}"
+    fig = plots.episode_paths(sim, episode, task.env, max_trials=max_trials,
+                              title=f"{name}, swim paths (o = release, x = timed out)")
     paths = [out / f"trajectories.{fmt}"]
     plots.save(fig, paths[-1])
-    if "z" in sim and task.agent.kind == "lsnn":
-        fig = plots.plot_raster(sim["z"][:, e], sim["A"][:, e], n_regular=task.agent.n_regular,
-                                trial=sim["trial"][:, e], ms_per_step=task.agent.ms_per_step,
-                                v_th=task.agent.v_th,
-                                title=f"{name}, spikes and adaptive thresholds")
+    if sim.z is not None and sim.A is not None and hasattr(task.agent, "raster_kwargs"):
+        fig = plots.episode_raster(sim, episode, title=f"{name}, spikes and adaptive thresholds",
+                                   **task.agent.raster_kwargs())
         paths.append(out / f"raster.{fmt}")
         plots.save(fig, paths[-1])
     return paths
@@ -65,7 +54,7 @@ def episode_figures(sim: dict[str, torch.Tensor], task: TaskConfig, episode: int
 
 def simulation_figures(run: Path, episode: int, fmt: str, max_trials: int | None) -> list[Path]:
     task = load_task(run / CONFIG_FILE)
-    sim = files.load_tensors(run / SIMULATION_FILE)
+    sim = EpisodeRecord.from_tensors(files.load_tensors(run / SIMULATION_FILE))
     return episode_figures(sim, task, episode, run, fmt, max_trials=max_trials)
 
 
@@ -73,7 +62,8 @@ def training_figures(run: Path, episode: int, fmt: str, max_trials: int | None,
                      probe_episodes: int = 64) -> list[Path]:
     """Figures of a trained run (see the module docstring)."""
     from snn_icl.experiments.evaluate import run_condition
-    from snn_icl.experiments.simulate import frozen, simulate
+    from snn_icl.experiments.simulate import simulate
+    from snn_icl.models import frozen
 
     agent, task, counters = load_agent(run / CHECKPOINT_FILE)
     frozen(agent)
@@ -91,10 +81,10 @@ def training_figures(run: Path, episode: int, fmt: str, max_trials: int | None,
             plots.save(plots.plot_learning_curve(rows, title=f"{task.name}: meta-training",
                                                  marks=recipe_marks(task)), paths[-1])
     probe = run_condition(agent, task, probe_episodes, task.eval.seed, probe=True)
-    in_probe = (probe["trial"][1:] == task.eval.probe_trial) & ~probe["on_platform"][1:]
+    in_probe = (probe.trial[1:] == task.eval.probe_trial) & ~probe.on_platform[1:]
     paths.append(run / f"probe_occupancy.{fmt}")
     plots.save(plots.plot_probe_occupancy(
-        probe["position"][1:], probe["platform"], in_probe, pool_radius=task.env.pool_radius,
+        probe.position[1:], probe.platform, in_probe, pool_radius=task.env.pool_radius,
         platform_radius=task.env.platform_radius,
         title=f"probe trial {task.eval.probe_trial + 1}, {probe_episodes} episodes\n"
               "(platform rotated East, dashed; target quadrant outlined)"), paths[-1])
