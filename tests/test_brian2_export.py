@@ -139,12 +139,12 @@ def test_closed_loop_trajectory_equals_torch(tiny_task, deterministic, input_mod
                         deterministic=deterministic, record=True))
     ref, b2 = runs
     assert ref.z.any() and (ref.position[1:] - ref.position[:-1]).norm(dim=-1).mean() > 0.05
-    assert torch.equal(ref.z, b2["z"])
-    torch.testing.assert_close(b2["A"], ref.A, rtol=0, atol=1e-12)
-    torch.testing.assert_close(b2["position"], ref.position, rtol=0, atol=1e-12)
-    torch.testing.assert_close(b2["action"], ref.action, rtol=0, atol=1e-12)
+    assert torch.equal(ref.z, b2.z)
+    torch.testing.assert_close(b2.A, ref.A, rtol=0, atol=1e-12)
+    torch.testing.assert_close(b2.position, ref.position, rtol=0, atol=1e-12)
+    torch.testing.assert_close(b2.action, ref.action, rtol=0, atol=1e-12)
     for key in ("trial", "latency", "trial_end", "reward"):
-        assert torch.equal(ref[key], b2[key]), key
+        assert torch.equal(getattr(ref, key), getattr(b2, key)), key
 
 
 def test_numpy_water_maze_matches_torch(tiny_task):
