@@ -311,7 +311,13 @@ def test_cli_simulate_checkpoint_with_brian2_backend(tmp_path, tiny_checkpoint, 
     assert sims["brian2"].A.shape == sims["torch"].A.shape
     # float32 torch neurons against float64 Brian2: the same episodes, nearly the same swim
     assert torch.equal(sims["brian2"].platform, sims["torch"].platform)
-    assert (sims["brian2"].z == sims["torch"].z).float().mean() > 0.95
+    zb, zt = sims["brian2"].z, sims["torch"].z
+    # enough spikes that agreement means something (silent rasters agree everywhere): the tiny
+    # agent fires on ~15% of (ms, neuron) entries
+    assert zt.float().mean() >= 0.05 and zb.float().mean() >= 0.05
+    # agreement among the entries where either simulator spikes, not the agreeing zeros
+    assert (zb == zt)[zb | zt].float().mean() > 0.95
+    assert abs(int(zb.sum()) - int(zt.sum())) <= 0.05 * int(zt.sum())
     result = runner.invoke(app, ["simulate", str(tiny_checkpoint), "--out", str(tmp_path / "x"),
                                  "--backend", "nest"])
     assert result.exit_code == 2 and "--backend must be torch or brian2" in result.output

@@ -14,7 +14,7 @@ from snn_icl.episodes.measures import behaviour, probe_measures
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.models import weights_sha256
 from snn_icl.models.agent import ActOutput, PolicyOutput
-from snn_icl.episodes.rollout import rollout
+from snn_icl.episodes.rollout import env_seed, rollout, rollout_batches
 from snn_icl.train.run_dir import train_run
 from snn_icl.config import make_agent
 
@@ -73,6 +73,23 @@ def test_random_control_is_worse_than_the_oracle(tiny_task):
                 "probe_target_quadrant_fraction"} <= set(block)
     assert result["weights_sha256"]["before"] == result["weights_sha256"]["after"]
     assert result["weights_sha256"]["before"] == weights_sha256(agent)
+    # the oracle on the same held-out episodes (one batch: evaluation seed of batch 0)
+    env = WaterMaze(tiny_task.env, num_envs=8, seed=env_seed(1, 0, training=False))
+    oracle = behaviour(rollout(Oracle(env), env, deterministic=True), tiny_task.env, 6,
+                       torch.Generator().manual_seed(1))
+    random = result["control_random"]
+    # same platforms and release points: the first trial's straight-swim latency is the same
+    for block in (result, result["control_no_memory"], random):
+        assert block["optimal_latency_by_trial"][0] == oracle["optimal_latency_by_trial"][0]
+    assert oracle["success_by_trial"][0] == 1.0 > random["success_by_trial"][0]
+    assert oracle["latency_by_trial"][0] == oracle["optimal_latency_by_trial"][0]
+    assert oracle["latency_by_trial"][0] < random["latency_by_trial"][0]
+    assert oracle["goals_per_episode"] > random["goals_per_episode"] + 2
+    # and the random control is uniform random swimming on exactly these episodes
+    sim = rollout_batches(None, tiny_task.env, 8, 1, policy="random")
+    alone = behaviour(sim, tiny_task.env, 6, torch.Generator().manual_seed(1))
+    for key in ("latency_by_trial", "success_by_trial", "path_length_by_trial", "goals_per_episode"):
+        assert random[key] == alone[key], key
 
 
 def test_weight_change_during_evaluation_is_caught(tiny_task):

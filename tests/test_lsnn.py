@@ -242,9 +242,19 @@ def test_float64_and_float32():
     z64, s64, tr64 = net64(x.double(), record=True)
     assert z32.dtype == torch.float32 and z64.dtype == F64
     assert s64.v.dtype == F64 and tr64.A.dtype == F64 and net64.w_rec.dtype == F64
-    assert tr64.A.max().item() != pytest.approx(float(torch.tensor(1.7).double()) * 1, abs=0)
-    # float32 follows float64 until rounding decides a spike differently.
-    assert (z32 == z64.float()).float().mean() > 0.9
+    # the float64 run really computes in float64: its thresholds are not float32 numbers cast up
+    assert (tr64.A != tr64.A.float().double()).any()
+    # enough spikes that agreement means something (an all-silent network agrees everywhere)
+    assert z64.sum() >= 0.05 * z64.numel() and z32.sum() >= 0.05 * z32.numel()
+    # float32 follows float64 until rounding decides a spike differently: compare the spikes
+    # where either run spikes (not the agreeing zeros), and the traces up to the first difference
+    either = (z32 > 0) | (z64.float() > 0)
+    assert (z32 == z64.float())[either].float().mean() > 0.9
+    differ = (z32 != z64.float()).flatten(1).any(1)
+    t1 = int(differ.float().argmax()) if differ.any() else len(z32)
+    assert t1 >= 10
+    torch.testing.assert_close(tr32.A[:t1].double(), tr64.A[:t1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tr32.v[:t1].double(), tr64.v[:t1], rtol=1e-4, atol=1e-5)
     z64.sum().backward()
     assert net64.w_in.grad.dtype == F64
 

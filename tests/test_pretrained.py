@@ -49,8 +49,14 @@ def test_shipped_network_learns_in_one_shot(shipped_evaluation):
     assert r["latency_trials2_4"] <= 2 * optimum
     assert r["control_no_memory"]["one_shot_ratio"] <= 1.5
     targets = one_shot_targets(r)  # what bench/eval_seeds.py reports
-    assert [met for _, _, met in targets.values()] == [True, True, True,
-                                                        r["probe_target_quadrant_fraction"] >= 0.5]
+    # every target met, the probe included (its fraction is 0.52 on these episodes), and each
+    # reported value is this evaluation's own number
+    assert {name: met for name, (_, _, met) in targets.items()} == {
+        "ratio trial 1 / trials 2-4": True, "latency trials 2-4": True, "no-memory ratio": True,
+        "probe target quadrant": True}
+    assert [value for value, _, _ in targets.values()] == [
+        r["one_shot_ratio"], r["latency_trials2_4"], r["control_no_memory"]["one_shot_ratio"],
+        r["probe_target_quadrant_fraction"]]
 
 
 @pytest.mark.slow

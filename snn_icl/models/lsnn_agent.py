@@ -223,10 +223,13 @@ class LSNNAgent(nn.Module):
         return read_heads(self, zeta)._replace(rate=z.mean(dim=(0, 1)))
 
     def reset_state(self, state: LSNNAgentState, mask: Tensor) -> LSNNAgentState:
-        """Zero every state variable of the episodes where mask [B] is True."""
-        keep = (~mask).to(state.zeta.dtype).unsqueeze(-1)
-        neurons = type(state.neurons)(*(t * keep.to(t.dtype) for t in state.neurons))
-        return LSNNAgentState(neurons, state.zeta * keep)
+        """Put the episodes where mask [B] is True back in the initial state (all zero for the
+        bellec backend; norse's threshold b goes back to v_th, not to 0)."""
+        fresh = self.initial_state(mask.shape[0])
+        m = mask.to(state.zeta.device).unsqueeze(-1)
+        neurons = type(state.neurons)(*(torch.where(m, f, t)
+                                        for t, f in zip(state.neurons, fresh.neurons)))
+        return LSNNAgentState(neurons, torch.where(m, fresh.zeta, state.zeta))
 
     # ------------------------------------------------------------------ what analyses read
     def _check_bellec(self, state: LSNNAgentState) -> None:
