@@ -1,4 +1,4 @@
-"""The ALIF numerics against the equations of DESIGN.md ("The neuron model").
+"""The ALIF numerics against the equations of docs/design.md#the-neuron-model-the-contract-a-hidden-reference-checks-it.
 
 A reference written here from the equations (plain loop, float64, its own surrogate) is compared
 with the LSNN (bellec backend, both implementations) for spikes, voltages, thresholds and
