@@ -62,7 +62,7 @@ def simulate(
     """Run an agent with frozen weights; save trajectories, spikes and thresholds."""
     from snn_icl.storage import files
     from snn_icl.config import CONFIG_FILE, load_task, task_to_dict
-    from snn_icl.viz.run_figures import SIMULATION_FILE, SIMULATION_META
+    from snn_icl.experiments.figures import SIMULATION_FILE, SIMULATION_META
     from snn_icl.config import make_agent
     from snn_icl.experiments.simulate import simulate as run_sim
     from snn_icl.episodes.measures import behaviour
@@ -275,7 +275,7 @@ def plot(
     For a training run also the learning curve, the probe-trial occupancy and, with
     RUN/eval.json, latency by trial.
     """
-    from snn_icl.viz.run_figures import figures_for
+    from snn_icl.experiments.figures import figures_for
 
     for path in figures_for(run, episode, fmt, max_trials):
         typer.echo(f"wrote {path}")

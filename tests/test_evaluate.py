@@ -150,7 +150,7 @@ def test_one_shot_targets_hold_each_measure_to_its_bound():
 
 def test_learning_curve_marks_each_change_of_recipe():
     from snn_icl.config import load_task
-    from snn_icl.viz.run_figures import recipe_marks
+    from snn_icl.experiments.figures import recipe_marks
 
     task = load_task(Path(__file__).parents[1] / "tasks" / "water_maze.toml")
     t = task.train

@@ -168,29 +168,38 @@ def straight_line(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int) -> Te
 
 
 # ----------------------------------------------------------------------------- reports
-def behaviour(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int,
-              generator: torch.Generator | None = None) -> dict[str, Any]:
-    """The per-trial and per-episode measures of one condition (see the module docstring).
-
-    With a ``generator``, ``latency_ci`` holds bootstrap 95 % bounds of each trial's median."""
+def trial_table(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int) -> dict[str, Tensor]:
+    """Every per-trial measure as a [B, n_trials] table (NaN: the trial never started, or for
+    path efficiency, did not reach the platform): latency (censored at the time-out), censored,
+    success, path_length, path_efficiency, optimal_latency."""
     latency, censored = latencies(rec, cfg, n_trials)
     success = successes(rec, n_trials)
     release = release_by_trial(rec, n_trials)
     optimal = optimal_latency(cfg, release, rec.platform[:, None, :].to(release)).double()
     optimal = torch.where(torch.isnan(latency), torch.full_like(optimal, math.nan), optimal)
     path = per_trial_sum(swim_distance(rec), rec, n_trials)
-    reached = success == 1
-    efficiency = torch.where(reached, path / straight_line(rec, cfg, n_trials),
+    efficiency = torch.where(success == 1, path / straight_line(rec, cfg, n_trials),
                              torch.full_like(path, math.nan))
+    return {"latency": latency, "censored": censored, "success": success, "path_length": path,
+            "path_efficiency": efficiency, "optimal_latency": optimal}
+
+
+def behaviour(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int,
+              generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The per-trial and per-episode measures of one condition (see the module docstring).
+
+    With a ``generator``, ``latency_ci`` holds bootstrap 95 % bounds of each trial's median."""
+    t = trial_table(rec, cfg, n_trials)
+    latency = t["latency"]
     later = pooled_median(latency, 1, 4)
     first = per_column(latency[:, :1], median)[0] if n_trials else None
     out: dict[str, Any] = {
         "latency_by_trial": per_column(latency, median),
-        "censored_by_trial": [int(c) for c in censored.sum(0)],
-        "success_by_trial": per_column(success, torch.mean),
-        "path_length_by_trial": per_column(path, median),
-        "path_efficiency_by_trial": per_column(efficiency, median),
-        "optimal_latency_by_trial": per_column(optimal, median),
+        "censored_by_trial": [int(c) for c in t["censored"].sum(0)],
+        "success_by_trial": per_column(t["success"], torch.mean),
+        "path_length_by_trial": per_column(t["path_length"], median),
+        "path_efficiency_by_trial": per_column(t["path_efficiency"], median),
+        "optimal_latency_by_trial": per_column(t["optimal_latency"], median),
         "episodes_by_trial": [int((~torch.isnan(latency[:, k])).sum()) for k in range(n_trials)],
         "goals_per_episode": float(rec.reward.sum(0).double().mean()),
         "latency_trials2_4": later,

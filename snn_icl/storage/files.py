@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import tempfile
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +19,6 @@ import tomli_w
 import torch
 from safetensors.torch import load_file, save_file
 
-import snn_icl
 
 
 def _umask() -> int:
@@ -88,5 +88,5 @@ def versions() -> dict[str, str]:
     """Versions of the pieces a result depends on, recorded in every run directory."""
     import numpy
 
-    return {"snn_icl": snn_icl.__version__, "torch": torch.__version__,
+    return {"snn_icl": package_version("snn-icl"), "torch": torch.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
