@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,tensorboard]"
 	touch $(STAMP)
 
+# The headline: the shipped LSNN on held-out episodes with frozen weights, against the no-memory
+# control and an untrained network (figures and a latency table in $(DEMO_OUT)/).
 demo: install
-	$(BIN)/snn-icl simulate tasks/water_maze.toml --episodes 4 --out $(DEMO_OUT)
-	$(BIN)/snn-icl plot $(DEMO_OUT)
+	$(BIN)/snn-icl demo --out $(DEMO_OUT)
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -30,7 +31,7 @@ test-slow: install
 bench: install
 	$(BIN)/python bench/lsnn_throughput.py
 
-# The README's Results: every number and figure there that depends on the shipped networks.
+# docs/results.md and the pages after it: every number and figure that depends on the shipped networks.
 # RUN is the training run of the shipped LSNN (`snn-icl train tasks/water_maze.toml --seed 0
 # --out runs/wm0`); it gives the learning curve and the lsnn_*.png figures, and without it they
 # are left as they are (with a note). About 15 minutes on 2 cores.

@@ -136,3 +136,63 @@ def run(agent: nn.Module, episodes: int = 8, seed: int = 1, *, record: bool = Fa
     raster = task.agent.raster_kwargs() if rec.z is not None and hasattr(task.agent, "raster_kwargs") else None
     return Episodes(**rec.tensors(), task=task, raster=raster,
                     probe_trial=task.eval.probe_trial if probe else None)
+
+
+def demo(out: str | Path, *, episodes: int = 64, seed: int = 1, untrained_task: str | Path | None = None,
+         progress: bool = True) -> str:
+    """The headline in one call (``make demo``): the shipped LSNN on held-out episodes with frozen
+    weights against the no-memory control and an untrained network of the same task.
+
+    Writes into ``out``: ``trained_paths.png`` (trials 1-4 of episode 0), ``trained_raster.png``,
+    ``untrained_paths.png``, ``latency_by_trial.png`` (medians with 95 % bootstrap bands) and
+    ``latency_table.md``; returns the table (median escape latency by trial, swim steps).
+    """
+    from snn_icl.experiments.evaluate import evaluate
+    from snn_icl.storage import files
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    agent = load("pretrained")
+    task = agent.task
+    result = evaluate(agent, task, episodes, seed, n_trials=4, progress=progress)
+    eps = run(agent, episodes=min(episodes, 16), seed=seed, record=True)
+    shown, how = _typical(eps)
+    untrained = load(untrained_task) if untrained_task else _untrained(task)
+    naive = run(untrained, episodes=episodes, seed=seed)
+    plots.save(eps.plot_paths(shown, max_trials=4, title=f"trained LSNN, frozen weights: a new "
+                              f"platform (episode {shown}: {how})"), out / "trained_paths.png")
+    plots.save(eps.plot_raster(shown, title=f"trained LSNN, episode {shown}: spikes and adaptive "
+                               "thresholds"), out / "trained_raster.png")
+    plots.save(naive.plot_paths(0, max_trials=4, title="untrained LSNN (same task): episode 0"),
+               out / "untrained_paths.png")
+    plots.save(plots.plot_latency_by_trial(result, max_trials=4), out / "latency_by_trial.png")
+    rows = {"trained LSNN": result["latency_by_trial"],
+            "no-memory control": result["control_no_memory"]["latency_by_trial"],
+            "untrained LSNN": naive.summary(4)["latency_by_trial"],
+            "straight swim": result["optimal_latency_by_trial"]}
+    cell = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
+    table = "\n".join(
+        [f"Median escape latency (swim steps), {episodes} held-out episodes, seed {seed}",
+         "", "| | trial 1 | trial 2 | trial 3 | trial 4 |", "|---|---|---|---|---|"]
+        + [f"| {name} | " + " | ".join(cell(v) for v in values[:4]) + " |"
+           for name, values in rows.items()]) + "\n"
+    files.write_text(out / "latency_table.md", table)
+    return table
+
+
+def _typical(eps: Episodes) -> tuple[int, str]:
+    """The episode to draw, and how it was chosen: the first whose trial 1 is a search (longer
+    than 3 straight swims) and whose trials 2-4 each take at most twice the straight swim."""
+    t = measures.trial_table(eps, eps.task.env, 4)
+    lat, opt = t["latency"], t["optimal_latency"]
+    ok = (lat[:, 0] > 3 * opt[:, 0]) & (lat[:, 1:4] <= 2 * opt[:, 1:4]).all(1)
+    if bool(ok.any()):
+        return int(ok.nonzero()[0, 0]), "the first with a search on trial 1 and near-straight trials 2-4"
+    return 0, "episode 0: none had a search on trial 1 and near-straight trials 2-4"
+
+
+def _untrained(task: TaskConfig) -> nn.Module:
+    """The task's agent with weights from the task seed (never trained)."""
+    agent = make_agent(task)
+    agent.task = task
+    return frozen(agent)

@@ -121,6 +121,21 @@ def train(
 
 @app.command()
 @_clean_errors
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the figures and table."),
+    episodes: int = typer.Option(64, "--episodes", "-n", min=1, help="Held-out episodes."),
+    seed: int = typer.Option(1, "--seed", help="Evaluation seed."),
+) -> None:
+    """The headline: the shipped LSNN with frozen weights against its controls, figures and table."""
+    from snn_icl.api import demo as run_demo
+
+    typer.echo(run_demo(out, episodes=episodes, seed=seed))
+    typer.echo(f"figures in {out}/: trained_paths.png, trained_raster.png, untrained_paths.png, "
+               "latency_by_trial.png")
+
+
+@app.command()
+@_clean_errors
 def evaluate(
     source: str = typer.Argument(..., help="Checkpoint file, run directory, 'pretrained' (the "
                                  "shipped LSNN), 'pretrained:lstm' or 'pretrained:transformer'."),

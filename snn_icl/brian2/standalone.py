@@ -525,7 +525,7 @@ class WaterMazeNP:
     """
 
     pool_radius: float = 1.0
-    platform_radius: float = 0.12
+    platform_radius: float = 0.1
     platform_margin: float = 0.1
     v_max: float = 0.1
     trial_timeout: int = 60
