@@ -6,7 +6,9 @@ outputs atomically, so an error never destroys a result already on disk.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -22,25 +24,82 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "[eval]" stays "[eval]"
+    context_settings={"max_content_width": 100},
 )
+
+SEED_MAX = 2**31 - 1
+"""Largest seed (evaluation and training env seeds stay distinct and within torch's range)."""
 
 # What a simulation drops: the training-only tensors (it keeps behaviour and spikes/thresholds).
 SIMULATION_DROPS = ("obs", "net_input", "action_mean", "value", "log_prob")
 
 
 def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures (bad task file, bad value, missing file) into one line, exit 2."""
+    """Turn every failure a user can cause (bad task file or value, missing, foreign or corrupt
+    file, a path that cannot be written, a full disk, too little memory, a NaN) into one line
+    naming it, exit code 2. Anything else is a bug: a traceback and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, KeyError, NonFiniteError) as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-            typer.echo(f"error: {msg}", err=True)
-            raise typer.Exit(2) from None
+            with _CLAIMS:
+                return fn(*args, **kwargs)
+        except (ValueError, NonFiniteError, OverflowError) as err:
+            _fail(str(err))
+        except OSError as err:
+            where = f" ({err.filename})" if err.filename else ""
+            _fail(f"{err.strerror or err}{where}")
+        except MemoryError:
+            _fail("out of memory: make the task or --episodes smaller")
 
     return wrapper
+
+
+_CLAIMS = contextlib.ExitStack()
+"""Output directories the running command owns (released when it ends, see _claim)."""
+
+
+def _claim(out: Path, kind: str, overwrite: bool = False) -> Path:
+    """Own the output directory ``out`` for this command (storage.outputs.claim)."""
+    from snn_icl.storage.outputs import claim
+
+    return _CLAIMS.enter_context(claim(out, kind, overwrite=overwrite))
+
+
+def _overwrite() -> Any:
+    return typer.Option(False, "--overwrite",
+                        help="Write into --out even if it holds another kind of output.")
+
+
+def _fail(message: str) -> None:
+    lines = [line for line in message.splitlines() if line.strip()] or ["failed"]
+    typer.echo(f"error: {' '.join(line.strip() for line in lines)}", err=True)
+    raise typer.Exit(2)
+
+
+def _seed(help_text: str, default: int | None = None) -> Any:
+    return typer.Option(default, "--seed", min=0, max=SEED_MAX, help=help_text)
+
+
+def _require_episodes(task: Any, episodes: int, record: bool = False) -> None:
+    from snn_icl.config import episodes_bytes, require_memory
+
+    require_memory(episodes_bytes(task, episodes, record), f"{episodes} episodes of {task.name}",
+                   "ask for fewer --episodes")
+
+
+def _writable_file(path: Path) -> Path:
+    """--out for a single file: not a directory, in a directory that exists or can be made."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory; give a file name (e.g. {path / 'eval.json'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create {path.parent} for --out: {err.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"--out {path}: the directory {path.parent} is not writable")
+    return path
 
 
 @app.command()
@@ -51,13 +110,14 @@ def simulate(
                                "run directory or 'pretrained' (trained weights)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     episodes: int = typer.Option(4, "--episodes", "-n", min=1, help="Episodes to run."),
-    seed: int = typer.Option(None, "--seed", help="Episode seed (default: the task's seed)."),
+    seed: int = _seed("Episode seed (default: the task's seed).", None),
     deterministic: bool = typer.Option(False, help="Act with the policy mean (no action noise)."),
     backend: str = typer.Option("torch", "--backend", help="Simulator of the network: torch or "
                                 "brian2 (LSNN only; same episodes, float64 neurons)."),
     target: str = typer.Option("auto", "--target", help="brian2 code generation: cython "
                                "(compiled once, cached in ~/.cython/brian_extensions), numpy (no "
                                "compiler) or auto (cython where a compiler works)."),
+    overwrite: bool = _overwrite(),
 ) -> None:
     """Run an agent with frozen weights; save trajectories, spikes and thresholds."""
     from snn_icl.storage import files
@@ -79,13 +139,14 @@ def simulate(
         agent, cfg, counters = load_agent(path)
         weights = f"checkpoint {path} ({counters.get('iteration', '?')} iterations)"
     seed = cfg.seed if seed is None else seed
+    _require_episodes(cfg, episodes, record=True)
+    _claim(out, "simulation", overwrite)
     if backend == "brian2":
         from snn_icl.brian2.export import simulate_brian2
 
         sim = simulate_brian2(cfg, agent, episodes, seed, target=target, deterministic=deterministic)
     else:
         sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic)
-    out.mkdir(parents=True, exist_ok=True)
     files.write_toml(out / CONFIG_FILE, task_to_dict(cfg))
     files.save_tensors(out / SIMULATION_FILE, sim.without(*SIMULATION_DROPS).tensors())
     summary = behaviour(sim, cfg.env, 8)
@@ -102,7 +163,7 @@ def simulate(
 def train(
     task: Path = typer.Argument(..., help="Task file (tasks/*.toml)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default: runs/TASK-seedS)."),
-    seed: int = typer.Option(None, "--seed", help="Seed (default: the task's seed)."),
+    seed: int = _seed("Seed (default: the task's seed).", None),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     stop_after: int = typer.Option(None, "--stop-after", min=1,
                                    help="Stop (with a checkpoint) after this many more iterations."),
@@ -124,11 +185,13 @@ def train(
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the figures and table."),
     episodes: int = typer.Option(64, "--episodes", "-n", min=1, help="Held-out episodes."),
-    seed: int = typer.Option(1, "--seed", help="Evaluation seed."),
+    seed: int = _seed("Evaluation seed.", 1),
+    overwrite: bool = _overwrite(),
 ) -> None:
     """The headline: the shipped LSNN with frozen weights against its controls, figures and table."""
     from snn_icl.api import demo as run_demo
 
+    _claim(out, "demo", overwrite)
     typer.echo(run_demo(out, episodes=episodes, seed=seed))
     typer.echo(f"figures in {out}/: trained_paths.png, trained_raster.png, untrained_paths.png, "
                "latency_by_trial.png")
@@ -141,7 +204,7 @@ def evaluate(
                                  "shipped LSNN), 'pretrained:lstm' or 'pretrained:transformer'."),
     episodes: int = typer.Option(None, "--episodes", "-n", min=1,
                                  help="Held-out episodes (default: the task's [eval] episodes)."),
-    seed: int = typer.Option(None, "--seed", help="Evaluation seed (default: the task's [eval] seed)."),
+    seed: int = _seed("Evaluation seed (default: the task's [eval] seed).", None),
     out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
@@ -149,10 +212,12 @@ def evaluate(
     from snn_icl.storage.checkpoint import load_agent, provenance, resolve
     from snn_icl.experiments.evaluate import evaluate as run_eval
 
+    _writable_file(out)
     path = resolve(source)
     agent, cfg, counters = load_agent(path)
     episodes = cfg.eval.episodes if episodes is None else episodes
     seed = cfg.eval.seed if seed is None else seed
+    _require_episodes(cfg, episodes)
     result = run_eval(agent, cfg, episodes, seed)
     result = {**provenance(path, cfg, counters), **result, "versions": files.versions()}
     files.write_json(out, result)
@@ -168,16 +233,17 @@ def evaluate(
 def compare(
     sources: list[str] = typer.Argument(..., help="Checkpoints, run directories or pretrained[:kind]."),
     episodes: int = typer.Option(256, "--episodes", "-n", min=1, help="Held-out episodes per model."),
-    seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
+    seed: int = _seed("Evaluation seed (the same episodes for every model).", 1),
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
 ) -> None:
     """Evaluate several trained agents on the same episodes: table (Markdown, CSV) and figure."""
     from snn_icl.storage import files
     from snn_icl.viz import plots
     from snn_icl.experiments.compare import compare as run_compare, csv_table, markdown_table
 
+    _claim(out, "compare", overwrite)
     rows, results = run_compare(sources, episodes, seed)
-    out.mkdir(parents=True, exist_ok=True)
     files.write_text(out / "compare.md", markdown_table(rows))
     files.write_text(out / "compare.csv", csv_table(rows))
     files.write_json(out / "compare.json", {"episodes": episodes, "seed": seed, "results": results})
@@ -193,8 +259,9 @@ def retention(
     delays: str = typer.Option(None, "--delays", help="Comma-separated dark delays after trial 1 "
                                "(env steps; default: snn_icl.experiments.retention.DEFAULT_DELAYS, 0 to 400)."),
     episodes: int = typer.Option(128, "--episodes", "-n", min=1, help="Held-out episodes per point."),
-    seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
+    seed: int = _seed("Evaluation seed (the same episodes for every model).", 1),
     out: Path = typer.Option(Path("retention"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
 ) -> None:
     """Memory across a dark delay after trial 1, for each agent (table and figure).
 
@@ -203,18 +270,18 @@ def retention(
     """
     from snn_icl.storage import files
     from snn_icl.viz import plots
-    from snn_icl.storage.checkpoint import display_name, load_agent, resolve
+    from snn_icl.storage.checkpoint import display_names, load_agent, resolve
     from snn_icl.experiments.retention import DEFAULT_DELAYS, markdown_table, retention as run_retention
 
     try:
         steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
     except ValueError:
         raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
+    _claim(out, "retention", overwrite)
     results = {}
-    for source in sources:
+    for source, name in zip(sources, display_names(sources)):
         agent, task, _ = load_agent(resolve(source))
-        results[display_name(source)] = run_retention(agent, task, steps, episodes, seed)
-    out.mkdir(parents=True, exist_ok=True)
+        results[name] = run_retention(agent, task, steps, episodes, seed)
     files.write_json(out / "retention.json", {"episodes": episodes, "seed": seed, "results": results,
                                            "versions": files.versions()})
     files.write_text(out / "retention.md", markdown_table(results))
@@ -229,6 +296,7 @@ def export_brian2(
     source: str = typer.Argument(..., metavar="CHECKPOINT",
                                  help="LSNN checkpoint file, run directory or 'pretrained'."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
 ) -> None:
     """Write the LSNN as a standalone Brian2 script with its weights (no snn_icl needed).
 
@@ -237,6 +305,7 @@ def export_brian2(
     """
     from snn_icl.brian2.export import SCRIPT_NAME, export
 
+    _claim(out, "Brian2 export", overwrite)
     export(source, out)
     typer.echo(f"wrote {out}: {SCRIPT_NAME}, weights.npz, params.json, reference_input.npy, "
                f"reference_spikes.npy, README.txt; run: python {out / SCRIPT_NAME} --episodes 4")
@@ -248,9 +317,10 @@ def analyze(
     sources: list[str] = typer.Argument(..., metavar="CHECKPOINT...",
                                         help="Checkpoints, run directories or pretrained[:kind]."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
     episodes: int = typer.Option(64, "--episodes", "-n", min=8,
                                  help="Held-out episodes per agent (cross-validation needs >= 8)."),
-    seed: int = typer.Option(1, "--seed", help="Evaluation seed (the same episodes for every model)."),
+    seed: int = _seed("Evaluation seed (the same episodes for every model).", 1),
 ) -> None:
     """Where the memory lives: decoding, ablations, place fields, attention retrieval.
 
@@ -260,6 +330,7 @@ def analyze(
     """
     from snn_icl.experiments.analyze import analyze as run_analyze
 
+    _claim(out, "analysis", overwrite)
     result = run_analyze(sources, out, episodes, seed)
     for name, a in result["agents"].items():
         dec = a["decoding"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
@@ -29,6 +30,11 @@ from snn_icl.envs.water_maze import WaterMazeConfig
 from snn_icl.models import LSNNConfig, agent_class, agent_kinds, build_agent
 from snn_icl.models.agent import check_value as _check
 
+
+SEED_MAX = 2**31 - 1
+"""Largest seed: training and evaluation env seeds stay distinct and within torch's range."""
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
+"""A task name: it becomes part of default output paths and figure titles."""
 
 CONFIG_FILE = "config.toml"
 """Name of the resolved config that every run or simulation directory holds."""
@@ -110,6 +116,8 @@ class TrainConfig:
             _check(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
         for key in ("lr", "clip", "max_grad_norm", "checkpoint_minutes"):
             _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
+        _check(self.lr <= 1 and self.lr_final <= 1, "lr", "must be <= 1 (Adam's step size)",
+               max(self.lr, self.lr_final))
         for key in ("discount", "gae_lambda"):
             _check(0 <= getattr(self, key) <= 1, key, "must be in [0, 1]", getattr(self, key))
         _check(0 < self.target_rate_hz < 1000, "target_rate_hz", "must be in (0, 1000)",
@@ -276,6 +284,11 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
     try:
         kwargs["name"] = _coerce(kwargs["name"], str, "name")
         kwargs["seed"] = _coerce(data.get("seed", 0), int, "seed")
+        _check(NAME_PATTERN.fullmatch(kwargs["name"]) is not None, "name",
+               "must be letters, digits and _ . + - (it names files and figure titles)",
+               kwargs["name"])
+        _check(0 <= kwargs["seed"] <= SEED_MAX, "seed", f"must be in [0, {SEED_MAX}]",
+               kwargs["seed"])
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     for table, cls in _TABLES.items():
@@ -290,6 +303,8 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
 def load_task(path: str | Path) -> TaskConfig:
     """Load and validate a task file. Raises :class:`ConfigError` naming the bad key."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a task file (tasks/*.toml)")
     if not path.is_file():
         raise ConfigError(f"task file not found: {path}")
     try:
@@ -324,3 +339,57 @@ def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
     """The task's agent with weights initialised from ``seed`` (default: the task's seed)."""
     return build_agent(task.agent, task.env.obs_dim, task.env.episode_steps,
                        seed=task.seed if seed is None else seed)
+
+
+RECORD_FLOATS_PER_STEP = 24
+"""Floats an episode record keeps per episode and env step without spikes (positions, trial,
+reward, latency, action, ...)."""
+
+
+def training_bytes(task: TaskConfig) -> int:
+    """Estimated memory of one training iteration (bytes, float32): the batch's episodes, each
+    ``episode_steps`` env steps of what the agent kind holds per step (``floats_per_step`` of its
+    config), and the parameters with their Adam state."""
+    env, agent = task.env, task.agent
+    floats = getattr(agent, "floats_per_step", None)
+    per_step = (floats(env.obs_dim, env.episode_steps) if floats else 4 * env.obs_dim)
+    per_step += RECORD_FLOATS_PER_STEP
+    # parameters, gradients and Adam's two moments
+    return int(4 * (task.train.batch_episodes * env.episode_steps * per_step
+                    + 4 * _weight_floats(task)))
+
+
+def _weight_floats(task: TaskConfig) -> float:
+    weights = getattr(task.agent, "weight_floats", None)
+    return weights(task.env.obs_dim, task.env.episode_steps) if weights else 0.0
+
+
+def episodes_bytes(task: TaskConfig, episodes: int, record: bool = False) -> int:
+    """Estimated memory of ``episodes`` recorded episodes kept together (bytes): the record's
+    fields, with ``record`` the spikes and thresholds of a spiking agent per ms, and the
+    agent's weights."""
+    per_step = RECORD_FLOATS_PER_STEP + task.env.obs_dim
+    if record and hasattr(task.agent, "n"):
+        per_step += 5 * task.agent.ms_per_step * task.agent.n  # bool spikes + float thresholds
+    return int(4 * (episodes * task.env.episode_steps * per_step + _weight_floats(task)))
+
+
+def available_bytes() -> int | None:
+    """Memory available to a new allocation now (Linux: MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def require_memory(need: int, what: str, hint: str) -> None:
+    """Refuse, before allocating, work whose estimate ``need`` (bytes) exceeds the memory
+    available now; the message gives the estimate, what it is for and what to change."""
+    available = available_bytes()
+    if available is not None and need > available:
+        raise ConfigError(f"{what} needs about {need / 2**30:.1f} GiB, more than the "
+                          f"{available / 2**30:.1f} GiB available; {hint}")

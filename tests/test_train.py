@@ -11,7 +11,7 @@ from snn_icl.storage.checkpoint import load_agent, load_into, read_metadata
 from snn_icl.cli import app
 from snn_icl.config import replace
 from snn_icl.models.lsnn_agent import LSNNAgent
-from snn_icl.train.run_dir import CHECKPOINT, train_run
+from snn_icl.train.run_dir import RunFailed, CHECKPOINT, train_run
 from snn_icl.config import make_agent
 from snn_icl.train.errors import NonFiniteError
 from snn_icl.train.ppo import gae
@@ -78,13 +78,30 @@ def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tiny_task_pat
         return policy._replace(value=policy.value * float("nan"))
 
     monkeypatch.setattr(LSNNAgent, "evaluate_sequence", poisoned)
-    with pytest.raises(NonFiniteError, match="non-finite loss at iteration 2"):
+    with pytest.raises(RunFailed, match="non-finite loss at iteration 2.*the checkpoint of "
+                       "iteration 1 is kept") as info:
         train_run(tiny_task_path, run, progress=False, resume=True)
+    assert isinstance(info.value.__cause__, NonFiniteError)
     assert (run / CHECKPOINT).read_bytes() == before
     assert len(_rows(run)) == 1
     status = files.read_json(run / "run.json")
     assert status["status"].startswith("failed: non-finite loss")
+    assert "the checkpoint of iteration 1 is kept" in status["status"]
     assert status["checkpoint_iteration"] == 1  # where `--resume` would continue
+
+
+def test_nan_before_any_checkpoint_says_none_is_kept(tmp_path, tiny_task_path, monkeypatch):
+    original = LSNNAgent.evaluate_sequence
+
+    def poisoned(self, net_input, state):
+        policy = original(self, net_input, state)
+        return policy._replace(value=policy.value * float("nan"))
+
+    monkeypatch.setattr(LSNNAgent, "evaluate_sequence", poisoned)
+    with pytest.raises(RunFailed, match="no checkpoint had been written yet"):
+        train_run(tiny_task_path, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+    assert "no checkpoint" in files.read_json(tmp_path / "run" / "run.json")["status"]
 
 
 def test_run_json_follows_the_checkpoints_during_training(tmp_path, tiny_task_path, monkeypatch):
@@ -130,7 +147,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, tiny_task, tiny_task_p
         read_metadata(not_ours)
     garbage = tmp_path / "g.safetensors"
     garbage.write_bytes(b"not a tensor file")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="g.safetensors is not a safetensors file"):
         read_metadata(garbage)
 
 

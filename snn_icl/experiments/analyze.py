@@ -12,7 +12,7 @@ from snn_icl.storage import files
 
 from snn_icl.viz import memory as memory_plots
 from snn_icl.analysis.run import analyze_agent
-from snn_icl.storage.checkpoint import display_name, load_agent, provenance, resolve
+from snn_icl.storage.checkpoint import display_names, load_agent, provenance, resolve
 
 
 def analyze(sources: Sequence[str], out: Path, episodes: int = 64, seed: int = 1, *,
@@ -23,12 +23,10 @@ def analyze(sources: Sequence[str], out: Path, episodes: int = 64, seed: int = 1
         raise ValueError("give at least one checkpoint to analyse")
     result: dict[str, Any] = {"episodes": episodes, "seed": seed, "agents": {}}
     data: dict[str, Any] = {}
-    for source in tqdm(list(sources), desc="agents", disable=not progress):
+    names = display_names(list(sources))
+    for source, name in tqdm(list(zip(sources, names)), desc="agents", disable=not progress):
         path = resolve(source)
         agent, task, counters = load_agent(path)
-        name = display_name(source)
-        while name in result["agents"]:
-            name += "'"
         numbers, data[name] = analyze_agent(agent, task, episodes, seed, progress=progress)
         result["agents"][name] = {**provenance(path, task, counters), **numbers}
     result["versions"] = files.versions()

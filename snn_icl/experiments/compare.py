@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from snn_icl.storage.checkpoint import display_name, load_agent, metrics_path, resolve
+from snn_icl.storage.checkpoint import display_names, load_agent, metrics_path, resolve
 from snn_icl.envs.water_maze import WaterMazeConfig
 from snn_icl.experiments.evaluate import evaluate
 
@@ -80,11 +80,11 @@ def compare(sources: list[str], episodes: int, seed: int, *,
     Returns (table rows keyed as in :data:`COLUMNS`, full evaluation results by model name).
     """
     rows, results = [], {}
-    for source in tqdm(sources, desc="models", disable=not progress):
+    names = display_names(sources)
+    for source, name in tqdm(list(zip(sources, names)), desc="models", disable=not progress):
         path = resolve(source)
         agent, task, counters = load_agent(path)
         r = evaluate(agent, task, episodes, seed, progress=False)
-        name = display_name(source)
         results[name] = r
         opt = [x for x in r["optimal_latency_by_trial"][1:4] if x is not None]
         optimum = sorted(opt)[len(opt) // 2] if opt else None

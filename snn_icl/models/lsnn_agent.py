@@ -91,6 +91,15 @@ class LSNNConfig:
         """What a raster of this network needs besides the spikes (viz.plots.plot_raster)."""
         return {"n_regular": self.n_regular, "ms_per_step": self.ms_per_step, "v_th": self.v_th}
 
+    def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
+        """Floats a training iteration holds per episode and env step (the BPTT keeps spikes,
+        voltages and their gradients per ms; the rollout keeps the inputs)."""
+        return self.ms_per_step * (6 * self.n + obs_dim)
+
+    def weight_floats(self, obs_dim: int, episode_steps: int) -> float:
+        """Trained parameters: input and recurrent weights, heads."""
+        return self.n * (obs_dim + self.n + 3)
+
     def neuron_params(self) -> ALIFParams:
         """The neuron parameters of this config (1-ms steps)."""
         return ALIFParams(tau_m_ms=self.tau_m, tau_a_ms=self.tau_a, v_th=self.v_th,

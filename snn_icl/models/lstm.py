@@ -31,6 +31,14 @@ class LSTMConfig:
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy (action units)."""
 
+    def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
+        """Floats a training iteration holds per episode and env step (gates and states)."""
+        return 12 * self.hidden_size + obs_dim
+
+    def weight_floats(self, obs_dim: int, episode_steps: int) -> float:
+        """Trained parameters: the four gates and the heads."""
+        return 4 * self.hidden_size * (obs_dim + self.hidden_size + 2) + 3 * self.hidden_size
+
     def __post_init__(self) -> None:
         check_value(self.hidden_size >= 1, "hidden_size", "must be >= 1", self.hidden_size)
 

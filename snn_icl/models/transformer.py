@@ -51,6 +51,16 @@ class TransformerConfig:
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy (action units)."""
 
+    def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
+        """Floats a training iteration holds per episode and env step (activations per block,
+        and a row of attention over the visible tokens per head)."""
+        visible = min(self.context_window, episode_steps)
+        return self.n_layer * (16 * self.n_embd + 2 * self.n_head * visible) + obs_dim
+
+    def weight_floats(self, obs_dim: int, episode_steps: int) -> float:
+        """Trained parameters: blocks (12 n_embd^2 each), embeddings, heads."""
+        return 12 * self.n_layer * self.n_embd ** 2 + (obs_dim + episode_steps + 3) * self.n_embd
+
     def __post_init__(self) -> None:
         for key in ("n_layer", "n_head", "n_embd", "context_window"):
             check_value(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))

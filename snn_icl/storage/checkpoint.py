@@ -1,18 +1,24 @@
 """Checkpoints: one safetensors file holding the weights, the optimizer and RNG state, and (in its
-metadata) the resolved task config and progress counters; a JSON copy of that metadata sits beside
-it for people. One file means one atomic rename: a checkpoint is never half-written.
+metadata) the resolved task config, progress counters and the SHA-256 of its tensors; a JSON copy
+of that metadata sits beside it for people. One file means one atomic rename: a checkpoint is
+never half-written.
 
-Never pickled: tensors are safetensors, everything else JSON.
+Verified on every load, from one read of the file (so the weights and the counters always come
+from the same checkpoint, even while a trainer replaces it): the tensor digest must match (a
+flipped bit is an error naming the file) and the weights must be finite. Never pickled: tensors
+are safetensors, everything else JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from snn_icl.storage import files
@@ -21,7 +27,8 @@ from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 CHECKPOINT_FILE = "checkpoint.safetensors"
 """Name of the latest checkpoint in a training run directory."""
 FORMAT = "snn-icl-checkpoint"
-VERSION = 1
+VERSION = 2
+"""2: the metadata holds ``tensors_sha256``; version 1 files (no digest) still load."""
 PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.safetensors",
               "transformer": "transformer_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/), by agent kind."""
@@ -53,19 +60,52 @@ def resolve(source: str | Path) -> Path:
 
 
 def display_name(source: str | Path) -> str:
-    """A short model name for tables: "pretrained:KIND", or the run directory's name."""
-    if str(source) == "pretrained":
-        return "pretrained:lsnn"
-    if str(source).startswith("pretrained:"):
-        return str(source)
-    return resolve(source).parent.name
+    """A short model name for tables: "pretrained:KIND", the run directory's name, or the
+    file's name for a checkpoint file of another name."""
+    return display_names([source])[0]
+
+
+def display_names(sources: list[str | Path]) -> list[str]:
+    """Distinct names for tables, one per source: "pretrained:KIND", else the shortest tail of
+    the checkpoint's path that tells it apart from the others (``r1/A`` and ``r2/A``;
+    ``snaps/it3`` and ``snaps/it20``). The same checkpoint given twice is an error."""
+    paths = [resolve(s) for s in sources]
+    seen: dict[Path, str] = {}
+    for source, path in zip(sources, paths):
+        key = path.resolve()
+        if key in seen:
+            raise ValueError(f"{source} names the same checkpoint as {seen[key]}: give each once")
+        seen[key] = str(source)
+
+    def tail(source: str | Path, path: Path, depth: int) -> str:
+        if str(source) == "pretrained" or str(source).startswith("pretrained:"):
+            return "pretrained:" + (str(source).partition(":")[2] or "lsnn")
+        parts = path.with_suffix("").parts if path.name != CHECKPOINT_FILE else path.parent.parts
+        return "/".join(parts[-depth:])
+
+    depth = 1
+    while True:
+        names = [tail(s, p, depth) for s, p in zip(sources, paths)]
+        if len(set(names)) == len(names) or depth > 64:
+            return names
+        depth += 1
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     generator: torch.Generator | None = None, **counters: Any) -> Path:
     """Write ``agent`` (+ optimizer and generator state, when given) and ``counters``."""
-    tensors = {f"agent.{k}": v for k, v in agent.state_dict().items()}
+    tensors = {f"agent.{k}": v.detach().contiguous().cpu() for k, v in agent.state_dict().items()}
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "agent_kind": task.agent.kind,
                             "task": task_to_dict(task), "counters": counters,
                             "versions": files.versions()}
@@ -77,37 +117,88 @@ def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
         meta["optim_param_groups"] = opt["param_groups"]
     if generator is not None:
         tensors["rng.generator"] = generator.get_state()
+    meta["tensors_sha256"] = tensors_sha256(tensors)
     path = Path(path)
     files.save_tensors(path, tensors, metadata={"snn_icl": json.dumps(meta)})
     files.write_json(path.with_suffix(".json"), meta)
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of a checkpoint; a clear error for anything that is not one of ours."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+class Checkpoint:
+    """One checkpoint read once and verified: ``meta`` (its metadata) and ``tensors``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory, not a checkpoint file")
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        data = path.read_bytes()
+        self.meta = _metadata(path, data)
+        try:
+            self.tensors = load_safetensors_bytes(data)
+        except Exception as err:  # safetensors raises its own (untyped) errors on corrupt bytes
+            raise ValueError(f"{path} is a corrupt safetensors file ({err})") from None
+        digest = self.meta.get("tensors_sha256")
+        if digest is not None and digest != tensors_sha256(self.tensors):
+            raise ValueError(f"{path} is corrupt: its tensors do not match the SHA-256 recorded in "
+                             "it (a changed byte); restore it from a copy")
+        for name, t in self.tensors.items():
+            if name.startswith("agent.") and t.is_floating_point() and not bool(t.isfinite().all()):
+                raise ValueError(f"{path} holds non-finite weights ({name.removeprefix('agent.')} "
+                                 "has a NaN or inf): it cannot be used")
+
+    @property
+    def counters(self) -> dict[str, Any]:
+        return self.meta.get("counters", {})
+
+    def task(self) -> TaskConfig:
+        if "task" not in self.meta:
+            raise ValueError(f"{self.path}: the checkpoint's metadata has no task config")
+        return task_from_dict(self.meta["task"], source=f"{self.path} (embedded config)",
+                              legacy=True)
+
+
+def _metadata(path: Path, data: bytes) -> dict[str, Any]:
+    """The snn-icl metadata from the safetensors header of ``data``; errors name the file."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("snn_icl")
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path} is not a readable safetensors checkpoint ({err})") from None
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n])
+        raw = (header.get("__metadata__") or {}).get("snn_icl")
+    except (struct.error, ValueError, AttributeError, UnicodeDecodeError):
+        raise ValueError(f"{path} is not a safetensors file (unreadable header)") from None
     if raw is None:
         raise ValueError(f"{path} is a safetensors file but not an snn-icl checkpoint")
-    meta = json.loads(raw)
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r} "
-                         f"version {meta.get('version')!r}")
+    try:
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{path}: the checkpoint's metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in (1, VERSION):
+        got = meta.get("format") if isinstance(meta, dict) else None
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise ValueError(f"{path}: unsupported checkpoint format {got!r} version {version!r}")
     return meta
 
 
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint (header only); a clear error for anything not one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with path.open("rb") as f:
+        head = f.read(8)
+        try:
+            (n,) = struct.unpack("<Q", head)
+        except struct.error:
+            raise ValueError(f"{path} is not a safetensors file (unreadable header)") from None
+        return _metadata(path, head + f.read(min(n, 100_000_000)))
+
+
 def load_task_of(path: str | Path) -> TaskConfig:
-    return task_from_dict(read_metadata(path)["task"], source=f"{path} (embedded config)",
-                          legacy=True)
+    return Checkpoint(path).task()
 
 
-def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None,
+def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig | None = None,
               optimizer: torch.optim.Optimizer | None = None,
               generator: torch.Generator | None = None) -> dict[str, Any]:
     """Load a checkpoint into an existing agent (and optimizer/generator); returns its counters.
@@ -115,16 +206,16 @@ def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None
     Raises ValueError naming the difference when the checkpoint holds another model: another
     agent kind or config, or tensors of other names or shapes.
     """
-    meta = read_metadata(path)
+    ckpt = path if isinstance(path, Checkpoint) else Checkpoint(path)
+    path, meta, tensors = ckpt.path, ckpt.meta, ckpt.tensors
     if task is not None:
-        saved = task_from_dict(meta["task"], source=str(path), legacy=True)
+        saved = ckpt.task()
         if saved.agent != task.agent or saved.env.obs_dim != task.env.obs_dim:
-            diff = {k: (getattr(saved.agent, k), getattr(task.agent, k))
-                    for k in task.agent.__dataclass_fields__
-                    if getattr(saved.agent, k) != getattr(task.agent, k)}
+            fields = task.agent.__dataclass_fields__
+            diff = {k: (getattr(saved.agent, k, None), getattr(task.agent, k))
+                    for k in fields if getattr(saved.agent, k, None) != getattr(task.agent, k)}
             raise ValueError(f"{path} holds another model: agent config differs "
                              f"(saved, expected) {diff or 'in observation size'}")
-    tensors = files.load_tensors(path)
     state = {k.removeprefix("agent."): v for k, v in tensors.items() if k.startswith("agent.")}
     own = agent.state_dict()
     missing = sorted(set(own) - set(state))
@@ -136,6 +227,9 @@ def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None
                          f"shape mismatch {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in shapes[:4]]}")
     agent.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     if optimizer is not None:
+        if "optim_param_groups" not in meta:
+            raise ValueError(f"{path} is a weights-only copy (no optimizer state): it evaluates "
+                             "but cannot resume training")
         opt_state = {}
         for key, value in tensors.items():
             if key.startswith("optim."):
@@ -144,16 +238,17 @@ def load_into(path: str | Path, agent: nn.Module, task: TaskConfig | None = None
         optimizer.load_state_dict({"state": opt_state, "param_groups": meta["optim_param_groups"]})
     if generator is not None and "rng.generator" in tensors:
         generator.set_state(tensors["rng.generator"])
-    return meta.get("counters", {})
+    return ckpt.counters
 
 
 def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]:
     """Rebuild the agent a checkpoint was trained as, with its weights; (agent, task, counters)."""
     from snn_icl.models import build_agent
 
-    task = load_task_of(path)
+    ckpt = Checkpoint(path)
+    task = ckpt.task()
     agent = build_agent(task.agent, task.env.obs_dim, task.env.episode_steps)
-    counters = load_into(path, agent, task)
+    counters = load_into(ckpt, agent, task)
     return agent, task, counters
 
 

@@ -74,8 +74,7 @@ def gae(rewards: Tensor, values: Tensor, discount: float, lam: float) -> tuple[T
 
 def _check_finite(name: str, value: Tensor, iteration: int) -> None:
     if not bool(torch.isfinite(value).all()):
-        raise NonFiniteError(f"non-finite {name} at iteration {iteration + 1}: training stopped; "
-                             "the last checkpoint written before it is kept")
+        raise NonFiniteError(f"non-finite {name} at iteration {iteration + 1}: training stopped")
 
 
 def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) -> dict[str, float]:

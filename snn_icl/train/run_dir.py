@@ -7,9 +7,12 @@
     RUN/run.json                 seed, versions, status ("running", "done", "failed: ...") and
                                  the counters of the last checkpoint (what --resume continues)
 
-A killed run continues with ``resume=True`` from its last checkpoint and ends with the same
-weights as an uninterrupted run of the same seed. A NaN stops the run; the checkpoint, config and
-metrics written before it are kept untouched.
+A run directory belongs to one process at a time (:func:`snn_icl.storage.outputs.claim`: an OS
+lock; a second trainer is refused with the holder's PID) and holds a training run only. A killed
+run continues with ``resume=True`` from its last checkpoint and ends with the same weights as an
+uninterrupted run of the same seed; the temporary files of writes it was killed in are removed.
+Any failure (a NaN, a full disk, a bad value) sets the status to "failed: REASON" and keeps the
+checkpoint, config and metrics written before it untouched. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, make_agent, replace,
+                            require_memory, task_to_dict, training_bytes)
 from snn_icl.storage import files
-from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, load_into, save_checkpoint
-from snn_icl.config import CONFIG_FILE, ConfigError, TaskConfig, load_task, replace, task_to_dict
-from snn_icl.config import make_agent
+from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, save_checkpoint
+from snn_icl.storage.outputs import claim
 from snn_icl.train.ppo import NonFiniteError, TrainState, new_state, train
 
 METRICS = "metrics.csv"
@@ -49,8 +53,17 @@ class _MetricsLog:
     def _read(self, keep_until: int) -> list[dict[str, str]]:
         if not self.path.exists():
             return []
+        rows = []
         with self.path.open() as f:
-            return [r for r in csv.DictReader(f) if int(float(r["iteration"])) <= keep_until]
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                try:
+                    iteration = int(float(row["iteration"]))
+                except (KeyError, TypeError, ValueError):
+                    raise ValueError(f"{self.path} is corrupt (line {line} has no iteration "
+                                     "number); restore it or start a new run") from None
+                if iteration <= keep_until:
+                    rows.append(row)
+        return rows
 
     def write(self, metrics: dict[str, float]) -> None:
         new = self.fields is None
@@ -102,6 +115,12 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
     task = load_task(task_path)
     if seed is not None:
         task = replace(task, seed=seed)
+    with claim(run, "training run"):
+        return _train_in(task, task_path, run, resume, progress, stop_after)
+
+
+def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, progress: bool,
+              stop_after: int | None) -> TrainState:
     has_ckpt = (run / CHECKPOINT).exists()
     if has_ckpt and not resume:
         raise ConfigError(f"{run} already holds a training run; pass --resume to continue it "
@@ -113,16 +132,19 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
         if saved != task:
             raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
                               f"in {run}; resume with the same task file and seed")
-    run.mkdir(parents=True, exist_ok=True)
+    check_memory(task)
     files.write_toml(run / CONFIG_FILE, task_to_dict(task))
 
     agent = make_agent(task)
     state = new_state(task, agent)
     if resume:
-        counters = load_into(run / CHECKPOINT, agent, task, state.optimizer, state.generator)
+        ckpt = Checkpoint(run / CHECKPOINT)
+        counters = load_into(ckpt, agent, task, state.optimizer, state.generator)
         state.iteration = int(counters["iteration"])
         state.episodes = int(counters["episodes"])
         state.wall_time_s = float(counters["wall_time_s"])
+        # the sidecar may lag a checkpoint written just before a kill: describe the one on disk
+        files.write_json((run / CHECKPOINT).with_suffix(".json"), ckpt.meta)
     log = _MetricsLog(run, keep_until=state.iteration)
     last_save = time.monotonic()
     saved_at = state.iteration if resume else None  # what `--resume` would continue from
@@ -144,12 +166,37 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
     _status(run, task, "running", state, saved_at)
     try:
         train(task, state, on_iteration=on_iteration, stop_after=stop_after, progress=progress)
-    except NonFiniteError as err:
-        _status(run, task, f"failed: {err}", state, saved_at)
+        checkpoint(state)
+    except BaseException as err:
+        kept = (f"the checkpoint of iteration {saved_at} is kept" if saved_at is not None
+                else "no checkpoint had been written yet")
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {_reason(err)}"
+        try:
+            _status(run, task, f"{reason} ({kept})", state, saved_at)
+        except OSError:
+            pass  # a full disk: run.json keeps its last state; the message says what happened
+        if isinstance(err, (NonFiniteError, OSError, OverflowError, MemoryError)):
+            raise RunFailed(f"{run}: {_reason(err)}; {kept}") from err
         raise
     finally:
         log.close()
-    checkpoint(state)
     done = state.iteration >= task.train.iterations
     _status(run, task, "done" if done else "stopped", state, saved_at)
     return state
+
+
+class RunFailed(ValueError):
+    """A training run stopped by a fault a user can act on (one line: what, and what is kept)."""
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        where = f" writing {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def check_memory(task: TaskConfig) -> None:
+    """Refuse a task whose training iteration would not fit in memory (before allocating)."""
+    require_memory(training_bytes(task), f"{task.name}: a training iteration",
+                   "reduce train.batch_episodes, env.episode_steps or the network size")
