@@ -367,9 +367,29 @@ def plot(
         typer.echo(f"wrote {path}")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app(prog_name="snn-icl")
+def main() -> None:
+    """The ``snn-icl`` console command: usage errors (a bad flag or value) end like every other
+    user error, with one line naming it and exit code 2."""
+    # typer ships its own click; its exception types are only reachable here
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        rv = app(prog_name="snn-icl", standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(2)
+    except NoArgsIsHelpError as err:
+        typer.echo(err.format_message())
+        sys.exit(2)
+    except ClickException as err:
+        command = getattr(getattr(err, "ctx", None), "command_path", "snn-icl")
+        message = " ".join(err.format_message().split())
+        typer.echo(f"error: {command}: {message}", err=True)
+        sys.exit(2)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ pickled: tensors go to safetensors, everything else to TOML or JSON.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -17,6 +18,7 @@ from typing import Any, Callable
 
 import tomli_w
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -74,7 +76,14 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
                  metadata: dict[str, str] | None = None) -> Path:
     """Save named tensors (made contiguous, bool kept as bool) to a safetensors file."""
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return atomic_write(path, lambda p: save_file(flat, str(p), metadata=metadata))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(flat, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # its I/O errors (a full disk) are not OSErrors
+            raise OSError(errno.EIO, f"cannot write tensors ({err})", str(path)) from None
+
+    return atomic_write(path, write)
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -152,27 +152,26 @@ def train(task: TaskConfig, state: TrainState, *,
     torch.set_num_threads(task.train.threads)
     total = task.train.iterations
     end = total if stop_after is None else min(total, state.iteration + stop_after)
-    bar = tqdm(total=total, initial=state.iteration, desc="train", unit="it", disable=not progress,
-               dynamic_ncols=True)
-    while state.iteration < end:
-        start = time.perf_counter()
-        lr = task.train.lr_at(state.iteration)
-        for group in state.optimizer.param_groups:
-            group["lr"] = lr
-        batch = collect(state, task)
-        losses = ppo_update(state, batch, task)
-        state.iteration += 1
-        state.episodes += task.train.batch_episodes
-        state.wall_time_s += time.perf_counter() - start
-        metrics = iteration_metrics(batch, task.env, losses)
-        metrics.update(lr=lr, iteration=state.iteration, episodes=state.episodes,
-                       wall_time_s=state.wall_time_s,
-                       seconds_per_iteration=time.perf_counter() - start)
-        bar.set_postfix(goals=f"{metrics['goals_per_episode']:.2f}",
-                        lat1=f"{metrics['latency_trial1']:.0f}",
-                        lat2_4=f"{metrics['latency_trials2_4']:.0f}", refresh=False)
-        bar.update(1)
-        if on_iteration is not None:
-            on_iteration(state, metrics)
-    bar.close()
+    with tqdm(total=total, initial=state.iteration, desc="train", unit="it", disable=not progress,
+              dynamic_ncols=True) as bar:  # closed (its line ended) on an error too
+        while state.iteration < end:
+            start = time.perf_counter()
+            lr = task.train.lr_at(state.iteration)
+            for group in state.optimizer.param_groups:
+                group["lr"] = lr
+            batch = collect(state, task)
+            losses = ppo_update(state, batch, task)
+            state.iteration += 1
+            state.episodes += task.train.batch_episodes
+            state.wall_time_s += time.perf_counter() - start
+            metrics = iteration_metrics(batch, task.env, losses)
+            metrics.update(lr=lr, iteration=state.iteration, episodes=state.episodes,
+                           wall_time_s=state.wall_time_s,
+                           seconds_per_iteration=time.perf_counter() - start)
+            bar.set_postfix(goals=f"{metrics['goals_per_episode']:.2f}",
+                            lat1=f"{metrics['latency_trial1']:.0f}",
+                            lat2_4=f"{metrics['latency_trials2_4']:.0f}", refresh=False)
+            bar.update(1)
+            if on_iteration is not None:
+                on_iteration(state, metrics)
     return state
