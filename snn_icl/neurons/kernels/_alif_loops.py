@@ -37,41 +37,43 @@ def forward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, v, a, z, r, z_out,
             t = start + k
             for b in range(B):
                 row = k * B + b
+                zb, vb, ab, rb = z[b], v[b], a[b], r[b]
                 for j in range(n):
                     rec[j] = u[row, j]
                 for i in range(n):  # z_{t-1} w_s: only the rows of the neurons that spiked
-                    zi = z[b, i]
-                    if zi != 0:
+                    zi = zb[i]
+                    if zi != zero:
+                        wi = w_s[i]
                         for j in range(n):
-                            rec[j] += zi * w_s[i, j]
-                for j in range(n):
-                    zp = z[b, j]
-                    an = rho * a[b, j] + omr * zp
-                    A = v_th + beta[j] * an
-                    vn = alpha * v[b, j] + rec[j] - A * zp
-                    rr = r[b, j]
-                    sp = one if (rr == zero and vn > A) else zero
-                    rd = rr - one
-                    r[b, j] = nref if sp != zero else (rd if rd > zero else zero)
-                    a[b, j] = an
-                    v[b, j] = vn
-                    z[b, j] = sp
-                    z_out[t, b, j] = sp
-                    if store_v:
-                        v_out[t, b, j] = vn
-                    if store_a:
-                        a_out[t, b, j] = an
+                            rec[j] += zi * wi[j]
+                # The element-wise update in passes of one store each: LLVM vectorises a loop only
+                # when it can rule out aliasing between its arrays with a few runtime checks.
+                for j in range(n):  # a_t = rho a_{t-1} + (1 - rho) z_{t-1}
+                    ab[j] = rho * ab[j] + omr * zb[j]
+                for j in range(n):  # v_t = alpha v_{t-1} + (1-alpha)(x_t W_in + z_{t-1} W) - A_t z_{t-1}
+                    vb[j] = alpha * vb[j] + rec[j] - (v_th + beta[j] * ab[j]) * zb[j]
+                for j in range(n):  # z_t = [v_t > A_t] unless refractory
+                    zb[j] = one if (rb[j] == zero and vb[j] > v_th + beta[j] * ab[j]) else zero
+                for j in range(n):  # r_t = n_ref after a spike, else counting down to 0
+                    rd = rb[j] - one
+                    rb[j] = nref if zb[j] != zero else (rd if rd > zero else zero)
+            z_out[t] = z
+            if store_v:
+                v_out[t] = v
+            if store_a:
+                a_out[t] = a
 
 
 def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_src, a_is_full,
-                  z0, r0, gz_out, has_gz, gv_out, has_gv, ga_out, has_ga, gv_T, has_gv_T, ga_T,
-                  has_ga_T, need_x, need_w_in, need_w, g_x, g_w_in, g_w, gv_first, ga_first,
-                  carry):
+                  z0, r0, gz_out, has_gz, gz_bcast, gv_out, has_gv, ga_out, has_ga, gv_T,
+                  has_gv_T, ga_T, has_ga_T, need_x, need_w_in, need_w, g_x, g_w_in, g_w,
+                  gv_first, ga_first, carry):
     """BPTT from t = T - 1 down to 0 (equations: :class:`snn_icl.neurons.bptt.ALIFSequence`).
 
     ``a_src`` is ``a`` at every step (``a_is_full``) or before every block, from which each
     block's ``a_t`` is recomputed. Optional incoming gradients come with a flag (the array is
-    then a placeholder). Accumulates into ``g_w_in [n_in, n]`` and ``g_w [n, n]`` and writes
+    then a placeholder; with ``gz_bcast``, ``gz_out [1, B, n]`` is dL/dz of every step).
+    Accumulates into ``g_w_in [n_in, n]`` and ``g_w [n, n]`` and writes
     ``g_x [T * B, n_in]``; on return ``gv_first``, ``ga_first`` hold ``gv``, ``ga`` of step 0 and
     ``carry`` holds ``dL/dz_0``-through-step-1, i.e. the gradient of the initial ``z``.
 
@@ -88,6 +90,11 @@ def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_s
     a_blk = np.empty((block, B, n), dtype=v_all.dtype)
     gvn = np.zeros((B, n), dtype=v_all.dtype)  # gv_{t+1}
     gan = np.zeros((B, n), dtype=v_all.dtype)  # ga_{t+1}
+    zeros = np.zeros((B, n), dtype=v_all.dtype)
+    blocked = np.empty((B, n), dtype=v_all.dtype)
+    c_v = np.empty(n, dtype=v_all.dtype)
+    c_a = np.empty(n, dtype=v_all.dtype)
+    g_z = np.empty(n, dtype=v_all.dtype)
     if has_gv_T:
         gvn[:] = gv_T
     if has_ga_T:
@@ -102,52 +109,63 @@ def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_s
         if not a_is_full:  # a_t of the block, with the forward's expression
             for i in range(L):
                 t = start + i
+                a_p = a_src[blk] if i == 0 else a_blk[i - 1]
+                z_p = z0 if t == 0 else z_all[t - 1]
+                a_i = a_blk[i]
                 for b in range(B):
+                    a_pb, z_pb, a_ib = a_p[b], z_p[b], a_i[b]
                     for j in range(n):
-                        ap = a_src[blk, b, j] if i == 0 else a_blk[i - 1, b, j]
-                        zp = (z0[b, j] if t == 0 else z_all[t - 1, b, j])
-                        a_blk[i, b, j] = rho * ap + omr * zp
+                        a_ib[j] = rho * a_pb[j] + omr * z_pb[j]
         for t in range(stop - 1, start - 1, -1):
             i = t - start
-            kmax = min(n_ref, t)
+            # The step's rows, chosen once (the inner loop is then branch-free and vectorises).
+            a_t = a_src[t] if a_is_full else a_blk[i]
+            v_t = v_all[t]
+            z_p = z0 if t == 0 else z_all[t - 1]
+            gz_t = (gz_out[0] if gz_bcast else gz_out[t]) if has_gz else zeros
+            gv_o = gv_out[t] if has_gv else zeros
+            ga_o = ga_out[t] if has_ga else zeros
+            gv_t = gv_blk[i]
+            # refractory at t: blocked since before t = 1, or a spike in the last n_ref steps
+            tt = one * t
             for b in range(B):
                 for j in range(n):
-                    a_t = a_src[t, b, j] if a_is_full else a_blk[i, b, j]
-                    A = v_th + beta[j] * a_t
+                    blocked[b, j] = one if r0[b, j] > tt else zero
+            for k in range(1, min(n_ref, t) + 1):
+                z_k = z_all[t - k]
+                for b in range(B):
+                    for j in range(n):
+                        blocked[b, j] += z_k[b, j]
+            for b in range(B):  # in passes of one store each, so that they vectorise
+                a_b, v_b, bl_b, zp_b = a_t[b], v_t[b], blocked[b], z_p[b]
+                gvn_b, gan_b, car_b = gvn[b], gan[b], carry[b]
+                for j in range(n):  # dz/dv = psi / A,  psi = gamma max(0, 1 - |v~|) ready
+                    A = v_th + beta[j] * a_b[j]
                     inv_A = one / A
-                    vt = v_all[t, b, j]
-                    s = (vt - A) * inv_A
-                    m = one - abs(s)
-                    ready = r0[b, j] <= t
-                    for k in range(1, kmax + 1):
-                        if z_all[t - k, b, j] != zero:
-                            ready = False
-                    psi = gamma * m if (ready and m > zero) else zero
-                    gz = carry[b, j]
-                    if has_gz:
-                        gz += gz_out[t, b, j]
-                    zp = z0[b, j] if t == 0 else z_all[t - 1, b, j]
-                    g_v = gz * psi * inv_A + fv * gvn[b, j]
-                    if has_gv:
-                        g_v += gv_out[t, b, j]
-                    gA = -gz * psi * vt * inv_A * inv_A - zp * g_v
-                    g_a = beta[j] * gA + fa * gan[b, j]
-                    if has_ga:
-                        g_a += ga_out[t, b, j]
-                    gv_blk[i, b, j] = g_v
-                    gvn[b, j] = g_v
-                    gan[b, j] = g_a
-                    carry[b, j] = omr * g_a - A * g_v
+                    m = one - abs((v_b[j] - A) * inv_A)
+                    c_v[j] = gamma * m * inv_A if (bl_b[j] == zero and m > zero) else zero
+                for j in range(n):  # beta dz/dA = -beta psi v / A^2 = -beta (dz/dv) v / A
+                    c_a[j] = -beta[j] * c_v[j] * v_b[j] / (v_th + beta[j] * a_b[j])
+                for j in range(n):  # gz_t: direct + through step t+1
+                    g_z[j] = car_b[j] + gz_t[b, j]
+                for j in range(n):  # gv_t = gz_t psi / A + alpha gv_{t+1} (+ direct)
+                    gvn_b[j] = g_z[j] * c_v[j] + fv * gvn_b[j] + gv_o[b, j]
+                for j in range(n):  # ga_t = beta gA_t + rho ga_{t+1} (+ direct)
+                    gan_b[j] = g_z[j] * c_a[j] - beta[j] * zp_b[j] * gvn_b[j] + fa * gan_b[j] + ga_o[b, j]
+                for j in range(n):  # dL/dz_{t-1} through step t, less gv_t w_s^T: (1-rho) ga - A gv
+                    car_b[j] = omr * gan_b[j] - (v_th + beta[j] * a_b[j]) * gvn_b[j]
+            gv_t[:] = gvn
             fv, fa = alpha, rho
             # dL/dz_{t-1} through step t: gv_t w_s^T - A_t gv_t + (1 - rho) ga_t
-            carry += np.dot(gv_blk[i], w_s_t)
+            carry += np.dot(gv_t, w_s_t)
             if need_w:  # dL/dw_s += z_{t-1}^T gv_t, over the neurons that spiked
                 for b in range(B):
                     for q in range(n):
-                        zq = z0[b, q] if t == 0 else z_all[t - 1, b, q]
+                        zq = z_p[b, q]
                         if zq != zero:
+                            gwq = g_w[q]
                             for j in range(n):
-                                g_w[q, j] += zq * gv_blk[i, b, j]
+                                gwq[j] += zq * gv_t[b, j]
         g = gv_blk[:L].reshape(L * B, n)
         if need_w_in:
             g_w_in += np.dot(x2[start * B:stop * B].T, g)

@@ -76,11 +76,11 @@ def _jit(fn):
     import numba
 
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
     except RuntimeError as err:  # "cannot cache function ...: no locator available" (read-only)
         warnings.warn(f"snn_icl: numba cannot cache the ALIF kernels ({err}); they are compiled "
                       "once per process", RuntimeWarning, stacklevel=3)
-        return numba.njit(cache=False, nogil=True)(fn)
+        return numba.njit(cache=False, nogil=True, error_model="numpy")(fn)
 
 
 def _compile():
@@ -159,6 +159,13 @@ def _consts(p: ALIFParams, dtype: torch.dtype) -> np.ndarray:
                     dtype=np_dtype)
 
 
+def _empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """``torch.empty`` through numpy, whose allocator asks for transparent huge pages: the
+    [T, B, n] buffers are fresh each call, and their first touch page by page (4 KiB) costs as much
+    as a third of the forward at T = 1000, B = 64 (measured; the torch allocator does not ask)."""
+    return torch.from_numpy(np.empty(shape, dtype=np.float32 if dtype == torch.float32 else np.float64))
+
+
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
@@ -176,9 +183,9 @@ def forward_no_grad(kernels, x, w_in_s, v0, a0, z0, r0, w_s, beta, params: ALIFP
     n = w_s.shape[0]
     set_threads(torch.get_num_threads())
     v, a, z, r = (s.detach().clone(memory_format=torch.contiguous_format) for s in (v0, a0, z0, r0))
-    z_all = x.new_empty(T, B, n)
-    v_all = x.new_empty(T, B, n) if record else None
-    a_all = x.new_empty(T, B, n) if record else None
+    z_all = _empty((T, B, n), x.dtype)
+    v_all = _empty((T, B, n), x.dtype) if record else None
+    a_all = _empty((T, B, n), x.dtype) if record else None
     empty = _EMPTY3[x.dtype]
     forward_loop(
         _np(x).reshape(T * B, n_in), _np(w_in_s), _np(w_s), _np(beta), _consts(params, x.dtype),
@@ -204,10 +211,10 @@ class ALIFSequenceNumba(torch.autograd.Function):
         x, w_in_s, w_s, beta = (t.contiguous() for t in (x, w_in_s, w_s, beta))
         kernels[2](torch.get_num_threads())
         v, a, z, r = (s.detach().clone(memory_format=torch.contiguous_format) for s in (v0, a0, z0, r0))
-        z_all = x.new_empty(T, B, n)
-        v_all = x.new_empty(T, B, n)
-        a_all = x.new_empty(T, B, n) if record else None
-        a_start = x.new_empty((T + _BLOCK - 1) // _BLOCK, B, n)
+        z_all = _empty((T, B, n), x.dtype)
+        v_all = _empty((T, B, n), x.dtype)
+        a_all = _empty((T, B, n), x.dtype) if record else None
+        a_start = _empty(((T + _BLOCK - 1) // _BLOCK, B, n), x.dtype)
         empty = _EMPTY3[x.dtype]
         forward_loop(
             x.detach().numpy().reshape(T * B, n_in), w_in_s.detach().numpy(), w_s.detach().numpy(),
@@ -238,16 +245,20 @@ class ALIFSequenceNumba(torch.autograd.Function):
         def arr(g, empty):
             return (empty, False) if g is None else (_np(g), True)
 
-        (gz, has_gz), (gv, has_gv), (ga, has_ga) = (arr(g, empty3) for g in (gz_out, gv_out, ga_out))
+        (gv, has_gv), (ga, has_ga) = arr(gv_out, empty3), arr(ga_out, empty3)
+        # dL/dz the same at every step (z.sum(), z.mean(): an expanded tensor): one step of it
+        gz_bcast = gz_out is not None and gz_out.stride(0) == 0
+        gz, has_gz = arr(gz_out[:1] if gz_bcast else gz_out, empty3)
         (gvT, has_gvT), (gaT, has_gaT) = arr(gv_T, empty2), arr(ga_T, empty2)
-        g_x = torch.empty_like(x) if need[1] else None
+        g_x = _empty(x.shape, x.dtype) if need[1] else None
         g_w_in = x.new_zeros(n_in, n) if need[2] else None
         g_w = x.new_zeros(n, n) if need[7] else None
         gv_first, ga_first, carry = x.new_empty(B, n), x.new_empty(B, n), x.new_empty(B, n)
         N = lambda t: t.detach().numpy()  # noqa: E731  (saved tensors, contiguous)
         backward_loop(
             N(x).reshape(T * B, n_in), N(w_in_s), N(w_s), N(beta), _consts(p, x.dtype), p.n_ref,
-            _BLOCK, N(z_all), N(v_all), N(a_src), ctx.record, N(z0), N(r0), gz, has_gz, gv, has_gv, ga, has_ga, gvT, has_gvT,
+            _BLOCK, N(z_all), N(v_all), N(a_src), ctx.record, N(z0), N(r0), gz, has_gz, gz_bcast,
+            gv, has_gv, ga, has_ga, gvT, has_gvT,
             gaT, has_gaT, need[1], need[2], need[7],
             g_x.numpy().reshape(T * B, n_in) if need[1] else empty2,
             g_w_in.numpy() if need[2] else empty2, g_w.numpy() if need[7] else empty2,
