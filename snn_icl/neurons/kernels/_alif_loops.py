@@ -28,6 +28,7 @@ def forward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, v, a, z, r, z_out,
     v_th, alpha, rho, omr = consts[0], consts[1], consts[2], consts[3]
     one, zero, nref = consts[5], consts[6], consts[7]
     rec = np.empty(n, dtype=v.dtype)
+    idx = np.empty(n, dtype=np.int64)
     for start in range(0, T, block):
         K = min(block, T - start)
         if store_start:
@@ -37,26 +38,31 @@ def forward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, v, a, z, r, z_out,
             t = start + k
             for b in range(B):
                 row = k * B + b
-                zb, vb, ab, rb = z[b], v[b], a[b], r[b]
+                # z_{t-1} w_s: the rows of the neurons that spiked. (No array views in the hot
+                # loops: numba reference-counts each one.)
+                cnt = 0
+                for i in range(n):
+                    if z[b, i] != zero:
+                        idx[cnt] = i
+                        cnt += 1
                 for j in range(n):
                     rec[j] = u[row, j]
-                for i in range(n):  # z_{t-1} w_s: only the rows of the neurons that spiked
-                    zi = zb[i]
-                    if zi != zero:
-                        wi = w_s[i]
-                        for j in range(n):
-                            rec[j] += zi * wi[j]
+                for c in range(cnt):
+                    i = idx[c]
+                    zi = z[b, i]
+                    for j in range(n):
+                        rec[j] += zi * w_s[i, j]
                 # The element-wise update in passes of one store each: LLVM vectorises a loop only
                 # when it can rule out aliasing between its arrays with a few runtime checks.
                 for j in range(n):  # a_t = rho a_{t-1} + (1 - rho) z_{t-1}
-                    ab[j] = rho * ab[j] + omr * zb[j]
+                    a[b, j] = rho * a[b, j] + omr * z[b, j]
                 for j in range(n):  # v_t = alpha v_{t-1} + (1-alpha)(x_t W_in + z_{t-1} W) - A_t z_{t-1}
-                    vb[j] = alpha * vb[j] + rec[j] - (v_th + beta[j] * ab[j]) * zb[j]
+                    v[b, j] = alpha * v[b, j] + rec[j] - (v_th + beta[j] * a[b, j]) * z[b, j]
                 for j in range(n):  # z_t = [v_t > A_t] unless refractory
-                    zb[j] = one if (rb[j] == zero and vb[j] > v_th + beta[j] * ab[j]) else zero
+                    z[b, j] = one if (r[b, j] == zero and v[b, j] > v_th + beta[j] * a[b, j]) else zero
                 for j in range(n):  # r_t = n_ref after a spike, else counting down to 0
-                    rd = rb[j] - one
-                    rb[j] = nref if zb[j] != zero else (rd if rd > zero else zero)
+                    rd = r[b, j] - one
+                    r[b, j] = nref if z[b, j] != zero else (rd if rd > zero else zero)
             z_out[t] = z
             if store_v:
                 v_out[t] = v
@@ -95,6 +101,7 @@ def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_s
     c_v = np.empty(n, dtype=v_all.dtype)
     c_a = np.empty(n, dtype=v_all.dtype)
     g_z = np.empty(n, dtype=v_all.dtype)
+    idx = np.empty(n, dtype=np.int64)
     if has_gv_T:
         gvn[:] = gv_T
     if has_ga_T:
@@ -113,9 +120,8 @@ def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_s
                 z_p = z0 if t == 0 else z_all[t - 1]
                 a_i = a_blk[i]
                 for b in range(B):
-                    a_pb, z_pb, a_ib = a_p[b], z_p[b], a_i[b]
                     for j in range(n):
-                        a_ib[j] = rho * a_pb[j] + omr * z_pb[j]
+                        a_i[b, j] = rho * a_p[b, j] + omr * z_p[b, j]
         for t in range(stop - 1, start - 1, -1):
             i = t - start
             # The step's rows, chosen once (the inner loop is then branch-free and vectorises).
@@ -137,35 +143,38 @@ def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_s
                     for j in range(n):
                         blocked[b, j] += z_k[b, j]
             for b in range(B):  # in passes of one store each, so that they vectorise
-                a_b, v_b, bl_b, zp_b = a_t[b], v_t[b], blocked[b], z_p[b]
-                gvn_b, gan_b, car_b = gvn[b], gan[b], carry[b]
                 for j in range(n):  # dz/dv = psi / A,  psi = gamma max(0, 1 - |v~|) ready
-                    A = v_th + beta[j] * a_b[j]
+                    A = v_th + beta[j] * a_t[b, j]
                     inv_A = one / A
-                    m = one - abs((v_b[j] - A) * inv_A)
-                    c_v[j] = gamma * m * inv_A if (bl_b[j] == zero and m > zero) else zero
+                    m = one - abs((v_t[b, j] - A) * inv_A)
+                    c_v[j] = gamma * m * inv_A if (blocked[b, j] == zero and m > zero) else zero
                 for j in range(n):  # beta dz/dA = -beta psi v / A^2 = -beta (dz/dv) v / A
-                    c_a[j] = -beta[j] * c_v[j] * v_b[j] / (v_th + beta[j] * a_b[j])
+                    c_a[j] = -beta[j] * c_v[j] * v_t[b, j] / (v_th + beta[j] * a_t[b, j])
                 for j in range(n):  # gz_t: direct + through step t+1
-                    g_z[j] = car_b[j] + gz_t[b, j]
+                    g_z[j] = carry[b, j] + gz_t[b, j]
                 for j in range(n):  # gv_t = gz_t psi / A + alpha gv_{t+1} (+ direct)
-                    gvn_b[j] = g_z[j] * c_v[j] + fv * gvn_b[j] + gv_o[b, j]
+                    gvn[b, j] = g_z[j] * c_v[j] + fv * gvn[b, j] + gv_o[b, j]
                 for j in range(n):  # ga_t = beta gA_t + rho ga_{t+1} (+ direct)
-                    gan_b[j] = g_z[j] * c_a[j] - beta[j] * zp_b[j] * gvn_b[j] + fa * gan_b[j] + ga_o[b, j]
+                    gan[b, j] = (g_z[j] * c_a[j] - beta[j] * z_p[b, j] * gvn[b, j] + fa * gan[b, j]
+                                 + ga_o[b, j])
                 for j in range(n):  # dL/dz_{t-1} through step t, less gv_t w_s^T: (1-rho) ga - A gv
-                    car_b[j] = omr * gan_b[j] - (v_th + beta[j] * a_b[j]) * gvn_b[j]
+                    carry[b, j] = omr * gan[b, j] - (v_th + beta[j] * a_t[b, j]) * gvn[b, j]
             gv_t[:] = gvn
             fv, fa = alpha, rho
             # dL/dz_{t-1} through step t: gv_t w_s^T - A_t gv_t + (1 - rho) ga_t
             carry += np.dot(gv_t, w_s_t)
             if need_w:  # dL/dw_s += z_{t-1}^T gv_t, over the neurons that spiked
                 for b in range(B):
+                    cnt = 0
                     for q in range(n):
+                        if z_p[b, q] != zero:
+                            idx[cnt] = q
+                            cnt += 1
+                    for c in range(cnt):
+                        q = idx[c]
                         zq = z_p[b, q]
-                        if zq != zero:
-                            gwq = g_w[q]
-                            for j in range(n):
-                                gwq[j] += zq * gv_t[b, j]
+                        for j in range(n):
+                            g_w[q, j] += zq * gv_t[b, j]
         g = gv_blk[:L].reshape(L * B, n)
         if need_w_in:
             g_w_in += np.dot(x2[start * B:stop * B].T, g)
