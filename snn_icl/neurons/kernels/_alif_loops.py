@@ -47,11 +47,20 @@ def forward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, v, a, z, r, z_out,
                         cnt += 1
                 for j in range(n):
                     rec[j] = u[row, j]
-                for c in range(cnt):
+                c = 0
+                while c + 3 < cnt:  # four rows per pass over rec, added in the same order
+                    i0, i1, i2, i3 = idx[c], idx[c + 1], idx[c + 2], idx[c + 3]
+                    s0, s1, s2, s3 = z[b, i0], z[b, i1], z[b, i2], z[b, i3]
+                    for j in range(n):
+                        rec[j] = (((rec[j] + s0 * w_s[i0, j]) + s1 * w_s[i1, j]) + s2 * w_s[i2, j]
+                                  + s3 * w_s[i3, j])
+                    c += 4
+                while c < cnt:
                     i = idx[c]
                     zi = z[b, i]
                     for j in range(n):
                         rec[j] += zi * w_s[i, j]
+                    c += 1
                 # The element-wise update in passes of one store each: LLVM vectorises a loop only
                 # when it can rule out aliasing between its arrays with a few runtime checks.
                 for j in range(n):  # a_t = rho a_{t-1} + (1 - rho) z_{t-1}
@@ -170,11 +179,23 @@ def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_s
                         if z_p[b, q] != zero:
                             idx[cnt] = q
                             cnt += 1
-                    for c in range(cnt):
+                    c = 0
+                    while c + 3 < cnt:  # four rows per pass over gv_t
+                        q0, q1, q2, q3 = idx[c], idx[c + 1], idx[c + 2], idx[c + 3]
+                        s0, s1, s2, s3 = z_p[b, q0], z_p[b, q1], z_p[b, q2], z_p[b, q3]
+                        for j in range(n):
+                            g = gv_t[b, j]
+                            g_w[q0, j] += s0 * g
+                            g_w[q1, j] += s1 * g
+                            g_w[q2, j] += s2 * g
+                            g_w[q3, j] += s3 * g
+                        c += 4
+                    while c < cnt:
                         q = idx[c]
                         zq = z_p[b, q]
                         for j in range(n):
                             g_w[q, j] += zq * gv_t[b, j]
+                        c += 1
         g = gv_blk[:L].reshape(L * B, n)
         if need_w_in:
             g_w_in += np.dot(x2[start * B:stop * B].T, g)
