@@ -41,10 +41,9 @@ def forward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, v, a, z, r, z_out,
                 # z_{t-1} w_s: the rows of the neurons that spiked. (No array views in the hot
                 # loops: numba reference-counts each one.)
                 cnt = 0
-                for i in range(n):
-                    if z[b, i] != zero:
-                        idx[cnt] = i
-                        cnt += 1
+                for i in range(n):  # branch-free (spikes are unpredictable)
+                    idx[cnt] = i
+                    cnt += 1 if z[b, i] != zero else 0
                 for j in range(n):
                     rec[j] = u[row, j]
                 c = 0
@@ -175,10 +174,9 @@ def backward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, z_all, v_all, a_s
             if need_w:  # dL/dw_s += z_{t-1}^T gv_t, over the neurons that spiked
                 for b in range(B):
                     cnt = 0
-                    for q in range(n):
-                        if z_p[b, q] != zero:
-                            idx[cnt] = q
-                            cnt += 1
+                    for q in range(n):  # branch-free
+                        idx[cnt] = q
+                        cnt += 1 if z_p[b, q] != zero else 0
                     c = 0
                     while c + 3 < cnt:  # four rows per pass over gv_t
                         q0, q1, q2, q3 = idx[c], idx[c + 1], idx[c + 2], idx[c + 3]
