@@ -29,15 +29,25 @@ def forward_loop(x2, w_in_s, w_s, beta, consts, n_ref, block, v, a, z, r, z_out,
     one, zero, nref = consts[5], consts[6], consts[7]
     rec = np.empty(n, dtype=v.dtype)
     idx = np.empty(n, dtype=np.int64)
+    # An input held for all T steps (an observation during one env step): x_t w_in_s once.
+    held = T > 1
+    for q in range(B, T * B):
+        if not held:
+            break
+        for c in range(x2.shape[1]):
+            if x2[q, c] != x2[q % B, c]:
+                held = False
+    u = np.dot(x2[:B], w_in_s) if held else np.empty((0, n), dtype=v.dtype)
     for start in range(0, T, block):
         K = min(block, T - start)
         if store_start:
             a_start[start // block] = a
-        u = np.dot(x2[start * B:(start + K) * B], w_in_s)  # [K * B, n]
+        if not held:
+            u = np.dot(x2[start * B:(start + K) * B], w_in_s)  # [K * B, n]
         for k in range(K):
             t = start + k
             for b in range(B):
-                row = k * B + b
+                row = b if held else k * B + b
                 # z_{t-1} w_s: the rows of the neurons that spiked. (No array views in the hot
                 # loops: numba reference-counts each one.)
                 cnt = 0
