@@ -6,7 +6,9 @@ float32/float64, numba installed), else to the same algorithm in torch ops
 (:mod:`snn_icl.neurons.bptt`; any device and dtype). When nothing needs a gradient (acting, under
 ``torch.no_grad``), the compiled forward is called directly, outside autograd.
 
-Measured with ``python bench/lsnn_throughput.py --threads 1``: see :mod:`snn_icl.neurons.alif`.
+Measured with ``python bench/lsnn_throughput.py --threads 1`` (B = 64, T = 1000, float32,
+forward + backward): compiled 0.215 s, torch ops 0.47 s, the matmul floor 0.215 s; details in
+:mod:`snn_icl.neurons.alif`.
 """
 
 from __future__ import annotations
