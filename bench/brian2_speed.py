@@ -7,7 +7,7 @@ everywhere). Entries, each on the same input (an episode's recorded place-cell i
                    C compilation + the run (reported minus the cached run: the compile time)
     brian2-cython  the same network again, compiled code cached (in memory and on disk)
     brian2-numpy   Brian2's numpy target (no compiler)
-    torch          snn_icl's LSNN forward (C kernels where they build), no autograd
+    torch          snn_icl's LSNN forward (numba-compiled kernels where numba is installed), no autograd
 
 for B = 1 copy and B = --batch copies (one NeuronGroup of B x 200 neurons, block-diagonal
 synapses), open loop; then the closed loop (water maze coupled every 5 ms) of --batch episodes.
@@ -81,7 +81,7 @@ def open_loop(agent, spec, x: np.ndarray, repeats: int) -> dict[str, tuple[float
     out["brian2-numpy"] = per_second(net.run_input, x, max(1, repeats // 2))
     xt = torch.from_numpy(x)
     with torch.no_grad():
-        agent.net(xt)  # builds the C kernels once
+        agent.net(xt)  # compiles (or loads) the kernels once
         out["torch"] = per_second(agent.net, xt, repeats)
     return out
 

@@ -11,8 +11,9 @@ Entries:
     floor         the T recurrent matmuls [B, n] @ [n, n] of the forward plus the 2 T matmuls of
                   their backward (grad of the input, grad of the weight), timed alone
     lsnn-fast     LSNN(backend="bellec", fast=True): hand-written BPTT over the whole sequence,
-                  with the C kernels where they build (the default path)
-    lsnn-torch    the same fast path forced into torch ops (SNN_ICL_NO_C_KERNELS=1)
+                  with the numba-compiled kernels where numba is installed
+                  (the default path)
+    lsnn-torch    the same fast path forced into torch ops (SNN_ICL_NO_KERNELS=1)
     lsnn-autograd LSNN(backend="bellec", fast=False): per-step autograd loop
     norse         norse.torch.LSNNRecurrent of the same size
 
@@ -69,12 +70,12 @@ def time_module(net: torch.nn.Module, x: torch.Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def without_c_kernels(fn, *args):
-    os.environ["SNN_ICL_NO_C_KERNELS"] = "1"
+def without_kernels(fn, *args):
+    os.environ["SNN_ICL_NO_KERNELS"] = "1"
     try:
         return fn(*args)
     finally:
-        del os.environ["SNN_ICL_NO_C_KERNELS"]
+        del os.environ["SNN_ICL_NO_KERNELS"]
 
 
 def main() -> None:
@@ -92,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from snn_icl.models.lsnn import LSNN
-    from snn_icl.neurons import c_kernels_available
+    from snn_icl.neurons import kernels_available
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -104,8 +105,8 @@ def main() -> None:
 
     fast = LSNN(args.n_in, args.n_regular, args.n_adaptive, fast=True).to(dtype)
     entries = {"floor": lambda: time_floor(B, n, T, dtype), "lsnn-fast": lambda: time_module(fast, x)}
-    if c_kernels_available():
-        entries["lsnn-torch"] = lambda: without_c_kernels(time_module, fast, x)
+    if kernels_available():
+        entries["lsnn-torch"] = lambda: without_kernels(time_module, fast, x)
     if not args.no_autograd:
         slow = LSNN(args.n_in, args.n_regular, args.n_adaptive, fast=False).to(dtype)
         slow.load_state_dict(fast.state_dict())
@@ -121,7 +122,7 @@ def main() -> None:
     print(
         f"T={T} B={B} n_in={args.n_in} n={n} dtype={str(dtype).removeprefix('torch.')} "
         f"threads={args.threads} repeats={args.repeats}; LSNN rate {z.mean().item() * 1000:.1f} Hz; "
-        f"C kernels {'on' if c_kernels_available() else 'off'}\n"
+        f"compiled kernels {'on' if kernels_available() else 'off'}\n"
         f"CPU {cpu_model()} ({os.cpu_count()} logical), torch {torch.__version__}"
     )
     times: dict[str, list[float]] = {name: [] for name in entries}

@@ -41,14 +41,16 @@ def main() -> None:
     parser.add_argument("--task", default="tasks/water_maze.toml")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kinds", default="lsnn,lstm,transformer",
+                        help="comma-separated agent kinds, measured in this order")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = load_task(args.task)
     print(f"task {task.name}: {task.train.batch_episodes} episodes x {task.env.episode_steps} env steps, "
           f"{task.train.epochs} epochs x {task.train.minibatches} minibatches, {args.threads} threads")
     print(f"{'agent':<28}{'collect s':>10}{'update s':>10}{'s/iter':>9}{'iter/h':>9}")
-    kinds = [("lsnn", {}), ("lstm", {}), ("transformer", {})]
-    for kind, extra in kinds:
+    for kind in args.kinds.split(","):
+        extra = {}
         t = replace(task, agent={"kind": kind, **extra})
         c, u = measure(t, args.iterations)
         label = kind if kind != "lsnn" else f"lsnn {t.agent.n} neurons, {t.agent.ms_per_step} ms/step"

@@ -10,32 +10,33 @@ import torch
 from tests.lsnn_factory import lsnn
 
 from snn_icl.models.lsnn import LSNN, LSNNTrace
-from snn_icl.neurons import ALIFState, c_kernels_available
+from snn_icl.neurons import ALIFState, kernels_available
 
 torch.set_num_threads(1)
 F64 = torch.float64
 
 
 def _select(name, monkeypatch):
-    if name == "c":
+    if name == "kernels":
+        monkeypatch.delenv("SNN_ICL_NO_KERNELS", raising=False)
         monkeypatch.delenv("SNN_ICL_NO_C_KERNELS", raising=False)
-        if not c_kernels_available():
-            if os.environ.get("CI"):  # CI machines have a compiler: the C path must be checked
-                pytest.fail("C kernels unavailable in CI (no working C compiler?)")
-            pytest.skip("no C compiler here: the fast path runs in torch ops")
+        if not kernels_available():
+            if os.environ.get("CI"):  # CI installs numba: the compiled path must be checked
+                pytest.fail("compiled kernels unavailable in CI (numba missing?)")
+            pytest.skip("no compiled kernels here (numba missing?): the fast path runs in torch ops")
     elif name == "torch":
-        monkeypatch.setenv("SNN_ICL_NO_C_KERNELS", "1")
+        monkeypatch.setenv("SNN_ICL_NO_KERNELS", "1")
     return name
 
 
-@pytest.fixture(params=["c", "torch", "autograd"])
+@pytest.fixture(params=["kernels", "torch", "autograd"])
 def impl(request, monkeypatch):
-    """The three implementations of the bellec dynamics: the fast path with its C kernels, the
+    """The three implementations of the bellec dynamics: the fast path with its compiled kernels, the
     fast path in torch ops, and the per-step autograd loop. Set ``net.fast = impl != "autograd"``."""
     return _select(request.param, monkeypatch)
 
 
-@pytest.fixture(params=["c", "torch"])
+@pytest.fixture(params=["kernels", "torch"])
 def fast_impl(request, monkeypatch):
     """The two fast-path implementations, each compared with the autograd loop."""
     return _select(request.param, monkeypatch)
@@ -206,15 +207,18 @@ def test_fast_path_odd_states_and_lengths(fast_impl):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
 
 
-def test_c_kernels_used_when_available(monkeypatch):
+def test_kernels_used_when_available(monkeypatch):
+    monkeypatch.delenv("SNN_ICL_NO_KERNELS", raising=False)
     monkeypatch.delenv("SNN_ICL_NO_C_KERNELS", raising=False)
     net, x = _net_and_input(T=5)
     z, _ = net(x)
     name = type(z.grad_fn).__name__
-    assert ("ALIFSequenceC" in name) == c_kernels_available(), name
-    monkeypatch.setenv("SNN_ICL_NO_C_KERNELS", "1")
-    z, _ = net(x)
-    assert "ALIFSequenceC" not in type(z.grad_fn).__name__
+    assert ("ALIFSequenceNumba" in name) == kernels_available(), name
+    for var in ("SNN_ICL_NO_KERNELS", "SNN_ICL_NO_C_KERNELS"):  # the new name and the old one
+        monkeypatch.setenv(var, "1")
+        z, _ = net(x)
+        assert type(z.grad_fn).__name__ == "ALIFSequenceBackward"
+        monkeypatch.delenv(var)
 
 
 def test_zero_diagonal_stays_zero_under_adam():

@@ -13,21 +13,22 @@ import torch
 from tests.lsnn_factory import lsnn
 
 from snn_icl.models.lsnn import LSNN
-from snn_icl.neurons import ALIFParams, ALIFState, alif_step, c_kernels_available, initial_alif_state
+from snn_icl.neurons import ALIFParams, ALIFState, alif_step, kernels_available, initial_alif_state
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(params=["c", "torch", "autograd"])
+@pytest.fixture(params=["kernels", "torch", "autograd"])
 def impl(request, monkeypatch):
-    """The three implementations of the bellec dynamics: the fast path with its C kernels, the
+    """The three implementations of the bellec dynamics: the fast path with its compiled kernels, the
     fast path in torch ops, and the per-step autograd loop. Set ``net.fast = impl != "autograd"``."""
-    if request.param == "c":
+    if request.param == "kernels":
+        monkeypatch.delenv("SNN_ICL_NO_KERNELS", raising=False)
         monkeypatch.delenv("SNN_ICL_NO_C_KERNELS", raising=False)
-        if not c_kernels_available():
-            pytest.skip("no C compiler: the fast path runs in torch ops")
+        if not kernels_available():
+            pytest.skip("no compiled kernels (numba missing?): the fast path runs in torch ops")
     elif request.param == "torch":
-        monkeypatch.setenv("SNN_ICL_NO_C_KERNELS", "1")
+        monkeypatch.setenv("SNN_ICL_NO_KERNELS", "1")
     return request.param
 
 

@@ -29,10 +29,16 @@ reference written in the tests) to ~1e-10 in float64:
 * :func:`alif_sequence` — the fast path: the whole sequence as one
   :class:`torch.autograd.Function` whose forward runs under ``no_grad`` and whose backward is a
   hand-written BPTT through the equations above, in torch ops (:mod:`snn_icl.neurons.bptt`, any
-  device and dtype) or, on CPU in float32/float64, with small C kernels compiled on first use
-  (:mod:`snn_icl.neurons.kernels.c_kernels`; see :func:`c_kernels_available`). Measured at n_in = 66, n = 200,
-  B = 64, T = 1000, 1 thread: forward+backward 0.62 s (autograd loop), 0.29 s (torch fast
-  path), 0.19 s (C kernels); the matmul floor is 0.10 s.
+  device and dtype) or, on CPU in float32/float64, with the whole time loop compiled by numba
+  (:mod:`snn_icl.neurons.kernels.numba_kernels`; see :func:`kernels_available`).
+
+Measured with ``python bench/lsnn_throughput.py --threads 1`` (n_in = 66, n = 200, B = 64,
+T = 1000, float32, forward + backward, medians of 5, LSNN at ~110 Hz; AMD EPYC, 2 logical CPUs,
+shared): the T recurrent matmuls and their 2 T backward matmuls alone (the "floor") 0.215 s;
+compiled kernels 0.215 s (1.00 x floor); torch-ops fast path 0.47 s; autograd loop 0.81 s;
+norse's LSNNRecurrent 0.67 s. With ``--threads 2``: floor 0.152 s, kernels 0.227 s (1.50 x),
+torch ops 0.43 s, autograd 0.79 s, norse 0.67 s. At the PPO minibatch (``--batch 32``, 1 thread)
+floor 0.128 s, kernels 0.138 s.
 
 Units: times in ms, voltages and thresholds in the same arbitrary unit as ``v_th``, ``r`` in steps.
 Shapes: ``B`` batch, ``n`` neurons, ``T`` steps.
