@@ -1,7 +1,7 @@
 r"""LSNN: one recurrent population of regular and adaptive LIF neurons (Bellec et al. 2018).
 
     from snn_icl.models.lsnn import LSNN
-    net = LSNN(n_in, n_regular, n_adaptive)        # .w_in [n_in, n], .w_rec [n, n] (zero diagonal)
+    net = LSNN(n_in, n_regular, n_adaptive, ALIFParams())  # .w_in [n_in, n], .w_rec [n, n]
     z, state = net(x)                               # x [T, B, n_in] -> z [T, B, n]
     z, state, trace = net(x, state, record=True)    # trace.v, trace.A, trace.a: [T, B, n]
 
@@ -15,8 +15,8 @@ Two backends:
 ``backend="bellec"`` (default)
     The dynamics of :mod:`snn_icl.neurons` (the project's contract). ``fast=True`` (default) runs
     the whole sequence as one autograd Function with a hand-written BPTT
-    (:func:`snn_icl.neurons.alif_sequence`; on CPU in float32/float64 with C kernels compiled on
-    first use into ``~/.cache/snn_icl``, else in torch ops; ``SNN_ICL_NO_C_KERNELS=1`` forces
+    (:func:`snn_icl.neurons.alif_sequence`; on CPU in float32/float64 with the numba kernels of
+    :mod:`snn_icl.neurons.kernels`, else in torch ops; ``SNN_ICL_NO_KERNELS=1`` forces
     torch ops); ``fast=False`` traces every step with autograd
     (:func:`snn_icl.neurons.alif_sequence_autograd`). They give the same spikes and, up to
     rounding, the same values and gradients (to x, w_in, w_rec and the passed-in state's v, a,

@@ -8,7 +8,7 @@
 
 from snn_icl.neurons.alif import (ALIFParams, ALIFState, SpikeFunction, alif_sequence_autograd,
                                   alif_step, initial_alif_state, spike_fn)
-from snn_icl.neurons.fast import alif_sequence, c_kernels_available, kernels_available
+from snn_icl.neurons.fast import alif_sequence, kernels_available
 
 __all__ = ["ALIFParams", "ALIFState", "SpikeFunction", "spike_fn", "alif_step", "alif_sequence",
-           "alif_sequence_autograd", "initial_alif_state", "kernels_available", "c_kernels_available"]
+           "alif_sequence_autograd", "initial_alif_state", "kernels_available"]

@@ -20,7 +20,7 @@ from snn_icl.neurons.bptt import ALIFSequence
 from snn_icl.neurons.kernels import numba_kernels
 from snn_icl.neurons.kernels.numba_kernels import kernels_available
 
-__all__ = ["alif_sequence", "kernels_available", "c_kernels_available"]
+__all__ = ["alif_sequence", "kernels_available"]
 
 
 def alif_sequence(
@@ -51,7 +51,3 @@ def alif_sequence(
         z, v_T, a_T, r_T, v, a = ALIFSequence.apply(*args)
     return z, ALIFState(v_T, a_T, z[-1], r_T), ((v, a) if record else None)
 
-
-def c_kernels_available() -> bool:
-    """Old name of :func:`kernels_available` (the kernels were C; they are numba now)."""
-    return kernels_available()
