@@ -76,3 +76,19 @@ def test_shipped_baselines_are_their_default_tasks(kind):
 def test_unknown_pretrained_kind(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "pretrained:gru", "--out", str(tmp_path / "e.json")])
     assert result.exit_code == 2 and "no pretrained 'gru'" in result.output
+
+
+@pytest.mark.parametrize("kind", ["lsnn", "lstm", "transformer"])
+def test_shipped_checkpoints_are_verified_on_load(kind, tmp_path):
+    import struct
+
+    from snn_icl.storage.checkpoint import Checkpoint, pretrained_path
+
+    path = pretrained_path(kind)
+    assert Checkpoint(path).meta["tensors_sha256"]  # verified, not a version-1 file
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    data[8 + n + 100] ^= 0x01
+    (tmp_path / "flipped.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="flipped.safetensors is corrupt"):
+        Checkpoint(tmp_path / "flipped.safetensors")
