@@ -6,38 +6,20 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.scripted import CFG, Oracle
 from typer.testing import CliRunner
 
 from snn_icl.cli import app
-from snn_icl.envs.water_maze import WaterMaze, WaterMazeConfig
+from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.episodes.measures import behaviour, probe_measures
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.models import weights_sha256
-from snn_icl.models.agent import ActOutput, PolicyOutput
 from snn_icl.episodes.rollout import env_seed, rollout, rollout_batches
 from snn_icl.train.run_dir import train_run
 from snn_icl.config import make_agent
 
 
-class Oracle:
-    """Swims straight at the platform centre (reads it from the env): the best possible agent."""
-
-    spiking = False
-
-    def __init__(self, env):
-        self.env = env
-
-    def initial_state(self, batch):
-        return None
-
-    def act(self, obs, state, *, generator=None, record=False):
-        s = self.env.state
-        d = s.platform - s.position
-        mean = d / d.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-        return ActOutput(PolicyOutput(mean, torch.zeros(2), torch.zeros(len(obs))), None, obs)
-
-
-CFG = WaterMazeConfig(platform_radius=0.1, v_max=0.1, trial_timeout=40, episode_steps=150)
 
 
 def test_straight_swims_have_optimal_latency_and_full_success():

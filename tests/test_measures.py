@@ -5,12 +5,13 @@ import math
 import pytest
 import torch
 
+from tests.scripted import CFG, Oracle
+
 from snn_icl.envs.water_maze import WaterMaze, WaterMazeConfig
 from snn_icl.episodes import measures
 from snn_icl.episodes.measures import behaviour, censored_trials, latencies, per_trial, training_metrics
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.episodes.rollout import rollout
-from snn_icl.models.agent import ActOutput, PolicyOutput
 
 
 def test_per_trial_gathers_trial_ends():
@@ -66,25 +67,6 @@ def test_a_trial_that_starts_on_the_last_step_is_not_censored():
     assert not censored_trials(rec, 2).any()
 
 
-class Oracle:
-    """Swims straight at the platform centre (reads it from the env): the best possible agent."""
-
-    spiking = False
-
-    def __init__(self, env):
-        self.env = env
-
-    def initial_state(self, batch):
-        return None
-
-    def act(self, obs, state, *, generator=None, record=False):
-        s = self.env.state
-        d = s.platform - s.position
-        mean = d / d.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-        return ActOutput(PolicyOutput(mean, torch.zeros(2), torch.zeros(len(obs))), None, obs)
-
-
-CFG = WaterMazeConfig(platform_radius=0.1, v_max=0.1, trial_timeout=40, episode_steps=150)
 
 
 def test_straight_swims_are_efficient_and_random_ones_are_not():
