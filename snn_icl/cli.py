@@ -102,7 +102,7 @@ def _writable_file(path: Path) -> Path:
     return path
 
 
-@app.command()
+@app.command(short_help="Recorded episodes with frozen weights (paths, spikes).")
 @_clean_errors
 def simulate(
     task: str = typer.Argument(..., metavar="TASK_OR_CHECKPOINT",
@@ -158,7 +158,7 @@ def simulate(
                f"{summary['goals_per_episode']:.2f} goals per episode")
 
 
-@app.command()
+@app.command(short_help="Meta-train an agent with PPO (checkpoints, metrics).")
 @_clean_errors
 def train(
     task: Path = typer.Argument(..., help="Task file (tasks/*.toml)."),
@@ -180,7 +180,7 @@ def train(
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
 
 
-@app.command()
+@app.command(short_help="The shipped LSNN against its controls: figures, table.")
 @_clean_errors
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the figures and table."),
@@ -197,7 +197,7 @@ def demo(
                "latency_by_trial.png")
 
 
-@app.command()
+@app.command(short_help="Held-out evaluation with no-memory and random controls.")
 @_clean_errors
 def evaluate(
     source: str = typer.Argument(..., help="Checkpoint file, run directory, 'pretrained' (the "
@@ -228,7 +228,7 @@ def evaluate(
                f"{result['probe_target_quadrant_fraction']}")
 
 
-@app.command()
+@app.command(short_help="Several agents on the same episodes: table and figure.")
 @_clean_errors
 def compare(
     sources: list[str] = typer.Argument(..., help="Checkpoints, run directories or pretrained[:kind]."),
@@ -252,7 +252,7 @@ def compare(
     typer.echo(f"wrote {out}/compare.md, compare.csv, compare.json, compare.png")
 
 
-@app.command()
+@app.command(short_help="Memory across a dark delay after trial 1.")
 @_clean_errors
 def retention(
     sources: list[str] = typer.Argument(..., help="Checkpoints, run directories or pretrained[:kind]."),
@@ -290,7 +290,7 @@ def retention(
     typer.echo(f"wrote {out}/retention.json, retention.md, retention.png")
 
 
-@app.command("export-brian2")
+@app.command("export-brian2", short_help="The LSNN as a standalone Brian2 script with weights.")
 @_clean_errors
 def export_brian2(
     source: str = typer.Argument(..., metavar="CHECKPOINT",
@@ -311,7 +311,7 @@ def export_brian2(
                f"reference_spikes.npy, README.txt; run: python {out / SCRIPT_NAME} --episodes 4")
 
 
-@app.command()
+@app.command(short_help="Where the memory lives: decoding, ablations, fields.")
 @_clean_errors
 def analyze(
     sources: list[str] = typer.Argument(..., metavar="CHECKPOINT...",
@@ -347,7 +347,7 @@ def analyze(
     typer.echo(f"wrote {out}/analysis.json and {len(result['figures'])} figures")
 
 
-@app.command()
+@app.command(short_help="Swim paths, rasters and a run's learning curve.")
 @_clean_errors
 def plot(
     run: Path = typer.Argument(..., help="A directory from `snn-icl simulate` or `snn-icl train`."),

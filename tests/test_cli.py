@@ -110,3 +110,12 @@ def test_simulate_and_plot_baseline_agents(tmp_path, tiny_task_path, kind):
     result = runner.invoke(app, ["plot", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "trajectories.png").is_file() and not (out / "raster.png").exists()
+
+
+def test_help_is_plain_and_whole_at_80_columns():
+    result = runner.invoke(app, ["evaluate", "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    assert "the task's [eval] seed" in " ".join(result.output.split())  # not eaten as markup
+    listing = runner.invoke(app, ["--help"], terminal_width=80).output
+    commands = listing.split("Commands:")[1]
+    assert "..." not in commands and "demo" in commands and "export-brian2" in commands
