@@ -39,8 +39,12 @@ RUN ?= runs/wm0
 RESULTS ?= results
 PRE := snn_icl/pretrained
 FIG := $(PRE)/figures
+TEST_SEED ?= 1000000
 results: install
 	mkdir -p $(RESULTS)
+	$(BIN)/snn-icl evaluate pretrained --episodes 256 --seed $(TEST_SEED) --out $(PRE)/lsnn_water_maze_eval_test.json
+	$(BIN)/snn-icl compare pretrained pretrained:lstm pretrained:transformer --episodes 256 --seed $(TEST_SEED) --out $(RESULTS)/compare_test --overwrite
+	cp $(RESULTS)/compare_test/compare.md $(PRE)/compare_test.md
 	$(BIN)/snn-icl evaluate pretrained --episodes 256 --seed 1 --out $(PRE)/lsnn_water_maze_eval.json
 	for s in 2 3; do $(BIN)/snn-icl evaluate pretrained --episodes 256 --seed $$s --out $(RESULTS)/eval_seed$$s.json || exit 1; done
 	if [ -f $(RUN)/checkpoint.safetensors ]; then \
@@ -48,11 +52,11 @@ results: install
 	  $(BIN)/snn-icl plot $(RUN) && \
 	  for f in trajectories latency_by_trial probe_occupancy learning_curve raster; do cp $(RUN)/$$f.png $(FIG)/lsnn_$$f.png || exit 1; done; \
 	else echo "NOTE: no training run in $(RUN): the lsnn_*.png figures (they need its metrics.csv) are left as they are"; fi
-	$(BIN)/snn-icl compare pretrained pretrained:lstm pretrained:transformer --episodes 256 --seed 1 --out $(RESULTS)/compare
+	$(BIN)/snn-icl compare pretrained pretrained:lstm pretrained:transformer --episodes 256 --seed 1 --out $(RESULTS)/compare --overwrite
 	cp $(RESULTS)/compare/compare.md $(PRE)/compare.md && cp $(RESULTS)/compare/compare.png $(FIG)/compare.png
-	$(BIN)/snn-icl retention pretrained pretrained:lstm pretrained:transformer --episodes 128 --seed 1 --out $(RESULTS)/retention
+	$(BIN)/snn-icl retention pretrained pretrained:lstm pretrained:transformer --episodes 128 --seed 1 --out $(RESULTS)/retention --overwrite
 	cp $(RESULTS)/retention/retention.md $(PRE)/retention.md && cp $(RESULTS)/retention/retention.png $(FIG)/retention.png
-	$(BIN)/snn-icl analyze pretrained pretrained:lstm pretrained:transformer --out $(RESULTS)/analysis
+	$(BIN)/snn-icl analyze pretrained pretrained:lstm pretrained:transformer --out $(RESULTS)/analysis --overwrite
 	for f in decoding ablations spatial_information attention_retrieval_pretrained_transformer swap_paths_pretrained_lsnn_swap_v_z swap_paths_pretrained_transformer_swap_kv; do cp $(RESULTS)/analysis/$$f.png $(FIG)/memory_$$f.png || exit 1; done
 	$(BIN)/python bench/brian2_behaviour.py --episodes 256 --out $(RESULTS)/brian2
 	cp $(RESULTS)/brian2/sweep.png $(FIG)/brian2_knobs.png

@@ -204,7 +204,9 @@ def evaluate(
                                  "shipped LSNN), 'pretrained:lstm' or 'pretrained:transformer'."),
     episodes: int = typer.Option(None, "--episodes", "-n", min=1,
                                  help="Held-out episodes (default: the task's [eval] episodes)."),
-    seed: int = _seed("Evaluation seed (default: the task's [eval] seed).", None),
+    seed: int = _seed("Evaluation seed (default: the task's [eval] seed). Seeds 1000000-1000999 "
+                      "are test seeds, reserved for final numbers; all others are validation "
+                      "seeds.", None),
     out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
@@ -222,7 +224,8 @@ def evaluate(
     result = {**provenance(path, cfg, counters), **result, "versions": files.versions()}
     files.write_json(out, result)
     lat = result["latency_by_trial"]
-    typer.echo(f"wrote {out}: goals/episode {result['goals_per_episode']:.2f}, "
+    typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): goals/episode "
+               f"{result['goals_per_episode']:.2f}, "
                f"latency trial 1 {lat[0]}, trials 2-4 {result['latency_trials2_4']}, "
                f"ratio {result['one_shot_ratio']}, probe quadrant "
                f"{result['probe_target_quadrant_fraction']}")
@@ -240,13 +243,15 @@ def compare(
     """Evaluate several trained agents on the same episodes: table (Markdown, CSV) and figure."""
     from snn_icl.storage import files
     from snn_icl.viz import plots
+    from snn_icl.config import seed_kind
     from snn_icl.experiments.compare import compare as run_compare, csv_table, markdown_table
 
     _claim(out, "compare", overwrite)
     rows, results = run_compare(sources, episodes, seed)
     files.write_text(out / "compare.md", markdown_table(rows))
     files.write_text(out / "compare.csv", csv_table(rows))
-    files.write_json(out / "compare.json", {"episodes": episodes, "seed": seed, "results": results})
+    files.write_json(out / "compare.json", {"episodes": episodes, "seed": seed,
+                                            "seed_kind": seed_kind(seed), "results": results})
     plots.save(plots.plot_comparison(results), out / "compare.png")
     typer.echo(markdown_table(rows))
     typer.echo(f"wrote {out}/compare.md, compare.csv, compare.json, compare.png")

@@ -92,3 +92,14 @@ def test_replace_revalidates():
     with pytest.raises(ConfigError, match="episode_steps"):
         replace(task, env={"episode_steps": 0})
     assert dataclasses.is_dataclass(smaller.agent)
+
+
+def test_test_seeds_are_a_reserved_range_and_everything_else_is_validation():
+    from snn_icl.config import TEST_SEEDS, load_task, seed_kind
+    from tests.conftest import TASKS
+
+    assert seed_kind(TEST_SEEDS[0]) == seed_kind(TEST_SEEDS[-1]) == "test"
+    assert seed_kind(TEST_SEEDS[0] - 1) == seed_kind(TEST_SEEDS[-1] + 1) == "validation"
+    assert all(seed_kind(s) == "validation" for s in range(0, 21))  # looked at while developing
+    for task in TASKS.glob("*.toml"):  # no task file evaluates on a test seed by default
+        assert seed_kind(load_task(task).eval.seed) == "validation", task.name

@@ -97,6 +97,10 @@ def test_cli_evaluate_writes_the_report(tmp_path, tiny_task_path):
     assert report["episodes"] == 4 and report["trained"]["iteration"] == 1
     assert set(report["control_no_memory"]) >= {"latency_by_trial", "one_shot_ratio"}
     assert not any(isinstance(v, float) and math.isnan(v) for v in report.values())
+    assert report["seed_kind"] == "validation" and "(validation seed 2)" in result.output
+    test = CliRunner().invoke(app, ["evaluate", str(run), "-n", "4", "--seed", "1000000",
+                                    "--out", str(out)])
+    assert test.exit_code == 0 and json.loads(out.read_text())["seed_kind"] == "test"
 
 
 def test_cli_evaluate_bad_source(tmp_path):

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from snn_icl.config import seed_kind
 from snn_icl.episodes.measures import behaviour, probe_measures
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.episodes.rollout import rollout_batches
@@ -44,7 +45,8 @@ def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials:
     before = weights_sha256(agent)
     conditions = {"agent": {}, "control_no_memory": {"reset_memory_each_trial": True},
                   "control_random": {"policy": "random"}}
-    result: dict[str, Any] = {"episodes": episodes, "seed": seed, "n_trials": n_trials}
+    result: dict[str, Any] = {"episodes": episodes, "seed": seed, "seed_kind": seed_kind(seed),
+                              "n_trials": n_trials}
     boot = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, kw in tqdm(conditions.items(), desc="evaluate", disable=not progress):
