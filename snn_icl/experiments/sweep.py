@@ -361,7 +361,10 @@ def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], No
     todo = _todo(sweep, on_done)
     if not todo:
         return
-    ctx = multiprocessing.get_context("spawn")
+    # forkserver: a clean server process imports torch and snn_icl once; each worker is forked
+    # from it (no inherited threads or locks of this process, no import per worker)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["snn_icl.experiments.sweep", "snn_icl.train.run_dir"])
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
         futures = {pool.submit(run_one, spec, 1): spec for spec in todo}
         for future in as_completed(futures):
