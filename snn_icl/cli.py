@@ -370,7 +370,7 @@ def plot(
 @app.command()
 @_clean_errors
 def sweep(
-    tasks: list[Path] = typer.Argument(..., metavar="TASK.toml...", help="Task files."),
+    tasks: list[Path] = typer.Argument(..., metavar="TASK.toml", help="Task files."),
     seeds: str = typer.Option(..., "--seeds", help="Training seeds: 0-4, 0,2,5 or a mix."),
     sets: list[str] = typer.Option([], "--set", metavar="TABLE.KEY=V1,V2",
                                    help="Values to sweep (TOML scalars), e.g. train.lr=1e-3,3e-4; "
@@ -383,10 +383,14 @@ def sweep(
     stop_after: int = typer.Option(None, "--stop-after", min=1,
                                    help="Stop every run (with a checkpoint) after this many more "
                                    "iterations; the next sweep resumes them."),
-    partition: str = typer.Option(None, "--partition", help="Slurm partition."),
-    time_min: int = typer.Option(60, "--time-min", min=1, help="Slurm time limit per run (minutes)."),
-    cpus: int = typer.Option(1, "--cpus", min=1, help="Slurm CPUs per run (its torch threads)."),
-    gpus: int = typer.Option(0, "--gpus", min=0, help="Slurm GPUs per run."),
+    partition: str = typer.Option(None, "--partition", help="Slurm partition (default: the task "
+                                  "files' [sweep] partition, else Slurm's default)."),
+    time_min: int = typer.Option(None, "--time-min", min=1, help="Slurm time limit per run, "
+                                 "minutes (default: [sweep] time_min, else 60)."),
+    cpus: int = typer.Option(None, "--cpus", min=1, help="Slurm CPUs per run, also its torch "
+                             "threads (default: [sweep] cpus, else 1)."),
+    gpus: int = typer.Option(None, "--gpus", min=0, help="Slurm GPUs per run (default: [sweep] "
+                             "gpus, else 0)."),
     cluster: str = typer.Option(None, "--cluster", hidden=True,
                                 help="submitit cluster for --backend slurm: slurm, local or debug "
                                 "(tests run the slurm path with local)."),
@@ -411,10 +415,19 @@ def sweep(
             import submitit  # noqa: F401
         except ImportError:
             raise ValueError(sw.SUBMITIT_MISSING) from None
+    from snn_icl.config import load_task
+
+    if backend == "slurm":
+        res = sw.slurm_resources([load_task(t) for t in tasks], {
+            "partition": partition, "time_min": time_min, "cpus": cpus, "gpus": gpus})
+        partition, time_min, cpus, gpus = (res[k] for k in ("partition", "time_min", "cpus", "gpus"))
     command = ["snn-icl", "sweep", *map(str, tasks), "--seeds", seeds,
                *[a for s in sets for a in ("--set", s)], "--out", str(out), "--backend", backend]
-    if stop_after is not None:
-        command += ["--stop-after", str(stop_after)]
+    options = {"--workers": workers, "--stop-after": stop_after}
+    if backend == "slurm":
+        options.update({"--partition": partition, "--time-min": time_min, "--cpus": cpus,
+                        "--gpus": gpus})
+    command += [a for k, v in options.items() if v is not None for a in (k, str(v))]
     threads = cpus if backend == "slurm" else 1
     _claim(out, "sweep")
     grid = sw.prepare(tasks, sets, seeds, out, command, backend, threads=threads,
@@ -431,7 +444,7 @@ def sweep(
 
     try:
         if backend == "local":
-            sw.run_local(grid, workers or os.cpu_count() or 1, on_done)
+            sw.run_local(grid, workers or len(os.sched_getaffinity(0)), on_done)
         else:
             sw.run_submitit(grid, on_done, cluster=cluster or "slurm", partition=partition,
                             time_min=time_min, cpus=cpus, gpus=gpus, workers=workers)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from snn_icl.cli import app
-from snn_icl.config import ConfigError
+from snn_icl.config import ConfigError, replace
 from snn_icl.experiments import sweep as sw
 from snn_icl.experiments.report import mean_ci
 from snn_icl.storage import files
@@ -241,3 +241,26 @@ def test_report_tables_and_figure(sweep_history, tmp_path):
     # not a sweep directory
     bad = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r2")])
     assert bad.exit_code == 2 and "not a sweep directory" in bad.output
+
+
+def test_the_sweep_table_gives_slurm_resources_and_stays_out_of_the_runs(tmp_path, tiny_task_path):
+    from snn_icl.config import SweepConfig, load_task
+
+    text = tiny_task_path.read_text()
+    good = tmp_path / "a.toml"
+    good.write_text(text + '\n[sweep]\npartition = "cpu"\ncpus = 2\n')
+    task = load_task(good)
+    assert task.sweep == SweepConfig(partition="cpu", cpus=2)
+    assert sw.slurm_resources([task], {}) == {"partition": "cpu", "time_min": 60, "cpus": 2, "gpus": 0}
+    assert sw.slurm_resources([task], {"cpus": 4, "gpus": 1})["cpus"] == 4
+    other = replace(task, sweep={"cpus": 3})
+    with pytest.raises(ConfigError, match=r"\[sweep\] cpus differ.*--cpus"):
+        sw.slurm_resources([task, other], {})
+    _, resolved = sw.expand([task], [], [0], tmp_path)
+    assert resolved[("water_maze_tiny", "default")].sweep == SweepConfig()
+    for bad, key in (("cpus = 0", "cpus"), ("gpus = -1", "gpus"), ('partition = "a b"', "partition"),
+                     ("nodes = 2", "nodes")):
+        path = tmp_path / "bad.toml"
+        path.write_text(text + f"\n[sweep]\n{bad}\n")
+        with pytest.raises(ConfigError, match=rf"\[sweep\].*{key}"):
+            load_task(path)

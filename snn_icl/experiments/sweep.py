@@ -14,6 +14,7 @@ A run that fails is recorded with its one-line error and does not stop the other
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import os
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from snn_icl.config import SEED_MAX, ConfigError, TaskConfig, load_task, replace, task_to_dict
+from snn_icl.config import (SEED_MAX, ConfigError, SweepConfig, TaskConfig, load_task, replace,
+                            task_to_dict)
 from snn_icl.storage import files
 
 SWEEP_FILE = "sweep.json"
@@ -192,13 +194,34 @@ def expand(tasks: list[TaskConfig], sets: list[tuple[str, str, list[Any]]], seed
                 shown = ", ".join(f"{k}={_fmt(v)}" for k, v in combo.items())
                 raise ConfigError(f"--set {shown} on {task.name}: "
                                   f"{str(err).removeprefix('override ')}") from None
-            cfg = replace(cfg, train={"threads": threads})
+            # the run's own config: one thread per process, no Slurm resources (they are the
+            # sweep's, and changing them must not make the runs' configs differ on resume)
+            cfg = dataclasses.replace(replace(cfg, train={"threads": threads}), sweep=SweepConfig())
             resolved[(tdir, sname)] = cfg
             for seed in seeds:
                 cond = out / tdir / sname
                 specs.append(RunSpec(tdir, sname, combo, seed, str(cond / TASK_FILE),
                                      str(cond / f"seed{seed}"), stop_after))
     return specs, resolved
+
+
+SLURM_DEFAULTS = {"partition": None, "time_min": 60, "cpus": 1, "gpus": 0}
+
+
+def slurm_resources(tasks: list[TaskConfig], flags: dict[str, Any]) -> dict[str, Any]:
+    """Partition, time_min, cpus, gpus for the Slurm backend: the flag where given, else the
+    tasks' ``[sweep]`` value (they must agree), else :data:`SLURM_DEFAULTS`."""
+    out = {}
+    for key, default in SLURM_DEFAULTS.items():
+        if flags.get(key) is not None:
+            out[key] = flags[key]
+            continue
+        values = {getattr(t.sweep, key) for t in tasks} - {None}
+        if len(values) > 1:
+            raise ConfigError(f"the task files' [sweep] {key} differ ({sorted(map(str, values))}); "
+                              f"give --{key.replace('_', '-')}")
+        out[key] = values.pop() if values else default
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,9 +358,9 @@ def prepare(task_paths: list[Path], sets: list[str], seeds: str, out: Path, comm
     parsed = [parse_set(s) for s in sets]
     seed_list = parse_seeds(seeds)
     specs, resolved = expand(tasks, parsed, seed_list, out, threads=threads, stop_after=stop_after)
-    for (tdir, sname), cfg in resolved.items():
+    new = {}
+    for (tdir, sname), cfg in resolved.items():  # check every condition before writing any
         path = out / tdir / sname / TASK_FILE
-        data = task_to_dict(cfg)
         if path.is_file():
             try:
                 same = load_task(path) == cfg
@@ -345,10 +368,12 @@ def prepare(task_paths: list[Path], sets: list[str], seeds: str, out: Path, comm
                 same = False
             if not same:
                 raise ConfigError(f"{path} holds another task than this sweep's {cfg.name} with "
-                                  f"{sname} (a task file, --set or --cpus changed); choose "
-                                  "another --out")
-            continue
-        files.write_toml(path, data)
+                                  f"{sname} (the task file or --cpus changed since it was "
+                                  "written); choose another --out")
+        else:
+            new[path] = cfg
+    for path, cfg in new.items():
+        files.write_toml(path, task_to_dict(cfg))
     return Sweep(out, command, [str(p) for p in task_paths], seed_list,
                  {f"{t}.{k}": v for t, k, v in parsed}, backend, specs)
 
