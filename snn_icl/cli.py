@@ -372,6 +372,136 @@ def plot(
         typer.echo(f"wrote {path}")
 
 
+@app.command()
+@_clean_errors
+def sweep(
+    tasks: list[Path] = typer.Argument(..., metavar="TASK.toml", help="Task files."),
+    seeds: str = typer.Option(..., "--seeds", help="Training seeds: 0-4, 0,2,5 or a mix."),
+    sets: list[str] = typer.Option([], "--set", metavar="TABLE.KEY=V1,V2",
+                                   help="Values to sweep (TOML scalars), e.g. train.lr=1e-3,3e-4; "
+                                   "repeat for more keys (the grid is every combination)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Sweep directory."),
+    backend: str = typer.Option("local", "--backend", help="local (a process pool) or slurm "
+                                "(a Slurm job array through submitit: pip install 'snn-icl[sweep]')."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Runs at once (local: default the "
+                                "number of cores; slurm: the array's parallelism)."),
+    stop_after: int = typer.Option(None, "--stop-after", min=1,
+                                   help="Stop every run (with a checkpoint) after this many more "
+                                   "iterations; the next sweep resumes them."),
+    partition: str = typer.Option(None, "--partition", help="Slurm partition (default: the task "
+                                  "files' [sweep] partition, else Slurm's default)."),
+    time_min: int = typer.Option(None, "--time-min", min=1, help="Slurm time limit per run, "
+                                 "minutes (default: [sweep] time_min, else 60)."),
+    cpus: int = typer.Option(None, "--cpus", min=1, help="Slurm CPUs per run, also its torch "
+                             "threads (default: [sweep] cpus, else 1)."),
+    gpus: int = typer.Option(None, "--gpus", min=0, help="Slurm GPUs per run (default: [sweep] "
+                             "gpus, else 0)."),
+    cluster: str = typer.Option(None, "--cluster", hidden=True,
+                                help="submitit cluster for --backend slurm: slurm, local or debug "
+                                "(tests run the slurm path with local)."),
+) -> None:
+    """Train a grid of runs: task files x --set values x seeds, one run directory each.
+
+    Runs go to OUT/TASK/SETTING/seedS (SETTING names the values, e.g. lr=0.001,tau_a=600), each
+    with its own output in train.log; OUT/sweep.json records the grid and every run's status.
+    Running the same command again skips finished runs and resumes stopped or killed ones from
+    their checkpoints. A failed run does not stop the others; the exit code is then 2.
+    """
+    from tqdm.auto import tqdm
+
+    from snn_icl.experiments import sweep as sw
+
+    if backend not in ("local", "slurm"):
+        raise ValueError(f"--backend must be local or slurm, got {backend!r}")
+    if cluster not in (None, "slurm", "local", "debug"):
+        raise ValueError(f"--cluster must be slurm, local or debug, got {cluster!r}")
+    if backend == "slurm":
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise ValueError(sw.SUBMITIT_MISSING) from None
+    from snn_icl.config import load_task
+
+    if backend == "slurm":
+        res = sw.slurm_resources([load_task(t) for t in tasks], {
+            "partition": partition, "time_min": time_min, "cpus": cpus, "gpus": gpus})
+        partition, time_min, cpus, gpus = (res[k] for k in ("partition", "time_min", "cpus", "gpus"))
+    command = ["snn-icl", "sweep", *map(str, tasks), "--seeds", seeds,
+               *[a for s in sets for a in ("--set", s)], "--out", str(out), "--backend", backend]
+    options = {"--workers": workers, "--stop-after": stop_after}
+    if backend == "slurm":
+        options.update({"--partition": partition, "--time-min": time_min, "--cpus": cpus,
+                        "--gpus": gpus})
+    command += [a for k, v in options.items() if v is not None for a in (k, str(v))]
+    threads = cpus if backend == "slurm" else 1
+    _claim(out, "sweep")
+    grid = sw.prepare(tasks, sets, seeds, out, command, backend, threads=threads,
+                      stop_after=stop_after)
+    grid.save()
+    bar = tqdm(total=len(grid.specs), desc="runs", unit="run")
+
+    def on_done(result: dict[str, Any]) -> None:
+        grid.results[result["dir"]] = result
+        grid.save()
+        bar.update(1)
+        if result["status"] == "failed":
+            bar.write(f"failed: {result['dir']}: {result['error']}")
+
+    try:
+        if backend == "local":
+            sw.run_local(grid, workers or len(os.sched_getaffinity(0)), on_done)
+        else:
+            sw.run_submitit(grid, on_done, cluster=cluster or "slurm", partition=partition,
+                            time_min=time_min, cpus=cpus, gpus=gpus, workers=workers)
+    finally:
+        bar.close()
+        grid.save()
+    runs = grid.record()["runs"]
+    counts: dict[str, int] = {}
+    for r in runs:
+        key = "skipped (done)" if r["action"] == "skipped" else r["status"]
+        counts[key] = counts.get(key, 0) + 1
+    typer.echo(f"{len(runs)} runs in {out}: "
+               + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    for r in grid.failed:
+        typer.echo(f"error: {r['dir']}: {r['error'] or 'not run'}", err=True)
+    typer.echo(f"wrote {out / sw.SWEEP_FILE}")
+    if grid.failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+@_clean_errors
+def report(
+    sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="A directory of `snn-icl sweep`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    episodes: int = typer.Option(64, "--episodes", "-n", min=1,
+                                 help="Held-out episodes per run (the same for every run)."),
+    seed: int = _seed("Evaluation seed (the same episodes for every run).", 1),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """Evaluate every finished run of a sweep; a table per condition across seeds, and a figure.
+
+    For each condition (task x setting): the number of seeds, and the mean and 95 % CI (t) of
+    each one-shot measure and of the training env steps (report.md, report.csv, report.json),
+    and the learning curves, mean and range across seeds (report_curves.png).
+    """
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.experiments import report as rep
+
+    _claim(out, "report", overwrite)
+    result = rep.report(sweep_dir, episodes, seed)
+    files.write_text(out / "report.md", rep.markdown_table(result["rows"]))
+    files.write_text(out / "report.csv", rep.csv_table(result["rows"]))
+    files.write_json(out / "report.json", {**result, "versions": files.versions()})
+    plots.save(plots.plot_sweep_curves(result["curves"]), out / "report_curves.png")
+    typer.echo(rep.markdown_table(result["rows"]))
+    for skipped in result["skipped"]:
+        typer.echo(f"not evaluated: {skipped}", err=True)
+    typer.echo(f"wrote {out}/report.md, report.csv, report.json, report_curves.png")
+
+
 def main() -> None:
     """The ``snn-icl`` console command: usage errors (a bad flag or value) end like every other
     user error, with one line naming it and exit code 2."""

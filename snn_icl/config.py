@@ -1,6 +1,6 @@
 """Typed experiment configs loaded from ``tasks/*.toml``.
 
-A task file has four tables, each loaded into a frozen dataclass::
+A task file has these tables, each loaded into a frozen dataclass::
 
     name = "water_maze"      # optional, defaults to the file stem
     seed = 0                 # initialises the weights and the env generator
@@ -9,6 +9,7 @@ A task file has four tables, each loaded into a frozen dataclass::
     [agent]    # the config of the agent's kind: snn_icl.models.LSNNConfig, LSTMConfig, ...
     [train]    # TrainConfig
     [eval]     # EvalConfig
+    [sweep]    # SweepConfig (optional: Slurm resources for `snn-icl sweep --backend slurm`)
 
 Every key is checked: an unknown key, a value of the wrong type or an impossible value stops
 with one :class:`ConfigError` whose message names the file, the table and the key.
@@ -172,6 +173,30 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    """Where ``snn-icl sweep --backend slurm`` runs each run of the task (each key: the flag of
+    the same name wins; unset: the flag's default). Not part of a run's config: a sweep writes
+    its runs' tasks without it."""
+
+    partition: str | None = None
+    """Slurm partition (--partition)."""
+    time_min: int | None = None
+    """Time limit per run, minutes (--time-min)."""
+    cpus: int | None = None
+    """CPUs per run, also its torch threads (--cpus)."""
+    gpus: int | None = None
+    """GPUs per run (--gpus)."""
+
+    def __post_init__(self) -> None:
+        for key in ("time_min", "cpus"):
+            value = getattr(self, key)
+            _check(value is None or value >= 1, key, "must be >= 1", value)
+        _check(self.gpus is None or self.gpus >= 0, "gpus", "must be >= 0", self.gpus)
+        _check(self.partition is None or re.fullmatch(r"[A-Za-z0-9_.,-]{1,100}", self.partition)
+               is not None, "partition", "must be letters, digits and _ . , -", self.partition)
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     """One experiment: env, agent, training and evaluation, plus the seed."""
 
@@ -182,6 +207,7 @@ class TaskConfig:
     """The config dataclass of the agent's kind (``agent.kind``), e.g. :class:`LSNNConfig`."""
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 _TABLES: dict[str, type | None] = {
@@ -189,6 +215,7 @@ _TABLES: dict[str, type | None] = {
     "agent": None,  # the kind's config class, see _agent_config
     "train": TrainConfig,
     "eval": EvalConfig,
+    "sweep": SweepConfig,
 }
 
 

@@ -24,7 +24,8 @@ from snn_icl.storage import files
 LOCK = ".lock"
 KIND = ".snn-icl-output"
 _KNOWN_FILES = {"checkpoint.safetensors": "training run", "simulation.safetensors": "simulation",
-                "compare.md": "compare", "retention.md": "retention", "analysis.json": "analysis"}
+                "compare.md": "compare", "retention.md": "retention", "analysis.json": "analysis",
+                "sweep.json": "sweep", "report.md": "report"}
 
 
 class DirectoryBusy(RuntimeError):

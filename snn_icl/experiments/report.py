@@ -1,0 +1,181 @@
+"""The report of a sweep: every finished run evaluated on the same held-out episodes, summarised
+per condition (task x setting) across training seeds, and the learning curves.
+
+Per condition: the number of seeds, and for each one-shot measure (see
+:mod:`snn_icl.episodes.measures`) and the training env steps the mean across seeds with a 95 %
+confidence interval from the t distribution (``mean +- t_{0.975, n-1} * sd / sqrt(n)``; none for
+one seed). A measure a run has no value for (e.g. a ratio when no trial ended) leaves that run
+out of that measure's mean, and the table says how many entered it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snn_icl.experiments.evaluate import evaluate
+from snn_icl.experiments.sweep import SWEEP_FILE
+from snn_icl.storage import files
+from snn_icl.storage.checkpoint import load_agent, resolve
+from snn_icl.storage.outputs import kind_of
+
+MEASURES = [
+    ("latency_trial1", "latency trial 1"),
+    ("latency_trials2_4", "latency trials 2-4"),
+    ("one_shot_ratio", "ratio trial 1 / 2-4"),
+    ("no_memory_ratio", "ratio, state reset each trial"),
+    ("probe_target_quadrant_fraction", "probe: time in target quadrant"),
+    ("goals_per_episode", "goals per episode"),
+    ("training_env_steps", "training env steps"),
+]
+CURVES = ("goals_per_episode", "latency_trials2_4")
+
+
+def mean_ci(values: list[float | None]) -> dict[str, Any]:
+    """Mean and 95 % t-interval half-width of the values that are not None or NaN."""
+    from scipy.stats import t
+
+    v = [float(x) for x in values if x is not None and not math.isnan(float(x))]
+    n = len(v)
+    if n == 0:
+        return {"n": 0, "mean": None, "ci95": None}
+    mean = sum(v) / n
+    if n < 2:
+        return {"n": n, "mean": mean, "ci95": None}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    return {"n": n, "mean": mean, "ci95": float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))}
+
+
+def _run_measures(result: dict[str, Any], counters: dict[str, Any], task: Any) -> dict[str, Any]:
+    episodes = counters.get("episodes")
+    return {
+        "latency_trial1": result["latency_by_trial"][0],
+        "latency_trials2_4": result["latency_trials2_4"],
+        "one_shot_ratio": result["one_shot_ratio"],
+        "no_memory_ratio": result["control_no_memory"]["one_shot_ratio"],
+        "probe_target_quadrant_fraction": result["probe_target_quadrant_fraction"],
+        "goals_per_episode": result["goals_per_episode"],
+        "training_env_steps": None if episodes is None else int(episodes) * task.env.episode_steps,
+    }
+
+
+def _curve(run: Path, episode_steps: int) -> dict[str, list[float]]:
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    out = {"env_steps": [float(r["episodes"]) * episode_steps for r in rows]}
+    for key in CURVES:
+        out[key] = [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
+    return out
+
+
+def aggregate_curves(curves: list[dict[str, list[float]]]) -> dict[str, Any]:
+    """Mean, min and max across seeds at each env-step count (NaN-aware; a count some runs did
+    not reach uses the runs that did)."""
+    curves = [c for c in curves if c.get("env_steps")]
+    if not curves:
+        return {"env_steps": []}
+    steps = sorted({s for c in curves for s in c["env_steps"]})
+    index = {s: i for i, s in enumerate(steps)}
+    out: dict[str, Any] = {"env_steps": steps}
+    for key in CURVES:
+        table = np.full((len(curves), len(steps)), np.nan)
+        for i, c in enumerate(curves):
+            for s, v in zip(c["env_steps"], c[key]):
+                table[i, index[s]] = v
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                stats = {"mean": np.nanmean(table, 0), "min": np.nanmin(table, 0),
+                         "max": np.nanmax(table, 0)}
+        out[key] = {k: [None if math.isnan(x) else float(x) for x in v] for k, v in stats.items()}
+    return out
+
+
+def report(sweep_dir: str | Path, episodes: int, seed: int, *,
+           progress: bool = True) -> dict[str, Any]:
+    """Evaluate every run of the sweep whose status is "done" (frozen weights, the same
+    ``episodes`` from ``seed`` for every run) and summarise per condition.
+
+    Returns ``{"sweep", "episodes", "seed", "rows", "runs", "curves", "skipped"}``: ``rows`` one
+    per condition (keys: condition, task, agent, setting, n_seeds, and per measure
+    ``MEASURE_mean``, ``MEASURE_ci95``, ``MEASURE_n``), ``runs`` each run's measures,
+    ``curves`` the learning curves per condition, ``skipped`` the runs not evaluated and why.
+    """
+    from tqdm.auto import tqdm
+
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / SWEEP_FILE).is_file() or kind_of(sweep_dir) not in ("sweep", None):
+        raise ValueError(f"{sweep_dir} is not a sweep directory (no {SWEEP_FILE}); give the --out "
+                         "of `snn-icl sweep`")
+    record = files.read_json(sweep_dir / SWEEP_FILE)
+    conditions: dict[str, dict[str, Any]] = {}
+    runs, skipped = [], []
+    for entry in tqdm(record["runs"], desc="runs", disable=not progress):
+        run = sweep_dir / entry["dir"]
+        cond = f"{entry['task']}/{entry['setting']}"
+        status = files.read_json(run / "run.json").get("status") if (run / "run.json").is_file() else None
+        if status != "done":
+            skipped.append(f"{entry['dir']} (status: {status or 'not started'})")
+            continue
+        agent, task, counters = load_agent(resolve(run))
+        result = evaluate(agent, task, episodes, seed, progress=False)
+        measures = _run_measures(result, counters, task)
+        runs.append({"dir": entry["dir"], "condition": cond, "seed": entry["seed"], **measures})
+        c = conditions.setdefault(cond, {"task": task.name, "agent": task.agent.kind,
+                                          "setting": entry["setting"], "runs": [], "curves": []})
+        c["runs"].append(measures)
+        c["curves"].append(_curve(run, task.env.episode_steps))
+    rows, curves = [], {}
+    for cond, c in conditions.items():
+        row: dict[str, Any] = {"condition": cond, "task": c["task"], "agent": c["agent"],
+                               "setting": c["setting"], "n_seeds": len(c["runs"])}
+        for key, _ in MEASURES:
+            stats = mean_ci([r[key] for r in c["runs"]])
+            row[f"{key}_mean"], row[f"{key}_ci95"], row[f"{key}_n"] = (
+                stats["mean"], stats["ci95"], stats["n"])
+        rows.append(row)
+        curves[cond] = aggregate_curves(c["curves"])
+    return {"sweep": str(sweep_dir), "episodes": episodes, "seed": seed, "rows": rows,
+            "runs": runs, "curves": curves, "skipped": skipped}
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.2f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Per condition: n seeds, then ``mean ± CI`` of each measure (95 % t; n/a for one seed)."""
+    head = ["condition", "agent", "n seeds", *(label for _, label in MEASURES)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in rows:
+        cells = [row["condition"], row["agent"], str(row["n_seeds"])]
+        for key, _ in MEASURES:
+            mean, ci, n = row[f"{key}_mean"], row[f"{key}_ci95"], row[f"{key}_n"]
+            cell = _num(mean) if ci is None else f"{_num(mean)} ± {_num(ci)}"
+            if mean is not None and n != row["n_seeds"]:
+                cell += f" (n={n})"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nmean ± 95 % confidence interval across training seeds (t distribution).\n"
+
+
+def csv_table(rows: list[dict[str, Any]]) -> str:
+    fields = ["condition", "task", "agent", "setting", "n_seeds",
+              *(f"{key}_{s}" for key, _ in MEASURES for s in ("mean", "ci95", "n"))]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,451 @@
+"""Sweeps: a grid of training runs (task files x settings x seeds), run locally or on Slurm.
+
+    SWEEP/sweep.json                          the grid, the command, each run's status and error
+    SWEEP/TASK/SETTING/task.toml              the resolved task of one condition (task x setting)
+    SWEEP/TASK/SETTING/seedS/                 a training run directory (snn_icl.train.run_dir)
+    SWEEP/TASK/SETTING/seedS/train.log        the run's own output (progress bar, errors)
+
+SETTING names the ``--set`` values of the condition (``lr=0.001,tau_a=600``; ``default`` when
+there are none), made filesystem-safe and unique. Running the same sweep again skips the runs
+whose ``run.json`` says "done", resumes those with a checkpoint from it, and starts the others.
+A run that fails is recorded with its one-line error and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import math
+import os
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from snn_icl.config import (SEED_MAX, ConfigError, SweepConfig, TaskConfig, load_task, replace,
+                            task_to_dict)
+from snn_icl.storage import files
+
+SWEEP_FILE = "sweep.json"
+TASK_FILE = "task.toml"
+LOG_FILE = "train.log"
+TABLES = ("env", "agent", "train", "eval")
+SUBMITIT_MISSING = "the slurm backend needs submitit: pip install 'snn-icl[sweep]'"
+_SAFE = re.compile(r"[^A-Za-z0-9_.,=+-]")
+NAME_MAX = 120
+"""Longest setting directory name (longer ones are cut and made unique)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing the command line
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-4`` (inclusive), ``0,2,5`` or a mix (``0-2,7``): distinct seeds in [0, 2^31 - 1]."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ValueError(f"--seeds must be like 0-4 or 0,2,5, got {text!r}")
+        lo = int(m.group(1))
+        hi = lo if m.group(2) is None else int(m.group(2))
+        if hi < lo:
+            raise ValueError(f"--seeds: the range {part} is empty (write LOW-HIGH)")
+        if hi > SEED_MAX:
+            raise ValueError(f"--seeds: {hi} is out of range (seeds lie in [0, {SEED_MAX}])")
+        if hi - lo >= 100_000:
+            raise ValueError(f"--seeds: {part} is {hi - lo + 1} seeds; at most 100000")
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+    return seeds
+
+
+def parse_value(text: str) -> Any:
+    """One ``--set`` value as a TOML scalar (int, float, bool, string); a bare word is a string."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty value")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        try:
+            value = float(text) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", text) else text
+        except ValueError:
+            value = text
+    if isinstance(value, (dict, list)) or not isinstance(value, (int, float, bool, str)):
+        raise ValueError(f"{text!r} is not a scalar (int, float, bool or string)")
+    return value
+
+
+def parse_set(text: str) -> tuple[str, str, list[Any]]:
+    """``table.key=v1,v2`` -> (table, key, [v1, v2])."""
+    where, eq, values = text.partition("=")
+    table, dot, key = where.strip().partition(".")
+    if not eq or not dot or not key or not values.strip():
+        raise ValueError(f"--set must be TABLE.KEY=V1,V2,... (e.g. train.lr=1e-3,3e-4), got {text!r}")
+    if table not in TABLES:
+        raise ValueError(f"--set {where}: unknown table {table!r} (tables: {', '.join(TABLES)})")
+    try:
+        parsed = [parse_value(v) for v in values.split(",")]
+    except ValueError as err:
+        raise ValueError(f"--set {where}: {err}") from None
+    if len(set(map(repr, parsed))) != len(parsed):
+        raise ValueError(f"--set {where}: a value is given twice ({values})")
+    return table, key, parsed
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid: everything a worker needs (plain data, picklable)."""
+
+    task_name: str
+    """The condition's task directory (the task's name, made unique)."""
+    setting: str
+    """The condition's setting directory (``lr=0.001,tau_a=600`` or ``default``)."""
+    changes: dict[str, Any]
+    """``"table.key" -> value`` of this setting."""
+    seed: int
+    task_path: str
+    """The resolved task file of the condition (SWEEP/TASK/SETTING/task.toml)."""
+    run: str
+    """The run directory."""
+    stop_after: int | None = None
+
+    @property
+    def rel(self) -> str:
+        return f"{self.task_name}/{self.setting}/seed{self.seed}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def setting_names(settings: list[dict[str, Any]]) -> list[str]:
+    """Directory names of the settings: ``key=value`` joined by commas (``table.key`` where two
+    tables share the key), filesystem-safe, at most NAME_MAX characters, and unique."""
+    keys = [k for s in settings[:1] for k in s]
+    short = {k: k.partition(".")[2] for k in keys}
+    clash = {v for v in short.values() if list(short.values()).count(v) > 1}
+    names: list[str] = []
+    for s in settings:
+        if not s:
+            name = "default"
+        else:
+            name = ",".join(f"{short[k] if short[k] not in clash else k}={_fmt(v)}"
+                            for k, v in s.items())
+            name = _SAFE.sub("_", name)[:NAME_MAX]
+            if name.startswith("."):
+                name = "_" + name[1:]
+        base, i = name, 2
+        while name in names:
+            name = f"{base}-{i}"
+            i += 1
+        names.append(name)
+    return names
+
+
+def expand(tasks: list[TaskConfig], sets: list[tuple[str, str, list[Any]]], seeds: list[int],
+           out: Path, *, threads: int = 1,
+           stop_after: int | None = None) -> tuple[list[RunSpec], dict[tuple[str, str], TaskConfig]]:
+    """The grid: every task x every combination of ``--set`` values x every seed.
+
+    Each condition's task is ``replace``-d with its setting (a bad value raises ConfigError
+    naming the ``--set``) and ``train.threads`` set to ``threads``. Returns the run specs and the
+    resolved task of each condition, keyed (task directory, setting directory).
+    """
+    if not tasks:
+        raise ValueError("give at least one task file")
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    keys = [f"{t}.{k}" for t, k, _ in sets]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"--set: a key is given twice ({', '.join(keys)})")
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(v for _, _, v in sets))]
+    settings = setting_names(combos)
+    task_dirs: list[str] = []
+    for t in tasks:
+        name, i = t.name, 2
+        while name in task_dirs:
+            name = f"{t.name}-{i}"
+            i += 1
+        task_dirs.append(name)
+    specs, resolved = [], {}
+    for task, tdir in zip(tasks, task_dirs):
+        for combo, sname in zip(combos, settings):
+            tables: dict[str, dict[str, Any]] = {}
+            for key, value in combo.items():
+                table, _, k = key.partition(".")
+                tables.setdefault(table, {})[k] = value
+            tables.setdefault("train", {})
+            try:
+                cfg = replace(task, **tables) if combo else task
+            except ConfigError as err:
+                shown = ", ".join(f"{k}={_fmt(v)}" for k, v in combo.items())
+                raise ConfigError(f"--set {shown} on {task.name}: "
+                                  f"{str(err).removeprefix('override ')}") from None
+            # the run's own config: one thread per process, no Slurm resources (they are the
+            # sweep's, and changing them must not make the runs' configs differ on resume)
+            cfg = dataclasses.replace(replace(cfg, train={"threads": threads}), sweep=SweepConfig())
+            resolved[(tdir, sname)] = cfg
+            for seed in seeds:
+                cond = out / tdir / sname
+                specs.append(RunSpec(tdir, sname, combo, seed, str(cond / TASK_FILE),
+                                     str(cond / f"seed{seed}"), stop_after))
+    return specs, resolved
+
+
+SLURM_DEFAULTS = {"partition": None, "time_min": 60, "cpus": 1, "gpus": 0}
+
+
+def slurm_resources(tasks: list[TaskConfig], flags: dict[str, Any]) -> dict[str, Any]:
+    """Partition, time_min, cpus, gpus for the Slurm backend: the flag where given, else the
+    tasks' ``[sweep]`` value (they must agree), else :data:`SLURM_DEFAULTS`."""
+    out = {}
+    for key, default in SLURM_DEFAULTS.items():
+        if flags.get(key) is not None:
+            out[key] = flags[key]
+            continue
+        values = {getattr(t.sweep, key) for t in tasks} - {None}
+        if len(values) > 1:
+            raise ConfigError(f"the task files' [sweep] {key} differ ({sorted(map(str, values))}); "
+                              f"give --{key.replace('_', '-')}")
+        out[key] = values.pop() if values else default
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# one run (in a worker process)
+
+
+def run_state(run: Path) -> str:
+    """What a rerun does with a run directory: "skip" (done), "resume" (a checkpoint) or "start"."""
+    status = None
+    if (run / "run.json").is_file():
+        try:
+            status = files.read_json(run / "run.json").get("status")
+        except (ValueError, OSError):
+            status = None
+    if status == "done" and (run / "checkpoint.safetensors").is_file():
+        return "skip"
+    return "resume" if (run / "checkpoint.safetensors").is_file() else "start"
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2 too) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    old = (sys.stdout, sys.stderr)
+    with path.open("a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log
+        try:
+            yield
+        finally:
+            log.flush()
+            sys.stdout, sys.stderr = old
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_one(spec: RunSpec, threads: int = 1, redirect: bool = True) -> dict[str, Any]:
+    """Train one run of the grid (skip, resume or start it); never raises for a failed run.
+
+    Returns ``{"dir", "action", "status", "error", "iteration"}``: ``action`` is what was done
+    (skipped, resumed, started), ``status`` the run's status after it ("done", "stopped",
+    "failed"), ``error`` the one-line error of a failed run (None otherwise).
+    """
+    import torch
+
+    from snn_icl.train.run_dir import train_run
+
+    torch.set_num_threads(threads)
+    run = Path(spec.run)
+    action = run_state(run)
+    result: dict[str, Any] = {"dir": spec.rel, "action": {"skip": "skipped", "resume": "resumed",
+                                                          "start": "started"}[action],
+                              "status": None, "error": None, "iteration": None}
+    log = _output_to(run / LOG_FILE) if redirect else contextlib.nullcontext()
+    try:
+        with log:
+            if action != "skip":
+                print(f"--- {result['action']} {spec.rel} (pid {os.getpid()})", flush=True)
+                try:
+                    train_run(spec.task_path, run, seed=spec.seed, resume=action == "resume",
+                              progress=True, stop_after=spec.stop_after)
+                except Exception as err:  # noqa: BLE001 - every failure is recorded, not raised
+                    import traceback
+
+                    traceback.print_exc()
+                    result["error"] = one_line(err)
+                    print(f"error: {result['error']}", flush=True)
+    except OSError as err:  # the log itself cannot be written
+        result["error"] = one_line(err)
+    status = files.read_json(run / "run.json") if (run / "run.json").is_file() else {}
+    result["iteration"] = status.get("iteration")
+    st = str(status.get("status") or "")
+    if result["error"] is not None:
+        result["status"] = "failed"
+    else:
+        result["status"] = "done" if st == "done" else ("stopped" if st == "stopped" else st or None)
+    return result
+
+
+def one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror}{f' ({err.filename})' if err.filename else ''}"
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return " ".join(lines) if lines else type(err).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep
+
+
+@dataclass
+class Sweep:
+    """A sweep being run: its grid and the results so far (written to sweep.json)."""
+
+    out: Path
+    command: list[str]
+    tasks: list[str]
+    seeds: list[int]
+    settings: dict[str, list[Any]]
+    backend: str
+    specs: list[RunSpec]
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        runs = []
+        for s in self.specs:
+            r = self.results.get(s.rel, {})
+            runs.append({"dir": s.rel, "task": s.task_name, "setting": s.setting,
+                         "changes": s.changes, "seed": s.seed,
+                         "status": r.get("status", "pending"), "action": r.get("action"),
+                         "error": r.get("error"), "iteration": r.get("iteration")})
+        return {"command": self.command, "tasks": self.tasks, "seeds": self.seeds,
+                "settings": self.settings, "backend": self.backend, "runs": runs,
+                "versions": files.versions()}
+
+    def save(self) -> None:
+        files.write_json(self.out / SWEEP_FILE, self.record())
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.record()["runs"] if r["status"] in ("failed", "pending")]
+
+
+def prepare(task_paths: list[Path], sets: list[str], seeds: str, out: Path, command: list[str],
+            backend: str, *, threads: int = 1, stop_after: int | None = None) -> Sweep:
+    """Load and validate everything, write the conditions' task files; nothing is trained."""
+    tasks = [load_task(p) for p in task_paths]
+    parsed = [parse_set(s) for s in sets]
+    seed_list = parse_seeds(seeds)
+    specs, resolved = expand(tasks, parsed, seed_list, out, threads=threads, stop_after=stop_after)
+    new = {}
+    for (tdir, sname), cfg in resolved.items():  # check every condition before writing any
+        path = out / tdir / sname / TASK_FILE
+        if path.is_file():
+            try:
+                same = load_task(path) == cfg
+            except ConfigError:
+                same = False
+            if not same:
+                raise ConfigError(f"{path} holds another task than this sweep's {cfg.name} with "
+                                  f"{sname} (the task file or --cpus changed since it was "
+                                  "written); choose another --out")
+        else:
+            new[path] = cfg
+    for path, cfg in new.items():
+        files.write_toml(path, task_to_dict(cfg))
+    return Sweep(out, command, [str(p) for p in task_paths], seed_list,
+                 {f"{t}.{k}": v for t, k, v in parsed}, backend, specs)
+
+
+def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], None]) -> None:
+    """Every run of the sweep in a pool of ``workers`` processes (spawned, one torch thread each)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    todo = _todo(sweep, on_done)
+    if not todo:
+        return
+    # forkserver: a clean server process imports torch and snn_icl once; each worker is forked
+    # from it (no inherited threads or locks of this process, no import per worker)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["snn_icl.experiments.sweep", "snn_icl.train.run_dir"])
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+        futures = {pool.submit(run_one, spec, 1): spec for spec in todo}
+        for future in as_completed(futures):
+            spec = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001 - a worker that died (killed, out of memory)
+                result = {"dir": spec.rel, "action": None, "status": "failed",
+                          "error": f"worker died: {one_line(err)}", "iteration": None}
+            on_done(result)
+
+
+def _todo(sweep: Sweep, on_done: Callable[[dict[str, Any]], None]) -> list[RunSpec]:
+    """The runs to train; finished ones are reported as skipped at once (no process needed)."""
+    todo = []
+    for spec in sweep.specs:
+        if run_state(Path(spec.run)) == "skip":
+            status = files.read_json(Path(spec.run) / "run.json")
+            on_done({"dir": spec.rel, "action": "skipped", "status": "done", "error": None,
+                     "iteration": status.get("iteration")})
+        else:
+            todo.append(spec)
+    return todo
+
+
+def run_submitit(sweep: Sweep, on_done: Callable[[dict[str, Any]], None], *, cluster: str | None,
+                 partition: str | None, time_min: int, cpus: int, gpus: int,
+                 workers: int | None) -> None:
+    """Every run as one task of a Slurm job array (submitit); ``cluster`` "local" or "debug"
+    runs the same path on this machine (submitit's local and debug executors)."""
+    try:
+        import submitit
+    except ImportError:
+        raise ValueError(SUBMITIT_MISSING) from None
+
+    todo = _todo(sweep, on_done)
+    if not todo:
+        return
+    executor = submitit.AutoExecutor(folder=sweep.out / "submitit" / "%j", cluster=cluster)
+    params: dict[str, Any] = {"name": "snn-icl-sweep", "timeout_min": time_min,
+                              "cpus_per_task": cpus}
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if partition:
+        params["slurm_partition"] = partition
+    if workers:
+        params["slurm_array_parallelism"] = workers
+    executor.update_parameters(**params)
+    jobs = executor.map_array(run_one, todo, [cpus] * len(todo))
+    by_job = dict(zip((j.job_id for j in jobs), todo))
+    for job in submitit.helpers.as_completed(jobs, poll_frequency=1):
+        spec = by_job[job.job_id]
+        try:
+            result = job.result()
+        except Exception as err:  # noqa: BLE001 - the job itself failed (time limit, node, kill)
+            result = {"dir": spec.rel, "action": None, "status": "failed",
+                      "error": f"job {job.job_id} failed: {one_line(err).splitlines()[0][:300]}",
+                      "iteration": None}
+        on_done(result)
