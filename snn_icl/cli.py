@@ -372,7 +372,7 @@ def plot(
         typer.echo(f"wrote {path}")
 
 
-@app.command()
+@app.command(short_help="Train a grid of tasks x seeds x settings (local or Slurm).")
 @_clean_errors
 def sweep(
     tasks: list[Path] = typer.Argument(..., metavar="TASK.toml", help="Task files."),
@@ -470,7 +470,7 @@ def sweep(
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(short_help="Mean and 95 % CI across seeds of a sweep; learning curves.")
 @_clean_errors
 def report(
     sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="A directory of `snn-icl sweep`."),
