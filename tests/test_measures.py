@@ -101,3 +101,12 @@ def test_median_ci_brackets_the_median():
     assert m == 50.0 and lo < m < hi
     assert all(math.isnan(x) for x in measures.median_ci(torch.tensor([math.nan]),
                                                           torch.Generator()))
+
+
+def test_the_optimum_of_trials_2_4_is_the_pooled_median_of_the_straight_swims():
+    env = WaterMaze(CFG, num_envs=16, seed=5)
+    rec = rollout(Oracle(env), env, deterministic=True)
+    out = behaviour(rec, CFG, 4)
+    optimal = measures.trial_table(rec, CFG, 4)["optimal_latency"][:, 1:4].reshape(-1)
+    assert out["optimal_latency_trials2_4"] == float(measures.median(optimal[~optimal.isnan()]))
+    assert out["latency_trials2_4"] == out["optimal_latency_trials2_4"]  # the oracle swims straight

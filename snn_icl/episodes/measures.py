@@ -17,6 +17,7 @@ Measures (per trial index, 0-based in code, 1-based in reports):
                        that reached the platform (1 = a straight swim)
     optimal_latency    swim steps of that straight line (:func:`optimal_latency`)
     latency_trials2_4  median over the pooled latencies of trials 2-4 (one-shot target)
+    optimal_latency_trials2_4  the same median of the straight-swim optima (the target's scale)
     one_shot_ratio     median latency of trial 1 / latency_trials2_4
 Probe trial (platform removed; Morris 1984, Gallagher et al. 1993):
     target quadrant fraction, platform-zone crossings, mean distance to the platform centre
@@ -203,6 +204,7 @@ def behaviour(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int,
         "episodes_by_trial": [int((~torch.isnan(latency[:, k])).sum()) for k in range(n_trials)],
         "goals_per_episode": float(rec.reward.sum(0).double().mean()),
         "latency_trials2_4": later,
+        "optimal_latency_trials2_4": pooled_median(t["optimal_latency"], 1, 4),
         "one_shot_ratio": first / later if first is not None and later else None,
         "censoring": f"trials still running when the episode ended count as time-outs "
                      f"({cfg.trial_timeout} swim steps, not escaped)",

@@ -86,8 +86,7 @@ def compare(sources: list[str], episodes: int, seed: int, *,
         agent, task, counters = load_agent(path)
         r = evaluate(agent, task, episodes, seed, progress=False)
         results[name] = r
-        opt = [x for x in r["optimal_latency_by_trial"][1:4] if x is not None]
-        optimum = sorted(opt)[len(opt) // 2] if opt else None
+        optimum = r["optimal_latency_trials2_4"]
         n_episodes = counters.get("episodes")
         history = _training_rows(path, counters.get("iteration"))
         rows.append({
