@@ -253,8 +253,12 @@ def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]
 
 
 def provenance(path: str | Path, task: TaskConfig, counters: dict[str, Any]) -> dict[str, Any]:
-    """What a report says about the checkpoint it measured: file, task name, training counters."""
-    return {"checkpoint": str(path), "task": task.name, "trained": counters}
+    """What a report says about the checkpoint it measured: file (a shipped one by its place in
+    the package, not this machine's path), task name, training counters."""
+    where = Path(path).resolve()
+    shipped = pretrained_path().parent.resolve()
+    name = f"snn_icl/pretrained/{where.name}" if where.parent == shipped else str(path)
+    return {"checkpoint": name, "task": task.name, "trained": counters}
 
 
 def metrics_path(checkpoint: str | Path) -> Path:
