@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from snn_icl.config import seed_kind
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.experiments.sweep import SWEEP_FILE
 from snn_icl.storage import files
@@ -145,8 +146,9 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
                 stats["mean"], stats["ci95"], stats["n"])
         rows.append(row)
         curves[cond] = aggregate_curves(c["curves"])
-    return {"sweep": str(sweep_dir), "episodes": episodes, "seed": seed, "rows": rows,
-            "runs": runs, "curves": curves, "skipped": skipped}
+    return {"sweep": str(sweep_dir), "episodes": episodes, "seed": seed,
+            "seed_kind": seed_kind(seed), "rows": rows, "runs": runs, "curves": curves,
+            "skipped": skipped}
 
 
 def _num(x: float | None) -> str:
