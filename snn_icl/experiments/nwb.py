@@ -157,6 +157,8 @@ def export_nwb(sim_dir: str | Path, out: str | Path, episode: int | None = None)
     started = meta.get("created")
     start_time = (datetime.fromisoformat(started) if started else
                   datetime.fromtimestamp((sim_dir / SIMULATION_FILE).stat().st_mtime, timezone.utc))
+    if start_time.tzinfo is None:  # a recorded time without a zone: UTC
+        start_time = start_time.replace(tzinfo=timezone.utc)
     clock = (f"network time: one env step = ms_per_step = {step_ms:g} ms of 1-ms network steps"
              if spiking else f"nominal time: the {kind} agent has no network clock; one env step "
              f"= a nominal {step_ms:g} ms (rate {1000 / step_ms:g} Hz)")
