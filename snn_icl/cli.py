@@ -126,6 +126,7 @@ def simulate(
     from snn_icl.config import make_agent
     from snn_icl.experiments.simulate import simulate as run_sim
     from snn_icl.episodes.measures import behaviour
+    from snn_icl.models import weights_sha256
 
     if backend not in ("torch", "brian2"):
         raise ValueError(f"--backend must be torch or brian2, got {backend!r}")
@@ -153,7 +154,7 @@ def simulate(
     files.write_json(out / SIMULATION_META, {
         "task": cfg.name, "source": str(task), "episodes": episodes, "seed": seed,
         "deterministic": deterministic, "weights": weights, "backend": backend,
-        "summary": summary, "versions": files.versions()})
+        "weights_sha256": weights_sha256(agent), "summary": summary, "versions": files.versions()})
     typer.echo(f"wrote {out / SIMULATION_FILE}: {episodes} episodes, "
                f"{summary['goals_per_episode']:.2f} goals per episode")
 
@@ -314,6 +315,28 @@ def export_brian2(
     export(source, out)
     typer.echo(f"wrote {out}: {SCRIPT_NAME}, weights.npz, params.json, reference_input.npy, "
                f"reference_spikes.npy, README.txt; run: python {out / SCRIPT_NAME} --episodes 4")
+
+
+@app.command("export-nwb", short_help="One simulated episode as an NWB file (pynwb).")
+@_clean_errors
+def export_nwb(
+    sim_dir: Path = typer.Argument(..., metavar="SIM_DIR", help="Simulation directory "
+                                   "(snn-icl simulate)."),
+    out: Path = typer.Option(..., "--out", "-o", help="NWB file to write (e.g. episode.nwb)."),
+    episode: int = typer.Option(0, "--episode", min=0, help="Episode to export (one file per "
+                                "episode: loop over --episode for a multi-episode run)."),
+) -> None:
+    """Write one episode of a simulation as a Neurodata Without Borders file: spikes (Units),
+    swim path, trials, adaptive thresholds, the agent as subject, the task in the notes."""
+    from snn_icl.experiments.nwb import export_nwb as run_export
+
+    _writable_file(out)
+    try:
+        done = run_export(sim_dir, out, episode)
+    except ModuleNotFoundError as err:  # pynwb missing: one line naming the extra
+        raise ValueError(str(err)) from None
+    typer.echo(f"wrote {out}: episode {done['episode']}, {done['units']} units, {done['spikes']} "
+               f"spikes, {done['trials']} trials, {done['seconds']:g} s")
 
 
 @app.command(short_help="Where the memory lives: decoding, ablations, fields.")
