@@ -209,8 +209,16 @@ def evaluate(
                       "are test seeds, reserved for final numbers; all others are validation "
                       "seeds.", None),
     out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
+    protocol: str = typer.Option(None, "--protocol", help="Evaluation protocol: dmp (the "
+                                 "standard evaluation), reversal (the platform moves at the start "
+                                 "of one trial) or probe (default: the task's [protocol] table, "
+                                 "else dmp). See docs/protocols.md."),
+    protocol_set: list[str] = typer.Option([], "--protocol-set", metavar="KEY=VALUE",
+                                           help="A [protocol] key, e.g. reversal_trial=3 "
+                                           "(repeatable; over the task's table)."),
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
+    from snn_icl.config import protocol_override
     from snn_icl.storage import files
     from snn_icl.storage.checkpoint import load_agent, provenance, resolve
     from snn_icl.experiments.evaluate import evaluate as run_eval
@@ -218,18 +226,25 @@ def evaluate(
     _writable_file(out)
     path = resolve(source)
     agent, cfg, counters = load_agent(path)
+    chosen = protocol_override(cfg, protocol, protocol_set)
     episodes = cfg.eval.episodes if episodes is None else episodes
     seed = cfg.eval.seed if seed is None else seed
     _require_episodes(cfg, episodes)
-    result = run_eval(agent, cfg, episodes, seed)
+    result = run_eval(agent, cfg, episodes, seed, protocol=chosen)
     result = {**provenance(path, cfg, counters), **result, "versions": files.versions()}
     files.write_json(out, result)
     lat = result["latency_by_trial"]
-    typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): goals/episode "
-               f"{result['goals_per_episode']:.2f}, "
-               f"latency trial 1 {lat[0]}, trials 2-4 {result['latency_trials2_4']}, "
-               f"ratio {result['one_shot_ratio']}, probe quadrant "
-               f"{result['probe_target_quadrant_fraction']}")
+    line = (f"wrote {out} ({result['seed_kind']} seed {seed}), protocol {chosen.name}: "
+            f"goals/episode {result['goals_per_episode']:.2f}, latency trial 1 {lat[0]}, ")
+    if chosen.name == "reversal":
+        r = result["protocol"]["agent"]
+        line += (f"reversal trial {r['reversal_trial']}: latency {r['reversal_latency']}, "
+                 f"success {r['reversal_success']}, old-zone entries "
+                 f"{r['old_zone_entry_fraction']}; next trial latency {r['next_latency']}")
+    else:
+        line += (f"trials 2-4 {result['latency_trials2_4']}, ratio {result['one_shot_ratio']}, "
+                 f"probe quadrant {result['probe_target_quadrant_fraction']}")
+    typer.echo(line)
 
 
 @app.command(short_help="Several agents on the same episodes: table and figure.")

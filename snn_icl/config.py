@@ -10,6 +10,7 @@ A task file has these tables, each loaded into a frozen dataclass::
     [train]    # TrainConfig
     [eval]     # EvalConfig
     [sweep]    # SweepConfig (optional: Slurm resources for `snn-icl sweep --backend slurm`)
+    [protocol] # ProtocolConfig (optional: the evaluation protocol, default "dmp")
 
 Every key is checked: an unknown key, a value of the wrong type or an impossible value stops
 with one :class:`ConfigError` whose message names the file, the table and the key.
@@ -196,6 +197,96 @@ class SweepConfig:
                is not None, "partition", "must be letters, digits and _ . , -", self.partition)
 
 
+PROTOCOLS = ("dmp", "reversal", "probe")
+"""Evaluation protocols: "dmp" (delayed matching to place: the standard evaluation, a new platform
+per episode, and a probe run), "reversal" (the platform moves at the start of one trial),
+"probe" (only the probe run, the platform absent for probe_steps swim steps of probe_trial)."""
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """The protocol ``snn-icl evaluate`` runs (docs/protocols.md). Trial indices 0-based."""
+
+    name: Literal["dmp", "reversal", "probe"] = "dmp"
+    """Which protocol (:data:`PROTOCOLS`)."""
+    reversal_trial: int = 4
+    """Reversal: the trial index at whose start the platform moves (>= 1)."""
+    reversal: Literal["opposite", "displacement"] = "opposite"
+    """Reversal: where the platform moves: "opposite" (mirrored through the pool centre) or
+    "displacement" (moved by ``displacement``, clipped onto the disk of platform centres)."""
+    displacement: tuple[float, ...] = (0.0, 0.0)
+    """Reversal "displacement": (dx, dy) in pool radii."""
+    probe_trial: int | None = None
+    """dmp and probe: the probe trial's index (default: the task's [eval] probe_trial)."""
+    probe_steps: int | None = None
+    """dmp and probe: swim steps without the platform (default: the whole trial)."""
+
+    def __post_init__(self) -> None:
+        _check(self.name in PROTOCOLS, "name", f"must be one of {list(PROTOCOLS)}", self.name)
+        _check(not isinstance(self.reversal_trial, bool) and isinstance(self.reversal_trial, int)
+               and self.reversal_trial >= 1, "reversal_trial",
+               "must be a trial index >= 1 (trial 0 has no platform to move from)",
+               self.reversal_trial)
+        _check(self.reversal in ("opposite", "displacement"), "reversal",
+               "must be 'opposite' or 'displacement'", self.reversal)
+        _check(len(self.displacement) == 2 and all(math.isfinite(v) for v in self.displacement),
+               "displacement", "must be two finite numbers (dx, dy)", self.displacement)
+        _check(self.reversal != "displacement" or any(self.displacement), "displacement",
+               "must be non-zero for reversal = 'displacement'", self.displacement)
+        _check(self.probe_trial is None or self.probe_trial >= 0, "probe_trial", "must be >= 0",
+               self.probe_trial)
+        _check(self.probe_steps is None or self.probe_steps >= 0, "probe_steps", "must be >= 0",
+               self.probe_steps)
+
+    def probe(self, task: "TaskConfig") -> int:
+        """The probe trial's index: ``probe_trial``, or the task's [eval] probe_trial."""
+        return task.eval.probe_trial if self.probe_trial is None else self.probe_trial
+
+    def reset_kwargs(self, task: "TaskConfig") -> dict[str, Any]:
+        """The env's reset options of the protocol's episodes (reversal and probe; {} for dmp,
+        whose probe run adds its own)."""
+        if self.name == "reversal":
+            kw: dict[str, Any] = {"reversal_trial": self.reversal_trial,
+                                  "reversal_platform": self.reversal}
+            if self.reversal == "displacement":
+                kw["reversal_displacement"] = self.displacement
+            return kw
+        if self.name == "probe":
+            return {"probe_trial": self.probe(task), "probe_steps": self.probe_steps}
+        return {}
+
+
+def check_protocol(protocol: ProtocolConfig, env: WaterMazeConfig, where: str) -> ProtocolConfig:
+    """Checks that need the env: the protocol's trials can start within an episode."""
+    for key in ("reversal_trial", "probe_trial"):
+        value = getattr(protocol, key)
+        if value is not None and value >= env.max_trials:
+            raise ConfigError(f"{where}: {key} must be < {env.max_trials} (the most trials an "
+                              f"episode of {env.episode_steps} steps can start), got {value!r}")
+    return protocol
+
+
+def protocol_override(task: "TaskConfig", name: str | None = None,
+                      settings: list[str] | tuple[str, ...] = ()) -> ProtocolConfig:
+    """The task's [protocol] table with ``name`` and ``key=value`` settings (TOML values, bare
+    words read as strings) put over it, validated; the command line's --protocol and
+    --protocol-set."""
+    table = {k: v for k, v in dataclasses.asdict(task.protocol).items() if v is not None}
+    if name is not None:
+        table["name"] = name
+    for item in settings:
+        key, sep, text = item.partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise ConfigError(f"--protocol-set {item!r}: expected key=value")
+        try:
+            table[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            table[key] = text
+    where = "--protocol"
+    return check_protocol(build_dataclass(ProtocolConfig, table, where), task.env, where)
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """One experiment: env, agent, training and evaluation, plus the seed."""
@@ -208,6 +299,8 @@ class TaskConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    """The evaluation protocol (optional table; default: "dmp")."""
 
 
 _TABLES: dict[str, type | None] = {
@@ -216,6 +309,7 @@ _TABLES: dict[str, type | None] = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "sweep": SweepConfig,
+    "protocol": ProtocolConfig,
 }
 
 
@@ -335,6 +429,7 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
             kwargs[table] = _agent_config(data.get(table, {}), where, legacy)
         else:
             kwargs[table] = build_dataclass(cls, data.get(table, {}), where)
+    check_protocol(kwargs["protocol"], kwargs["env"], f"{source} [protocol]")
     return TaskConfig(**kwargs)
 
 
@@ -379,7 +474,7 @@ def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
                        seed=task.seed if seed is None else seed)
 
 
-RECORD_FLOATS_PER_STEP = 24
+RECORD_FLOATS_PER_STEP = 26
 """Floats an episode record keeps per episode and env step without spikes (positions, trial,
 reward, latency, action, ...)."""
 

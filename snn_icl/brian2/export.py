@@ -115,11 +115,12 @@ class TorchEnvController:
     def start(self) -> np.ndarray:
         obs = self.env.reset(**self.reset_kwargs)
         s = self.env.state
-        self.platform = s.platform.clone()  # the episode's platform (a reversal moves it later)
+        self.platform = s.platform.clone()  # the episode's first platform (a reversal moves it)
         self._put("position", s.position.clone())
         self._put("trial", s.trial.clone())
         self._put("on_platform", (s.rest_left > 0) & s.platform_present)
         self._put("release", s.release.clone())
+        self._put("platform_t", s.platform.clone())
         return self._encode(obs)
 
     def step(self, zeta: np.ndarray) -> np.ndarray | None:
@@ -132,6 +133,7 @@ class TorchEnvController:
         self._put("reward", reward)
         for key in ("trial_end", "escaped", "latency", "position", "trial", "on_platform", "release"):
             self._put(key, info[key])
+        self._put("platform_t", info["platform"])
         if bool(done.all()):
             return None
         return self._encode(obs)

@@ -107,6 +107,8 @@ class WaterMazeState(NamedTuple):
     position: torch.Tensor  # [B, 2] agent position, |position| <= R
     platform: torch.Tensor  # [B, 2] platform centre of the current trial
     pending_platform: torch.Tensor  # [B, 2] platform from the next trial start on (reversal)
+    reversal_trial: torch.Tensor  # [B] long, trial index at whose start the platform moves, -1 none
+    reversal_platform: torch.Tensor  # [B, 2] platform from the start of trial reversal_trial on
     platform_present: torch.Tensor  # [B] bool, False while swimming in a probe trial
     release: torch.Tensor  # [B, 2] release point of the current trial
     release_angles: torch.Tensor  # [B, max_trials] release angle (radians) of each trial index
@@ -200,6 +202,9 @@ def reset_state(
     atlantis: tuple[float, int] | None = None,
     dark_after_trial: int = -1,
     dark_steps: int = 0,
+    reversal_trial: int = -1,
+    reversal_platform: str | torch.Tensor = "opposite",
+    reversal_displacement: tuple[float, float] | torch.Tensor | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> WaterMazeState:
@@ -225,6 +230,14 @@ def reset_state(
             other draw); ignored where ``probe_trial`` is given.
         dark_after_trial: trial index after whose rest a dark delay of ``dark_steps`` env steps
             follows (observation all zeros, actions ignored) before the next trial; -1: none.
+        reversal_trial: trial index (>= 1) at whose start the platform moves to
+            ``reversal_platform`` for the rest of the episode (a reversal, Morris 1984); -1: none.
+            Trials before it keep the first platform.
+        reversal_platform: where it moves: "opposite" (the first platform mirrored through the
+            pool centre, ``-platform``: always in the allowed disk), "displacement" (the first
+            platform plus ``reversal_displacement`` (dx, dy) in pool radii, pulled radially back
+            onto the disk of radius ``cfg.platform_centre_radius`` where it would leave it), or
+            ``[B, 2]``/``[2]`` centres (validated by :func:`check_platform`: an error if outside).
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
@@ -274,12 +287,17 @@ def reset_state(
     if isinstance(dark_steps, bool) or not isinstance(dark_steps, numbers.Integral) or dark_steps < 0:
         raise ValueError(f"dark_steps must be an integer >= 0, got {dark_steps!r}")
 
+    reversal_to = reversal_centres(cfg, platform_t, reversal_trial, reversal_platform,
+                                   reversal_displacement)
+
     zeros = torch.zeros(B, dtype=torch.long, device=device)
     release = release_point(cfg, angles[:, 0])
     return WaterMazeState(
         position=release,
         platform=platform_t,
         pending_platform=platform_t,
+        reversal_trial=torch.full((B,), int(reversal_trial), dtype=torch.long, device=device),
+        reversal_platform=reversal_to,
         platform_present=probe != 0,
         release=release,
         release_angles=angles,
@@ -294,6 +312,37 @@ def reset_state(
         rest_left=zeros,
         prev_reward=torch.zeros(B, dtype=dtype, device=device),
     )
+
+
+def reversal_centres(cfg: WaterMazeConfig, platform: torch.Tensor, reversal_trial: int,
+                     reversal_platform: str | torch.Tensor = "opposite",
+                     displacement: tuple[float, float] | torch.Tensor | None = None) -> torch.Tensor:
+    """Platform centres ``[B, 2]`` after a reversal of the first platforms ``platform [B, 2]``
+    (see ``reversal_trial``/``reversal_platform`` of :func:`reset_state`); ``platform`` itself
+    where ``reversal_trial`` is -1."""
+    if isinstance(reversal_trial, bool) or not isinstance(reversal_trial, numbers.Integral) \
+            or not (reversal_trial == -1 or 1 <= reversal_trial < cfg.max_trials):
+        raise ValueError(f"reversal_trial must be a trial index in 1..{cfg.max_trials - 1} "
+                         f"(or -1 for none), got {reversal_trial!r}")
+    B = platform.shape[0]
+    if reversal_trial == -1:
+        return platform.clone()
+    if isinstance(reversal_platform, str):
+        if reversal_platform == "opposite":
+            return -platform
+        if reversal_platform != "displacement":
+            raise ValueError("reversal_platform must be 'opposite', 'displacement' or [B, 2] "
+                             f"centres, got {reversal_platform!r}")
+        if displacement is None:
+            raise ValueError("reversal_platform='displacement' needs reversal_displacement (dx, dy)")
+        d = torch.as_tensor(displacement, dtype=platform.dtype, device=platform.device)
+        if d.shape not in ((2,), (B, 2)) or not torch.isfinite(d).all():
+            raise ValueError(f"reversal_displacement must be finite (dx, dy) or [B, 2], got {displacement!r}")
+        moved = platform + d
+        limit = cfg.platform_centre_radius
+        norm = torch.linalg.vector_norm(moved, dim=-1, keepdim=True)
+        return moved * (limit / norm.clamp(min=limit)) if limit > 0 else moved * 0
+    return check_platform(cfg, reversal_platform, B, device=platform.device, dtype=platform.dtype)
 
 
 def _atlantis_trials(cfg: WaterMazeConfig, B: int, generator: torch.Generator,
@@ -388,14 +437,19 @@ def step_state(
     start2 = start.unsqueeze(-1)
     position = torch.where(start2, next_release, position)
     release = torch.where(start2, next_release, state.release)
-    platform = torch.where(start2, state.pending_platform, c)
+    # A reversal: from the start of trial reversal_trial on, the platform is reversal_platform.
+    reverse = (start & (trial == state.reversal_trial)).unsqueeze(-1)
+    pending = torch.where(reverse, state.reversal_platform, state.pending_platform)
+    platform = torch.where(start2, pending, c)
     platform_present = torch.where(start, trial != state.probe_trial, platform_present)
     trial_step = torch.where(start, torch.zeros_like(trial_step), trial_step)
 
     new_state = WaterMazeState(
         position=position,
         platform=platform,
-        pending_platform=state.pending_platform,
+        pending_platform=pending,
+        reversal_trial=state.reversal_trial,
+        reversal_platform=state.reversal_platform,
         platform_present=platform_present,
         release=release,
         release_angles=state.release_angles,
@@ -518,6 +572,10 @@ class WaterMaze:
     trial with reward 1); ``atlantis=(fraction, max_delay)`` draws such trials at random (a
     training curriculum that rewards searching where the platform was).
 
+    Reversal (``reset(reversal_trial=k, reversal_platform="opposite")``): the platform moves at
+    the start of trial k (k >= 1) and stays there: mirrored through the pool centre, displaced by
+    ``reversal_displacement`` (clipped onto the allowed disk), or to given centres.
+
     Dark delay (``reset(dark_after_trial=k, dark_steps=d)``): after the rest that ends trial k,
     ``d`` env steps pass in the dark (observation all zeros, actions ignored, ``info["dark"]``)
     before trial k+1 starts; they count towards ``episode_steps``.
@@ -597,8 +655,8 @@ class WaterMaze:
     ) -> torch.Tensor:
         """Start B new episodes (new platforms unless given); returns the observation ``[B, obs_dim]``.
 
-        ``options``: ``probe_steps``, ``atlantis``, ``dark_after_trial``, ``dark_steps`` of
-        :func:`reset_state`.
+        ``options``: ``probe_steps``, ``atlantis``, ``dark_after_trial``, ``dark_steps``,
+        ``reversal_trial``, ``reversal_platform``, ``reversal_displacement`` of :func:`reset_state`.
         """
         if seed is not None:
             self.generator.manual_seed(seed)

@@ -19,6 +19,11 @@ Measures (per trial index, 0-based in code, 1-based in reports):
     latency_trials2_4  median over the pooled latencies of trials 2-4 (one-shot target)
     optimal_latency_trials2_4  the same median of the straight-swim optima (the target's scale)
     one_shot_ratio     median latency of trial 1 / latency_trials2_4
+Platforms: each trial's measures use the platform in force at that trial's start
+(``EpisodeRecord.platform_t``), so they stay right after a reversal.
+Reversal (the platform moves at the start of trial k; :func:`reversal_measures`): latency and
+    success of trial k and of trial k+1, the share of episodes entering the old platform's zone on
+    trial k before reaching the new one, and the time in the old and new quadrants on trial k.
 Probe trial (platform removed; Morris 1984, Gallagher et al. 1993):
     target quadrant fraction, platform-zone crossings, mean distance to the platform centre
     (Gallagher's proximity), first crossing (swim steps), and the fraction of the swim after the
@@ -150,21 +155,47 @@ def per_trial_sum(values: Tensor, rec: EpisodeRecord, n_trials: int) -> Tensor:
     return torch.where(done, table[:, :n_trials], torch.full_like(table[:, :n_trials], math.nan))
 
 
-def release_by_trial(rec: EpisodeRecord, n_trials: int) -> Tensor:
-    """Release point of each trial index [B, n_trials, 2] (NaN for trials never started)."""
+def _trial_starts(rec: EpisodeRecord, n_trials: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(t_idx, b_idx, k)``: the position index at which trial ``k < n_trials`` of episode
+    ``b_idx`` starts."""
     trial = rec.trial.long()  # [T+1, B]
-    out = torch.full((rec.episodes, n_trials, 2), math.nan, dtype=rec.release.dtype)
     first = torch.ones_like(trial, dtype=torch.bool)
     first[1:] = trial[1:] != trial[:-1]
     t_idx, b_idx = torch.nonzero(first & (trial < n_trials), as_tuple=True)
-    out[b_idx, trial[t_idx, b_idx]] = rec.release[t_idx, b_idx]
+    return t_idx, b_idx, trial[t_idx, b_idx]
+
+
+def release_by_trial(rec: EpisodeRecord, n_trials: int) -> Tensor:
+    """Release point of each trial index [B, n_trials, 2] (NaN for trials never started)."""
+    out = torch.full((rec.episodes, n_trials, 2), math.nan, dtype=rec.release.dtype)
+    t_idx, b_idx, k = _trial_starts(rec, n_trials)
+    out[b_idx, k] = rec.release[t_idx, b_idx]
     return out
 
 
+def platform_by_trial(rec: EpisodeRecord, n_trials: int) -> Tensor:
+    """Platform centre of each trial index [B, n_trials, 2] (pool radii): the one in force at the
+    trial's start (``platform_t``), so a reversed trial has its new platform; NaN for trials never
+    started."""
+    platforms = rec.platforms()
+    out = torch.full((rec.episodes, n_trials, 2), math.nan, dtype=platforms.dtype)
+    t_idx, b_idx, k = _trial_starts(rec, n_trials)
+    out[b_idx, k] = platforms[t_idx, b_idx]
+    return out
+
+
+def trial_platform(rec: EpisodeRecord, k: int) -> Tensor:
+    """[B, 2] the platform of trial ``k`` of each episode (the episode's first platform where
+    trial ``k`` never started)."""
+    p = platform_by_trial(rec, k + 1)[:, k]
+    return torch.where(torch.isnan(p), rec.platform.to(p), p)
+
+
 def straight_line(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int) -> Tensor:
-    """Distance from each trial's release point to the platform's edge [B, n_trials] (pool radii)."""
+    """Distance from each trial's release point to that trial's platform's edge [B, n_trials]
+    (pool radii)."""
     release = release_by_trial(rec, n_trials)
-    dist = (release - rec.platform[:, None, :].to(release)).norm(dim=-1).double()
+    dist = (release - platform_by_trial(rec, n_trials).to(release)).norm(dim=-1).double()
     return (dist - cfg.platform_radius).clamp(min=cfg.v_max)
 
 
@@ -176,7 +207,7 @@ def trial_table(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int) -> dict
     latency, censored = latencies(rec, cfg, n_trials)
     success = successes(rec, n_trials)
     release = release_by_trial(rec, n_trials)
-    optimal = optimal_latency(cfg, release, rec.platform[:, None, :].to(release)).double()
+    optimal = optimal_latency(cfg, release, platform_by_trial(rec, n_trials).to(release)).double()
     optimal = torch.where(torch.isnan(latency), torch.full_like(optimal, math.nan), optimal)
     path = per_trial_sum(swim_distance(rec), rec, n_trials)
     efficiency = torch.where(success == 1, path / straight_line(rec, cfg, n_trials),
@@ -225,6 +256,16 @@ def training_metrics(rec: EpisodeRecord, cfg: WaterMazeConfig) -> dict[str, floa
             "latency_trials2_4": nan(b["latency_trials2_4"])}
 
 
+def _quadrant_fraction(pos: Tensor, centre: Tensor, where: Tensor) -> Tensor:
+    """[B] fraction of the steps ``where`` [T, B] at which ``pos`` [T, B, 2] lies in the quadrant
+    (90 degrees of the pool) centred on the direction of ``centre`` [B, 2]."""
+    target = torch.atan2(centre[:, 1], centre[:, 0])
+    angle = torch.atan2(pos[..., 1], pos[..., 0])
+    diff = torch.remainder(angle - target + math.pi, 2 * math.pi) - math.pi
+    inside = diff.abs() <= math.pi / 4
+    return (inside & where).sum(0).double() / where.sum(0).clamp(min=1)
+
+
 def probe_measures(rec: EpisodeRecord, cfg: WaterMazeConfig, probe_trial: int) -> dict[str, Any]:
     """Search preference on the probe trial (platform removed), averaged over episodes: target
     quadrant fraction, platform-zone crossings, mean distance to the platform centre (pool
@@ -232,14 +273,11 @@ def probe_measures(rec: EpisodeRecord, cfg: WaterMazeConfig, probe_trial: int) -
     the first crossing within ``NEAR_RADII`` platform radii of the platform."""
     pos = rec.position[1:]
     in_probe = (rec.trial[1:] == probe_trial) & ~rec.on_platform[1:]  # [T, B]
-    target = torch.atan2(rec.platform[:, 1], rec.platform[:, 0])
-    angle = torch.atan2(pos[..., 1], pos[..., 0])
-    diff = torch.remainder(angle - target + math.pi, 2 * math.pi) - math.pi
-    in_quadrant = diff.abs() <= math.pi / 4
+    platform = trial_platform(rec, probe_trial).to(pos)  # the probe trial's platform
     steps = in_probe.sum(0)
     ok = steps > 0
-    frac = (in_quadrant & in_probe).sum(0).double() / steps.clamp(min=1)
-    distance = (pos - rec.platform[None]).norm(dim=-1).double()
+    frac = _quadrant_fraction(pos, platform, in_probe)
+    distance = (pos - platform[None]).norm(dim=-1).double()
     mean_distance = (distance * in_probe).sum(0) / steps.clamp(min=1)
     zone = (distance <= cfg.platform_radius) & in_probe
     entries = (zone[1:] & ~zone[:-1]).sum(0) + zone[0].long()
@@ -261,4 +299,56 @@ def probe_measures(rec: EpisodeRecord, cfg: WaterMazeConfig, probe_trial: int) -
         "probe_near_platform_after_first_crossing": mean(dwell, ok & crossed),
         "probe_episodes": int(ok.sum()),
         "probe_episodes_crossing": int((ok & crossed).sum()),
+    }
+
+
+def reversal_measures(rec: EpisodeRecord, cfg: WaterMazeConfig, reversal_trial: int) -> dict[str, Any]:
+    """Behaviour on a reversal: the platform moved at the start of trial k = ``reversal_trial``
+    (0-based; reported 1-based as ``reversal_trial``).
+
+    Over the episodes in which trial k started (``reversal_episodes``):
+        reversal_latency / next_latency   median latency of trial k / k+1 (swim steps; censored
+                                          at the time-out as everywhere)
+        reversal_success / next_success   fraction of episodes reaching the platform on trial
+                                          k / k+1 (k+1: episodes in which it started)
+        old_zone_entry_fraction           fraction of episodes whose position, at some swim
+                                          step of trial k (before the new platform is reached),
+                                          lies within ``platform_radius`` of the old centre (the
+                                          platform of trial k-1)
+        old_quadrant_fraction /           mean over episodes of the fraction of trial k's swim
+        new_quadrant_fraction             steps spent in the quadrant centred on the old / new
+                                          platform (chance 0.25 each)
+    ``None`` where no episode counts.
+    """
+    k = reversal_trial
+    if k < 1:
+        raise ValueError(f"reversal_trial must be >= 1 (the trial after which the platform "
+                         f"moved), got {k!r}")
+    t = trial_table(rec, cfg, k + 2)
+    pos = rec.position[1:]
+    swim = (rec.trial[1:] == k) & ~rec.on_platform[1:]  # [T, B]: the swim of trial k
+    old = trial_platform(rec, k - 1).to(pos)
+    new = trial_platform(rec, k).to(pos)
+    started = ~torch.isnan(t["latency"][:, k])
+    entered = ((pos - old[None]).norm(dim=-1) <= cfg.platform_radius) & swim
+    ok = started & (swim.sum(0) > 0)
+
+    def mean(x: Tensor, where: Tensor) -> float | None:
+        return float(x[where].double().mean()) if where.any() else None
+
+    def med(x: Tensor) -> float | None:
+        x = x[~torch.isnan(x)]
+        return float(median(x)) if len(x) else None
+
+    return {
+        "reversal_trial": k + 1,
+        "reversal_episodes": int(started.sum()),
+        "reversal_latency": med(t["latency"][:, k]),
+        "reversal_success": mean(t["success"][:, k], started),
+        "old_zone_entry_fraction": mean(entered.any(0).double(), ok),
+        "old_quadrant_fraction": mean(_quadrant_fraction(pos, old, swim), ok),
+        "new_quadrant_fraction": mean(_quadrant_fraction(pos, new, swim), ok),
+        "next_episodes": int((~torch.isnan(t["latency"][:, k + 1])).sum()),
+        "next_latency": med(t["latency"][:, k + 1]),
+        "next_success": mean(t["success"][:, k + 1], ~torch.isnan(t["success"][:, k + 1])),
     }

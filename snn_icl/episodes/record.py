@@ -31,7 +31,7 @@ class EpisodeRecord:
     release: Tensor
     """[T+1, B, 2] release point of the current trial (pool radii)."""
     platform: Tensor
-    """[B, 2] the episode's platform centre (pool radii)."""
+    """[B, 2] the episode's first platform centre (pool radii)."""
     reward: Tensor
     """[T, B] reward of each step (1 on reaching the platform)."""
     trial_end: Tensor
@@ -42,6 +42,11 @@ class EpisodeRecord:
     """[T, B] swim steps of the trial that ended here (read where ``trial_end``)."""
     action: Tensor
     """[T, B, 2] swim velocity taken (action units)."""
+    platform_t: Tensor | None = None
+    """[T+1, B, 2] the platform centre in force at each position index (pool radii): after a
+    reversal or ``move_platform`` the new one, from the index at which its trial starts. The
+    rollouts always fill it; a record without it (hand-built, or saved by an older version) has
+    one platform per episode: :meth:`platforms`."""
     obs: Tensor | None = None
     """[T, B, obs_dim] observations acted on."""
     action_mean: Tensor | None = None
@@ -66,6 +71,13 @@ class EpisodeRecord:
     def steps(self) -> int:
         """T, env steps per episode."""
         return self.action.shape[0]
+
+    def platforms(self) -> Tensor:
+        """[T+1, B, 2] the platform in force at each position index: ``platform_t``, or the
+        episode's one ``platform`` where the record has no ``platform_t``."""
+        if self.platform_t is not None:
+            return self.platform_t
+        return self.platform[None].expand(self.position.shape[0], -1, -1)
 
     def tensors(self) -> dict[str, Tensor]:
         """The fields that are set, by name (for saving: :meth:`from_tensors` reads them back)."""

@@ -53,7 +53,7 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
     """
     obs = env.reset(**reset_kwargs)
     batch = obs.shape[0]
-    platform = env.state.platform.clone()  # the episode's platform (a reversal moves it later)
+    platform = env.state.platform.clone()  # the episode's first platform (a reversal moves it)
     state = agent.initial_state(batch) if policy == "agent" else None
     steps: dict[str, list[Tensor]] = {}
 
@@ -86,6 +86,7 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
             put(key, info[key])
         for key in ("position", "trial", "on_platform", "release"):
             put(key, info[key])
+        put("platform_t", info["platform"])
         if reset_memory_each_trial and state is not None:
             new_trial = info["trial"] > steps["trial"][-2]
             if bool(new_trial.any()):
@@ -111,6 +112,7 @@ def _start_info(env: WaterMaze) -> dict[str, Tensor]:
         "trial": s.trial.clone(),
         "on_platform": (s.rest_left > 0) & s.platform_present,
         "release": s.release.clone(),
+        "platform_t": s.platform.clone(),
     }
 
 

@@ -10,10 +10,16 @@ quadrant, crossings, proximity, time near the platform). The same block is compu
 state reset at every trial start (no memory), and a random swimmer.
 
 The one-shot signature is ``latency trial 1 / median latency over trials 2-4``.
+
+Protocols (:class:`~snn_icl.config.ProtocolConfig`, docs/protocols.md): "dmp" is the evaluation
+above; "reversal" runs episodes whose platform moves at the start of one trial and "probe"
+episodes with the probe trial only; for those the behaviour blocks are measured on the
+protocol's episodes and ``result["protocol"]`` holds its settings and measures per condition.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from typing import Any, Callable
@@ -22,8 +28,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from snn_icl.config import seed_kind
-from snn_icl.episodes.measures import behaviour, probe_measures
+from snn_icl.config import ProtocolConfig, seed_kind
+from snn_icl.episodes.measures import behaviour, probe_measures, reversal_measures
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.episodes.rollout import rollout_batches
 from snn_icl.models import frozen, weights_sha256
@@ -31,35 +37,60 @@ from snn_icl.models import frozen, weights_sha256
 def run_condition(agent: nn.Module | None, task: Any, episodes: int, seed: int, *,
                   batch: int = 64, probe: bool = False, progress: bool = False, desc: str = "",
                   **kwargs: Any) -> EpisodeRecord:
-    """All held-out episodes of one condition (same seeds for every condition and agent)."""
+    """All held-out episodes of one condition (same seeds for every condition and agent).
+
+    ``probe``: the probe trial of the task's [eval] table, unless ``kwargs`` name one."""
     if probe:
-        kwargs["probe_trial"] = task.eval.probe_trial
+        kwargs.setdefault("probe_trial", task.eval.probe_trial)
     return rollout_batches(agent, task.env, episodes, seed, batch=batch, progress=progress,
                            desc=desc, deterministic=task.eval.deterministic, **kwargs)
 
 
 def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials: int = 6,
-             batch: int = 64, progress: bool = True) -> dict[str, Any]:
-    """The full evaluation of a frozen agent with both controls (see the module docstring)."""
+             batch: int = 64, progress: bool = True,
+             protocol: ProtocolConfig | None = None) -> dict[str, Any]:
+    """The full evaluation of a frozen agent with both controls (see the module docstring);
+    ``protocol`` defaults to the task's [protocol] table."""
+    if protocol is None:
+        protocol = getattr(task, "protocol", None) or ProtocolConfig()
     frozen(agent)
     before = weights_sha256(agent)
     conditions = {"agent": {}, "control_no_memory": {"reset_memory_each_trial": True},
                   "control_random": {"policy": "random"}}
     result: dict[str, Any] = {"episodes": episodes, "seed": seed, "seed_kind": seed_kind(seed),
                               "n_trials": n_trials}
+    probe_trial = protocol.probe(task)
+    probe_kw = {"probe_trial": probe_trial, "probe_steps": protocol.probe_steps}
+    block_of_protocol: dict[str, Any] = {**dataclasses.asdict(protocol), "probe_trial": probe_trial}
+    if protocol.name != "reversal":
+        for key in ("reversal_trial", "reversal", "displacement"):
+            del block_of_protocol[key]
     boot = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, kw in tqdm(conditions.items(), desc="evaluate", disable=not progress):
-            sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
-                                desc=name, **kw)
-            block = behaviour(sim, task.env, n_trials, boot)
-            probe = run_condition(agent, task, episodes, seed, batch=batch, probe=True,
-                                  progress=progress, desc=f"{name} probe", **kw)
-            block.update(probe_measures(probe, task.env, task.eval.probe_trial))
+            if protocol.name == "dmp":
+                sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
+                                    desc=name, **kw)
+                block = behaviour(sim, task.env, n_trials, boot)
+                probe = run_condition(agent, task, episodes, seed, batch=batch, probe=True,
+                                      progress=progress, desc=f"{name} probe", **kw, **probe_kw)
+                block.update(probe_measures(probe, task.env, probe_trial))
+            else:
+                sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
+                                    desc=f"{name} {protocol.name}", **kw,
+                                    **protocol.reset_kwargs(task))
+                block = behaviour(sim, task.env, n_trials, boot)
+                measures = (reversal_measures(sim, task.env, protocol.reversal_trial)
+                            if protocol.name == "reversal"
+                            else probe_measures(sim, task.env, probe_trial))
+                block_of_protocol[name] = measures
+                if protocol.name == "probe":
+                    block.update(measures)
             if name == "agent":
                 result.update(block)
             else:
                 result[name] = block
+    result["protocol"] = block_of_protocol
     after = weights_sha256(agent)
     if after != before:
         raise RuntimeError(f"weights changed during evaluation (sha256 {before} -> {after})")
