@@ -34,6 +34,7 @@ from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.episodes.rollout import rollout_batches
 from snn_icl.models import frozen, weights_sha256
 
+
 def run_condition(agent: nn.Module | None, task: Any, episodes: int, seed: int, *,
                   batch: int = 64, probe: bool = False, progress: bool = False, desc: str = "",
                   **kwargs: Any) -> EpisodeRecord:
