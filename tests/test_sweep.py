@@ -14,6 +14,7 @@ from snn_icl.config import ConfigError, replace
 from snn_icl.experiments import sweep as sw
 from snn_icl.experiments.report import mean_ci
 from snn_icl.storage import files
+from tests.conftest import TASKS
 
 runner = CliRunner()
 TWO_ITERATIONS = ["--set", "train.iterations=2"]
@@ -264,3 +265,42 @@ def test_the_sweep_table_gives_slurm_resources_and_stays_out_of_the_runs(tmp_pat
         path.write_text(text + f"\n[sweep]\n{bad}\n")
         with pytest.raises(ConfigError, match=rf"\[sweep\].*{key}"):
             load_task(path)
+
+
+def test_killing_the_sweep_kills_its_workers_and_frees_their_runs(tmp_path):
+    """kill -9 of the sweep process: its workers die with it, so no run stays locked."""
+    import fcntl
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pathlib import Path
+
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), "sweep",
+                             str(TASKS / "water_maze_tiny.toml"), "--seeds", "0", "--workers", "1",
+                             "--set", "train.iterations=5000", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("*/*/seed0/metrics.csv")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (lock,) = out.glob("*/*/seed0/.lock")
+    deadline = time.monotonic() + 20
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "a worker outlived the sweep and holds its run"
+                time.sleep(0.2)
+    finally:
+        os.close(fd)

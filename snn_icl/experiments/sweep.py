@@ -20,6 +20,7 @@ import math
 import os
 import re
 import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,6 +379,24 @@ def prepare(task_paths: list[Path], sets: list[str], seeds: str, out: Path, comm
                  {f"{t}.{k}": v for t, k, v in parsed}, backend, specs)
 
 
+def die_with(sweep_pid: int) -> None:
+    """Worker initializer: the worker kills itself when the sweep process ``sweep_pid`` is gone
+    (also after kill -9, which no cleanup code sees), so no orphan keeps training and holding its
+    run's lock. A daemon thread checks every half second."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(sweep_pid, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-sweep", daemon=True).start()
+
+
 def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], None]) -> None:
     """Every run of the sweep in a pool of ``workers`` processes (spawned, one torch thread each)."""
     import multiprocessing
@@ -390,7 +409,8 @@ def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], No
     # from it (no inherited threads or locks of this process, no import per worker)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["snn_icl.experiments.sweep", "snn_icl.train.run_dir"])
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                             initializer=die_with, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_one, spec, 1): spec for spec in todo}
         for future in as_completed(futures):
             spec = futures[future]
