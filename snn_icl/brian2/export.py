@@ -32,9 +32,9 @@ from torch import Tensor
 
 from snn_icl.brian2.standalone import BiologyOptions, BrianLSNN, LSNNSpec
 from snn_icl.envs.water_maze import WaterMaze
-from snn_icl.models.agent import gaussian_log_prob, read_heads, sample_action
+from snn_icl.models.agent import read_heads, sample_action
 from snn_icl.episodes.record import EpisodeRecord
-from snn_icl.episodes.rollout import env_seed, rollout, rollout_batches
+from snn_icl.episodes.rollout import StepRecorder, env_seed, rollout, rollout_batches
 
 __all__ = [
     "spec_from_agent",
@@ -101,47 +101,30 @@ class TorchEnvController:
         self.agent, self.env, self.generator = agent, env, generator
         self.deterministic, self.reset_kwargs = deterministic, reset_kwargs
         self.like = agent.net.w_in
-        self.steps: dict[str, list[Tensor]] = {}
-        self.obs: Tensor | None = None
-
-    def _put(self, key: str, value: Tensor) -> None:
-        self.steps.setdefault(key, []).append(value)
+        self.steps: StepRecorder | None = None
 
     def _encode(self, obs: Tensor) -> np.ndarray:
-        self.obs = obs
-        self._put("obs", obs)
+        self.steps.put("obs", obs)
         return self.agent.encode(obs, self.generator).double().numpy()
 
     def start(self) -> np.ndarray:
         obs = self.env.reset(**self.reset_kwargs)
-        s = self.env.state
-        self.platform = s.platform.clone()  # the episode's first platform (a reversal moves it)
-        self._put("position", s.position.clone())
-        self._put("trial", s.trial.clone())
-        self._put("on_platform", (s.rest_left > 0) & s.platform_present)
-        self._put("release", s.release.clone())
-        self._put("platform_t", s.platform.clone())
+        self.steps = StepRecorder(self.env)
         return self._encode(obs)
 
     def step(self, zeta: np.ndarray) -> np.ndarray | None:
         policy = read_heads(self.agent, torch.from_numpy(zeta).to(self.like))
         action = sample_action(policy, self.generator, self.deterministic)
-        for key, value in (("action_mean", policy.mean), ("value", policy.value), ("action", action),
-                           ("log_prob", gaussian_log_prob(policy, action))):
-            self._put(key, value)
+        self.steps.policy(policy, action)
+        self.steps.put("action", action)
         obs, reward, done, info = self.env.step(action)
-        self._put("reward", reward)
-        for key in ("trial_end", "escaped", "latency", "position", "trial", "on_platform", "release"):
-            self._put(key, info[key])
-        self._put("platform_t", info["platform"])
+        self.steps.env_step(reward, info)
         if bool(done.all()):
             return None
         return self._encode(obs)
 
-    def result(self) -> dict[str, Tensor]:
-        out = {key: torch.stack(values) for key, values in self.steps.items()}
-        out["platform"] = self.platform
-        return out
+    def result(self) -> EpisodeRecord:
+        return self.steps.record(drop=("obs",))
 
 
 @torch.no_grad()
@@ -169,12 +152,11 @@ def brian2_rollout(agent: Any, env: WaterMaze, *, net: BrianLSNN | None = None,
                               reset_kwargs=reset_kwargs)
     z = net.run_closed_loop(ctrl, env.config.episode_steps, seed=seed)
     out = ctrl.result()
-    out.pop("obs")
     if record:
-        out["z"] = torch.from_numpy(z > 0)
-        if "A" in net.recorded():
-            out["A"] = torch.from_numpy(net.recorded()["A"]).to(agent.net.w_in.dtype)
-    return EpisodeRecord(**out)
+        A = net.recorded().get("A")
+        out = replace(out, z=torch.from_numpy(z > 0),
+                      A=None if A is None else torch.from_numpy(A).to(agent.net.w_in.dtype))
+    return out
 
 
 def _discrete(options: BiologyOptions | None) -> bool:

@@ -53,15 +53,9 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
     """
     obs = env.reset(**reset_kwargs)
     batch = obs.shape[0]
-    platform = env.state.platform.clone()  # the episode's first platform (a reversal moves it)
     state = agent.initial_state(batch) if policy == "agent" else None
-    steps: dict[str, list[Tensor]] = {}
-
-    def put(key: str, value: Tensor) -> None:
-        steps.setdefault(key, []).append(value)
-
-    for key, value in _start_info(env).items():
-        put(key, value)
+    steps = StepRecorder(env)
+    put = steps.put
     done = torch.zeros(batch, dtype=torch.bool)
     bar = tqdm(total=env.config.episode_steps, desc="env steps", disable=not progress, leave=False)
     while not bool(done.all()):
@@ -72,48 +66,68 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
             out = agent.act(obs, state, generator=generator, record=record)
             state = out.state
             action = sample_action(out.policy, generator, deterministic)
-            put("action_mean", out.policy.mean)
-            put("value", out.policy.value)
-            put("log_prob", gaussian_log_prob(out.policy, action))
+            steps.policy(out.policy, action)
             put("net_input", out.net_input)
             if record and agent.spiking:  # spikes and thresholds
                 put("z", out.trace.z.bool())
                 put("A", out.trace.A)
         put("action", action)
         obs, reward, done, info = env.step(action)
-        put("reward", reward)
-        for key in ("trial_end", "escaped", "latency"):
-            put(key, info[key])
-        for key in ("position", "trial", "on_platform", "release"):
-            put(key, info[key])
-        put("platform_t", info["platform"])
-        if reset_memory_each_trial and state is not None:
-            new_trial = info["trial"] > steps["trial"][-2]
-            if bool(new_trial.any()):
-                state = agent.reset_state(state, new_trial)
+        new_trial = steps.env_step(reward, info)
+        if reset_memory_each_trial and state is not None and bool(new_trial.any()):
+            state = agent.reset_state(state, new_trial)
         if hook is not None and state is not None:
-            new_trial = info["trial"] > steps["trial"][-2]
-            state = hook(state, {**info, "step": len(steps["action"]) - 1, "new_trial": new_trial})
+            state = hook(state, {**info, "step": steps.count("action") - 1, "new_trial": new_trial})
         bar.update(1)
     bar.close()
-    out_dict = {key: torch.stack(values) for key, values in steps.items() if key not in ("z", "A")}
-    if record and "z" in steps:
-        out_dict["z"] = torch.cat(steps["z"])
-        out_dict["A"] = torch.cat(steps["A"])
-    out_dict["platform"] = platform
-    return EpisodeRecord(**out_dict)
+    return steps.record()
 
 
-def _start_info(env: WaterMaze) -> dict[str, Tensor]:
-    """Position, trial, contact and release point right after ``reset``."""
-    s = env.state
-    return {
-        "position": s.position.clone(),
-        "trial": s.trial.clone(),
-        "on_platform": (s.rest_left > 0) & s.platform_present,
-        "release": s.release.clone(),
-        "platform_t": s.platform.clone(),
-    }
+class StepRecorder:
+    """What a closed loop of an agent and the water maze records, step by step, stacked into an
+    :class:`EpisodeRecord` at the end. The rollout and the Brian2 closed loop
+    (:mod:`snn_icl.brian2.export`) both record through it, so their records agree field by field.
+    """
+
+    ENV_KEYS = ("trial_end", "escaped", "latency", "position", "trial", "on_platform", "release")
+    """The env's step info kept per step."""
+
+    def __init__(self, env: WaterMaze) -> None:
+        """Start from the env right after ``reset``: position, trial, contact, release point and
+        platform (``platform`` stays the episode's first one; ``platform_t`` follows moves)."""
+        s = env.state
+        self.platform = s.platform.clone()
+        self.steps: dict[str, list[Tensor]] = {}
+        for key, value in (("position", s.position.clone()), ("trial", s.trial.clone()),
+                           ("on_platform", (s.rest_left > 0) & s.platform_present),
+                           ("release", s.release.clone()), ("platform_t", s.platform.clone())):
+            self.put(key, value)
+
+    def put(self, key: str, value: Tensor) -> None:
+        self.steps.setdefault(key, []).append(value)
+
+    def count(self, key: str) -> int:
+        return len(self.steps.get(key, ()))
+
+    def policy(self, policy: Any, action: Tensor) -> None:
+        """The policy's mean, value and the log-probability of the action taken."""
+        self.put("action_mean", policy.mean)
+        self.put("value", policy.value)
+        self.put("log_prob", gaussian_log_prob(policy, action))
+
+    def env_step(self, reward: Tensor, info: dict[str, Tensor]) -> Tensor:
+        """Record an env step; returns [B] bool: the next observation starts a new trial."""
+        self.put("reward", reward)
+        for key in self.ENV_KEYS:
+            self.put(key, info[key])
+        self.put("platform_t", info["platform"])
+        return self.steps["trial"][-1] > self.steps["trial"][-2]
+
+    def record(self, drop: tuple[str, ...] = ()) -> EpisodeRecord:
+        """The stacked record (time-major; spikes and thresholds concatenated over 1-ms steps)."""
+        out = {key: (torch.cat if key in ("z", "A") else torch.stack)(values)
+               for key, values in self.steps.items() if key not in drop}
+        return EpisodeRecord(**out, platform=self.platform)
 
 
 def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch: int = 64,
