@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import typer
 
-from snn_icl.train.errors import NonFiniteError
+from snn_icl.train.errors import NonFiniteError, one_line
 
 app = typer.Typer(
     name="snn-icl",
@@ -45,11 +45,8 @@ def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             with _CLAIMS:
                 return fn(*args, **kwargs)
-        except (ValueError, NonFiniteError, OverflowError) as err:
-            _fail(str(err))
-        except OSError as err:
-            where = f" ({err.filename})" if err.filename else ""
-            _fail(f"{err.strerror or err}{where}")
+        except (ValueError, NonFiniteError, OverflowError, OSError) as err:
+            _fail(one_line(err))
         except MemoryError:
             _fail("out of memory: make the task or --episodes smaller")
 

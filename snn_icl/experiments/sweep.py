@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 from snn_icl.config import (SEED_MAX, ConfigError, SweepConfig, TaskConfig, load_task, replace,
                             task_to_dict)
 from snn_icl.storage import files
+from snn_icl.train.errors import one_line
 
 SWEEP_FILE = "sweep.json"
 TASK_FILE = "task.toml"
@@ -306,13 +307,6 @@ def run_one(spec: RunSpec, threads: int = 1, redirect: bool = True) -> dict[str,
     else:
         result["status"] = "done" if st == "done" else ("stopped" if st == "stopped" else st or None)
     return result
-
-
-def one_line(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return f"{err.strerror}{f' ({err.filename})' if err.filename else ''}"
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return " ".join(lines) if lines else type(err).__name__
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,10 +194,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         return _metadata(path, head + f.read(min(n, 100_000_000)))
 
 
-def load_task_of(path: str | Path) -> TaskConfig:
-    return Checkpoint(path).task()
-
-
 def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig | None = None,
               optimizer: torch.optim.Optimizer | None = None,
               generator: torch.Generator | None = None) -> dict[str, Any]:

@@ -28,10 +28,6 @@ _KNOWN_FILES = {"checkpoint.safetensors": "training run", "simulation.safetensor
                 "sweep.json": "sweep", "report.md": "report"}
 
 
-class DirectoryBusy(RuntimeError):
-    """Another process holds the directory's lock."""
-
-
 def kind_of(directory: Path) -> str | None:
     """The kind of output a directory holds (None: empty or not ours)."""
     marker = directory / KIND

@@ -28,7 +28,8 @@ from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, mak
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, save_checkpoint
 from snn_icl.storage.outputs import claim
-from snn_icl.train.ppo import NonFiniteError, TrainState, new_state, train
+from snn_icl.train.errors import NonFiniteError, one_line
+from snn_icl.train.ppo import TrainState, new_state, train
 
 METRICS = "metrics.csv"
 
@@ -170,13 +171,13 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
     except BaseException as err:
         kept = (f"the checkpoint of iteration {saved_at} is kept" if saved_at is not None
                 else "no checkpoint had been written yet")
-        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {_reason(err)}"
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {one_line(err)}"
         try:
             _status(run, task, f"{reason} ({kept})", state, saved_at)
         except OSError:
             pass  # a full disk: run.json keeps its last state; the message says what happened
         if isinstance(err, (NonFiniteError, OSError, OverflowError, MemoryError)):
-            raise RunFailed(f"{run}: {_reason(err)}; {kept}") from err
+            raise RunFailed(f"{run}: {one_line(err)}; {kept}") from err
         raise
     finally:
         log.close()
@@ -187,13 +188,6 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
 
 class RunFailed(ValueError):
     """A training run stopped by a fault a user can act on (one line: what, and what is kept)."""
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        where = f" writing {err.filename}" if err.filename else ""
-        return f"{err.strerror}{where}"
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def check_memory(task: TaskConfig) -> None:
