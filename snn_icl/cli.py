@@ -166,15 +166,18 @@ def train(
     stop_after: int = typer.Option(None, "--stop-after", min=1,
                                    help="Stop (with a checkpoint) after this many more iterations."),
 ) -> None:
-    """Meta-train the agent with PPO through whole episodes; checkpoints and metrics go to --out."""
+    """Meta-train the agent (PPO through whole episodes; supervised in-context families: Adam on
+    fresh tasks); checkpoints and metrics go to --out."""
     from snn_icl.config import load_task
+    from snn_icl.envs import family as families
     from snn_icl.train.run_dir import train_run
 
     cfg = load_task(task)
     seed = cfg.seed if seed is None else seed
     out = out if out is not None else Path("runs") / f"{cfg.name}-seed{seed}"
     state = train_run(task, out, seed=seed, resume=resume, stop_after=stop_after)
-    typer.echo(f"trained {state.iteration} iterations ({state.episodes} episodes, "
+    unit = "episodes" if families.supervised(cfg.env) is None else "tasks"
+    typer.echo(f"trained {state.iteration} iterations ({state.episodes} {unit}, "
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
 
 
@@ -214,8 +217,10 @@ def evaluate(
                                            help="A [protocol] key, e.g. reversal_trial=3 "
                                            "(repeatable; over the task's table)."),
 ) -> None:
-    """Frozen-weight evaluation on held-out platforms, with no-memory and random controls."""
-    from snn_icl.config import protocol_override
+    """Frozen-weight evaluation on held-out platforms, with no-memory and random controls
+    (supervised in-context models: against exact reference learners, docs/icl_regression.md)."""
+    from snn_icl.config import ConfigError, protocol_override
+    from snn_icl.envs import family as families
     from snn_icl.storage import files
     from snn_icl.storage.checkpoint import load_agent, provenance, resolve
     from snn_icl.experiments.evaluate import evaluate as run_eval
@@ -223,6 +228,12 @@ def evaluate(
     _writable_file(out)
     path = resolve(source)
     agent, cfg, counters = load_agent(path)
+    if families.supervised(cfg.env) is not None:
+        if protocol is not None or protocol_set:
+            raise ConfigError(f"{source} is a {cfg.env.family} model: protocols are water-maze "
+                              "options")
+        _evaluate_supervised(agent, cfg, counters, path, episodes, seed, out)
+        return
     chosen = protocol_override(cfg, protocol, protocol_set)
     episodes = cfg.eval.episodes if episodes is None else episodes
     seed = cfg.eval.seed if seed is None else seed
@@ -242,6 +253,24 @@ def evaluate(
         line += (f"trials 2-4 {result['latency_trials2_4']}, ratio {result['one_shot_ratio']}, "
                  f"probe quadrant {result['probe_target_quadrant_fraction']}")
     typer.echo(line)
+
+
+def _evaluate_supervised(model: Any, cfg: Any, counters: dict[str, Any], path: Path,
+                         tasks: int | None, seed: int | None, out: Path) -> None:
+    """`evaluate` of an in-context regression model (--episodes counts test tasks)."""
+    from snn_icl.experiments.icl_regression import evaluate as run_eval
+    from snn_icl.storage import files
+    from snn_icl.storage.checkpoint import provenance
+
+    seed = cfg.eval.seed if seed is None else seed
+    result = run_eval(model, cfg, seed, n_tasks=4096 if tasks is None else tasks)
+    files.write_json(out, {**provenance(path, cfg, counters), **result, "versions": files.versions()})
+    r, al = result["references"], result["alignment"]["gd1"]
+    typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): loss {result['loss']:.4f}; "
+               f"one GD step {r['gd1']['loss']:.4f} (eta {r['gd1']['eta']:.3f}), two "
+               f"{r['gd2']['loss']:.4f}, least squares {r['least_squares']['loss']:.2g}; "
+               f"vs GD: cosine {al['model_cos']:.4f}, prediction difference "
+               f"{al['pred_diff_rel']:.3f} (relative)")
 
 
 @app.command(short_help="Several agents on the same episodes: table and figure.")
@@ -511,7 +540,8 @@ def report(
     sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="A directory of `snn-icl sweep`."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     episodes: int = typer.Option(64, "--episodes", "-n", min=1,
-                                 help="Held-out episodes per run (the same for every run)."),
+                                 help="Held-out episodes per run (the same for every run; in-context "
+                                 "regression runs: test tasks, e.g. -n 4096)."),
     seed: int = _seed("Evaluation seed (the same episodes for every run).", 1),
     overwrite: bool = _overwrite(),
 ) -> None:

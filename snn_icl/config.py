@@ -5,8 +5,11 @@ A task file has these tables, each loaded into a frozen dataclass::
     name = "water_maze"      # optional, defaults to the file stem
     seed = 0                 # initialises the weights and the env generator
 
-    [env]      # snn_icl.envs.water_maze.WaterMazeConfig  (lengths in pool radii, times in env steps)
+    [env]      # the task family's config: family = "water_maze" (default,
+               #   snn_icl.envs.water_maze.WaterMazeConfig: lengths in pool radii, times in env
+               #   steps) or a supervised in-context family (snn_icl.envs.family)
     [agent]    # the config of the agent's kind: snn_icl.models.LSNNConfig, LSTMConfig, ...
+               #   (supervised families: a predictor kind, snn_icl.models.predictor)
     [train]    # TrainConfig
     [eval]     # EvalConfig
     [sweep]    # SweepConfig (optional: Slurm resources for `snn-icl sweep --backend slurm`)
@@ -28,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from snn_icl.envs import family as families
 from snn_icl.envs.water_maze import WaterMazeConfig
-from snn_icl.models import LSNNConfig, agent_class, agent_kinds, build_agent
+from snn_icl.models import (LSNNConfig, agent_class, agent_kinds, build_agent, build_predictor,
+                            predictor_class, predictor_kinds)
 from snn_icl.models.agent import check_value as _check
 
 
@@ -88,6 +93,11 @@ class TrainConfig:
     """Value loss weight."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
+    weight_decay: float = 0.0
+    """L2 regularisation: Adam's weight_decay (lambda * w added to every gradient)."""
+    track_every: int = 0
+    """Supervised families: iterations between held-out checks logged in metrics.csv (the
+    family's tracked measures, on fresh evaluation-parity tasks; 0: none)."""
     rate_reg: float = 0.0
     """Firing-rate regularisation (spiking agents): rate_reg * mean_i (rate_i - target)^2, rates
     in spikes per ms (Bellec et al. 2018 keep LSNN rates near a target the same way)."""
@@ -137,7 +147,8 @@ class TrainConfig:
                self.target_rate_hz)
         _check(0 <= self.lr_anneal_iterations <= self.iterations, "lr_anneal_iterations",
                f"must be in [0, iterations = {self.iterations}]", self.lr_anneal_iterations)
-        for key in ("entropy_coef", "value_coef", "rate_reg", "lr_final"):
+        for key in ("entropy_coef", "value_coef", "rate_reg", "lr_final", "weight_decay",
+                    "track_every"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
         stages = len(self.atlantis_from_iteration)
         for key in ("atlantis_fraction", "atlantis_max_delay"):
@@ -293,7 +304,8 @@ class TaskConfig:
 
     name: str = "task"
     seed: int = 0
-    env: WaterMazeConfig = field(default_factory=WaterMazeConfig)
+    env: Any = field(default_factory=WaterMazeConfig)
+    """The ``[env]`` config of the task family (:class:`WaterMazeConfig` by default)."""
     agent: Any = field(default_factory=LSNNConfig)
     """The config dataclass of the agent's kind (``agent.kind``), e.g. :class:`LSNNConfig`."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -304,7 +316,7 @@ class TaskConfig:
 
 
 _TABLES: dict[str, type | None] = {
-    "env": WaterMazeConfig,
+    "env": None,  # the family's config class, see _env_config
     "agent": None,  # the kind's config class, see _agent_config
     "train": TrainConfig,
     "eval": EvalConfig,
@@ -377,7 +389,21 @@ def build_dataclass(cls: type, table: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def _agent_config(table: Any, where: str, legacy: bool) -> Any:
+def _env_config(table: Any, where: str) -> Any:
+    """The ``[env]`` table as the config dataclass of its ``family`` (default water_maze)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table, got {table!r}")
+    name = table.get("family", families.DEFAULT_FAMILY)
+    try:
+        cls = families.config_class(name)
+    except ValueError as err:
+        raise ConfigError(f"{where}: family: {err}") from None
+    if cls is WaterMazeConfig:  # the water maze's table has no family key of its own
+        table = {k: v for k, v in table.items() if k != "family"}
+    return build_dataclass(cls, table, where)
+
+
+def _agent_config(table: Any, where: str, legacy: bool, supervised: bool = False) -> Any:
     """The ``[agent]`` table as the config dataclass of its ``kind``.
 
     A key of another kind's config is an error naming that kind; with ``legacy`` (configs saved
@@ -385,8 +411,10 @@ def _agent_config(table: Any, where: str, legacy: bool) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table, got {table!r}")
     kind = table.get("kind", "lsnn")
+    lookup, kinds = ((predictor_class, predictor_kinds) if supervised
+                     else (agent_class, agent_kinds))
     try:
-        cls = agent_class(kind).config_class
+        cls = lookup(kind).config_class
     except ValueError as err:
         raise ConfigError(f"{where}: kind: {err}") from None
     own = {f.name for f in dataclasses.fields(cls)}
@@ -394,8 +422,8 @@ def _agent_config(table: Any, where: str, legacy: bool) -> Any:
     for key in list(table):
         if key in own:
             continue
-        owners = [k for k in agent_kinds()
-                  if key in {f.name for f in dataclasses.fields(agent_class(k).config_class)}]
+        owners = [k for k in kinds()
+                  if key in {f.name for f in dataclasses.fields(lookup(k).config_class)}]
         if owners and legacy:
             del table[key]
         elif owners:
@@ -425,11 +453,15 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
         raise ConfigError(f"{source}: {err}") from None
     for table, cls in _TABLES.items():
         where = f"{source} [{table}]"
-        if cls is None:
-            kwargs[table] = _agent_config(data.get(table, {}), where, legacy)
+        if table == "env":
+            kwargs[table] = _env_config(data.get(table, {}), where)
+        elif table == "agent":
+            kwargs[table] = _agent_config(data.get(table, {}), where, legacy,
+                                          families.supervised(kwargs["env"]) is not None)
         else:
             kwargs[table] = build_dataclass(cls, data.get(table, {}), where)
-    check_protocol(kwargs["protocol"], kwargs["env"], f"{source} [protocol]")
+    if families.supervised(kwargs["env"]) is None:
+        check_protocol(kwargs["protocol"], kwargs["env"], f"{source} [protocol]")
     return TaskConfig(**kwargs)
 
 
@@ -469,9 +501,13 @@ def replace(task: TaskConfig, **tables: dict[str, Any]) -> TaskConfig:
 
 
 def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
-    """The task's agent with weights initialised from ``seed`` (default: the task's seed)."""
-    return build_agent(task.agent, task.env.obs_dim, task.env.episode_steps,
-                       seed=task.seed if seed is None else seed)
+    """The task's agent (a sequence predictor for a supervised family) with weights initialised
+    from ``seed`` (default: the task's seed)."""
+    seed = task.seed if seed is None else seed
+    if families.supervised(task.env) is not None:
+        return build_predictor(task.agent, task.env.obs_dim, task.env.out_dim,
+                               task.env.episode_steps, seed=seed)
+    return build_agent(task.agent, task.env.obs_dim, task.env.episode_steps, seed=seed)
 
 
 RECORD_FLOATS_PER_STEP = 26

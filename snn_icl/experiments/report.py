@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from snn_icl.config import seed_kind
+from snn_icl.envs.family import supervised
+from snn_icl.experiments import icl_regression
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.experiments.sweep import SWEEP_FILE
 from snn_icl.storage import files
@@ -35,6 +37,39 @@ MEASURES = [
     ("training_env_steps", "training env steps"),
 ]
 CURVES = ("goals_per_episode", "latency_trials2_4")
+PANELS = (("goals_per_episode", "goals per episode"),
+          ("latency_trials2_4", "median latency trials 2-4 (env steps)"))
+
+REGRESSION_MEASURES = [
+    ("loss", "loss at k = N"),
+    ("loss_vs_gd1", "loss / one GD step"),
+    ("loss_vs_gd2", "loss / two GD steps"),
+    ("model_cos", "cosine with GD's sensitivity"),
+    ("pred_diff_rel", "prediction difference from GD (relative)"),
+    ("loss_k_half", "loss at k = N/2"),
+    ("training_tasks", "training tasks"),
+]
+REGRESSION_PANELS = (("loss", "training loss (mixed k)"),
+                     ("held_out_loss", "held-out loss at k = N"))
+
+
+def scheme(task: Any) -> dict[str, Any]:
+    """What the report measures for the task's family: table columns, curve panels, x axis."""
+    if supervised(task.env) is None:
+        return {"family": "water_maze", "measures": MEASURES, "panels": PANELS,
+                "x_label": "training env steps"}
+    return {"family": task.env.family, "measures": REGRESSION_MEASURES,
+            "panels": REGRESSION_PANELS, "x_label": "training tasks"}
+
+
+def _regression_measures(result: dict[str, Any], counters: dict[str, Any]) -> dict[str, Any]:
+    ref, by_k = result["references"], result["loss_by_k"]
+    half = by_k["k"].index(result["n_examples"] // 2)
+    return {"loss": result["loss"], "loss_vs_gd1": result["loss"] / ref["gd1"]["loss"],
+            "loss_vs_gd2": result["loss"] / ref["gd2"]["loss"],
+            "model_cos": result["alignment"]["gd1"]["model_cos"],
+            "pred_diff_rel": result["alignment"]["gd1"]["pred_diff_rel"],
+            "loss_k_half": by_k["model"][half], "training_tasks": counters.get("episodes")}
 
 
 def mean_ci(values: list[float | None]) -> dict[str, Any]:
@@ -65,28 +100,31 @@ def _run_measures(result: dict[str, Any], counters: dict[str, Any], task: Any) -
     }
 
 
-def _curve(run: Path, episode_steps: int) -> dict[str, list[float]]:
+def _curve(run: Path, per_episode: int, keys: tuple[str, ...] = CURVES) -> dict[str, list[float]]:
+    """A run's learning curves from metrics.csv; x ("env_steps") is the episodes counter times
+    ``per_episode`` (env steps per episode; 1 for supervised families: tasks)."""
     path = run / "metrics.csv"
     if not path.is_file():
         return {}
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    out = {"env_steps": [float(r["episodes"]) * episode_steps for r in rows]}
-    for key in CURVES:
+    out = {"env_steps": [float(r["episodes"]) * per_episode for r in rows]}
+    for key in keys:
         out[key] = [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
     return out
 
 
-def aggregate_curves(curves: list[dict[str, list[float]]]) -> dict[str, Any]:
-    """Mean, min and max across seeds at each env-step count (NaN-aware; a count some runs did
-    not reach uses the runs that did)."""
+def aggregate_curves(curves: list[dict[str, list[float]]],
+                     keys: tuple[str, ...] = CURVES) -> dict[str, Any]:
+    """Mean, min and max across seeds at each x ("env_steps": env steps, or tasks for a
+    supervised family) (NaN-aware; an x some runs did not reach uses the runs that did)."""
     curves = [c for c in curves if c.get("env_steps")]
     if not curves:
         return {"env_steps": []}
     steps = sorted({s for c in curves for s in c["env_steps"]})
     index = {s: i for i, s in enumerate(steps)}
     out: dict[str, Any] = {"env_steps": steps}
-    for key in CURVES:
+    for key in keys:
         table = np.full((len(curves), len(steps)), np.nan)
         for i, c in enumerate(curves):
             for s, v in zip(c["env_steps"], c[key]):
@@ -129,23 +167,34 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
             skipped.append(f"{entry['dir']} (status: {status or 'not started'})")
             continue
         agent, task, counters = load_agent(resolve(run))
-        result = evaluate(agent, task, episodes, seed, progress=False)
-        measures = _run_measures(result, counters, task)
+        sch = scheme(task)
+        if sch["family"] == "water_maze":
+            result = evaluate(agent, task, episodes, seed, progress=False)
+            measures = _run_measures(result, counters, task)
+        else:
+            result = icl_regression.evaluate(agent, task, seed, n_tasks=episodes)
+            measures = _regression_measures(result, counters)
         runs.append({"dir": entry["dir"], "condition": cond, "seed": entry["seed"], **measures})
         c = conditions.setdefault(cond, {"task": task.name, "agent": task.agent.kind,
-                                          "setting": entry["setting"], "runs": [], "curves": []})
+                                          "setting": entry["setting"], "runs": [], "curves": [],
+                                          "scheme": sch})
         c["runs"].append(measures)
-        c["curves"].append(_curve(run, task.env.episode_steps))
+        keys = tuple(k for k, _ in sch["panels"])
+        c["curves"].append(_curve(run, task.env.episode_steps if sch["family"] == "water_maze"
+                                  else 1, keys))
     rows, curves = [], {}
     for cond, c in conditions.items():
+        sch = c["scheme"]
         row: dict[str, Any] = {"condition": cond, "task": c["task"], "agent": c["agent"],
-                               "setting": c["setting"], "n_seeds": len(c["runs"])}
-        for key, _ in MEASURES:
+                               "setting": c["setting"], "family": sch["family"],
+                               "n_seeds": len(c["runs"])}
+        for key, _ in sch["measures"]:
             stats = mean_ci([r[key] for r in c["runs"]])
             row[f"{key}_mean"], row[f"{key}_ci95"], row[f"{key}_n"] = (
                 stats["mean"], stats["ci95"], stats["n"])
         rows.append(row)
-        curves[cond] = aggregate_curves(c["curves"])
+        curves[cond] = {**aggregate_curves(c["curves"], tuple(k for k, _ in sch["panels"])),
+                        "panels": [list(p) for p in sch["panels"]], "x_label": sch["x_label"]}
     return {"sweep": str(sweep_dir), "episodes": episodes, "seed": seed,
             "seed_kind": seed_kind(seed), "rows": rows, "runs": runs, "curves": curves,
             "skipped": skipped}
@@ -154,16 +203,29 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
 def _num(x: float | None) -> str:
     if x is None:
         return "n/a"
-    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.2f}"
+    if abs(x) >= 1000:
+        return f"{x:.0f}"
+    return f"{x:.2f}" if abs(x) >= 0.1 or x == 0 else f"{x:.2g}"
+
+
+def _measures_of(family: str) -> list[tuple[str, str]]:
+    return MEASURES if family == "water_maze" else REGRESSION_MEASURES
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Per condition: n seeds, then ``mean ± CI`` of each measure (95 % t; n/a for one seed)."""
-    head = ["condition", "agent", "n seeds", *(label for _, label in MEASURES)]
+    """Per condition: n seeds, then ``mean ± CI`` of each measure (95 % t; n/a for one seed);
+    one table per task family."""
+    families = list(dict.fromkeys(r.get("family", "water_maze") for r in rows)) or ["water_maze"]
+    return "\n".join(_family_table([r for r in rows if r.get("family", "water_maze") == fam],
+                                    _measures_of(fam)) for fam in families)
+
+
+def _family_table(rows: list[dict[str, Any]], measures: list[tuple[str, str]]) -> str:
+    head = ["condition", "agent", "n seeds", *(label for _, label in measures)]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for row in rows:
         cells = [row["condition"], row["agent"], str(row["n_seeds"])]
-        for key, _ in MEASURES:
+        for key, _ in measures:
             mean, ci, n = row[f"{key}_mean"], row[f"{key}_ci95"], row[f"{key}_n"]
             cell = _num(mean) if ci is None else f"{_num(mean)} ± {_num(ci)}"
             if mean is not None and n != row["n_seeds"]:
@@ -174,10 +236,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def csv_table(rows: list[dict[str, Any]]) -> str:
-    fields = ["condition", "task", "agent", "setting", "n_seeds",
-              *(f"{key}_{s}" for key, _ in MEASURES for s in ("mean", "ci95", "n"))]
+    families = list(dict.fromkeys(r.get("family", "water_maze") for r in rows)) or ["water_maze"]
+    measures = [m for fam in families for m in _measures_of(fam)]
+    fields = ["condition", "task", "agent", "setting", "family", "n_seeds",
+              *(f"{key}_{s}" for key, _ in measures for s in ("mean", "ci95", "n"))]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

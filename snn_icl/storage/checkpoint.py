@@ -239,11 +239,11 @@ def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig 
 
 def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]:
     """Rebuild the agent a checkpoint was trained as, with its weights; (agent, task, counters)."""
-    from snn_icl.models import build_agent
+    from snn_icl.config import make_agent
 
     ckpt = Checkpoint(path)
     task = ckpt.task()
-    agent = build_agent(task.agent, task.env.obs_dim, task.env.episode_steps)
+    agent = make_agent(task)
     counters = load_into(ckpt, agent, task)
     return agent, task, counters
 

@@ -55,7 +55,8 @@ class TrainState:
 
 def new_state(task: TaskConfig, agent: nn.Module) -> TrainState:
     """A fresh run: Adam on the agent's parameters, generator seeded from the task seed."""
-    optimizer = torch.optim.Adam(agent.parameters(), lr=task.train.lr, eps=1e-5)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=task.train.lr, eps=1e-5,
+                                 weight_decay=task.train.weight_decay)
     generator = torch.Generator().manual_seed(task.seed + 1)
     return TrainState(agent, optimizer, generator)
 

@@ -1,5 +1,8 @@
 """Training run directories: resolved config, checkpoints, metrics (CSV + TensorBoard).
 
+The water maze trains with PPO (:mod:`snn_icl.train.ppo`), the supervised in-context families
+with :mod:`snn_icl.train.supervised`; both through the same run directory.
+
     RUN/config.toml              the resolved task (every default filled in)
     RUN/checkpoint.safetensors   latest good state (weights, Adam, RNG, counters) + .json copy
     RUN/metrics.csv              one row per iteration
@@ -23,13 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from snn_icl.envs.family import supervised
 from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, make_agent, replace,
                             require_memory, task_to_dict, training_bytes)
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, save_checkpoint
 from snn_icl.storage.outputs import claim
 from snn_icl.train.errors import NonFiniteError, one_line
-from snn_icl.train.ppo import TrainState, new_state, train
+from snn_icl.train import supervised as supervised_training
+from snn_icl.train.ppo import TrainState, new_state, train as ppo_train
 
 METRICS = "metrics.csv"
 
@@ -166,7 +171,8 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
 
     _status(run, task, "running", state, saved_at)
     try:
-        train(task, state, on_iteration=on_iteration, stop_after=stop_after, progress=progress)
+        trainer = supervised_training.train if supervised(task.env) else ppo_train
+        trainer(task, state, on_iteration=on_iteration, stop_after=stop_after, progress=progress)
         checkpoint(state)
     except BaseException as err:
         kept = (f"the checkpoint of iteration {saved_at} is kept" if saved_at is not None

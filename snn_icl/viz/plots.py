@@ -363,31 +363,41 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
 
 
 def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
-    """Learning curves of a sweep's conditions: goals per episode and latency on trials 2-4 of
-    the training batches against training env steps, the mean across seeds with the min-max
-    range as a band (``curves``: condition -> ``snn_icl.experiments.report.aggregate_curves``)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
-    panels = [("goals_per_episode", "goals per episode"),
-              ("latency_trials2_4", "median latency trials 2-4 (env steps)")]
+    """Learning curves of a sweep's conditions, the mean across seeds with the min-max range as
+    a band (``curves``: condition -> ``snn_icl.experiments.report.aggregate_curves`` plus its
+    ``panels`` and ``x_label``). Water maze: goals per episode and latency on trials 2-4 of the
+    training batches against training env steps; supervised families: their losses against
+    training tasks. One row of panels per kind of curve."""
+    default = [["goals_per_episode", "goals per episode"],
+               ["latency_trials2_4", "median latency trials 2-4 (env steps)"]]
+    groups: dict[tuple, list[str]] = {}
+    for cond, c in curves.items():
+        key = (tuple(map(tuple, c.get("panels", default))), c.get("x_label", "training env steps"))
+        groups.setdefault(key, []).append(cond)
+    groups = groups or {(tuple(map(tuple, default)), "training env steps"): []}
+    fig, axes = plt.subplots(len(groups), 2, figsize=(9.5, 3.6 * len(groups)), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for i, (cond, c) in enumerate(curves.items()):
-        x = np.asarray(c.get("env_steps", []), float)
-        if not len(x):
-            continue
-        for ax, (key, _) in zip(axes, panels):
-            block = c[key]
+    for row, ((panels, x_label), conds) in zip(axes, groups.items()):
+        for i, cond in enumerate(conds):
+            c = curves[cond]
+            x = np.asarray(c.get("env_steps", []), float)
+            if not len(x):
+                continue
+            for ax, (key, _) in zip(row, panels):
+                block = c[key]
 
-            def arr(name: str) -> np.ndarray:
-                return np.array([np.nan if v is None else v for v in block[name]], float)
+                def arr(name: str) -> np.ndarray:
+                    return np.array([np.nan if v is None else v for v in block[name]], float)
 
-            ax.plot(x, arr("mean"), color=colours(i % 10), lw=1.5, label=cond)
-            ax.fill_between(x, arr("min"), arr("max"), color=colours(i % 10), alpha=0.18, lw=0)
-    for ax, (_, label) in zip(axes, panels):
-        ax.set_xlabel("training env steps")
-        ax.set_ylabel(label)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
-    if curves:
-        axes[0].legend(fontsize=7, frameon=False)
+                ax.plot(x, arr("mean"), color=colours(i % 10), lw=1.5, label=cond)
+                ax.fill_between(x, arr("min"), arr("max"), color=colours(i % 10), alpha=0.18, lw=0)
+        for ax, (_, label) in zip(row, panels):
+            ax.set_xlabel(x_label)
+            ax.set_ylabel(label)
+            ax.xaxis.set_major_formatter(FuncFormatter(
+                lambda v, _: (f"{v / 1e6:g}M" if abs(v) >= 1e6 else f"{v / 1000:g}k") if v else "0"))
+        if conds:
+            row[0].legend(fontsize=7, frameon=False)
     fig.suptitle("sweep: mean across seeds, band min-max", fontsize=10)
     fig.tight_layout()
     return fig

@@ -1,0 +1,97 @@
+"""Task families: which ``[env]`` table a task file holds, and how supervised families train.
+
+``[env] family = "..."`` picks the family (default ``"water_maze"``, the RL environment). The
+other families are supervised in-context tasks: a sequence of tokens ``[T, B, obs_dim]`` and a
+target at the last token (the query). Each registers a :class:`Supervised` entry: its config
+dataclass, how a training batch is drawn and its loss. The trainer
+(:mod:`snn_icl.train.supervised`) and evaluation only go through this table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch import Tensor
+
+from snn_icl.envs import icl_regression
+from snn_icl.envs.water_maze import WaterMazeConfig
+
+DEFAULT_FAMILY = "water_maze"
+
+
+class Supervised(NamedTuple):
+    """A supervised task family."""
+
+    config: type
+    """Its ``[env]`` dataclass (fields ``family``, properties ``obs_dim``, ``episode_steps``
+    (tokens of the longest sequence) and ``out_dim`` (numbers predicted at the query))."""
+    training_batch: Callable[[Any, int, torch.Generator], tuple[Tensor, Any]]
+    """(cfg, batch, generator) -> (tokens [T, B, obs_dim], the batch the loss reads)."""
+    loss: Callable[[Tensor, Any], Tensor]
+    """(prediction at the query [B, out_dim], batch) -> scalar loss."""
+    metrics: Callable[[Tensor, Any], dict[str, float]]
+    """(prediction [B, out_dim], batch) -> training metrics logged per iteration."""
+    track: Callable[[Any, Any, int], dict[str, float]] | None = None
+    """(cfg, model, seed) -> held-out measures logged every ``train.track_every`` iterations
+    (the model maps tokens [T, B, obs_dim] to predictions [B, out_dim])."""
+
+
+def _regression_batch(cfg: icl_regression.RegressionConfig, batch: int,
+                      generator: torch.Generator) -> tuple[Tensor, Any]:
+    b = icl_regression.sample(cfg, batch, generator, k=icl_regression.training_k(cfg, generator))
+    return icl_regression.tokens(b), b
+
+
+def _regression_loss(pred: Tensor, b: icl_regression.RegressionBatch) -> Tensor:
+    return icl_regression.loss(pred[:, 0], b)
+
+
+def _regression_metrics(pred: Tensor, b: icl_regression.RegressionBatch) -> dict[str, float]:
+    return {"context_examples": float(b.x.shape[1])}
+
+
+@torch.no_grad()
+def _regression_track(cfg: icl_regression.RegressionConfig, model: Any, seed: int) -> dict[str, float]:
+    b = icl_regression.sample(cfg, 1024, torch.Generator().manual_seed(2 * seed + 1))
+    was = model.training
+    model.eval()
+    held_out = float(icl_regression.loss(model(icl_regression.tokens(b))[:, 0], b))
+    model.train(was)
+    return {"held_out_loss": held_out}
+
+
+SUPERVISED: dict[str, Supervised] = {
+    "icl_regression": Supervised(icl_regression.RegressionConfig, _regression_batch,
+                                 _regression_loss, _regression_metrics, _regression_track),
+}
+
+
+def register_family(name: str, family: Supervised) -> None:
+    """Add a supervised family (its config's ``family`` field defaults to ``name``)."""
+    if name in SUPERVISED and SUPERVISED[name] != family:
+        raise ValueError(f"task family {name!r} is registered already")
+    SUPERVISED[name] = family
+
+
+def families() -> list[str]:
+    return [DEFAULT_FAMILY, *sorted(SUPERVISED)]
+
+
+def config_class(name: str) -> type:
+    """The ``[env]`` dataclass of family ``name``; an error naming the known families."""
+    if name == DEFAULT_FAMILY:
+        return WaterMazeConfig
+    if name not in SUPERVISED:
+        raise ValueError(f"unknown task family {name!r} (known: {', '.join(families())})")
+    return SUPERVISED[name].config
+
+
+def family_of(env: Any) -> str:
+    """The family of an ``[env]`` config."""
+    return getattr(env, "family", DEFAULT_FAMILY)
+
+
+def supervised(env: Any) -> Supervised | None:
+    """The supervised family of an ``[env]`` config; None for the water maze."""
+    return SUPERVISED.get(family_of(env))

@@ -1,0 +1,132 @@
+"""In-context linear regression (von Oswald et al. 2022; Garg et al. 2022): the task family.
+
+One task is a weight vector ``w ~ N(0, w_scale^2 I_d)``; a sequence holds k context examples
+``(x_i, y_i)`` with ``x_i ~ U(-x_range, x_range)^d`` and ``y_i = w . x_i + noise_std * N(0, 1)``,
+then a query ``x_q`` whose ``y_q`` is to be predicted. As in von Oswald et al. every example is
+one token ``[x_i; y_i]`` (d + 1 numbers) and the query token is ``[x_q; 0]``:
+
+    tokens [k + 1, B, d + 1]   time-major: tokens[i] = [x_i; y_i], tokens[k] = [x_q; 0]
+
+The loss of a prediction ``yhat [B]`` is ``0.5 * mean((yhat - y_q)^2)`` (von Oswald's).
+Out-of-distribution variants scale x or w at evaluation (``x_scale``, ``w_scale`` of
+:func:`sample`). Everything here is pure tensor numerics; the sequence length k can vary from
+batch to batch between ``n_examples_min`` and ``n_examples`` (Garg et al. train every prefix).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class RegressionConfig:
+    """The ``[env]`` table of ``family = "icl_regression"``."""
+
+    family: Literal["icl_regression"] = "icl_regression"
+    d: int = 10
+    """Input dimension."""
+    n_examples: int = 10
+    """Context examples N before the query (the most a sequence holds)."""
+    n_examples_min: int | None = None
+    """Fewest context examples of a training batch: each batch draws k uniformly from
+    [n_examples_min, n_examples] (None: always n_examples, as von Oswald et al.)."""
+    x_range: float = 1.0
+    """x ~ U(-x_range, x_range)^d (von Oswald et al.: 1)."""
+    w_scale: float = 1.0
+    """w ~ N(0, w_scale^2 I_d)."""
+    noise_std: float = 0.0
+    """Standard deviation of the label noise (0: noiseless, as von Oswald et al.)."""
+
+    def __post_init__(self) -> None:
+        _check(self.d >= 1, "d", "must be >= 1", self.d)
+        _check(self.n_examples >= 1, "n_examples", "must be >= 1", self.n_examples)
+        _check(self.n_examples_min is None or 0 <= self.n_examples_min <= self.n_examples,
+               "n_examples_min", f"must be in [0, n_examples = {self.n_examples}]",
+               self.n_examples_min)
+        for key in ("x_range", "w_scale"):
+            _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
+        _check(self.noise_std >= 0, "noise_std", "must be >= 0", self.noise_std)
+
+    @property
+    def obs_dim(self) -> int:
+        """Numbers per token, d + 1."""
+        return self.d + 1
+
+    @property
+    def episode_steps(self) -> int:
+        """Tokens of the longest sequence, N + 1."""
+        return self.n_examples + 1
+
+    @property
+    def out_dim(self) -> int:
+        """Numbers a model predicts at the query: 1."""
+        return 1
+
+    def min_examples(self) -> int:
+        return self.n_examples if self.n_examples_min is None else self.n_examples_min
+
+
+def _check(ok: bool, key: str, what: str, value: object) -> None:
+    if not ok:
+        raise ValueError(f"{key} {what}, got {value!r}")
+
+
+class RegressionBatch(NamedTuple):
+    """B tasks with k context examples each."""
+
+    x: Tensor
+    """Context inputs [B, k, d]."""
+    y: Tensor
+    """Context labels [B, k]."""
+    x_q: Tensor
+    """Query input [B, d]."""
+    y_q: Tensor
+    """Query label [B] (noisy like the context)."""
+    w: Tensor
+    """Task weights [B, d]."""
+
+
+def sample(cfg: RegressionConfig, batch: int, generator: torch.Generator, *,
+           k: int | None = None, x_scale: float = 1.0, w_scale: float = 1.0) -> RegressionBatch:
+    """Draw ``batch`` fresh tasks with ``k`` context examples (default ``cfg.n_examples``).
+
+    ``x_scale`` and ``w_scale`` multiply the ranges of x and w (out-of-distribution tests)."""
+    k = cfg.n_examples if k is None else k
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k!r}")
+    w = torch.randn(batch, cfg.d, generator=generator) * (cfg.w_scale * w_scale)
+    xs = (torch.rand(batch, k + 1, cfg.d, generator=generator) * 2 - 1) * (cfg.x_range * x_scale)
+    ys = torch.einsum("bkd,bd->bk", xs, w)
+    ys = ys + cfg.noise_std * torch.randn(ys.shape, generator=generator)
+    return RegressionBatch(xs[:, :k], ys[:, :k], xs[:, k], ys[:, k], w)
+
+
+def training_k(cfg: RegressionConfig, generator: torch.Generator) -> int:
+    """The context size of one training batch (uniform on [n_examples_min, n_examples])."""
+    low = cfg.min_examples()
+    if low == cfg.n_examples:
+        return low
+    return int(torch.randint(low, cfg.n_examples + 1, (1,), generator=generator))
+
+
+def tokens(b: RegressionBatch) -> Tensor:
+    """The sequence as tokens [k + 1, B, d + 1]: ``[x_i; y_i]`` then the query ``[x_q; 0]``."""
+    ctx = torch.cat([b.x, b.y.unsqueeze(-1)], dim=-1)  # [B, k, d+1]
+    query = torch.cat([b.x_q, torch.zeros_like(b.y_q).unsqueeze(-1)], dim=-1)  # [B, d+1]
+    return torch.cat([ctx, query.unsqueeze(1)], dim=1).transpose(0, 1)
+
+
+def loss(pred: Tensor, b: RegressionBatch) -> Tensor:
+    """von Oswald's loss ``0.5 * mean((pred - y_q)^2)`` of predictions ``pred [B]``."""
+    return 0.5 * (pred - b.y_q).pow(2).mean()
+
+
+def zero_loss(cfg: RegressionConfig) -> float:
+    """Expected loss of predicting 0 (the k = 0 optimum): 0.5 * (d * w_scale^2 * x_range^2 / 3
+    + noise_std^2)."""
+    return 0.5 * (cfg.d * cfg.w_scale ** 2 * cfg.x_range ** 2 / 3 + cfg.noise_std ** 2)
+

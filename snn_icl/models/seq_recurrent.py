@@ -1,0 +1,154 @@
+"""Recurrent predictors of supervised in-context sequences: the LSTM and the LSNN.
+
+Both read the tokens one after another and predict from their state at the end of the query
+token with a linear readout. The LSNN is the water-maze network (snn_icl.models.lsnn, Bellec et
+al. 2018 neurons): each token is held as an input current ``input_scale * token`` for
+``ms_per_token`` 1-ms steps (learnt input weights ``w_in`` carry the signs and scales of x and y),
+and the readout is the low-pass-filtered spike train (time constant ``tau_out`` ms) at the last
+ms of the query token. Memory of the examples must live in the network's state: membrane
+potentials, ongoing spikes and the adaptive thresholds (tau_a).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from snn_icl.models.agent import check_value
+from snn_icl.models.lsnn import LSNN
+from snn_icl.models.predictor import register_predictor
+from snn_icl.neurons.alif import ALIFParams
+
+_NEURON = ALIFParams()
+
+
+@dataclass(frozen=True)
+class SeqLSTMConfig:
+    """The ``[agent]`` table of ``kind = "lstm"`` in a supervised task."""
+
+    kind: Literal["lstm"] = "lstm"
+    hidden_size: int = 128
+
+    def __post_init__(self) -> None:
+        check_value(self.hidden_size >= 1, "hidden_size", "must be >= 1", self.hidden_size)
+
+    def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
+        return 12 * self.hidden_size + obs_dim
+
+    def weight_floats(self, obs_dim: int, episode_steps: int) -> float:
+        return 4 * self.hidden_size * (obs_dim + self.hidden_size + 2)
+
+
+@register_predictor
+class SeqLSTM(nn.Module):
+    kind: ClassVar[str] = "lstm"
+    config_class: ClassVar[type] = SeqLSTMConfig
+
+    def __init__(self, d_in: int, d_out: int, cfg: SeqLSTMConfig) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(d_in, cfg.hidden_size)
+        self.head = nn.Linear(cfg.hidden_size, d_out)
+
+    @classmethod
+    def from_config(cls, cfg: SeqLSTMConfig, d_in: int, d_out: int, max_tokens: int) -> "SeqLSTM":
+        return cls(d_in, d_out, cfg)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens [T, B, d_in] -> [B, d_out]."""
+        _, (h, _) = self.lstm(tokens)
+        return self.head(h[-1])
+
+    def features(self, tokens: Tensor) -> dict[str, Tensor]:
+        _, (h, c) = self.lstm(tokens)
+        return {"h": h[-1], "c": c[-1]}
+
+
+@dataclass(frozen=True)
+class SeqLSNNConfig:
+    """The ``[agent]`` table of ``kind = "lsnn"`` in a supervised task (neuron defaults:
+    :class:`~snn_icl.neurons.alif.ALIFParams`)."""
+
+    kind: Literal["lsnn"] = "lsnn"
+    n_regular: int = 100
+    n_adaptive: int = 100
+    tau_m: float = _NEURON.tau_m_ms
+    """Membrane time constant (ms)."""
+    tau_a: float = _NEURON.tau_a_ms
+    """Threshold adaptation time constant (ms)."""
+    v_th: float = _NEURON.v_th
+    beta: float = _NEURON.beta
+    n_ref: int = _NEURON.n_ref
+    gamma: float = _NEURON.gamma
+    ms_per_token: int = 20
+    """1-ms network steps each token is held for."""
+    input_scale: float = 1.0
+    """Multiplier on the token current."""
+    tau_out: float = 20.0
+    """Readout filter time constant (ms)."""
+
+    def __post_init__(self) -> None:
+        check_value(self.n_regular >= 0 and self.n_adaptive >= 0
+                    and self.n_regular + self.n_adaptive >= 1, "n_regular + n_adaptive",
+                    "must be >= 1 with both >= 0", (self.n_regular, self.n_adaptive))
+        check_value(self.ms_per_token >= 1, "ms_per_token", "must be >= 1", self.ms_per_token)
+        for key in ("input_scale", "tau_out"):
+            check_value(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
+        self.neuron_params()
+
+    @property
+    def n(self) -> int:
+        return self.n_regular + self.n_adaptive
+
+    def neuron_params(self) -> ALIFParams:
+        return ALIFParams(tau_m_ms=self.tau_m, tau_a_ms=self.tau_a, v_th=self.v_th,
+                          beta=self.beta, n_ref=self.n_ref, gamma=self.gamma)
+
+    def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
+        return self.ms_per_token * (6 * self.n + obs_dim)
+
+    def weight_floats(self, obs_dim: int, episode_steps: int) -> float:
+        return self.n * (obs_dim + self.n + 2)
+
+
+@register_predictor
+class SeqLSNN(nn.Module):
+    kind: ClassVar[str] = "lsnn"
+    config_class: ClassVar[type] = SeqLSNNConfig
+
+    def __init__(self, d_in: int, d_out: int, cfg: SeqLSNNConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = LSNN(d_in, cfg.n_regular, cfg.n_adaptive, cfg.neuron_params())
+        self.head = nn.Linear(cfg.n, d_out)
+        self.kappa = math.exp(-1.0 / cfg.tau_out)
+
+    @classmethod
+    def from_config(cls, cfg: SeqLSNNConfig, d_in: int, d_out: int, max_tokens: int) -> "SeqLSNN":
+        return cls(d_in, d_out, cfg)
+
+    def run(self, tokens: Tensor, record: bool = False):
+        """Hold each token for ms_per_token ms: spikes [T * ms, B, n] (and the trace)."""
+        T, B, D = tokens.shape
+        x = tokens.unsqueeze(1).expand(T, self.cfg.ms_per_token, B, D).reshape(-1, B, D)
+        return self.net(x * self.cfg.input_scale, record=record)
+
+    def _filtered(self, z: Tensor) -> Tensor:
+        """Exponentially filtered spikes at the last ms [B, n] (tau_out, ms)."""
+        n = z.shape[0]
+        powers = torch.arange(n - 1, -1, -1, dtype=z.dtype, device=z.device)
+        w = (1.0 - self.kappa) * self.kappa ** powers
+        return torch.einsum("t,tbn->bn", w, z)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens [T, B, d_in] -> [B, d_out] from the filtered spikes at the query's end."""
+        z, _ = self.run(tokens)
+        return self.head(self._filtered(z))
+
+    def features(self, tokens: Tensor) -> dict[str, Tensor]:
+        """At the end of the query token: filtered spikes, thresholds' adaptation a, voltages v."""
+        z, state, trace = self.run(tokens, record=True)
+        return {"spikes": self._filtered(z), "a": trace.a[-1], "v": trace.v[-1]}

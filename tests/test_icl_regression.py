@@ -1,0 +1,275 @@
+"""In-context linear regression: the task family, the reference learners, the predictors, the
+supervised trainer and the evaluation (docs/icl_regression.md)."""
+
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snn_icl.analysis import icl_references as ref
+from snn_icl.cli import app
+from snn_icl.config import ConfigError, load_task, replace, task_from_dict, task_to_dict
+from snn_icl.envs import icl_regression as reg
+from snn_icl.experiments import icl_regression as ev
+from snn_icl.models.lsa import LinearSelfAttention, LSAConfig
+from snn_icl.models.seq_transformer import MomentumAttention
+from snn_icl.storage import files
+from snn_icl.storage.checkpoint import load_agent
+from snn_icl.train.run_dir import RunFailed, train_run
+from tests.conftest import TASKS
+
+runner = CliRunner()
+G = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+
+
+def _tiny(tmp_path, **agent):
+    """A small LSA task (d = 3, N = 4) that trains in seconds."""
+    text = f"""name = "icl_tiny"
+[env]
+family = "icl_regression"
+d = 3
+n_examples = 4
+[agent]
+{chr(10).join(f'{k} = {json.dumps(v)}' for k, v in {"kind": "lsa", **agent}.items())}
+[train]
+iterations = 300
+batch_episodes = 256
+lr = 0.01
+threads = 1
+minibatches = 1
+track_every = 100
+checkpoint_minutes = 0.01
+"""
+    path = tmp_path / "icl_tiny.toml"
+    path.write_text(text)
+    return path
+
+
+# --- the task family ---------------------------------------------------------------------------
+
+def test_tokens_hold_the_examples_and_a_zero_label_query():
+    cfg = reg.RegressionConfig(d=4, n_examples=6)
+    b = reg.sample(cfg, 32, G(0))
+    assert b.x.shape == (32, 6, 4) and b.y.shape == (32, 6) and b.x_q.shape == (32, 4)
+    assert torch.allclose(b.y, torch.einsum("bkd,bd->bk", b.x, b.w))  # noiseless: y = w.x
+    assert torch.allclose(b.y_q, (b.x_q * b.w).sum(-1))
+    assert b.x.abs().max() <= 1.0
+    toks = reg.tokens(b)
+    assert toks.shape == (7, 32, 5)
+    assert torch.equal(toks[:6, :, :4], b.x.transpose(0, 1)) and torch.equal(toks[:6, :, 4], b.y.T)
+    assert torch.equal(toks[6, :, :4], b.x_q) and bool((toks[6, :, 4] == 0).all())
+    again = reg.sample(cfg, 32, G(0))
+    assert torch.equal(again.x, b.x) and not torch.equal(reg.sample(cfg, 32, G(1)).x, b.x)
+    wide = reg.sample(cfg, 4096, G(2), x_scale=2.0, w_scale=3.0)
+    assert 1.9 < float(wide.x.abs().max()) <= 2.0
+    assert 2.5 < float(wide.w.std()) < 3.5
+
+
+def test_training_context_sizes_span_the_range():
+    cfg = reg.RegressionConfig(n_examples=5, n_examples_min=2)
+    ks = {reg.training_k(cfg, G(i)) for i in range(200)}
+    assert ks == {2, 3, 4, 5}
+    assert reg.training_k(reg.RegressionConfig(n_examples=5), G(0)) == 5
+
+
+def test_zero_loss_matches_sampling():
+    cfg = reg.RegressionConfig(d=6, noise_std=0.5)
+    b = reg.sample(cfg, 50_000, G(3))
+    assert ref.loss(torch.zeros_like(b.y_q), b.y_q) == pytest.approx(reg.zero_loss(cfg), rel=0.03)
+
+
+# --- reference learners ------------------------------------------------------------------------
+
+def test_one_gd_step_is_eta_over_k_sum_of_yx_and_its_best_eta_is_the_minimum():
+    cfg = reg.RegressionConfig(d=5, n_examples=7)
+    b = reg.sample(cfg, 4000, G(4))
+    w1 = ref.gd_weights(b.x, b.y, 0.7)
+    assert torch.allclose(w1, 0.7 / 7 * (b.y.unsqueeze(-1) * b.x).sum(1), atol=1e-6)
+    eta = ref.best_eta(b.x, b.y, b.x_q, b.y_q)
+    at = lambda e: ref.loss(ref.predict(ref.gd_weights(b.x, b.y, e), b.x_q), b.y_q)  # noqa: E731
+    assert at(eta) < at(eta * 0.9) and at(eta) < at(eta * 1.1)
+    eta2 = ref.best_eta(b.x, b.y, b.x_q, b.y_q, steps=2)
+    at2 = lambda e: ref.loss(ref.predict(ref.gd_weights(b.x, b.y, e, 2), b.x_q), b.y_q)  # noqa: E731
+    assert at2(eta2) <= min(at2(eta2 * 0.9), at2(eta2 * 1.1)) + 1e-6
+    assert at2(eta2) < at(eta)  # two steps beat one
+
+
+def test_least_squares_ridge_and_many_gd_steps_agree_when_determined():
+    cfg = reg.RegressionConfig(d=4, n_examples=12)
+    b = reg.sample(cfg, 64, G(5))
+    assert torch.allclose(ref.ols_weights(b.x, b.y), b.w, atol=1e-4)
+    assert torch.allclose(ref.ridge_weights(b.x, b.y, 1e-8), b.w, atol=1e-3)
+    assert torch.allclose(ref.gd_weights(b.x, b.y, 1.0, steps=3000), b.w, atol=1e-3)
+    under = reg.sample(reg.RegressionConfig(d=8, n_examples=3), 64, G(6))
+    w = ref.ols_weights(under.x, under.y)  # min-norm interpolation when k < d
+    assert torch.allclose(torch.einsum("bkd,bd->bk", under.x, w), under.y, atol=1e-4)
+    assert ref.knn_predict(b.x, b.y, b.x[:, 2], 1).sub(b.y[:, 2]).abs().max() < 1e-6
+
+
+# --- predictors --------------------------------------------------------------------------------
+
+def test_lsa_with_von_oswalds_construction_is_one_gd_step():
+    d, eta = 5, 0.8
+    lsa = LinearSelfAttention(d + 1, LSAConfig())
+    with torch.no_grad():
+        lsa.w_kq.zero_(); lsa.w_pv.zero_()
+        lsa.w_kq[0, 0, :d, :d] = torch.eye(d)
+        lsa.w_pv[0, 0, d, d] = eta
+    b = reg.sample(reg.RegressionConfig(d=d, n_examples=9), 128, G(7))
+    gd = ref.predict(ref.gd_weights(b.x, b.y, eta), b.x_q)
+    assert torch.allclose(lsa(reg.tokens(b))[:, 0], gd, atol=1e-5)
+    sens = ev.sensitivity(lsa, b)
+    assert torch.allclose(sens, ref.gd_weights(b.x, b.y, eta), atol=1e-5)
+    al = ev.alignment(lsa, b, eta, G(0))
+    assert al["model_cos"] == pytest.approx(1.0, abs=1e-5) and al["pred_diff_rel"] < 1e-5
+    al_off = ev.alignment(lsa, b, 2 * eta, G(0))  # half GD's learning rate: same direction
+    assert al_off["model_cos"] == pytest.approx(1.0, abs=1e-5)
+    assert al_off["pred_diff_rel"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_spiking_sensitivity_is_the_local_slope():
+    class Linear(torch.nn.Module):  # a model evaluated like a spiking one, with a known slope
+        kind = "lsnn"
+
+        def forward(self, tokens):
+            return (tokens[-1, :, :3] @ torch.tensor([1.0, -2.0, 0.5])).unsqueeze(-1)
+
+    b = reg.sample(reg.RegressionConfig(d=3, n_examples=2), 8, G(8))
+    sens = ev.sensitivity(Linear(), b, generator=G(0))
+    assert torch.allclose(sens, torch.tensor([1.0, -2.0, 0.5]).expand(8, 3), atol=1e-4)
+
+
+def test_momentum_attention_adds_decayed_values():
+    torch.manual_seed(0)
+    plain, mom = MomentumAttention(8, 2, 0.0), MomentumAttention(8, 2, 0.5)
+    mom.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 5, 8)
+    q, k, v = mom.c_attn(x).split(8, dim=2)
+    v = v.view(3, 5, 2, 4).transpose(1, 2)
+    extra = torch.zeros_like(v)
+    for t in range(5):
+        for s in range(t):
+            extra[:, :, t] += 0.5 ** (t - s) * v[:, :, s]
+    expected = plain(x) + extra.transpose(1, 2).reshape(3, 5, 8) @ mom.c_proj.weight.T
+    assert torch.allclose(mom(x), expected, atol=1e-5)
+    assert torch.allclose(mom(x)[:, 0], plain(x)[:, 0])  # the first token has no past
+
+
+@pytest.mark.parametrize("kind", ["lsa", "transformer", "lstm", "lsnn"])
+def test_every_predictor_kind_trains_a_step_and_exposes_features(tmp_path, kind):
+    extra = {"n_regular": 8, "n_adaptive": 8, "ms_per_token": 3} if kind == "lsnn" else {}
+    task = replace(load_task(_tiny(tmp_path)), agent={"kind": kind, **extra},
+                   train={"iterations": 2, "batch_episodes": 16})
+    run = tmp_path / kind
+    files.write_toml(tmp_path / f"{kind}.toml", task_to_dict(task))
+    state = train_run(tmp_path / f"{kind}.toml", run, progress=False)
+    assert state.iteration == 2 and state.episodes == 32
+    model, back, _ = load_agent(run / "checkpoint.safetensors")
+    assert back.agent.kind == kind
+    b = reg.sample(back.env, 5, G(9))
+    assert model(reg.tokens(b)).shape == (5, 1)
+    feats = model.features(reg.tokens(b))
+    assert feats and all(f.shape[0] == 5 and bool(torch.isfinite(f).all()) for f in feats.values())
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+def test_task_files_are_checked_per_family():
+    base = {"env": {"family": "icl_regression", "d": 4}, "agent": {"kind": "lsa"}}
+    task = task_from_dict(base)
+    assert task.env.obs_dim == 5 and task.env.episode_steps == 11 and task.agent.n_layer == 1
+    with pytest.raises(ConfigError, match=r"\[env\]: unknown key 'pool_radius'"):
+        task_from_dict({**base, "env": {"family": "icl_regression", "pool_radius": 1.0}})
+    with pytest.raises(ConfigError, match="unknown task family 'maze'"):
+        task_from_dict({"env": {"family": "maze"}})
+    with pytest.raises(ConfigError, match="unknown predictor kind 'lsa2'.*lsa, lsnn, lstm, transformer"):
+        task_from_dict({**base, "agent": {"kind": "lsa2"}})
+    with pytest.raises(ConfigError, match="unknown agent kind 'lsa'"):
+        task_from_dict({"agent": {"kind": "lsa"}})  # the water maze has no LSA agent
+    with pytest.raises(ConfigError, match="n_examples_min must be in"):
+        task_from_dict({**base, "env": {"family": "icl_regression", "n_examples": 3,
+                                        "n_examples_min": 4}})
+    with pytest.raises(ConfigError, match="momentum must be in"):
+        task_from_dict({**base, "agent": {"kind": "transformer", "momentum": 1.0}})
+    with pytest.raises(ConfigError, match="belongs to predictor kind|belongs to agent kind"):
+        task_from_dict({**base, "agent": {"kind": "lsa", "hidden_size": 8}})
+    assert task_from_dict({"env": {"family": "water_maze"}}).env == task_from_dict({}).env
+
+
+def test_shipped_task_files_load():
+    for name in ("lsa", "transformer", "lstm", "lsnn"):
+        task = load_task(TASKS / f"icl_regression_{name}.toml")
+        assert task.env.family == "icl_regression" and task.agent.kind == name
+        assert task.env.d == 10 and task.env.n_examples == 10
+    lsa = load_task(TASKS / "icl_regression_lsa.toml")
+    assert (lsa.env.x_range, lsa.env.w_scale, lsa.env.noise_std, lsa.agent.n_layer) == (1.0, 1.0, 0.0, 1)
+
+
+# --- training and evaluation through the command line ------------------------------------------
+
+def test_train_resume_and_evaluate(tmp_path):
+    task = _tiny(tmp_path)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    r = runner.invoke(app, ["train", str(task), "--out", str(whole)])
+    assert r.exit_code == 0, r.output
+    assert "300 iterations (76800 tasks" in r.output
+    assert runner.invoke(app, ["train", str(task), "--out", str(parts), "--stop-after", "120"]).exit_code == 0
+    assert runner.invoke(app, ["train", str(task), "--out", str(parts), "--resume"]).exit_code == 0
+    a, _, _ = load_agent(whole / "checkpoint.safetensors")
+    b, _, _ = load_agent(parts / "checkpoint.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    rows = list(csv.DictReader((whole / "metrics.csv").open()))
+    tracked = [float(r["held_out_loss"]) for r in rows if r["held_out_loss"]]
+    assert len(tracked) == 4 and tracked[-1] < 0.7 * tracked[0]  # it learns
+
+    out = tmp_path / "eval.json"
+    r = runner.invoke(app, ["evaluate", str(whole), "--seed", "1000000", "-n", "2048",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["seed_kind"] == "test" and res["tasks"] == 2048
+    gd1 = res["references"]["gd1"]
+    assert {"loss", "eta"} <= set(gd1) and gd1["eta"] > 0
+    assert {"gd2", "gd3", "ridge", "least_squares", "knn", "averaging", "zero"} <= set(res["references"])
+    assert {"model_cos", "pred_diff_rel", "pred_diff", "model_diff"} <= set(res["alignment"]["gd1"])
+    # a trained one-layer LSA is one GD step (von Oswald et al.), already at this small size
+    assert res["loss"] < res["references"]["zero"]["loss"] * 0.8
+    assert res["alignment"]["gd1"]["model_cos"] > 0.9
+    k = res["loss_by_k"]
+    assert k["k"] == list(range(7)) and k["least_squares"][-1] < 1e-3
+    assert k["model"][4] < k["model"][0]
+    assert set(res["ood"]) == set(ev.OOD)
+    r = runner.invoke(app, ["evaluate", str(whole), "--protocol", "reversal", "--out", str(out)])
+    assert r.exit_code == 2 and "protocols are water-maze options" in r.output
+
+
+def test_nan_stops_the_run_and_keeps_the_checkpoint(tmp_path):
+    task = _tiny(tmp_path)
+    text = task.read_text().replace("lr = 0.01", "lr = 1.0").replace("iterations = 300", "iterations = 400")
+    text = text.replace("[env]\n", "[env]\nw_scale = 1e18\n")
+    task.write_text(text)
+    with pytest.raises(RunFailed, match="non-finite"):
+        train_run(task, tmp_path / "nan", progress=False)
+    status = json.loads((tmp_path / "nan" / "run.json").read_text())["status"]
+    assert status.startswith("failed: non-finite")
+
+
+def test_sweep_and_report_of_a_regression_grid(tmp_path):
+    task = _tiny(tmp_path)
+    out, rep = tmp_path / "sweep", tmp_path / "report"
+    r = runner.invoke(app, ["sweep", str(task), "--seeds", "0-1", "--set", "train.iterations=60",
+                            "--out", str(out), "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["report", str(out), "--out", str(rep), "-n", "512", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((rep / "report.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["family"] == "icl_regression" and rows[0]["n_seeds"] == 2
+    assert rows[0]["training_tasks_mean"] == 60 * 256 and rows[0]["training_tasks_ci95"] == 0
+    assert rows[0]["loss_vs_gd1_ci95"] > 0  # two seeds, two different networks
+    assert "loss / one GD step" in (rep / "report.md").read_text()
+    curves = json.loads((rep / "report.json").read_text())["curves"]
+    (c,) = curves.values()
+    assert c["x_label"] == "training tasks" and c["env_steps"][-1] == 60 * 256
+    assert (rep / "report_curves.png").stat().st_size > 10_000
