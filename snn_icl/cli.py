@@ -561,10 +561,16 @@ def report(
     files.write_text(out / "report.csv", rep.csv_table(result["rows"]))
     files.write_json(out / "report.json", {**result, "versions": files.versions()})
     plots.save(plots.plot_sweep_curves(result["curves"]), out / "report_curves.png")
+    written = "report_curves.png"
+    if result.get("in_context"):
+        from snn_icl.viz.icl import plot_in_context
+
+        plots.save(plot_in_context(result["in_context"], result["rows"]), out / "report_icl.png")
+        written += ", report_icl.png"
     typer.echo(rep.markdown_table(result["rows"]))
     for skipped in result["skipped"]:
         typer.echo(f"not evaluated: {skipped}", err=True)
-    typer.echo(f"wrote {out}/report.md, report.csv, report.json, report_curves.png")
+    typer.echo(f"wrote {out}/report.md, report.csv, report.json, {written}")
 
 
 def main() -> None:

@@ -158,6 +158,7 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
                          "of `snn-icl sweep`")
     record = files.read_json(sweep_dir / SWEEP_FILE)
     conditions: dict[str, dict[str, Any]] = {}
+    details: dict[str, dict[str, Any]] = {}  # supervised families: per-run curves and probes
     runs, skipped = [], []
     for entry in tqdm(record["runs"], desc="runs", disable=not progress):
         run = sweep_dir / entry["dir"]
@@ -174,6 +175,10 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
         else:
             result = icl_regression.evaluate(agent, task, seed, n_tasks=episodes)
             measures = _regression_measures(result, counters)
+            details.setdefault(cond, {"loss_by_k": [], "probes": [], "references": None})
+            details[cond]["loss_by_k"].append(result["loss_by_k"])
+            details[cond]["probes"].append(result["probes"])
+            details[cond]["references"] = result["references"]
         runs.append({"dir": entry["dir"], "condition": cond, "seed": entry["seed"], **measures})
         c = conditions.setdefault(cond, {"task": task.name, "agent": task.agent.kind,
                                           "setting": entry["setting"], "runs": [], "curves": [],
@@ -195,9 +200,25 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
         rows.append(row)
         curves[cond] = {**aggregate_curves(c["curves"], tuple(k for k, _ in sch["panels"])),
                         "panels": [list(p) for p in sch["panels"]], "x_label": sch["x_label"]}
-    return {"sweep": str(sweep_dir), "episodes": episodes, "seed": seed,
-            "seed_kind": seed_kind(seed), "rows": rows, "runs": runs, "curves": curves,
-            "skipped": skipped}
+    out = {"sweep": str(sweep_dir), "episodes": episodes, "seed": seed,
+           "seed_kind": seed_kind(seed), "rows": rows, "runs": runs, "curves": curves,
+           "skipped": skipped}
+    if details:
+        out["in_context"] = {cond: _in_context_summary(d) for cond, d in details.items()}
+    return out
+
+
+def _in_context_summary(d: dict[str, Any]) -> dict[str, Any]:
+    """Loss against k (mean and CI across seeds, with the references of the same tasks) and the
+    probes' R^2 (mean and CI) of one condition."""
+    first = d["loss_by_k"][0]
+    by_k = {"k": first["k"], "model": [mean_ci([run["model"][i] for run in d["loss_by_k"]])
+                                       for i in range(len(first["k"]))]}
+    for key in ("gd1", "least_squares", "least_squares_theory"):
+        by_k[key] = first[key]  # the same tasks for every run
+    probes = {f"{state}/{target}": mean_ci([p[state][target] for p in d["probes"]])
+              for state in d["probes"][0] for target in d["probes"][0][state]}
+    return {"loss_by_k": by_k, "probes": probes, "references": d["references"]}
 
 
 def _num(x: float | None) -> str:

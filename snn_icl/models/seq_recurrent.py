@@ -89,8 +89,12 @@ class SeqLSNNConfig:
     """Multiplier on the token current."""
     tau_out: float = 20.0
     """Readout filter time constant (ms)."""
+    w_rec_scale: float = 1.0
+    """Initial recurrent weights are N(0, 1)/sqrt(n) times this (below 1: weaker recurrent
+    drive, lower rates at the start)."""
 
     def __post_init__(self) -> None:
+        check_value(self.w_rec_scale >= 0, "w_rec_scale", "must be >= 0", self.w_rec_scale)
         check_value(self.n_regular >= 0 and self.n_adaptive >= 0
                     and self.n_regular + self.n_adaptive >= 1, "n_regular + n_adaptive",
                     "must be >= 1 with both >= 0", (self.n_regular, self.n_adaptive))
@@ -123,6 +127,8 @@ class SeqLSNN(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.net = LSNN(d_in, cfg.n_regular, cfg.n_adaptive, cfg.neuron_params())
+        with torch.no_grad():
+            self.net.w_rec.mul_(cfg.w_rec_scale)
         self.head = nn.Linear(cfg.n, d_out)
         self.kappa = math.exp(-1.0 / cfg.tau_out)
 

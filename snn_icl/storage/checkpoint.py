@@ -30,8 +30,13 @@ FORMAT = "snn-icl-checkpoint"
 VERSION = 2
 """2: the metadata holds ``tensors_sha256``; version 1 files (no digest) still load."""
 PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.safetensors",
-              "transformer": "transformer_water_maze.safetensors"}
-"""Checkpoints shipped inside the package (snn_icl/pretrained/), by agent kind."""
+              "transformer": "transformer_water_maze.safetensors",
+              "icl_lsa": "icl_regression_lsa.safetensors",
+              "icl_transformer": "icl_regression_transformer.safetensors",
+              "icl_lstm": "icl_regression_lstm.safetensors",
+              "icl_lsnn": "icl_regression_lsnn.safetensors"}
+"""Checkpoints shipped inside the package (snn_icl/pretrained/): the water-maze agents by kind,
+and the in-context regression predictors as icl_KIND (docs/icl_regression.md)."""
 
 
 def pretrained_path(kind: str = "lsnn") -> Path:

@@ -1,0 +1,72 @@
+"""Figures of in-context regression: loss against the number of examples, alignment with
+gradient descent and the probes, across training seeds (from ``snn-icl report``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _arr(values: list[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> Figure:
+    """Three panels: (a) loss at the query against k context examples for every condition (mean
+    across seeds, 95 % CI band) with one GD step (eta tuned per k) and least squares on the same
+    tasks (Garg et al. 2022); (b) loss relative to one and two GD steps, mean and 95 % CI per
+    condition (von Oswald et al. 2022); (c) held-out R^2 of linear probes of X^T Y and w_OLS
+    from each condition's internal states (Akyuerek et al. 2022)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1.3, 1, 1.2]})
+    colours = plt.get_cmap("tab10")
+    ax = axes[0]
+    refs = next(iter(summary.values()))["loss_by_k"]
+    k = np.asarray(refs["k"], float)
+    ax.plot(k, refs["gd1"], "k--", lw=1.2, label="one GD step (best eta per k)")
+    ax.plot(k, refs["least_squares"], "k:", lw=1.2, label="least squares")
+    for i, (cond, s) in enumerate(summary.items()):
+        mean = _arr([m["mean"] for m in s["loss_by_k"]["model"]])
+        ci = _arr([m["ci95"] if m["ci95"] is not None else 0.0 for m in s["loss_by_k"]["model"]])
+        ax.plot(k, mean, color=colours(i % 10), lw=1.6, label=cond)
+        ax.fill_between(k, mean - ci, mean + ci, color=colours(i % 10), alpha=0.2, lw=0)
+    ax.set_xlabel("in-context examples k")
+    ax.set_ylabel("loss at the query (0.5 x MSE)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("(a) loss against k, mean and 95 % CI across seeds", fontsize=9)
+
+    ax = axes[1]
+    by_cond = {r["condition"]: r for r in rows if r.get("family") not in (None, "water_maze")}
+    names = [c for c in summary if c in by_cond]
+    x = np.arange(len(names))
+    for j, (key, label) in enumerate((("loss_vs_gd1", "/ one GD step"),
+                                      ("loss_vs_gd2", "/ two GD steps"))):
+        mean = _arr([by_cond[c][f"{key}_mean"] for c in names])
+        ci = _arr([by_cond[c][f"{key}_ci95"] or 0.0 for c in names])
+        ax.bar(x + (j - 0.5) * 0.38, mean, 0.38, yerr=ci, capsize=3, label=f"loss {label}")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(x, [c.split("/")[0].replace("icl_regression_", "") + "\n" + c.split("/", 1)[1]
+                      for c in names], fontsize=7)
+    ax.set_ylabel("loss ratio at k = N (below 1: better)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("(b) against gradient descent", fontsize=9)
+
+    ax = axes[2]
+    labels, means, cis = [], [], []
+    for cond, s in summary.items():
+        for name, stats in s["probes"].items():
+            labels.append(f"{cond.split('/')[0].replace('icl_regression_', '')} {name}")
+            means.append(stats["mean"])
+            cis.append(stats["ci95"] or 0.0)
+    y = np.arange(len(labels))
+    ax.barh(y, _arr(means), xerr=_arr(cis), capsize=2, color="0.5")
+    ax.set_yticks(y, labels, fontsize=6)
+    ax.set_xlabel("held-out R^2 of a linear probe")
+    ax.set_xlim(min(0.0, float(np.nanmin(_arr(means))) if means else 0.0), 1.0)
+    ax.invert_yaxis()
+    ax.set_title("(c) probes of X^T Y and w_OLS at the query", fontsize=9)
+    fig.tight_layout()
+    return fig
