@@ -10,6 +10,7 @@ Units: lengths in pool radii (the default pool has radius 1), times in env steps
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from dataclasses import dataclass
@@ -219,17 +220,20 @@ def reference_places(cfg: WaterMazeConfig, n_places: int, places_seed: int,
 
     Centres are uniform over the disk of platform centres, drawn one after the other; a draw
     closer than ``min_distance`` (default: 2 platform radii, so no two platforms overlap) to an
-    earlier place is drawn again. ValueError if ``n_places`` such places do not fit (after 10000
+    earlier place is drawn again. ValueError if ``n_places`` such places do not fit (after 1000
     draws per place)."""
     if isinstance(n_places, bool) or not isinstance(n_places, numbers.Integral) or n_places < 1:
         raise ValueError(f"n_places must be an integer >= 1, got {n_places!r}")
     if isinstance(places_seed, bool) or not isinstance(places_seed, numbers.Integral):
         raise ValueError(f"places_seed must be an integer, got {places_seed!r}")
     gap = 2.0 * cfg.platform_radius if min_distance is None else float(min_distance)
-    generator = torch.Generator().manual_seed(int(places_seed))
+    # a stream of its own: seeded with a hash, so places_seed = s does not repeat the first
+    # platforms of the env seeded with s (torch.rand of the same seed)
+    digest = hashlib.sha256(f"snn_icl reference places {int(places_seed)}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     places: list[torch.Tensor] = []
     for _ in range(int(n_places)):
-        for _ in range(10_000):
+        for _ in range(1000):
             p = disk_points(cfg, torch.rand(2, generator=generator, dtype=torch.float64))
             if all(float(torch.linalg.vector_norm(p - q)) >= gap for q in places):
                 places.append(p)
