@@ -363,7 +363,7 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
                    else "dark delay between trial 1 and trial 2") + " (env steps)")
     ax.set_ylabel("median escape latency, trial 2 (env steps)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, frameon=False, loc="center right")
+    ax.legend(fontsize=8, frameon=False, loc="center" if every else "center right")
     ax.set_title(title or (("DMP with dark inter-trial delays" if every else
                             "retention across a dark delay")
                            + f" ({first.get('episodes', '?')} episodes per point; dotted: trial 1)"),
