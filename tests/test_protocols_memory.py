@@ -201,3 +201,19 @@ def test_cli_evaluate_reference_on_novel_places(tmp_path, tiny_task_path):
                                    "--protocol", "reference", "--protocol-set", "n_places=0"])
     assert bad.exit_code == 2 and "n_places" in bad.output
     assert load_task(tiny_task_path).protocol.name == "dmp"
+
+
+def test_the_delay_curve_puts_the_dark_after_every_trial(tiny_task):
+    from snn_icl.experiments.retention import ITI_TRIALS, markdown_table, retention
+
+    agent = make_agent(tiny_task)
+    every = retention(agent, tiny_task, [0, 3], 4, 1, progress=False, every_trial=True)
+    once = retention(agent, tiny_task, [0, 3], 4, 1, progress=False)
+    assert every["dark"] == "after every trial" and once["dark"] == "after trial 1"
+    assert len(every["one_shot_ratio"]) == 2
+    assert [len(s) for s in every["success_by_trial"]] == [ITI_TRIALS] * 2
+    assert "one_shot_ratio" not in once
+    # delay 0 is the same episodes in both forms
+    assert every["latency_trial2"][0] == once["latency_trial2"][0]
+    assert "One-shot ratio" in markdown_table({"a": every})
+    assert "One-shot ratio" not in markdown_table({"a": once})
