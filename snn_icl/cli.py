@@ -211,8 +211,9 @@ def evaluate(
     out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
     protocol: str = typer.Option(None, "--protocol", help="Evaluation protocol: dmp (the "
                                  "standard evaluation), reversal (the platform moves at the start "
-                                 "of one trial) or probe (default: the task's [protocol] table, "
-                                 "else dmp). See docs/protocols.md."),
+                                 "of one trial), probe, or reference (platforms from a fixed set "
+                                 "of places) (default: the task's [protocol] table, else dmp). "
+                                 "See docs/protocols.md."),
     protocol_set: list[str] = typer.Option([], "--protocol-set", metavar="KEY=VALUE",
                                            help="A [protocol] key, e.g. reversal_trial=3 "
                                            "(repeatable; over the task's table)."),
@@ -252,6 +253,9 @@ def evaluate(
     else:
         line += (f"trials 2-4 {result['latency_trials2_4']}, ratio {result['one_shot_ratio']}, "
                  f"probe quadrant {result['probe_target_quadrant_fraction']}")
+    if chosen.name == "reference":
+        line += (f"; {'novel places' if chosen.novel else 'trained places'} "
+                 f"({chosen.n_places} places, places_seed {chosen.places_seed})")
     typer.echo(line)
 
 
@@ -308,16 +312,23 @@ def retention(
     episodes: int = typer.Option(128, "--episodes", "-n", min=1, help="Held-out episodes per point."),
     seed: int = _seed("Evaluation seed (the same episodes for every model).", 1),
     out: Path = typer.Option(Path("retention"), "--out", "-o", help="Output directory."),
+    every_trial: bool = typer.Option(False, "--every-trial", help="The delay after every trial "
+                                     "(delayed matching to place with dark inter-trial "
+                                     "intervals: trial-2 latency and one-shot ratio against the "
+                                     "delay), not after trial 1 only."),
     overwrite: bool = _overwrite(),
 ) -> None:
     """Memory across a dark delay after trial 1, for each agent (table and figure).
 
     Trial-2 latency against the delay, with each agent's span marked (transformer context
-    window, LSNN tau_a): retention.json, retention.md and retention.png.
+    window, LSNN tau_a): retention.json, retention.md and retention.png. With --every-trial the
+    delay follows every trial (the DMP delay curve of docs/protocols.md), and the one-shot ratio
+    is reported too.
     """
     from snn_icl.storage import files
     from snn_icl.viz import plots
     from snn_icl.storage.checkpoint import display_names, load_agent, resolve
+    from snn_icl.config import seed_kind
     from snn_icl.experiments.retention import DEFAULT_DELAYS, markdown_table, retention as run_retention
 
     try:
@@ -328,8 +339,9 @@ def retention(
     results = {}
     for source, name in zip(sources, display_names(sources)):
         agent, task, _ = load_agent(resolve(source))
-        results[name] = run_retention(agent, task, steps, episodes, seed)
-    files.write_json(out / "retention.json", {"episodes": episodes, "seed": seed, "results": results,
+        results[name] = run_retention(agent, task, steps, episodes, seed, every_trial=every_trial)
+    files.write_json(out / "retention.json", {"episodes": episodes, "seed": seed,
+                                           "seed_kind": seed_kind(seed), "results": results,
                                            "versions": files.versions()})
     files.write_text(out / "retention.md", markdown_table(results))
     plots.save(plots.plot_retention(results), out / "retention.png")

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from snn_icl.envs import family as families
-from snn_icl.envs.water_maze import WaterMazeConfig
+from snn_icl.envs.water_maze import WaterMazeConfig, reference_places
 from snn_icl.models import (LSNNConfig, agent_class, agent_kinds, build_agent, build_predictor,
                             predictor_class, predictor_kinds)
 from snn_icl.models.agent import check_value as _check
@@ -208,17 +210,20 @@ class SweepConfig:
                is not None, "partition", "must be letters, digits and _ . , -", self.partition)
 
 
-PROTOCOLS = ("dmp", "reversal", "probe")
+PROTOCOLS = ("dmp", "reversal", "probe", "reference")
 """Evaluation protocols: "dmp" (delayed matching to place: the standard evaluation, a new platform
-per episode, and a probe run), "reversal" (the platform moves at the start of one trial),
-"probe" (only the probe run, the platform absent for probe_steps swim steps of probe_trial)."""
+per episode, and a probe run; optionally a dark inter-trial interval after every trial),
+"reversal" (the platform moves at the start of one trial), "probe" (only the probe run, the
+platform absent for probe_steps swim steps of probe_trial), "reference" (reference memory: as dmp,
+but each episode's platform is one of a fixed set of n_places places, or with novel = true a
+place away from all of them; the set also places the training episodes)."""
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
     """The protocol ``snn-icl evaluate`` runs (docs/protocols.md). Trial indices 0-based."""
 
-    name: Literal["dmp", "reversal", "probe"] = "dmp"
+    name: Literal["dmp", "reversal", "probe", "reference"] = "dmp"
     """Which protocol (:data:`PROTOCOLS`)."""
     reversal_trial: int = 4
     """Reversal: the trial index at whose start the platform moves (>= 1)."""
@@ -231,6 +236,20 @@ class ProtocolConfig:
     """dmp and probe: the probe trial's index (default: the task's [eval] probe_trial)."""
     probe_steps: int | None = None
     """dmp and probe: swim steps without the platform (default: the whole trial)."""
+    iti_dark_steps: int = 0
+    """dmp and reference: env steps of dark "home cage" rest after every trial (no place input,
+    no movement; Steele & Morris 1999); 0: none. The evaluation lengthens the episode by one
+    delay per reported trial after the first, so the swims keep the time they have at 0."""
+    n_places: int = 4
+    """reference: how many places the platform is drawn from (>= 1)."""
+    places_seed: int = 0
+    """reference: the seed the set of places is a function of (``reference_places``)."""
+    novel: bool = False
+    """reference, evaluation only: platforms at novel places (continuous placement at least
+    ``novel_min_distance`` from every place of the set) instead of the set's places."""
+    novel_min_distance: float | None = None
+    """reference, novel: least distance of a novel platform centre from every trained place
+    (pool radii; default 2 platform radii: the platform zones do not overlap)."""
 
     def __post_init__(self) -> None:
         _check(self.name in PROTOCOLS, "name", f"must be one of {list(PROTOCOLS)}", self.name)
@@ -248,32 +267,89 @@ class ProtocolConfig:
                self.probe_trial)
         _check(self.probe_steps is None or self.probe_steps >= 0, "probe_steps", "must be >= 0",
                self.probe_steps)
+        _check(self.iti_dark_steps >= 0, "iti_dark_steps", "must be >= 0 (env steps)",
+               self.iti_dark_steps)
+        _check(self.iti_dark_steps == 0 or self.name in ("dmp", "reference"), "iti_dark_steps",
+               f"is for the dmp and reference protocols, not {self.name!r}", self.iti_dark_steps)
+        _check(self.n_places >= 1, "n_places", "must be >= 1", self.n_places)
+        _check(0 <= self.places_seed <= SEED_MAX, "places_seed", f"must be in [0, {SEED_MAX}]",
+               self.places_seed)
+        _check(self.novel_min_distance is None or self.novel_min_distance >= 0,
+               "novel_min_distance", "must be >= 0 (pool radii)", self.novel_min_distance)
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys that mean something for this protocol (what the evaluation JSON records)."""
+        dark = ("iti_dark_steps",) if self.iti_dark_steps else ()
+        return {"dmp": ("name", "probe_trial", "probe_steps") + dark,
+                "probe": ("name", "probe_trial", "probe_steps"),
+                "reversal": ("name", "reversal_trial", "reversal", "displacement", "probe_trial",
+                             "probe_steps"),
+                "reference": ("name", "n_places", "places_seed", "novel", "novel_min_distance",
+                              "probe_trial", "probe_steps") + dark}[self.name]
+
+    def places(self, env: WaterMazeConfig) -> "torch.Tensor":
+        """reference: the set of places ``[n_places, 2]`` (pool radii) of ``places_seed``."""
+        return reference_places(env, self.n_places, self.places_seed)
+
+    def placement_kwargs(self, env: WaterMazeConfig, *, training: bool = False) -> dict[str, Any]:
+        """The env's reset options that place the platform: for "reference" the set of places
+        (and ``novel`` outside training: training episodes always use the set); {} otherwise.
+        The PPO trainer passes these to every training episode."""
+        if self.name != "reference":
+            return {}
+        kw: dict[str, Any] = {"places": self.places(env)}
+        if self.novel and not training:
+            kw["novel"] = True
+            kw["novel_min_distance"] = self.novel_min_distance
+        return kw
 
     def probe(self, task: "TaskConfig") -> int:
         """The probe trial's index: ``probe_trial``, or the task's [eval] probe_trial."""
         return task.eval.probe_trial if self.probe_trial is None else self.probe_trial
 
     def reset_kwargs(self, task: "TaskConfig") -> dict[str, Any]:
-        """The env's reset options of the protocol's episodes (reversal and probe; {} for dmp,
-        whose probe run adds its own)."""
+        """The env's reset options of the protocol's episodes (for dmp and reference without the
+        probe, which their probe run adds)."""
+        if self.name in ("dmp", "reference"):
+            kw = self.placement_kwargs(task.env)
+            if self.iti_dark_steps:
+                kw["iti_dark_steps"] = self.iti_dark_steps
+            return kw
         if self.name == "reversal":
             kw: dict[str, Any] = {"reversal_trial": self.reversal_trial,
                                   "reversal_platform": self.reversal}
             if self.reversal == "displacement":
                 kw["reversal_displacement"] = self.displacement
             return kw
-        if self.name == "probe":
-            return {"probe_trial": self.probe(task), "probe_steps": self.probe_steps}
-        return {}
+        return {"probe_trial": self.probe(task), "probe_steps": self.probe_steps}
+
+    def env(self, env: WaterMazeConfig, delays: int) -> WaterMazeConfig:
+        """The env of the protocol's episodes: with ``iti_dark_steps`` the episode is lengthened
+        by ``delays`` inter-trial delays (so the first ``delays + 1`` trials keep the time they
+        have without the dark); else ``env`` unchanged."""
+        if not self.iti_dark_steps:
+            return env
+        return dataclasses.replace(env, episode_steps=env.episode_steps
+                                   + delays * self.iti_dark_steps)
 
 
 def check_protocol(protocol: ProtocolConfig, env: WaterMazeConfig, where: str) -> ProtocolConfig:
-    """Checks that need the env: the protocol's trials can start within an episode."""
+    """Checks that need the env: the protocol's trials can start within an episode, and the
+    reference places (and novel places away from them) fit in the disk of platform centres."""
     for key in ("reversal_trial", "probe_trial"):
         value = getattr(protocol, key)
         if value is not None and value >= env.max_trials:
             raise ConfigError(f"{where}: {key} must be < {env.max_trials} (the most trials an "
                               f"episode of {env.episode_steps} steps can start), got {value!r}")
+    if protocol.name == "reference":
+        try:
+            protocol.places(env)
+        except ValueError as err:
+            raise ConfigError(f"{where}: n_places: {err}") from None
+        gap = protocol.novel_min_distance
+        if gap is not None and gap >= 2 * env.platform_centre_radius:
+            raise ConfigError(f"{where}: novel_min_distance must be < {2 * env.platform_centre_radius:g}"
+                              f" (the diameter of the disk of platform centres), got {gap!r}")
     return protocol
 
 

@@ -534,6 +534,11 @@ class WaterMazeNP:
     place_grid: int = 7
     place_sigma: float = 0.25
     release: str = "random"
+    cue_channel: bool = False  # the visible-platform input is not in the standalone maze
+
+    def __post_init__(self) -> None:
+        if self.cue_channel:
+            raise ValueError("cue_channel: the standalone Brian2 maze has no visible-platform input")
 
     @property
     def max_trials(self) -> int:

@@ -33,13 +33,16 @@ class WaterMazeEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(0, 1, (place_grid**2 + 2,), float32)``:
+    ``Box(0, 1, (obs_dim,), float32)``, ``obs_dim = place_grid**2 + 2`` (``+ place_grid**2``
+    with the cue channel):
 
     | Index        | Observation                                   | Min | Max |
     |--------------|-----------------------------------------------|-----|-----|
     | 0 .. G^2 - 1 | Gaussian place cells on a G x G grid          | 0   | 1   |
     | G^2          | platform contact (resting on the platform)    | 0   | 1   |
     | G^2 + 1      | reward of the previous step                   | 0   | 1   |
+    | G^2 + 2 ..   | with ``cue_channel=True`` only: the platform's | 0   | 1   |
+    | 2 G^2 + 1    | place-cell code on cued episodes (visible)    |     |     |
 
     ## Rewards
 
@@ -50,7 +53,8 @@ class WaterMazeEnv(gym.Env):
     A release point on the wall (random angle, or one of N/E/S/W with ``release="cardinal"``); a
     platform centre uniform over the disk of radius ``pool_radius - platform_radius -
     platform_margin``. ``reset(options=...)`` accepts ``{"platform": (x, y), "probe_trial": k,
-    "release_angles": [a0, a1, ...]}`` for controlled evaluation.
+    "release_angles": [a0, a1, ...], "cued": True}`` for controlled evaluation (``cued`` needs
+    ``cue_channel=True``).
 
     ## Episode End
 
@@ -99,9 +103,10 @@ class WaterMazeEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"platform", "probe_trial", "release_angles"}
+        unknown = set(options) - {"platform", "probe_trial", "release_angles", "cued"}
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; known: platform, probe_trial, release_angles")
+            raise ValueError(f"unknown reset options {sorted(unknown)}; known: platform, probe_trial, "
+                             "release_angles, cued")
         torch_seed = int(self.np_random.integers(0, 2**63 - 1))  # the only source of randomness
         platform = options.get("platform")
         release_angles = options.get("release_angles")
@@ -112,6 +117,7 @@ class WaterMazeEnv(gym.Env):
             release_angles=None
             if release_angles is None
             else torch.as_tensor(np.asarray(release_angles), dtype=torch.float32).reshape(1, -1),
+            cued=bool(options.get("cued", False)),
         )
         return obs[0].numpy().astype(np.float32), self._info()
 

@@ -10,6 +10,7 @@ Units: lengths in pool radii (the default pool has radius 1), times in env steps
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ class WaterMazeConfig:
     release: str = "random"
     """Release points: "random" (uniform angle on the wall) or "cardinal" (one of Morris' N/E/S/W
     points, drawn uniformly)."""
+    cue_channel: bool = False
+    """Add the visible-platform (cued) input: ``place_grid**2`` more observation entries, the
+    place-cell code of the platform centre, active on cued trials (``reset(cued=True)``) while
+    the platform is present. Off by default: ``obs_dim`` and the shipped agents are unchanged."""
 
     def __post_init__(self) -> None:
         def number(name: str) -> float:
@@ -80,11 +85,14 @@ class WaterMazeConfig:
         integer("place_grid", 1)
         if self.release not in RELEASE_MODES:
             raise ValueError(f"WaterMazeConfig.release must be one of {RELEASE_MODES}, got {self.release!r}")
+        if not isinstance(self.cue_channel, bool):
+            raise ValueError(f"WaterMazeConfig.cue_channel must be true or false, got {self.cue_channel!r}")
 
     @property
     def obs_dim(self) -> int:
-        """Observation size: place cells + contact + previous reward."""
-        return self.place_grid**2 + 2
+        """Observation size: place cells + contact + previous reward (+ ``place_grid**2`` cue
+        cells with ``cue_channel``)."""
+        return self.place_grid**2 + 2 + (self.place_grid**2 if self.cue_channel else 0)
 
     @property
     def platform_centre_radius(self) -> float:
@@ -117,6 +125,8 @@ class WaterMazeState(NamedTuple):
     dark_after: torch.Tensor  # [B] long, trial index followed by a dark delay, -1 for none
     dark_steps: torch.Tensor  # [B] long, env steps of that dark delay
     dark_left: torch.Tensor  # [B] long, dark steps left (0 outside the delay)
+    iti_dark_steps: torch.Tensor  # [B] long, env steps of dark after every trial (0: none)
+    cued: torch.Tensor  # [B] bool, the platform is visible (cue channel) in this episode
     step: torch.Tensor  # [B] long, env steps taken in this episode
     trial: torch.Tensor  # [B] long, 0-based index of the current trial
     trial_step: torch.Tensor  # [B] long, swim steps taken in the current trial
@@ -187,6 +197,76 @@ def is_done(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
     return state.step >= cfg.episode_steps
 
 
+
+# ----------------------------------------------------------------------------- reference memory
+NOVEL_CANDIDATES = 64
+"""Candidate centres drawn per episode for a novel platform (the first one far enough from every
+trained place is taken)."""
+
+
+def disk_points(cfg: WaterMazeConfig, u: torch.Tensor) -> torch.Tensor:
+    """Uniform points over the disk of platform centres from uniforms ``u [..., 2]`` in [0, 1):
+    radius ``platform_centre_radius * sqrt(u0)`` (area-uniform), angle ``2 pi u1``; ``[..., 2]``
+    in pool radii."""
+    radius = cfg.platform_centre_radius * torch.sqrt(u[..., 0])
+    theta = 2.0 * math.pi * u[..., 1]
+    return torch.stack([radius * torch.cos(theta), radius * torch.sin(theta)], dim=-1)
+
+
+def reference_places(cfg: WaterMazeConfig, n_places: int, places_seed: int,
+                     min_distance: float | None = None) -> torch.Tensor:
+    """The fixed set of ``n_places`` platform centres of a reference-memory protocol, ``[n, 2]``
+    float64 in pool radii, a function of ``places_seed`` only (its own CPU generator).
+
+    Centres are uniform over the disk of platform centres, drawn one after the other; a draw
+    closer than ``min_distance`` (default: 2 platform radii, so no two platforms overlap) to an
+    earlier place is drawn again. ValueError if ``n_places`` such places do not fit (after 1000
+    draws per place)."""
+    if isinstance(n_places, bool) or not isinstance(n_places, numbers.Integral) or n_places < 1:
+        raise ValueError(f"n_places must be an integer >= 1, got {n_places!r}")
+    if isinstance(places_seed, bool) or not isinstance(places_seed, numbers.Integral):
+        raise ValueError(f"places_seed must be an integer, got {places_seed!r}")
+    gap = 2.0 * cfg.platform_radius if min_distance is None else float(min_distance)
+    # a stream of its own: seeded with a hash, so places_seed = s does not repeat the first
+    # platforms of the env seeded with s (torch.rand of the same seed)
+    digest = hashlib.sha256(f"snn_icl reference places {int(places_seed)}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    places: list[torch.Tensor] = []
+    for _ in range(int(n_places)):
+        for _ in range(1000):
+            p = disk_points(cfg, torch.rand(2, generator=generator, dtype=torch.float64))
+            if all(float(torch.linalg.vector_norm(p - q)) >= gap for q in places):
+                places.append(p)
+                break
+        else:
+            raise ValueError(f"n_places={n_places!r} places at least {gap:g} apart do not fit in "
+                             f"the disk of platform centres (radius {cfg.platform_centre_radius:g})")
+    return torch.stack(places)
+
+
+def place_platforms(places: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One platform per episode from the set ``places [n, 2]``: place ``floor(n u)`` for
+    uniforms ``u [B]`` in [0, 1) (each place with probability 1/n); ``[B, 2]``."""
+    n = places.shape[0]
+    index = torch.floor(n * u).long().clamp(0, n - 1)
+    return places[index.to(places.device)]
+
+
+def novel_platforms(places: torch.Tensor, candidates: torch.Tensor,
+                    min_distance: float) -> torch.Tensor:
+    """One platform per episode away from the set ``places [n, 2]``: the first of the
+    ``candidates [B, K, 2]`` (continuous placement) whose distance to every place is at least
+    ``min_distance`` (pool radii); ``[B, 2]``. ValueError if an episode has none."""
+    dist = torch.cdist(candidates, places.to(candidates).expand(candidates.shape[0], -1, -1))
+    ok = (dist >= min_distance).all(dim=-1)  # [B, K]
+    if not bool(ok.any(dim=-1).all()):
+        raise ValueError(f"no novel platform at least {min_distance:g} from all {places.shape[0]} "
+                         f"trained places among {candidates.shape[1]} draws: fewer places or a "
+                         "smaller novel_min_distance")
+    first = ok.to(torch.uint8).argmax(dim=-1)
+    return candidates[torch.arange(candidates.shape[0]), first]
+
+
 # ----------------------------------------------------------------------------- pure dynamics
 
 
@@ -202,6 +282,11 @@ def reset_state(
     atlantis: tuple[float, int] | None = None,
     dark_after_trial: int = -1,
     dark_steps: int = 0,
+    iti_dark_steps: int = 0,
+    places: torch.Tensor | None = None,
+    novel: bool = False,
+    novel_min_distance: float | None = None,
+    cued: bool = False,
     reversal_trial: int = -1,
     reversal_platform: str | torch.Tensor = "opposite",
     reversal_displacement: tuple[float, float] | torch.Tensor | None = None,
@@ -230,6 +315,17 @@ def reset_state(
             other draw); ignored where ``probe_trial`` is given.
         dark_after_trial: trial index after whose rest a dark delay of ``dark_steps`` env steps
             follows (observation all zeros, actions ignored) before the next trial; -1: none.
+        iti_dark_steps: env steps of dark after the rest of EVERY trial (the delayed
+            matching-to-place "home cage" between trials, Steele & Morris 1999); 0: none. After
+            trial ``dark_after_trial`` its own ``dark_steps`` are used instead.
+        places: ``[n, 2]`` a reference-memory set of platform centres (:func:`reference_places`):
+            each episode's platform is place ``floor(n u)`` of the set, ``u`` the first platform
+            uniform (so no other draw changes); validated by :func:`check_platform`.
+        novel: with ``places``: the platform is instead a novel place, the first of
+            :data:`NOVEL_CANDIDATES` uniform centres (drawn after everything else) at least
+            ``novel_min_distance`` (default 2 platform radii) from every place of the set.
+        cued: the platform is visible: the cue channel (``cfg.cue_channel``, required) carries
+            its place-cell code on every trial while it is present.
         reversal_trial: trial index (>= 1) at whose start the platform moves to
             ``reversal_platform`` for the rest of the episode (a reversal, Morris 1984); -1: none.
             Trials before it keep the first platform.
@@ -246,11 +342,18 @@ def reset_state(
     u_release = torch.rand(B, n_trials, generator=generator, dtype=torch.float64)
 
     # Uniform over a disk: radius ~ sqrt(U) (area-uniform), angle ~ U(0, 2 pi).
-    radius = cfg.platform_centre_radius * torch.sqrt(u_platform[:, 0])
-    theta = 2.0 * math.pi * u_platform[:, 1]
-    drawn_platform = torch.stack([radius * torch.cos(theta), radius * torch.sin(theta)], dim=-1)
-    drawn_platform = drawn_platform.to(device=device, dtype=dtype)
-    if platform is None:
+    drawn_platform = disk_points(cfg, u_platform).to(device=device, dtype=dtype)
+    if places is not None and platform is not None:
+        raise ValueError("give platform or places, not both")
+    if novel and places is None:
+        raise ValueError("novel=True needs the trained places (places=[n, 2])")
+    if places is not None:
+        places_t = torch.as_tensor(places, dtype=torch.float64)
+        if places_t.dim() != 2 or places_t.shape[0] < 1 or places_t.shape[1] != 2:
+            raise ValueError(f"places must have shape [n, 2] with n >= 1, got {list(places_t.shape)}")
+        check_platform(cfg, places_t, places_t.shape[0], dtype=torch.float64)
+        platform_t = place_platforms(places_t, u_platform[:, 0]).to(device=device, dtype=dtype)
+    elif platform is None:
         platform_t = drawn_platform
     else:
         platform_t = check_platform(cfg, platform, B, device=device, dtype=dtype)
@@ -286,6 +389,18 @@ def reset_state(
         raise ValueError(f"dark_after_trial must be a trial index >= 0 (or -1), got {dark_after_trial!r}")
     if isinstance(dark_steps, bool) or not isinstance(dark_steps, numbers.Integral) or dark_steps < 0:
         raise ValueError(f"dark_steps must be an integer >= 0, got {dark_steps!r}")
+    if isinstance(iti_dark_steps, bool) or not isinstance(iti_dark_steps, numbers.Integral) \
+            or iti_dark_steps < 0:
+        raise ValueError(f"iti_dark_steps must be an integer >= 0, got {iti_dark_steps!r}")
+    if cued and not cfg.cue_channel:
+        raise ValueError("cued=True needs the visible-platform input (WaterMazeConfig.cue_channel)")
+    if novel:  # drawn last, so a novel run changes no other draw
+        gap = 2.0 * cfg.platform_radius if novel_min_distance is None else float(novel_min_distance)
+        if not math.isfinite(gap) or gap < 0:
+            raise ValueError(f"novel_min_distance must be >= 0, got {novel_min_distance!r}")
+        u_novel = torch.rand(B, NOVEL_CANDIDATES, 2, generator=generator, dtype=torch.float64)
+        platform_t = novel_platforms(places_t, disk_points(cfg, u_novel), gap).to(
+            device=device, dtype=dtype)
 
     reversal_to = reversal_centres(cfg, platform_t, reversal_trial, reversal_platform,
                                    reversal_displacement)
@@ -306,6 +421,8 @@ def reset_state(
         dark_after=torch.full((B,), int(dark_after_trial), dtype=torch.long, device=device),
         dark_steps=torch.full((B,), int(dark_steps), dtype=torch.long, device=device),
         dark_left=zeros,
+        iti_dark_steps=torch.full((B,), int(iti_dark_steps), dtype=torch.long, device=device),
+        cued=torch.full((B,), bool(cued), dtype=torch.bool, device=device),
         step=zeros,
         trial=zeros,
         trial_step=zeros,
@@ -427,8 +544,9 @@ def step_state(
     # Next trial: after the last rest step (or at once when rest_steps == 0), unless a dark
     # delay follows this trial; then after the delay's last step.
     rest_done = (rest_left == 0) & (trial_end | (~swimming & ~in_dark))
-    enter_dark = rest_done & (state.trial == state.dark_after) & (state.dark_steps > 0)
-    dark_left = torch.where(enter_dark, state.dark_steps,
+    delay = torch.where(state.trial == state.dark_after, state.dark_steps, state.iti_dark_steps)
+    enter_dark = rest_done & (delay > 0)
+    dark_left = torch.where(enter_dark, delay,
                             torch.where(in_dark, state.dark_left - 1, state.dark_left))
     start = (rest_done & ~enter_dark) | (in_dark & (dark_left == 0))
     trial = state.trial + start.long()
@@ -458,6 +576,8 @@ def step_state(
         dark_after=state.dark_after,
         dark_steps=state.dark_steps,
         dark_left=dark_left,
+        iti_dark_steps=state.iti_dark_steps,
+        cued=state.cued,
         step=state.step + 1,
         trial=trial,
         trial_step=trial_step,
@@ -482,14 +602,20 @@ def step_state(
 
 
 def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
-    """Observation ``[B, obs_dim]``: place cells, platform contact, previous reward; all in [0, 1].
+    """Observation ``[B, obs_dim]``: place cells, platform contact, previous reward (and with
+    ``cfg.cue_channel`` the cue cells: the place-cell code of the platform centre on cued
+    episodes while the platform is present, zeros otherwise); all in [0, 1].
 
     All zeros during a dark delay."""
     pos = state.position
     centres = place_cell_centres(cfg.place_grid, cfg.pool_radius, device=pos.device, dtype=pos.dtype)
     cells = place_cell_activity(pos, centres, cfg.place_sigma)  # [B, place_grid**2]
     contact = ((state.rest_left > 0) & state.platform_present).to(pos.dtype)
-    obs = torch.cat([cells, contact.unsqueeze(-1), state.prev_reward.unsqueeze(-1)], dim=-1)
+    parts = [cells, contact.unsqueeze(-1), state.prev_reward.unsqueeze(-1)]
+    if cfg.cue_channel:
+        visible = (state.cued & state.platform_present).to(pos.dtype).unsqueeze(-1)
+        parts.append(place_cell_activity(state.platform, centres, cfg.place_sigma) * visible)
+    obs = torch.cat(parts, dim=-1)
     return obs * (state.dark_left == 0).unsqueeze(-1).to(pos.dtype)
 
 
@@ -536,6 +662,8 @@ class WaterMaze:
     |                | G x G grid over [-R, R]^2, x fastest (``encoding.place_cell_centres``) |     |     |
     | G^2            | platform contact: 1 while resting on the (present) platform          | 0   | 1   |
     | G^2 + 1        | reward of the previous step                                          | 0   | 1   |
+    | G^2 + 2 ..     | with ``cue_channel`` only: cue cell k, the place-cell code of the      | 0   | 1   |
+    | 2 G^2 + 1      | platform centre on cued episodes while the platform is present       |     |     |
 
     (G = ``place_grid``.)
 
@@ -578,7 +706,17 @@ class WaterMaze:
 
     Dark delay (``reset(dark_after_trial=k, dark_steps=d)``): after the rest that ends trial k,
     ``d`` env steps pass in the dark (observation all zeros, actions ignored, ``info["dark"]``)
-    before trial k+1 starts; they count towards ``episode_steps``.
+    before trial k+1 starts; they count towards ``episode_steps``. ``reset(iti_dark_steps=d)``
+    puts such a delay after every trial (delayed matching to place with dark inter-trial
+    intervals); the swimmer stays where it rested (on the platform).
+
+    Reference memory (``reset(places=P)``, ``P = reference_places(cfg, n, seed)`` ``[n, 2]``):
+    each episode's platform is one place of the fixed set; ``novel=True`` draws it instead from
+    continuous placement at least ``novel_min_distance`` away from every place of the set.
+
+    Cued platform (``WaterMazeConfig(cue_channel=True)``, ``reset(cued=True)``): ``place_grid**2``
+    more observation entries, the place-cell code of the platform centre while it is present
+    (zeros on uncued episodes, during a probe swim and in the dark).
 
     ## Episode End
 
@@ -656,6 +794,7 @@ class WaterMaze:
         """Start B new episodes (new platforms unless given); returns the observation ``[B, obs_dim]``.
 
         ``options``: ``probe_steps``, ``atlantis``, ``dark_after_trial``, ``dark_steps``,
+        ``iti_dark_steps``, ``places``, ``novel``, ``novel_min_distance``, ``cued``,
         ``reversal_trial``, ``reversal_platform``, ``reversal_displacement`` of :func:`reset_state`.
         """
         if seed is not None:

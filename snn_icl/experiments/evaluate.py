@@ -12,9 +12,12 @@ state reset at every trial start (no memory), and a random swimmer.
 The one-shot signature is ``latency trial 1 / median latency over trials 2-4``.
 
 Protocols (:class:`~snn_icl.config.ProtocolConfig`, docs/protocols.md): "dmp" is the evaluation
-above; "reversal" runs episodes whose platform moves at the start of one trial and "probe"
-episodes with the probe trial only; for those the behaviour blocks are measured on the
-protocol's episodes and ``result["protocol"]`` holds its settings and measures per condition.
+above (with ``iti_dark_steps``, dark after every trial and an episode lengthened by one delay
+per reported trial after the first); "reference" is dmp with the platforms from a fixed set of
+places (or novel places away from it); "reversal" runs episodes whose platform moves at the start
+of one trial and "probe" episodes with the probe trial only; for those the behaviour blocks are
+measured on the protocol's episodes. ``result["protocol"]`` holds the protocol's settings and,
+except for dmp, its measures per condition.
 """
 
 from __future__ import annotations
@@ -37,14 +40,23 @@ from snn_icl.models import frozen, weights_sha256
 
 def run_condition(agent: nn.Module | None, task: Any, episodes: int, seed: int, *,
                   batch: int = 64, probe: bool = False, progress: bool = False, desc: str = "",
-                  **kwargs: Any) -> EpisodeRecord:
+                  env: Any = None, **kwargs: Any) -> EpisodeRecord:
     """All held-out episodes of one condition (same seeds for every condition and agent).
 
-    ``probe``: the probe trial of the task's [eval] table, unless ``kwargs`` name one."""
+    ``probe``: the probe trial of the task's [eval] table, unless ``kwargs`` name one.
+    ``env``: the env config (default: the task's)."""
     if probe:
         kwargs.setdefault("probe_trial", task.eval.probe_trial)
-    return rollout_batches(agent, task.env, episodes, seed, batch=batch, progress=progress,
-                           desc=desc, deterministic=task.eval.deterministic, **kwargs)
+    return rollout_batches(agent, task.env if env is None else env, episodes, seed, batch=batch,
+                           progress=progress, desc=desc, deterministic=task.eval.deterministic,
+                           **kwargs)
+
+
+REFERENCE_KEYS = ("latency_trial1", "success_trial1", "latency_trials2_4", "one_shot_ratio",
+                  "probe_target_quadrant_fraction")
+"""What ``result["protocol"][condition]`` holds for the reference protocol: trial-1 latency
+(median, swim steps) and success on the protocol's places (the in-weights measure on trained
+places), the one-shot ratio (the in-context measure, on novel places with ``novel = true``)."""
 
 
 def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials: int = 6,
@@ -62,41 +74,68 @@ def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials:
                               "n_trials": n_trials}
     probe_trial = protocol.probe(task)
     probe_kw = {"probe_trial": probe_trial, "probe_steps": protocol.probe_steps}
-    block_of_protocol: dict[str, Any] = {**dataclasses.asdict(protocol), "probe_trial": probe_trial}
-    if protocol.name != "reversal":
-        for key in ("reversal_trial", "reversal", "displacement"):
-            del block_of_protocol[key]
+    fields = {**dataclasses.asdict(protocol), "probe_trial": probe_trial}
+    block_of_protocol: dict[str, Any] = {key: fields[key] for key in protocol.keys()}
+    if protocol.name == "reference":
+        block_of_protocol["places"] = protocol.places(task.env).tolist()
+    # dark inter-trial intervals: one delay more per reported trial after the first
+    env = protocol.env(task.env, n_trials - 1)
+    if env != task.env:
+        block_of_protocol["episode_steps"] = env.episode_steps
+    extend = getattr(agent, "extend_positions", None)
+    if extend is not None and env.episode_steps > task.env.episode_steps:
+        agent.extend_positions = True  # the transformer past its trained episode length
     boot = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, kw in tqdm(conditions.items(), desc="evaluate", disable=not progress):
-            if protocol.name == "dmp":
-                sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
-                                    desc=name, **kw)
-                block = behaviour(sim, task.env, n_trials, boot)
-                probe = run_condition(agent, task, episodes, seed, batch=batch, probe=True,
-                                      progress=progress, desc=f"{name} probe", **kw, **probe_kw)
-                block.update(probe_measures(probe, task.env, probe_trial))
-            else:
-                sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
-                                    desc=f"{name} {protocol.name}", **kw,
-                                    **protocol.reset_kwargs(task))
-                block = behaviour(sim, task.env, n_trials, boot)
-                measures = (reversal_measures(sim, task.env, protocol.reversal_trial)
-                            if protocol.name == "reversal"
-                            else probe_measures(sim, task.env, probe_trial))
-                block_of_protocol[name] = measures
-                if protocol.name == "probe":
-                    block.update(measures)
-            if name == "agent":
-                result.update(block)
-            else:
-                result[name] = block
+    try:
+        with torch.no_grad():
+            for name, kw in tqdm(conditions.items(), desc="evaluate", disable=not progress):
+                block = _condition(agent, task, env, protocol, episodes, seed, n_trials, batch,
+                                   progress, name, kw, probe_kw, boot, block_of_protocol)
+                if name == "agent":
+                    result.update(block)
+                else:
+                    result[name] = block
+    finally:
+        if extend is not None:
+            agent.extend_positions = extend
     result["protocol"] = block_of_protocol
     after = weights_sha256(agent)
     if after != before:
         raise RuntimeError(f"weights changed during evaluation (sha256 {before} -> {after})")
     result["weights_sha256"] = {"before": before, "after": after}
     return result
+
+
+def _condition(agent: nn.Module, task: Any, env: Any, protocol: ProtocolConfig, episodes: int,
+               seed: int, n_trials: int, batch: int, progress: bool, name: str,
+               kw: dict[str, Any], probe_kw: dict[str, Any], boot: torch.Generator,
+               block_of_protocol: dict[str, Any]) -> dict[str, Any]:
+    """The behaviour block of one condition; protocol measures go into ``block_of_protocol``."""
+    probe_trial = probe_kw["probe_trial"]
+    setting = protocol.reset_kwargs(task)
+    if protocol.name in ("dmp", "reference"):  # the protocol's episodes, then its probe run
+        sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
+                            desc=name, env=env, **kw, **setting)
+        block = behaviour(sim, env, n_trials, boot)
+        probe = run_condition(agent, task, episodes, seed, batch=batch, probe=True,
+                              progress=progress, desc=f"{name} probe", env=env, **kw, **setting,
+                              **probe_kw)
+        block.update(probe_measures(probe, env, probe_trial))
+        if protocol.name == "reference":
+            block_of_protocol[name] = {
+                "latency_trial1": block["latency_by_trial"][0],
+                "success_trial1": block["success_by_trial"][0],
+                **{key: block[key] for key in REFERENCE_KEYS[2:]}}
+        return block
+    sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
+                        desc=f"{name} {protocol.name}", env=env, **kw, **setting)
+    block = behaviour(sim, env, n_trials, boot)
+    measures = (reversal_measures(sim, env, protocol.reversal_trial)
+                if protocol.name == "reversal" else probe_measures(sim, env, probe_trial))
+    block_of_protocol[name] = measures
+    if protocol.name == "probe":
+        block.update(measures)
+    return block
 
 
 def one_shot_targets(result: dict[str, Any]) -> dict[str, tuple[float | None, str, bool]]:

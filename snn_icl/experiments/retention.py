@@ -1,5 +1,9 @@
 """Retention across a dark delay: does the one-shot memory outlast the transformer's context window?
 
+Two forms: a delay after trial 1 only (below), or with ``every_trial`` a delay after every trial
+(delayed matching to place with dark inter-trial intervals: the Steele & Morris 1999 delay curve
+of trial-2 latency and one-shot ratio against the delay; docs/protocols.md).
+
 Protocol (frozen weights, held-out episodes, the same seeds for every agent and delay): trial 1
 (index 0) runs as usual, the agent finds the platform (or is placed on it after the time-out) and
 rests on it; then ``delay`` env steps pass in the dark (observation all zeros, actions ignored,
@@ -39,8 +43,13 @@ DEFAULT_DELAYS = (0, 5, 10, 25, 50, 100, 200, 250, 300, 400)
 """Dark delays (env steps) of ``snn-icl retention``."""
 
 
+ITI_TRIALS = 4
+"""Trials the inter-trial-delay curve reports (``every_trial``): trial 2 and the one-shot ratio
+trial 1 / trials 2-4 need trials 1-4, so the episode is lengthened by ``ITI_TRIALS - 1`` delays."""
+
+
 def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int, seed: int, *,
-              batch: int = 64, progress: bool = True) -> dict[str, Any]:
+              batch: int = 64, progress: bool = True, every_trial: bool = False) -> dict[str, Any]:
     """Trial-2 latency after a dark delay following trial 1, for each delay (env steps).
 
     Returns ``delays`` and, per delay (lists aligned with ``delays``): ``latency_trial1``,
@@ -48,6 +57,11 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     ``success_trial2``, ``optimal_trial2`` (median straight swim) and ``retention`` =
     (trial 1 - trial 2) / (trial 1 - optimum) of the medians: 1 = a straight swim, 0 = a search as
     long as trial 1. Plus ``memory_horizon`` (env steps) and the weight hashes (unchanged).
+
+    ``every_trial``: the delay follows every trial (delayed matching to place with dark
+    inter-trial intervals, the Steele & Morris 1999 delay curve; the env's ``iti_dark_steps``)
+    instead of trial 1 only; the episode is lengthened by ``ITI_TRIALS - 1`` delays, and the rows
+    add ``latency_trials2_4`` (pooled median) and ``one_shot_ratio`` (trial 1 / trials 2-4).
     """
     delays = [int(d) for d in delays]
     if not delays or min(delays) < 0:
@@ -61,14 +75,24 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     rows: dict[str, list[Any]] = {k: [] for k in ("latency_trial1", "latency_trial2",
                                                   "latency_trial2_ci", "success_trial2",
                                                   "optimal_trial2", "retention", "episodes_trial2")}
+    if every_trial:
+        rows.update(latency_trials2_4=[], one_shot_ratio=[], success_by_trial=[])
+    n_delays, n_trials = (ITI_TRIALS - 1, ITI_TRIALS) if every_trial else (1, 2)
     try:
         for delay in tqdm(delays, desc="delays", disable=not progress):
-            env_cfg = dataclasses.replace(task.env, episode_steps=task.env.episode_steps + delay)
+            env_cfg = dataclasses.replace(task.env,
+                                          episode_steps=task.env.episode_steps + n_delays * delay)
+            dark = ({"iti_dark_steps": delay} if every_trial
+                    else {"dark_after_trial": 0, "dark_steps": delay})
             sim = rollout_batches(agent, env_cfg, episodes, seed, batch=batch, progress=progress,
                                   desc=f"delay {delay}", deterministic=task.eval.deterministic,
-                                  dark_after_trial=0, dark_steps=delay)
-            b = behaviour(sim, env_cfg, 2, boot)
-            first, second = b["latency_by_trial"]
+                                  **dark)
+            b = behaviour(sim, env_cfg, n_trials, boot)
+            first, second = b["latency_by_trial"][:2]
+            if every_trial:
+                rows["latency_trials2_4"].append(b["latency_trials2_4"])
+                rows["one_shot_ratio"].append(b["one_shot_ratio"])
+                rows["success_by_trial"].append(b["success_by_trial"])
             optimum = b["optimal_latency_by_trial"][1]
             rows["latency_trial1"].append(first)
             rows["latency_trial2"].append(second)
@@ -83,7 +107,8 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     after = weights_sha256(agent)
     if after != before:
         raise RuntimeError(f"weights changed during the retention test (sha256 {before} -> {after})")
-    return {"delays": delays, "episodes": episodes, "seed": seed, **rows,
+    return {"delays": delays, "episodes": episodes, "seed": seed,
+            "dark": "after every trial" if every_trial else "after trial 1", **rows,
             "memory_horizon": agent.memory_horizon(), "rest_steps": task.env.rest_steps,
             "weights_sha256": {"before": before, "after": after}}
 
@@ -106,6 +131,14 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
         cells = [_fmt(lat, ret) for lat, ret in zip(r["latency_trial2"], r["retention"])]
         lines.append(f"| {name} | {_fmt(sorted(first)[len(first) // 2] if first else None)} | "
                      + " | ".join(cells) + " |")
+    if all("one_shot_ratio" in r for r in results.values()):  # the dark after every trial
+        lines += ["", "One-shot ratio (median trial 1 / pooled median trials 2-4) per delay:", "",
+                  "| model | " + " | ".join(f"delay {d}" for d in delays) + " |",
+                  "|" + "|".join("---" for _ in range(len(delays) + 1)) + "|"]
+        for name, r in results.items():
+            lines.append(f"| {name} | " + " | ".join(
+                "n/a" if v is None or math.isnan(v) else f"{v:.2f}" for v in r["one_shot_ratio"])
+                + " |")
     return "\n".join(lines) + "\n"
 
 

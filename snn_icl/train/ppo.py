@@ -3,7 +3,9 @@
 One iteration, read top to bottom:
 
 1. collect ``batch_episodes`` whole episodes with the current weights (no gradient); the agent's
-   state carries over between trials of an episode and is reset between episodes;
+   state carries over between trials of an episode and is reset between episodes.
+   With ``[protocol] name = "reference"`` every platform is one of the task's fixed set of
+   places (reference memory: learnable in the weights), through the env's reset options;
 2. generalised advantage estimates (GAE) per env step; the episode end is terminal;
 3. ``epochs`` passes over ``minibatches`` groups of whole episodes: re-run each episode from its
    start (backpropagation through the whole episode) and take an Adam step on the clipped PPO
@@ -133,6 +135,8 @@ def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
                     seed=env_seed(task.seed, state.iteration, training=True))
     atlantis = cfg.atlantis_at(state.iteration)
     options = {} if atlantis is None else {"atlantis": atlantis}
+    # [protocol] name = "reference": the platforms come from the task's set of places
+    options.update(task.protocol.placement_kwargs(task.env, training=True))
     return rollout(state.agent, env, generator=state.generator, **options)
 
 

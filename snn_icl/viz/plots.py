@@ -329,8 +329,15 @@ def plot_comparison(results: dict[str, dict[str, Any]], *, max_trials: int = 6,
 def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = None) -> Figure:
     """Trial-2 latency after a dark delay that follows trial 1, per agent (median, 95 % bands),
     against each agent's trial-1 search (dotted) and the straight swim; vertical lines mark each
-    agent's built-in memory span (transformer context window, LSNN tau_a) in env steps."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    agent's built-in memory span (transformer context window, LSNN tau_a) in env steps.
+
+    Results of the delay after every trial (``dark == "after every trial"``) get a second panel:
+    the one-shot ratio (trial 1 / trials 2-4) against the delay."""
+    every = all("one_shot_ratio" in r for r in results.values())
+    if every:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
     colours = plt.get_cmap("tab10")
     styles = {"context_window": ("-.", "context window"), "tau_a": (":", "tau_a")}
     for i, (name, r) in enumerate(results.items()):
@@ -352,12 +359,26 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
     opt = [v for v in first["optimal_trial2"] if v is not None]
     if opt:
         ax.axhline(float(np.median(opt)), color="k", ls="--", lw=1, label="straight swim")
-    ax.set_xlabel("dark delay between trial 1 and trial 2 (env steps)")
+    ax.set_xlabel(("dark delay after every trial" if every
+                   else "dark delay between trial 1 and trial 2") + " (env steps)")
     ax.set_ylabel("median escape latency, trial 2 (env steps)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, frameon=False, loc="center right")
-    ax.set_title(title or f"retention across a dark delay ({first.get('episodes', '?')} episodes "
-                 "per point; dotted: trial 1)", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="center" if every else "center right")
+    ax.set_title(title or (("DMP with dark inter-trial delays" if every else
+                            "retention across a dark delay")
+                           + f" ({first.get('episodes', '?')} episodes per point; dotted: trial 1)"),
+                 fontsize=10)
+    if every:
+        for i, (name, r) in enumerate(results.items()):
+            ratio = np.array([np.nan if v is None else v for v in r["one_shot_ratio"]], float)
+            ax2.plot(np.asarray(r["delays"], float), ratio, "o-", color=colours(i), ms=4,
+                     label=name)
+        ax2.axhline(1.0, color="k", ls="--", lw=1, label="no savings (1)")
+        ax2.set_xlabel("dark delay after every trial (env steps)")
+        ax2.set_ylabel("one-shot ratio: trial 1 / trials 2-4 (medians)")
+        ax2.set_ylim(bottom=0)
+        ax2.legend(fontsize=8, frameon=False)
+        ax2.set_title("savings against the inter-trial delay", fontsize=10)
     fig.tight_layout()
     return fig
 
