@@ -273,3 +273,16 @@ def test_sweep_and_report_of_a_regression_grid(tmp_path):
     (c,) = curves.values()
     assert c["x_label"] == "training tasks" and c["env_steps"][-1] == 60 * 256
     assert (rep / "report_curves.png").stat().st_size > 10_000
+
+
+def test_dimension_curriculum_grows_to_d_and_zeroes_the_rest():
+    cfg = reg.RegressionConfig(d=10, curriculum_d_start=2, curriculum_iterations=80)
+    dims = [reg.active_dimension(cfg, i) for i in (0, 40, 79, 80, 500)]
+    assert dims == [2, 6, 9, 10, 10]
+    b = reg.sample(cfg, 16, G(0), active=3)
+    assert bool((b.w[:, 3:] == 0).all()) and bool((b.x[:, :, 3:] == 0).all())
+    assert bool((b.w[:, :3] != 0).all())
+    assert reg.active_dimension(reg.RegressionConfig(), 0) == 10
+    with pytest.raises(ConfigError, match="curriculum_d_start must be in"):
+        task_from_dict({"env": {"family": "icl_regression", "d": 4, "curriculum_d_start": 5},
+                        "agent": {"kind": "lsa"}})

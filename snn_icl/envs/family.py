@@ -26,8 +26,9 @@ class Supervised(NamedTuple):
     config: type
     """Its ``[env]`` dataclass (fields ``family``, properties ``obs_dim``, ``episode_steps``
     (tokens of the longest sequence) and ``out_dim`` (numbers predicted at the query))."""
-    training_batch: Callable[[Any, int, torch.Generator], tuple[Tensor, Any]]
-    """(cfg, batch, generator) -> (tokens [T, B, obs_dim], the batch the loss reads)."""
+    training_batch: Callable[[Any, int, torch.Generator, int], tuple[Tensor, Any]]
+    """(cfg, batch, generator, iteration) -> (tokens [T, B, obs_dim], the batch the loss
+    reads); ``iteration`` (0-based) lets a family follow a curriculum."""
     loss: Callable[[Tensor, Any], Tensor]
     """(prediction at the query [B, out_dim], batch) -> scalar loss."""
     metrics: Callable[[Tensor, Any], dict[str, float]]
@@ -38,8 +39,9 @@ class Supervised(NamedTuple):
 
 
 def _regression_batch(cfg: icl_regression.RegressionConfig, batch: int,
-                      generator: torch.Generator) -> tuple[Tensor, Any]:
-    b = icl_regression.sample(cfg, batch, generator, k=icl_regression.training_k(cfg, generator))
+                      generator: torch.Generator, iteration: int) -> tuple[Tensor, Any]:
+    b = icl_regression.sample(cfg, batch, generator, k=icl_regression.training_k(cfg, generator),
+                              active=icl_regression.active_dimension(cfg, iteration))
     return icl_regression.tokens(b), b
 
 
@@ -48,7 +50,8 @@ def _regression_loss(pred: Tensor, b: icl_regression.RegressionBatch) -> Tensor:
 
 
 def _regression_metrics(pred: Tensor, b: icl_regression.RegressionBatch) -> dict[str, float]:
-    return {"context_examples": float(b.x.shape[1])}
+    active = int((b.w != 0).any(0).sum())
+    return {"context_examples": float(b.x.shape[1]), "active_dimension": float(active)}
 
 
 @torch.no_grad()

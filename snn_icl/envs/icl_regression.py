@@ -40,8 +40,18 @@ class RegressionConfig:
     """w ~ N(0, w_scale^2 I_d)."""
     noise_std: float = 0.0
     """Standard deviation of the label noise (0: noiseless, as von Oswald et al.)."""
+    curriculum_d_start: int | None = None
+    """Training curriculum on the dimension (Garg et al. 2022): the first training batches use
+    only this many coordinates of x and w (the rest are 0), growing linearly to d over
+    ``curriculum_iterations`` (None: no curriculum). Evaluation always uses all d."""
+    curriculum_iterations: int = 0
+    """Training iterations over which the active dimension grows to d."""
 
     def __post_init__(self) -> None:
+        _check(self.curriculum_d_start is None or 1 <= self.curriculum_d_start <= self.d,
+               "curriculum_d_start", f"must be in [1, d = {self.d}]", self.curriculum_d_start)
+        _check(self.curriculum_iterations >= 0, "curriculum_iterations", "must be >= 0",
+               self.curriculum_iterations)
         _check(self.d >= 1, "d", "must be >= 1", self.d)
         _check(self.n_examples >= 1, "n_examples", "must be >= 1", self.n_examples)
         _check(self.n_examples_min is None or 0 <= self.n_examples_min <= self.n_examples,
@@ -91,15 +101,20 @@ class RegressionBatch(NamedTuple):
 
 
 def sample(cfg: RegressionConfig, batch: int, generator: torch.Generator, *,
-           k: int | None = None, x_scale: float = 1.0, w_scale: float = 1.0) -> RegressionBatch:
+           k: int | None = None, x_scale: float = 1.0, w_scale: float = 1.0,
+           active: int | None = None) -> RegressionBatch:
     """Draw ``batch`` fresh tasks with ``k`` context examples (default ``cfg.n_examples``).
 
-    ``x_scale`` and ``w_scale`` multiply the ranges of x and w (out-of-distribution tests)."""
+    ``x_scale`` and ``w_scale`` multiply the ranges of x and w (out-of-distribution tests);
+    ``active`` < d zeroes the coordinates of x and w past it (the curriculum)."""
     k = cfg.n_examples if k is None else k
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k!r}")
     w = torch.randn(batch, cfg.d, generator=generator) * (cfg.w_scale * w_scale)
     xs = (torch.rand(batch, k + 1, cfg.d, generator=generator) * 2 - 1) * (cfg.x_range * x_scale)
+    if active is not None and active < cfg.d:
+        w[:, active:] = 0
+        xs[:, :, active:] = 0
     ys = torch.einsum("bkd,bd->bk", xs, w)
     ys = ys + cfg.noise_std * torch.randn(ys.shape, generator=generator)
     return RegressionBatch(xs[:, :k], ys[:, :k], xs[:, k], ys[:, k], w)
@@ -111,6 +126,14 @@ def training_k(cfg: RegressionConfig, generator: torch.Generator) -> int:
     if low == cfg.n_examples:
         return low
     return int(torch.randint(low, cfg.n_examples + 1, (1,), generator=generator))
+
+
+def active_dimension(cfg: RegressionConfig, iteration: int) -> int:
+    """Coordinates in use at training iteration ``iteration`` (0-based) under the curriculum."""
+    if cfg.curriculum_d_start is None or iteration >= cfg.curriculum_iterations:
+        return cfg.d
+    grown = (cfg.d - cfg.curriculum_d_start) * iteration / max(cfg.curriculum_iterations, 1)
+    return min(cfg.d, cfg.curriculum_d_start + int(grown))
 
 
 def tokens(b: RegressionBatch) -> Tensor:

@@ -34,7 +34,8 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
     """One iteration (see the module docstring); returns its metrics."""
     family = supervised(task.env)
     gen = torch.Generator().manual_seed(env_seed(task.seed, state.iteration, training=True))
-    tokens, batch = family.training_batch(task.env, task.train.batch_episodes, gen)
+    tokens, batch = family.training_batch(task.env, task.train.batch_episodes, gen,
+                                           state.iteration)
     state.agent.train()
     pred = state.agent(tokens)
     loss = family.loss(pred, batch)
