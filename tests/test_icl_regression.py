@@ -286,3 +286,21 @@ def test_dimension_curriculum_grows_to_d_and_zeroes_the_rest():
     with pytest.raises(ConfigError, match="curriculum_d_start must be in"):
         task_from_dict({"env": {"family": "icl_regression", "d": 4, "curriculum_d_start": 5},
                         "agent": {"kind": "lsa"}})
+
+
+def test_probes_find_what_a_state_holds_and_not_what_it_lacks():
+    mix = torch.randn(4, 4, generator=G(12))  # a fixed invertible mixing of X^T Y
+
+    class Holder(torch.nn.Module):  # one state holds X^T Y (mixed, plus noise units), one noise
+        def forward(self, tokens):
+            return tokens[-1, :, :1]
+
+        def features(self, tokens):
+            xty = (tokens[:-1, :, :-1] * tokens[:-1, :, -1:]).sum(0)
+            noise = torch.randn(xty.shape[0], 6)
+            return {"holds": torch.cat([xty @ mix, noise], 1), "lacks": noise}
+
+    cfg = reg.RegressionConfig(d=4, n_examples=6)
+    p = ev.probes(Holder(), reg.sample(cfg, 1500, G(10)), reg.sample(cfg, 1000, G(11)))
+    assert p["holds"]["XtY"] > 0.95 and p["lacks"]["XtY"] < 0.05
+    assert p["holds"]["w_ols"] > 0.3  # w_OLS is a (nonlinear) function of X^T Y and X^T X
