@@ -23,6 +23,7 @@ from snn_icl.storage import files
 from snn_icl.storage.checkpoint import CHECKPOINT_FILE, Checkpoint, load_agent, load_into
 from snn_icl.train.ppo import collect, new_state
 from snn_icl.train.run_dir import train_run
+from tests.conftest import TASKS
 
 runner = CliRunner()
 META = torch.device("meta")
@@ -175,6 +176,15 @@ def test_agents_act_and_replay_on_the_device_of_their_weights(tiny_task, kind):
     assert sample_action(out.policy, torch.Generator().manual_seed(0)).device == META
     policy = agent.evaluate_sequence(torch.stack([out.net_input] * 3), None)
     assert policy.mean.shape == (3, 4, 2) and policy.value.device == META
+
+
+@pytest.mark.parametrize("kind", ["lsa", "transformer", "lstm"])
+def test_predictors_run_on_the_device_of_their_weights(kind):
+    task = replace(load_task(TASKS / "icl_regression_lsa.toml"), agent={"kind": kind})
+    model = make_agent(task).to(META)
+    tokens = torch.zeros(task.env.episode_steps, 4, task.env.obs_dim, device=META)
+    assert model(tokens).device == META
+    assert {f.device for f in model.features(tokens).values()} == {META}
 
 
 def test_random_draws_come_from_the_cpu_generator_on_every_device():
