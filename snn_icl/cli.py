@@ -79,6 +79,13 @@ def _seed(help_text: str, default: int | None = None) -> Any:
     return typer.Option(default, "--seed", min=0, max=SEED_MAX, help=help_text)
 
 
+def _device(default: str | None, what: str) -> Any:
+    return typer.Option(default, "--device", metavar="cpu|cuda",
+                        help=f"Where {what} runs: cpu or cuda (or cuda:N). cuda needs a CUDA "
+                        "build of torch and a GPU; the LSNN then runs its torch-ops path (the "
+                        "numba kernels are CPU-only). See docs/usage.md, Devices.")
+
+
 def _require_episodes(task: Any, episodes: int, record: bool = False) -> None:
     from snn_icl.config import episodes_bytes, require_memory
 
@@ -165,6 +172,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     stop_after: int = typer.Option(None, "--stop-after", min=1,
                                    help="Stop (with a checkpoint) after this many more iterations."),
+    device: str = _device(None, "training (default: the task's [train] device, else cpu)"),
 ) -> None:
     """Meta-train the agent (PPO through whole episodes; supervised in-context families: Adam on
     fresh tasks); checkpoints and metrics go to --out."""
@@ -175,7 +183,7 @@ def train(
     cfg = load_task(task)
     seed = cfg.seed if seed is None else seed
     out = out if out is not None else Path("runs") / f"{cfg.name}-seed{seed}"
-    state = train_run(task, out, seed=seed, resume=resume, stop_after=stop_after)
+    state = train_run(task, out, seed=seed, resume=resume, stop_after=stop_after, device=device)
     unit = "episodes" if families.supervised(cfg.env) is None else "tasks"
     typer.echo(f"trained {state.iteration} iterations ({state.episodes} {unit}, "
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
@@ -217,18 +225,20 @@ def evaluate(
     protocol_set: list[str] = typer.Option([], "--protocol-set", metavar="KEY=VALUE",
                                            help="A [protocol] key, e.g. reversal_trial=3 "
                                            "(repeatable; over the task's table)."),
+    device: str = _device("cpu", "the evaluation"),
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls
     (supervised in-context models: against exact reference learners, docs/icl_regression.md)."""
-    from snn_icl.config import ConfigError, protocol_override
+    from snn_icl.config import ConfigError, protocol_override, resolve_device
     from snn_icl.envs import family as families
     from snn_icl.storage import files
     from snn_icl.storage.checkpoint import load_agent, provenance, resolve
     from snn_icl.experiments.evaluate import evaluate as run_eval
 
+    where = resolve_device(device)
     _writable_file(out)
     path = resolve(source)
-    agent, cfg, counters = load_agent(path)
+    agent, cfg, counters = load_agent(path, where)
     if families.supervised(cfg.env) is not None:
         if protocol is not None or protocol_set:
             raise ConfigError(f"{source} is a {cfg.env.family} model: protocols are water-maze "
@@ -472,6 +482,11 @@ def sweep(
                              "threads (default: [sweep] cpus, else 1)."),
     gpus: int = typer.Option(None, "--gpus", min=0, help="Slurm GPUs per run (default: [sweep] "
                              "gpus, else 0)."),
+    device: str = typer.Option(None, "--device", metavar="cpu|cuda",
+                               help="Where every run trains: cpu or cuda (default: each task's "
+                               "[train] device, else cpu). Local runs share this machine's GPU; "
+                               "on Slurm, --device cuda asks for one GPU per run unless --gpus "
+                               "says otherwise."),
     cluster: str = typer.Option(None, "--cluster", hidden=True,
                                 help="submitit cluster for --backend slurm: slurm, local or debug "
                                 "(tests run the slurm path with local)."),
@@ -496,15 +511,24 @@ def sweep(
             import submitit  # noqa: F401
         except ImportError:
             raise ValueError(sw.SUBMITIT_MISSING) from None
-    from snn_icl.config import load_task
+    from snn_icl.config import load_task, resolve_device
 
+    loaded = [load_task(t) for t in tasks]
+    for path, cfg in zip(tasks, loaded):  # before the sweep directory is made
+        # Slurm: the runs' nodes have the GPUs, not necessarily this machine
+        resolve_device(device or cfg.train.device,
+                       "--device" if device is not None else f"{path} [train] device",
+                       available=backend == "local")
     if backend == "slurm":
-        res = sw.slurm_resources([load_task(t) for t in tasks], {
+        wants_gpu = any((device or t.train.device).startswith("cuda") for t in loaded)
+        if wants_gpu and gpus is None and all(t.sweep.gpus is None for t in loaded):
+            gpus = 1  # a run on cuda needs a GPU on its node
+        res = sw.slurm_resources(loaded, {
             "partition": partition, "time_min": time_min, "cpus": cpus, "gpus": gpus})
         partition, time_min, cpus, gpus = (res[k] for k in ("partition", "time_min", "cpus", "gpus"))
     command = ["snn-icl", "sweep", *map(str, tasks), "--seeds", seeds,
                *[a for s in sets for a in ("--set", s)], "--out", str(out), "--backend", backend]
-    options = {"--workers": workers, "--stop-after": stop_after}
+    options = {"--workers": workers, "--stop-after": stop_after, "--device": device}
     if backend == "slurm":
         options.update({"--partition": partition, "--time-min": time_min, "--cpus": cpus,
                         "--gpus": gpus})
@@ -512,7 +536,7 @@ def sweep(
     threads = cpus if backend == "slurm" else 1
     _claim(out, "sweep")
     grid = sw.prepare(tasks, sets, seeds, out, command, backend, threads=threads,
-                      stop_after=stop_after)
+                      stop_after=stop_after, device=device)
     grid.save()
     bar = tqdm(total=len(grid.specs), desc="runs", unit="run")
 

@@ -64,6 +64,33 @@ class ConfigError(ValueError):
     """A task file or config value that cannot be used; the message names the key."""
 
 
+DEVICES = ("cpu", "cuda")
+"""Devices a run can use (``[train] device``, ``--device``); "cuda:N" picks one GPU of several."""
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]{1,3})?")
+
+
+def resolve_device(name: str, where: str = "--device", *, available: bool = True) -> torch.device:
+    """The torch device ``name`` ("cpu", "cuda" or "cuda:N"), checked against this machine
+    (``available``; False checks the name only, for a device on another machine): an unknown
+    name, or a GPU when torch sees none (or fewer), is a :class:`ConfigError` naming ``where``.
+    Checked when a command runs, not when a task file is read, so a checkpoint trained on a GPU
+    still loads where there is none."""
+    if not isinstance(name, str) or DEVICE_PATTERN.fullmatch(name) is None:
+        raise ConfigError(f"{where}: unknown device {name!r} (allowed: {', '.join(DEVICES)}, "
+                          "or cuda:N)")
+    device = torch.device(name)
+    if device.type == "cuda" and available:
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{where} {name}: no CUDA device is available on this machine "
+                              f"(torch {torch.__version__}, CUDA build "
+                              f"{torch.version.cuda or 'none'}); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{where} {name}: this machine has {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1})")
+    return device
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Meta-RL training (PPO through whole episodes)."""
@@ -109,6 +136,11 @@ class TrainConfig:
     """Wall time between checkpoints."""
     threads: int = 2
     """torch CPU threads."""
+    device: str = "cpu"
+    """Where the network, the env's tensors and Adam's state live: "cpu" (default), "cuda" or
+    "cuda:N" (a GPU; the LSNN then runs its torch-ops fast path, the numba kernels being
+    CPU-only). Random draws stay on CPU generators. ``snn-icl train --device`` overrides it;
+    checkpoints are device-independent (docs/usage.md, "Devices")."""
     atlantis_fraction: tuple[float, ...] = (0.0,)
     """Fraction of training episodes with one Atlantis trial (trial index 1..4): its platform
     rises only after a random delay, so searching where it was pays and a ring search does not
@@ -164,6 +196,8 @@ class TrainConfig:
         starts = self.atlantis_from_iteration
         _check(stages >= 1 and starts[0] >= 0 and all(a < b for a, b in zip(starts, starts[1:])),
                "atlantis_from_iteration", "must be increasing iterations >= 0", starts)
+        _check(isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device) is not None,
+               "device", f"must be one of {list(DEVICES)} (or 'cuda:N')", self.device)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
                f"must divide batch_episodes = {self.batch_episodes}", self.minibatches)
 
@@ -574,6 +608,13 @@ def replace(task: TaskConfig, **tables: dict[str, Any]) -> TaskConfig:
         else:
             data[table].update(changes)
     return task_from_dict(data, source="override", name=task.name)
+
+
+def same_but_device(task: TaskConfig, like: TaskConfig) -> TaskConfig:
+    """``task`` with the ``[train] device`` of ``like``: configs that differ only in the device
+    describe the same run (a run may resume, a sweep rerun, on another device)."""
+    return dataclasses.replace(task, train=dataclasses.replace(task.train,
+                                                               device=like.train.device))
 
 
 def make_agent(task: TaskConfig, seed: int | None = None) -> Any:

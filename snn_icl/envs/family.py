@@ -54,12 +54,30 @@ def _regression_metrics(pred: Tensor, b: icl_regression.RegressionBatch) -> dict
     return {"context_examples": float(b.x.shape[1]), "active_dimension": float(active)}
 
 
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """A family's batch (a tensor, or a NamedTuple of tensors and other values) with its tensors
+    on ``device``. Batches are always drawn on the CPU, from CPU generators, and moved after: the
+    same seed gives the same tasks on every device."""
+    if isinstance(batch, Tensor):
+        return batch.to(device)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(v, device) for v in batch))
+    return batch
+
+
+def _model_device(model: Any) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
 def _regression_track(cfg: icl_regression.RegressionConfig, model: Any, seed: int) -> dict[str, float]:
     b = icl_regression.sample(cfg, 1024, torch.Generator().manual_seed(2 * seed + 1))
     was = model.training
     model.eval()
-    held_out = float(icl_regression.loss(model(icl_regression.tokens(b))[:, 0], b))
+    pred = model(icl_regression.tokens(b).to(_model_device(model)))[:, 0].cpu()
+    held_out = float(icl_regression.loss(pred, b))
     model.train(was)
     return {"held_out_loss": held_out}
 

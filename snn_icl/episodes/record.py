@@ -102,6 +102,14 @@ class EpisodeRecord:
         """A copy with the optional fields ``names`` dropped (e.g. training-only tensors)."""
         return dataclasses.replace(self, **{n: None for n in names})
 
+    def to(self, device: torch.device | str) -> "EpisodeRecord":
+        """The record with every tensor on ``device`` (the same record where all are there)."""
+        device = torch.device(device)
+        if all(v.device == device for v in self.tensors().values()):
+            return self
+        return dataclasses.replace(self, **{name: v.to(device)
+                                            for name, v in self.tensors().items()})
+
     def select(self, episodes: Any) -> "EpisodeRecord":
         """The episodes ``episodes`` (an index, slice or index tensor) as a record."""
         if isinstance(episodes, int):

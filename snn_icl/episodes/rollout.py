@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.episodes.record import EpisodeRecord
-from snn_icl.models.agent import gaussian_log_prob, sample_action
+from snn_icl.models.agent import gaussian_log_prob, module_device, random_like, sample_action
 
 
 def env_seed(seed: int, index: int, *, training: bool) -> int:
@@ -56,12 +56,12 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
     state = agent.initial_state(batch) if policy == "agent" else None
     steps = StepRecorder(env)
     put = steps.put
-    done = torch.zeros(batch, dtype=torch.bool)
+    done = torch.zeros(batch, dtype=torch.bool, device=obs.device)
     bar = tqdm(total=env.config.episode_steps, desc="env steps", disable=not progress, leave=False)
     while not bool(done.all()):
         put("obs", obs)
         if policy == "random":
-            action = torch.rand(batch, 2, generator=generator, dtype=obs.dtype) * 2 - 1
+            action = random_like("rand", obs.new_empty(batch, 2), generator) * 2 - 1
         else:
             out = agent.act(obs, state, generator=generator, record=record)
             state = out.state
@@ -135,7 +135,7 @@ def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch
                     drop: tuple[str, ...] = ("net_input", "obs"), dtype: torch.dtype = torch.float32,
                     runner: Callable[..., EpisodeRecord] = rollout,
                     batch_kwargs: Callable[[int, int], dict[str, Any]] | None = None,
-                    **kwargs: Any) -> EpisodeRecord:
+                    device: torch.device | str | None = None, **kwargs: Any) -> EpisodeRecord:
     """``episodes`` episodes in batches of at most ``batch``, concatenated along the episode axis.
 
     Env seeds come from :func:`env_seed` (evaluation parity) and action noise from one generator
@@ -145,13 +145,20 @@ def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch
     simulator's closed loop with the same outputs (:func:`snn_icl.brian2.export.brian2_rollout`).
     ``batch_kwargs(i, size)`` adds keyword arguments for batch ``i`` of ``size`` episodes (a hook
     or a network built for that size); ``kwargs`` go to every batch.
+
+    Devices: the env lives on the agent's device (``device``, default the device of its
+    parameters: CPU for a random policy or another simulator), the generators on CPU; each
+    batch's record is moved to the CPU, so what is returned (and every measure of it) is on the
+    CPU whatever the device.
     """
+    device = module_device(agent) if device is None else torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     parts = []
     sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
     for i, size in enumerate(tqdm(sizes, desc=desc, unit="batch", disable=not progress, leave=False)):
-        env = WaterMaze(env_cfg, num_envs=size, seed=env_seed(seed, i, training=False), dtype=dtype)
+        env = WaterMaze(env_cfg, num_envs=size, seed=env_seed(seed, i, training=False),
+                        device=device, dtype=dtype)
         extra = batch_kwargs(i, size) if batch_kwargs is not None else {}
         out = runner(agent, env, generator=generator, **kwargs, **extra)
-        parts.append(out.without(*drop))
+        parts.append(out.without(*drop).to("cpu"))
     return EpisodeRecord.cat(parts)

@@ -17,6 +17,10 @@ and fit the probes' read-outs; ``test`` tasks are scored. The result (JSON-ready
 - ``ood``: losses with x or w scaled (model, GD with the in-distribution eta, least squares);
 - ``probes`` (Akyuerek): held-out R^2 of ridge read-outs of X^T Y and w_OLS from each internal
   state the model exposes (``features``) at the query.
+
+Devices: the tasks are drawn and every reference computed on the CPU; only the model's forward
+passes run on its device (inputs moved there, outputs back), so ``evaluate --device cuda`` scores
+the same tasks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from snn_icl.config import seed_kind
 from snn_icl.envs import icl_regression as reg
 from snn_icl.episodes.rollout import env_seed
 from snn_icl.models import frozen, weights_sha256
+from snn_icl.models.agent import module_device
 
 OOD = {"x_scale_2": {"x_scale": 2.0}, "x_scale_0.5": {"x_scale": 0.5},
        "w_scale_2": {"w_scale": 2.0}}
@@ -44,8 +49,9 @@ def _tasks(cfg: reg.RegressionConfig, n: int, seed: int, index: int, **kw: Any) 
 @torch.no_grad()
 def predict(model: nn.Module, b: reg.RegressionBatch, batch: int = 1024) -> Tensor:
     """Model predictions [B] at the query, in chunks of ``batch`` tasks."""
-    toks = reg.tokens(b)
-    return torch.cat([model(toks[:, i:i + batch])[:, 0] for i in range(0, toks.shape[1], batch)])
+    toks, device = reg.tokens(b), module_device(model)
+    return torch.cat([model(toks[:, i:i + batch].to(device))[:, 0].cpu()
+                      for i in range(0, toks.shape[1], batch)])
 
 
 def sensitivity(model: nn.Module, b: reg.RegressionBatch, *, radius: float = 0.1,
@@ -54,10 +60,12 @@ def sensitivity(model: nn.Module, b: reg.RegressionBatch, *, radius: float = 0.1
     surrogates): the least-squares slope of yhat over ``samples`` query perturbations uniform in
     +-radius (x units)."""
     if getattr(model, "kind", "") != "lsnn":
-        x_q = b.x_q.clone().requires_grad_(True)
-        pred = model(reg.tokens(b._replace(x_q=x_q)))[:, 0]
+        device = module_device(model)
+        on = reg.RegressionBatch(*(t.to(device) for t in b))
+        x_q = on.x_q.clone().requires_grad_(True)
+        pred = model(reg.tokens(on._replace(x_q=x_q)))[:, 0]
         (grad,) = torch.autograd.grad(pred.sum(), x_q)
-        return grad.detach()
+        return grad.detach().cpu()
     B, d = b.x_q.shape
     delta = (torch.rand(samples, B, d, generator=generator) * 2 - 1) * radius
     with torch.no_grad():
@@ -138,9 +146,9 @@ def probes(model: nn.Module, tune: reg.RegressionBatch, test: reg.RegressionBatc
 
 @torch.no_grad()
 def _features(model: nn.Module, b: reg.RegressionBatch) -> dict[str, Tensor]:
-    toks = reg.tokens(b)
-    parts = [model.features(toks[:, i:i + 512]) for i in range(0, toks.shape[1], 512)]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    toks, device = reg.tokens(b), module_device(model)
+    parts = [model.features(toks[:, i:i + 512].to(device)) for i in range(0, toks.shape[1], 512)]
+    return {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
 
 
 def _ridge_r2(f_tr: Tensor, y_tr: Tensor, f_te: Tensor, y_te: Tensor, lam: float) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from snn_icl.config import (SEED_MAX, ConfigError, SweepConfig, TaskConfig, load_task, replace,
-                            task_to_dict)
+                            resolve_device, same_but_device, task_to_dict)
 from snn_icl.storage import files
 from snn_icl.train.errors import one_line
 
@@ -158,13 +158,15 @@ def setting_names(settings: list[dict[str, Any]]) -> list[str]:
 
 
 def expand(tasks: list[TaskConfig], sets: list[tuple[str, str, list[Any]]], seeds: list[int],
-           out: Path, *, threads: int = 1,
-           stop_after: int | None = None) -> tuple[list[RunSpec], dict[tuple[str, str], TaskConfig]]:
+           out: Path, *, threads: int = 1, stop_after: int | None = None,
+           device: str | None = None) -> tuple[list[RunSpec], dict[tuple[str, str], TaskConfig]]:
     """The grid: every task x every combination of ``--set`` values x every seed.
 
     Each condition's task is ``replace``-d with its setting (a bad value raises ConfigError
-    naming the ``--set``) and ``train.threads`` set to ``threads``. Returns the run specs and the
-    resolved task of each condition, keyed (task directory, setting directory).
+    naming the ``--set``), ``train.threads`` set to ``threads`` and, when given, ``train.device``
+    to ``device`` (``--device``; each run trains from its condition's task file, so the device
+    reaches every run there). Returns the run specs and the resolved task of each condition,
+    keyed (task directory, setting directory).
     """
     if not tasks:
         raise ValueError("give at least one task file")
@@ -198,7 +200,8 @@ def expand(tasks: list[TaskConfig], sets: list[tuple[str, str, list[Any]]], seed
                                   f"{str(err).removeprefix('override ')}") from None
             # the run's own config: one thread per process, no Slurm resources (they are the
             # sweep's, and changing them must not make the runs' configs differ on resume)
-            cfg = dataclasses.replace(replace(cfg, train={"threads": threads}), sweep=SweepConfig())
+            train = {"threads": threads} if device is None else {"threads": threads, "device": device}
+            cfg = dataclasses.replace(replace(cfg, train=train), sweep=SweepConfig())
             resolved[(tdir, sname)] = cfg
             for seed in seeds:
                 cond = out / tdir / sname
@@ -347,20 +350,34 @@ class Sweep:
 
 
 def prepare(task_paths: list[Path], sets: list[str], seeds: str, out: Path, command: list[str],
-            backend: str, *, threads: int = 1, stop_after: int | None = None) -> Sweep:
-    """Load and validate everything, write the conditions' task files; nothing is trained."""
+            backend: str, *, threads: int = 1, stop_after: int | None = None,
+            device: str | None = None) -> Sweep:
+    """Load and validate everything, write the conditions' task files; nothing is trained.
+
+    ``device`` (``--device``) replaces every task's ``[train] device``; the local backend checks
+    the devices against this machine here (a GPU where there is none stops the sweep before any
+    run), Slurm runs check theirs on their node. A rerun with another device rewrites the
+    conditions' task files (the runs resume on the new device)."""
     tasks = [load_task(p) for p in task_paths]
     parsed = [parse_set(s) for s in sets]
     seed_list = parse_seeds(seeds)
-    specs, resolved = expand(tasks, parsed, seed_list, out, threads=threads, stop_after=stop_after)
+    specs, resolved = expand(tasks, parsed, seed_list, out, threads=threads, stop_after=stop_after,
+                             device=device)
+    for path, cfg in zip(task_paths, tasks):
+        resolve_device(cfg.train.device if device is None else device,
+                       "--device" if device is not None else f"{path} [train] device",
+                       available=backend == "local")
     new = {}
     for (tdir, sname), cfg in resolved.items():  # check every condition before writing any
         path = out / tdir / sname / TASK_FILE
         if path.is_file():
             try:
-                same = load_task(path) == cfg
+                old = load_task(path)
+                same = same_but_device(old, cfg) == cfg
             except ConfigError:
                 same = False
+            if same and old != cfg:
+                new[path] = cfg  # only the device changed: the runs resume on the new one
             if not same:
                 raise ConfigError(f"{path} holds another task than this sweep's {cfg.name} with "
                                   f"{sname} (the task file or --cpus changed since it was "

@@ -60,13 +60,34 @@ def gaussian_entropy(policy: PolicyOutput) -> Tensor:
     return (policy.log_std + 0.5 * (1.0 + torch.log(torch.tensor(2 * torch.pi)))).sum()
 
 
+def random_like(kind: str, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``torch.rand`` ("rand") or ``torch.randn`` ("randn") of ``like``'s shape and dtype, drawn
+    on the generator's device (CPU for every generator of the project; the global CPU stream
+    when None) and moved to ``like``'s device. So a seed gives the same draws on every device:
+    acting on a GPU consumes exactly the numbers acting on the CPU does."""
+    where = generator.device if generator is not None else torch.device("cpu")
+    fn = torch.rand if kind == "rand" else torch.randn
+    return fn(like.shape, generator=generator, dtype=like.dtype, device=where).to(like.device)
+
+
+def module_device(module: Any) -> torch.device:
+    """The device of a module's first parameter (or buffer); CPU for anything without one (a
+    random policy, another simulator's network)."""
+    if isinstance(module, nn.Module):
+        for t in module.parameters():
+            return t.device
+        for t in module.buffers():
+            return t.device
+    return torch.device("cpu")
+
+
 def sample_action(policy: PolicyOutput, generator: torch.Generator | None,
                   deterministic: bool = False) -> Tensor:
-    """Draw a swim velocity [B, 2]; ``deterministic`` returns the mean."""
+    """Draw a swim velocity [B, 2]; ``deterministic`` returns the mean. The noise is drawn on
+    the generator's device (CPU) whatever the policy's device (:func:`random_like`)."""
     if deterministic:
         return policy.mean
-    noise = torch.randn(policy.mean.shape, generator=generator, dtype=policy.mean.dtype,
-                        device=policy.mean.device)
+    noise = random_like("randn", policy.mean, generator)
     return policy.mean + policy.log_std.exp() * noise
 
 

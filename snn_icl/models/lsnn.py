@@ -16,8 +16,9 @@ Two backends:
     The dynamics of :mod:`snn_icl.neurons` (the project's contract). ``fast=True`` (default) runs
     the whole sequence as one autograd Function with a hand-written BPTT
     (:func:`snn_icl.neurons.alif_sequence`; on CPU in float32/float64 with the numba kernels of
-    :mod:`snn_icl.neurons.kernels`, else in torch ops; ``SNN_ICL_NO_KERNELS=1`` forces
-    torch ops); ``fast=False`` traces every step with autograd
+    :mod:`snn_icl.neurons.kernels`, else in torch ops, which is what runs on a GPU:
+    :func:`snn_icl.neurons.fast.fast_backend`; ``SNN_ICL_NO_KERNELS=1`` forces torch ops);
+    ``fast=False`` traces every step with autograd
     (:func:`snn_icl.neurons.alif_sequence_autograd`). They give the same spikes and, up to
     rounding, the same values and gradients (to x, w_in, w_rec and the passed-in state's v, a,
     z; never to r), about 3x apart in speed.

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from snn_icl.models.agent import (INTACT, Ablation, ActOutput, AnalysisView, PolicyOutput,
                                   add_policy_heads, check_component, check_value, read_heads, register_agent,
-                                  zero_by_copy)
+                                  random_like, zero_by_copy)
 from snn_icl.models.lsnn import LSNN
 from snn_icl.neurons import ALIFParams
 
@@ -190,7 +190,7 @@ class LSNNAgent(nn.Module):
         if self.input_mode == "current":
             return x * self.input_scale
         p = (x * self.spike_prob).clamp(0.0, 1.0)
-        return (torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device) < p).to(p)
+        return (random_like("rand", p, generator) < p).to(p)
 
     def _readout_weights(self, like: Tensor) -> Tensor:
         """Weights [k] of each ms's spikes in zeta at the last ms of an env step."""

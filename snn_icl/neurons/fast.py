@@ -6,6 +6,11 @@ float32/float64, numba installed), else to the same algorithm in torch ops
 (:mod:`snn_icl.neurons.bptt`; any device and dtype). When nothing needs a gradient (acting, under
 ``torch.no_grad``), the compiled forward is called directly, outside autograd.
 
+Devices (the one place this is decided, :func:`fast_backend`): the numba kernels are CPU-only.
+On a GPU (``[train] device = "cuda"``, ``--device cuda``) and for any other dtype the fast path
+runs in torch ops, which work on every device; the two give the same spikes and, up to rounding,
+the same values and gradients (tests/test_kernels.py, tests/test_neurons.py).
+
 Measured with ``python bench/lsnn_throughput.py --threads 1`` (B = 64, T = 1000, float32,
 forward + backward): compiled 0.215 s, torch ops 0.47 s, the matmul floor 0.215 s; details in
 :mod:`snn_icl.neurons.alif`.
@@ -20,7 +25,14 @@ from snn_icl.neurons.bptt import ALIFSequence
 from snn_icl.neurons.kernels import numba_kernels
 from snn_icl.neurons.kernels.numba_kernels import kernels_available
 
-__all__ = ["alif_sequence", "kernels_available"]
+__all__ = ["alif_sequence", "fast_backend", "kernels_available"]
+
+
+def fast_backend(x: torch.Tensor) -> str:
+    """Which implementation of the fast path runs the sequence ``x``: "numba" (the compiled
+    kernels: CPU tensors in float32/float64, numba installed, not ``SNN_ICL_NO_KERNELS=1``) or
+    "torch" (torch ops: every other case, in particular every CUDA tensor)."""
+    return "numba" if numba_kernels.kernels_for(x) else "torch"
 
 
 def alif_sequence(
@@ -45,7 +57,7 @@ def alif_sequence(
     # (1 - alpha) goes on the small weight matrices; autograd carries it (and any mask applied
     # by the caller) to their gradients.
     args = (x, w_in * scale, state.v, state.a, state.z, state.r, w_rec * scale, beta, params, record)
-    if numba_kernels.kernels_for(x):
+    if fast_backend(x) == "numba":
         z, v_T, a_T, r_T, v, a = numba_kernels.run(*args)
     else:
         z, v_T, a_T, r_T, v, a = ALIFSequence.apply(*args)

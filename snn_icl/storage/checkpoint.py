@@ -109,7 +109,10 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
 def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     generator: torch.Generator | None = None, **counters: Any) -> Path:
-    """Write ``agent`` (+ optimizer and generator state, when given) and ``counters``."""
+    """Write ``agent`` (+ optimizer and generator state, when given) and ``counters``.
+
+    Every tensor is saved as a CPU copy, whatever device the agent and Adam's state are on: a
+    checkpoint is device-independent (:func:`load_into` puts it where the agent is)."""
     tensors = {f"agent.{k}": v.detach().contiguous().cpu() for k, v in agent.state_dict().items()}
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "agent_kind": task.agent.kind,
                             "task": task_to_dict(task), "counters": counters,
@@ -118,7 +121,7 @@ def save_checkpoint(path: str | Path, task: TaskConfig, agent: nn.Module,
         opt = optimizer.state_dict()
         for idx, pstate in opt["state"].items():
             for key, value in pstate.items():
-                tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value)
+                tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
         meta["optim_param_groups"] = opt["param_groups"]
     if generator is not None:
         tensors["rng.generator"] = generator.get_state()
@@ -204,6 +207,9 @@ def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig 
               generator: torch.Generator | None = None) -> dict[str, Any]:
     """Load a checkpoint into an existing agent (and optimizer/generator); returns its counters.
 
+    The tensors are read onto the CPU and copied to wherever the agent's parameters are (any
+    device); Adam's state follows its parameters (torch's ``Optimizer.load_state_dict``).
+
     Raises ValueError naming the difference when the checkpoint holds another model: another
     agent kind or config, or tensors of other names or shapes.
     """
@@ -242,13 +248,15 @@ def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig 
     return ckpt.counters
 
 
-def load_agent(path: str | Path) -> tuple[nn.Module, TaskConfig, dict[str, Any]]:
-    """Rebuild the agent a checkpoint was trained as, with its weights; (agent, task, counters)."""
+def load_agent(path: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[nn.Module, TaskConfig, dict[str, Any]]:
+    """Rebuild the agent a checkpoint was trained as, with its weights, on ``device`` (default
+    the CPU, whatever device it was trained on); (agent, task, counters)."""
     from snn_icl.config import make_agent
 
     ckpt = Checkpoint(path)
     task = ckpt.task()
-    agent = make_agent(task)
+    agent = make_agent(task).to(device)
     counters = load_into(ckpt, agent, task)
     return agent, task, counters
 

@@ -16,6 +16,12 @@ Randomness: one ``torch.Generator`` (action noise, input spikes, minibatch order
 part of :class:`TrainState`, and env seeds derived from (seed, iteration). Restoring a TrainState
 therefore continues a run exactly as if it had never stopped.
 
+Devices: everything follows the agent. The env is created on the agent's device (``[train]
+device``, see :func:`snn_icl.train.run_dir.train_run`), the rollout's tensors and Adam's state
+live there; the generators stay on the CPU (draws are made there and moved), so a seed draws the
+same platforms, release points, noise and minibatches on every device. The behaviour metrics of
+a batch are computed on a CPU copy of its behaviour fields.
+
 Nothing here writes files: callers get a :class:`TrainState` and metrics after each iteration and
 decide what to keep (see :mod:`snn_icl.train.run_dir`).
 """
@@ -33,7 +39,7 @@ from tqdm.auto import tqdm
 
 from snn_icl.config import TaskConfig
 from snn_icl.envs.water_maze import WaterMaze
-from snn_icl.models.agent import gaussian_entropy, gaussian_log_prob
+from snn_icl.models.agent import gaussian_entropy, gaussian_log_prob, module_device
 from snn_icl.episodes.rollout import env_seed, rollout
 from snn_icl.episodes.measures import training_metrics
 from snn_icl.episodes.record import EpisodeRecord
@@ -93,7 +99,7 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
     for _ in range(cfg.epochs):
         order = torch.randperm(n_episodes, generator=state.generator)
         for start in range(0, n_episodes, size):
-            mb = order[start:start + size]
+            mb = order[start:start + size].to(adv.device)
             policy = agent.evaluate_sequence(batch.net_input[:, mb], None)
             log_prob = gaussian_log_prob(policy, batch.action[:, mb])
             ratio = (log_prob - batch.log_prob[:, mb]).exp()
@@ -132,7 +138,8 @@ def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
     state.agent.eval()
     cfg = task.train
     env = WaterMaze(task.env, num_envs=cfg.batch_episodes,
-                    seed=env_seed(task.seed, state.iteration, training=True))
+                    seed=env_seed(task.seed, state.iteration, training=True),
+                    device=module_device(state.agent))
     atlantis = cfg.atlantis_at(state.iteration)
     options = {} if atlantis is None else {"atlantis": atlantis}
     # [protocol] name = "reference": the platforms come from the task's set of places
@@ -142,8 +149,9 @@ def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
 
 def iteration_metrics(batch: EpisodeRecord, env: Any, losses: dict[str, float]) -> dict[str, float]:
     """Behaviour of the collected batch (:func:`snn_icl.episodes.measures.training_metrics`:
-    goals, median latency of trial 1, pooled median of trials 2-4) + losses."""
-    return {**training_metrics(batch, env), **losses}
+    goals, median latency of trial 1, pooled median of trials 2-4) + losses; measured on the CPU."""
+    behaviour = batch.without("obs", "net_input", "action_mean", "value", "log_prob", "z", "A")
+    return {**training_metrics(behaviour.to("cpu"), env), **losses}
 
 
 def train(task: TaskConfig, state: TrainState, *,

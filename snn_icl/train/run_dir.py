@@ -16,6 +16,12 @@ run continues with ``resume=True`` from its last checkpoint and ends with the sa
 uninterrupted run of the same seed; the temporary files of writes it was killed in are removed.
 Any failure (a NaN, a full disk, a bad value) sets the status to "failed: REASON" and keeps the
 checkpoint, config and metrics written before it untouched. See docs/reliability.md.
+
+Devices: the run trains on ``[train] device`` (or ``device=``, the command line's ``--device``),
+checked against the machine before anything is written. The weights are initialised on the CPU
+(the same initial weights on every device) and moved; checkpoints hold CPU copies and load onto
+any device, so a run may resume on another device than it started on (the resumed run then
+differs in rounding from one that stayed).
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from typing import Any
 
 from snn_icl.envs.family import supervised
 from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, make_agent, replace,
-                            require_memory, task_to_dict, training_bytes)
+                            require_memory, resolve_device, same_but_device, task_to_dict,
+                            training_bytes)
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, save_checkpoint
 from snn_icl.storage.outputs import claim
@@ -111,8 +118,11 @@ def _status(run: Path, task: TaskConfig, status: str, state: TrainState,
 
 def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None,
               resume: bool = False, progress: bool = True,
-              stop_after: int | None = None) -> TrainState:
+              stop_after: int | None = None, device: str | None = None) -> TrainState:
     """Train the task in ``run``; ``resume`` continues the run's last checkpoint.
+
+    ``device`` ("cpu", "cuda", "cuda:N"; default the task's ``[train] device``) is checked
+    against this machine first: a GPU where torch sees none is a :class:`ConfigError`.
 
     ``stop_after`` ends after that many more iterations (as a kill would, but cleanly), with a
     checkpoint written: used to test that resuming gives the uninterrupted result.
@@ -121,6 +131,11 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
     task = load_task(task_path)
     if seed is not None:
         task = replace(task, seed=seed)
+    if device is not None:
+        resolve_device(device, "--device")
+        task = replace(task, train={"device": device})
+    resolve_device(task.train.device, "--device" if device is not None
+                   else f"{task_path} [train] device")
     with claim(run, "training run"):
         return _train_in(task, task_path, run, resume, progress, stop_after)
 
@@ -135,13 +150,16 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
         raise ConfigError(f"nothing to resume: {run} holds no {CHECKPOINT}")
     if resume:
         saved = load_task(run / CONFIG_FILE)
-        if saved != task:
+        # a run may continue on another device: compare everything else
+        if same_but_device(saved, task) != task:
             raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
                               f"in {run}; resume with the same task file and seed")
     check_memory(task)
     files.write_toml(run / CONFIG_FILE, task_to_dict(task))
 
-    agent = make_agent(task)
+    # initialised on the CPU (the same weights on every device), then moved; Adam's state is
+    # created (and loaded on resume) where the parameters are
+    agent = make_agent(task).to(resolve_device(task.train.device))
     state = new_state(task, agent)
     if resume:
         ckpt = Checkpoint(run / CHECKPOINT)

@@ -10,6 +10,9 @@ Reproducible and resumable like PPO (:mod:`snn_icl.train.ppo`, whose :class:`Tra
 shares): the tasks of iteration i come from a generator seeded with
 ``env_seed(seed, i, training=True)``, evaluation tasks from odd seeds, so no evaluation task is a
 training task, and a resumed run draws what the uninterrupted one would have.
+
+Devices: the tasks are drawn on the CPU (CPU generators) and then moved to the model's device
+(``[train] device``), so a seed draws the same tasks on every device.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from snn_icl.config import TaskConfig
-from snn_icl.envs.family import supervised
+from snn_icl.envs.family import supervised, to_device
 from snn_icl.episodes.rollout import env_seed
+from snn_icl.models.agent import module_device
 from snn_icl.train.errors import NonFiniteError
 from snn_icl.train.ppo import TrainState, _check_finite
 
@@ -36,6 +40,8 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
     gen = torch.Generator().manual_seed(env_seed(task.seed, state.iteration, training=True))
     tokens, batch = family.training_batch(task.env, task.train.batch_episodes, gen,
                                            state.iteration)
+    device = module_device(state.agent)
+    tokens, batch = tokens.to(device), to_device(batch, device)
     state.agent.train()
     pred = state.agent(tokens)
     loss = family.loss(pred, batch)
