@@ -593,7 +593,8 @@ def report(
 
     _claim(out, "report", overwrite)
     result = rep.report(sweep_dir, episodes, seed)
-    files.write_text(out / "report.md", rep.markdown_table(result["rows"]))
+    files.write_text(out / "report.md", rep.markdown_table(result["rows"])
+                     + rep.differences_markdown(result.get("loss_differences", [])))
     files.write_text(out / "report.csv", rep.csv_table(result["rows"]))
     files.write_json(out / "report.json", {**result, "versions": files.versions()})
     plots.save(plots.plot_sweep_curves(result["curves"]), out / "report_curves.png")

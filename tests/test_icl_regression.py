@@ -304,3 +304,14 @@ def test_probes_find_what_a_state_holds_and_not_what_it_lacks():
     p = ev.probes(Holder(), reg.sample(cfg, 1500, G(10)), reg.sample(cfg, 1000, G(11)))
     assert p["holds"]["XtY"] > 0.95 and p["lacks"]["XtY"] < 0.05
     assert p["holds"]["w_ols"] > 0.3  # w_OLS is a (nonlinear) function of X^T Y and X^T X
+
+
+def test_difference_ci_is_welchs():
+    from snn_icl.experiments.report import difference_ci
+
+    d = difference_ci([1.0, 2.0, 3.0], [2.0, 4.0, 6.0, 8.0])
+    assert d["difference"] == pytest.approx(5.0 - 2.0)
+    se = (1.0 / 3 + (20.0 / 3) / 4) ** 0.5  # sample variances 1 and 20/3
+    assert 2.0 * se < d["ci95"] < 5.0 * se  # t quantile with Welch's df (about 4)
+    assert difference_ci([1.0], [2.0, 3.0])["ci95"] is None
+    assert difference_ci([1.0, 1.0], [2.0, 2.0]) == {"difference": 1.0, "ci95": 0.0}

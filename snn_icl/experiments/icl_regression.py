@@ -12,7 +12,7 @@ and fit the probes' read-outs; ``test`` tasks are scored. The result (JSON-ready
   ``pred_diff_rel`` = that over the RMS of GD's, ``model_cos`` / ``model_diff`` = mean cosine /
   distance between the sensitivities d yhat / d x_q of the model and of one GD step (w_GD);
 - ``loss_by_k`` (Garg): model, best one-step GD (eta tuned per k) and least squares for
-  k = 0 .. 2d context examples, and least squares' noiseless theory ((d - k)/d of the zero loss
+  k = 0 .. max(2d, N) context examples, and least squares' noiseless theory ((d - k)/d of the zero loss
   for k <= d);
 - ``ood``: losses with x or w scaled (model, GD with the in-distribution eta, least squares);
 - ``probes`` (Akyuerek): held-out R^2 of ridge read-outs of X^T Y and w_OLS from each internal
@@ -114,7 +114,7 @@ def _chunk(b: reg.RegressionBatch, i: int, n: int) -> reg.RegressionBatch:
 
 def loss_by_k(model: nn.Module, cfg: reg.RegressionConfig, n: int, seed: int) -> dict[str, Any]:
     """Model, tuned one-step GD and least squares against the number of context examples."""
-    ks = list(range(0, 2 * cfg.d + 1))
+    ks = list(range(0, max(2 * cfg.d, cfg.n_examples) + 1))
     rows: dict[str, list[float]] = {"k": ks, "model": [], "gd1": [], "least_squares": [],
                                     "least_squares_theory": []}
     zero = reg.zero_loss(cfg)

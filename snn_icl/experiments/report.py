@@ -87,6 +87,27 @@ def mean_ci(values: list[float | None]) -> dict[str, Any]:
     return {"n": n, "mean": mean, "ci95": float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))}
 
 
+def difference_ci(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Mean of ``b`` minus mean of ``a`` with a Welch 95 % t-interval half-width (None with
+    fewer than two values on a side)."""
+    from scipy.stats import t
+
+    a = [float(x) for x in a if x is not None and not math.isnan(float(x))]
+    b = [float(x) for x in b if x is not None and not math.isnan(float(x))]
+    if not a or not b:
+        return {"difference": None, "ci95": None}
+    diff = sum(b) / len(b) - sum(a) / len(a)
+    if len(a) < 2 or len(b) < 2:
+        return {"difference": diff, "ci95": None}
+    va = sum((x - sum(a) / len(a)) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - sum(b) / len(b)) ** 2 for x in b) / (len(b) - 1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"difference": diff, "ci95": 0.0}
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return {"difference": diff, "ci95": float(t.ppf(0.975, df) * se)}
+
+
 def _run_measures(result: dict[str, Any], counters: dict[str, Any], task: Any) -> dict[str, Any]:
     episodes = counters.get("episodes")
     return {
@@ -205,7 +226,25 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
            "skipped": skipped}
     if details:
         out["in_context"] = {cond: _in_context_summary(d) for cond, d in details.items()}
+        losses = {c: [r["loss"] for r in conditions[c]["runs"]] for c in details}
+        out["loss_differences"] = [
+            {"from": a, "to": b, **difference_ci(losses[a], losses[b])}
+            for i, a in enumerate(losses) for b in list(losses)[i + 1:]]
     return out
+
+
+def differences_markdown(diffs: list[dict[str, Any]]) -> str:
+    """The pairwise differences of the loss at k = N between conditions (Welch 95 % CI)."""
+    if not diffs:
+        return ""
+    lines = ["", "| loss at k = N: condition B - condition A | difference | 95 % CI (Welch) |",
+             "|---|---|---|"]
+    for d in diffs:
+        ci = "n/a" if d["ci95"] is None else (f"{d['difference'] - d['ci95']:+.4f} to "
+                                              f"{d['difference'] + d['ci95']:+.4f}")
+        diff = "n/a" if d["difference"] is None else f"{d['difference']:+.4f}"
+        lines.append(f"| {d['to']} - {d['from']} | {diff} | {ci} |")
+    return "\n".join(lines) + "\n"
 
 
 def _in_context_summary(d: dict[str, Any]) -> dict[str, Any]:

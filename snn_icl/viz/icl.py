@@ -58,7 +58,8 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     labels, means, cis = [], [], []
     for cond, s in summary.items():
         for name, stats in s["probes"].items():
-            labels.append(f"{cond.split('/')[0].replace('icl_regression_', '')} {name}")
+            short = cond.replace("icl_regression_", "").replace("/default", "")
+            labels.append(f"{short} {name}")
             means.append(stats["mean"])
             cis.append(stats["ci95"] or 0.0)
     y = np.arange(len(labels))
