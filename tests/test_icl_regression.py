@@ -315,3 +315,40 @@ def test_difference_ci_is_welchs():
     assert 2.0 * se < d["ci95"] < 5.0 * se  # t quantile with Welch's df (about 4)
     assert difference_ci([1.0], [2.0, 3.0])["ci95"] is None
     assert difference_ci([1.0, 1.0], [2.0, 2.0]) == {"difference": 1.0, "ci95": 0.0}
+
+
+def test_shipped_predictors_load_and_the_lsa_is_one_gd_step():
+    from snn_icl.storage.checkpoint import PRETRAINED, resolve
+
+    shipped = [k for k in PRETRAINED if k.startswith("icl_")]
+    assert set(shipped) == {"icl_lsa", "icl_transformer", "icl_lstm", "icl_lsnn"}
+    for name in shipped:
+        model, task, counters = load_agent(resolve(f"pretrained:{name}"))
+        assert task.agent.kind == name[4:] and task.env.family == "icl_regression"
+        assert counters["episodes"] > 0
+    lsa, task, _ = load_agent(resolve("pretrained:icl_lsa"))
+    tune, test = reg.sample(task.env, 2048, G(20)), reg.sample(task.env, 2048, G(21))
+    gd1 = ev.references(tune, test)["gd1"]
+    assert ref.loss(ev.predict(lsa, test), test.y_q) == pytest.approx(gd1["loss"], rel=0.02)
+    assert ev.alignment(lsa, test, gd1["eta"], G(0))["model_cos"] > 0.999
+
+
+def test_probe_is_not_thrown_by_a_unit_that_barely_varies_in_the_fit():
+    cfg = reg.RegressionConfig(d=3, n_examples=4)
+    tune, test = reg.sample(cfg, 1000, G(30)), reg.sample(cfg, 1000, G(31))
+
+    class Rare(torch.nn.Module):  # one unit fires on one tuning task, and often on test tasks
+        calls = 0
+
+        def features(self, tokens):
+            self.calls += 1
+            xty = (tokens[:-1, :, :-1] * tokens[:-1, :, -1:]).sum(0)
+            rare = torch.zeros(xty.shape[0], 1)
+            if self.calls == 1:
+                rare[0] = 1e-3
+            elif self.calls > 2:  # the test tasks
+                rare[::2] = 1.0
+            return {"s": torch.cat([xty, rare], 1)}
+
+    p = ev.probes(Rare(), tune, test)
+    assert p["s"]["XtY"] > 0.9

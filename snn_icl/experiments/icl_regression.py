@@ -152,11 +152,18 @@ def _features(model: nn.Module, b: reg.RegressionBatch) -> dict[str, Tensor]:
 
 
 def _ridge_r2(f_tr: Tensor, y_tr: Tensor, f_te: Tensor, y_te: Tensor, lam: float) -> float:
-    mu, sd = f_tr.mean(0), f_tr.std(0).clamp(min=1e-6)
-    a, b = (f_tr - mu) / sd, (f_te - mu) / sd
+    """R^2 on the test rows of a ridge read-out fitted on the training rows. Features are
+    centred, not scaled one by one, and the penalty is ``lam`` times their mean variance: a unit
+    that barely varies on the training rows (a neuron that fired once) then gets a small weight
+    instead of one blown up by its tiny variance."""
+    mu = f_tr.mean(0)
+    a, b = f_tr - mu, f_te - mu
+    scale = a.pow(2).mean(0).mean().clamp(min=1e-12)
     a = torch.cat([a, torch.ones(len(a), 1)], 1)
     b = torch.cat([b, torch.ones(len(b), 1)], 1)
-    w = torch.linalg.solve(a.T @ a + lam * len(a) * torch.eye(a.shape[1]), a.T @ y_tr)
+    penalty = lam * len(a) * scale * torch.eye(a.shape[1])
+    penalty[-1, -1] = 0.0  # the intercept is not penalised
+    w = torch.linalg.solve(a.T @ a + penalty, a.T @ y_tr)
     resid = (b @ w - y_te).pow(2).sum()
     total = (y_te - y_te.mean(0)).pow(2).sum()
     return float(1 - resid / total)

@@ -14,6 +14,21 @@ def _arr(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], float)
 
 
+def short_names(conditions: list[str]) -> dict[str, str]:
+    """Condition (TASK/SETTING) -> a short label: the task without its "icl_regression_" prefix,
+    and those of the setting's key=value pairs that differ between the conditions."""
+    tasks = [c.split("/", 1)[0].replace("icl_regression_", "") for c in conditions]
+    pairs = [dict(p.split("=", 1) for p in (c.split("/", 1)[1] if "/" in c else "").split(",")
+                  if "=" in p) for c in conditions]
+    keys = sorted({k for p in pairs for k in p})
+    varying = [k for k in keys if len({p.get(k) for p in pairs}) > 1]
+    out = {}
+    for c, t, p in zip(conditions, tasks, pairs):
+        extra = ",".join(f"{k}={p[k]}" for k in varying if k in p)
+        out[c] = f"{t} {extra}" if extra else t
+    return out
+
+
 def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> Figure:
     """Three panels: (a) loss at the query against k context examples for every condition (mean
     across seeds, 95 % CI band) with one GD step (eta tuned per k) and least squares on the same
@@ -22,15 +37,22 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     from each condition's internal states (Akyuerek et al. 2022)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1.3, 1, 1.2]})
     colours = plt.get_cmap("tab10")
+    names_of = short_names(list(summary))
     ax = axes[0]
     refs = next(iter(summary.values()))["loss_by_k"]
-    k = np.asarray(refs["k"], float)
-    ax.plot(k, refs["gd1"], "k--", lw=1.2, label="one GD step (best eta per k)")
-    ax.plot(k, refs["least_squares"], "k:", lw=1.2, label="least squares")
+    shared = all(s["loss_by_k"]["gd1"] == refs["gd1"] for s in summary.values())
+    if shared:  # the same tasks for every condition: one set of reference curves
+        k = np.asarray(refs["k"], float)
+        ax.plot(k, refs["gd1"], "k--", lw=1.2, label="one GD step (best eta per k)")
+        ax.plot(k, refs["least_squares"], "k:", lw=1.2, label="least squares")
     for i, (cond, s) in enumerate(summary.items()):
+        k = np.asarray(s["loss_by_k"]["k"], float)
+        if not shared:  # other tasks per condition (e.g. another d): its own GD reference
+            ax.plot(k, s["loss_by_k"]["gd1"], "--", color=colours(i % 10), lw=1.0,
+                    label=f"one GD step, {names_of[cond]}")
         mean = _arr([m["mean"] for m in s["loss_by_k"]["model"]])
         ci = _arr([m["ci95"] if m["ci95"] is not None else 0.0 for m in s["loss_by_k"]["model"]])
-        ax.plot(k, mean, color=colours(i % 10), lw=1.6, label=cond)
+        ax.plot(k, mean, color=colours(i % 10), lw=1.6, label=names_of[cond])
         ax.fill_between(k, mean - ci, mean + ci, color=colours(i % 10), alpha=0.2, lw=0)
     ax.set_xlabel("in-context examples k")
     ax.set_ylabel("loss at the query (0.5 x MSE)")
@@ -48,8 +70,7 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
         ci = _arr([by_cond[c][f"{key}_ci95"] or 0.0 for c in names])
         ax.bar(x + (j - 0.5) * 0.38, mean, 0.38, yerr=ci, capsize=3, label=f"loss {label}")
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(x, [c.split("/")[0].replace("icl_regression_", "") + "\n" + c.split("/", 1)[1]
-                      for c in names], fontsize=7)
+    ax.set_xticks(x, [names_of[c] for c in names], fontsize=7)
     ax.set_ylabel("loss ratio at k = N (below 1: better)")
     ax.legend(fontsize=7, frameon=False)
     ax.set_title("(b) against gradient descent", fontsize=9)
@@ -58,8 +79,7 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     labels, means, cis = [], [], []
     for cond, s in summary.items():
         for name, stats in s["probes"].items():
-            short = cond.replace("icl_regression_", "").replace("/default", "")
-            labels.append(f"{short} {name}")
+            labels.append(f"{names_of[cond]} {name}")
             means.append(stats["mean"])
             cis.append(stats["ci95"] or 0.0)
     y = np.arange(len(labels))
