@@ -255,3 +255,18 @@ def test_shipped_task_files_load():
         assert task.train.track_every > 0 and task.train.threads == 1
     t = load_task(TASKS / "icl_bursty_transformer.toml")
     assert (t.agent.n_layer, t.agent.mlp, t.agent.positions) == (2, False, True) and t.agent.head_hidden > 0
+
+
+def test_curve_summary_finds_emergence_peak_and_drop(tmp_path):
+    path = tmp_path / "metrics.csv"
+    novel = [0.03, 0.5, 0.5, 0.95, 0.99, 0.6]
+    lines = ["iteration,loss,icl_novel_accuracy,icl_flip_accuracy,iwl_accuracy"]
+    for i, v in enumerate(novel):
+        lines.append(f"{i * 50 + 1},1.0,{v},{v},{0.1 * i}")
+        lines.append(f"{i * 50 + 2},1.0,,,")  # untracked rows are skipped
+    path.write_text("\n".join(lines) + "\n")
+    s = ev.curve_summary(path)
+    assert s["icl_emergence_iteration"] == 151 and s["icl_rise_from"] == 101
+    assert s["icl_novel_accuracy"]["peak"] == 0.99 and s["icl_novel_accuracy"]["peak_iteration"] == 201
+    assert s["icl_novel_accuracy"]["drop_after_peak"] == pytest.approx(0.39)
+    assert s["iwl_accuracy"]["final"] == pytest.approx(0.5) and s["iterations"] == 251

@@ -61,3 +61,33 @@ def evaluate(model: nn.Module, task: Any, seed: int, *, n_tasks: int = 4096) -> 
     if after != before:
         raise RuntimeError(f"weights changed during evaluation (sha256 {before} -> {after})")
     return result
+
+
+def curve_summary(path: Any, threshold: float = 0.9) -> dict[str, Any]:
+    """The tracked accuracies of a run's metrics.csv (``train.track_every`` rows), summarised:
+
+    - ``icl_emergence_iteration``: first tracked iteration whose novel-class ICL accuracy is
+      >= ``threshold`` (None if never), and ``icl_rise_from``: the last tracked iteration before
+      it with accuracy below 0.6 (the start of the final rise);
+    - per measure: ``peak`` (max), ``peak_iteration``, ``final`` (last tracked value), and
+      ``drop_after_peak`` = peak - final (transience: a drop of ICL after its peak);
+    - ``iterations``: the last tracked iteration.
+    """
+    import csv
+    from pathlib import Path
+
+    with Path(path).open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get(MEASURES[0])]
+    its = [int(float(r["iteration"])) for r in rows]
+    out: dict[str, Any] = {"iterations": its[-1] if its else None, "threshold": threshold}
+    novel = [float(r[MEASURES[0]]) for r in rows]
+    hit = next((i for i, v in enumerate(novel) if v >= threshold), None)
+    out["icl_emergence_iteration"] = None if hit is None else its[hit]
+    below = [i for i in range(hit or 0) if novel[i] < 0.6]
+    out["icl_rise_from"] = its[below[-1]] if hit is not None and below else None
+    for key in MEASURES:
+        v = [float(r[key]) for r in rows]
+        peak = max(range(len(v)), key=v.__getitem__)
+        out[key] = {"peak": v[peak], "peak_iteration": its[peak], "final": v[-1],
+                    "drop_after_peak": v[peak] - v[-1]}
+    return out
