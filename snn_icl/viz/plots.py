@@ -392,8 +392,11 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
                 def arr(name: str) -> np.ndarray:
                     return np.array([np.nan if v is None else v for v in block[name]], float)
 
-                ax.plot(x, arr("mean"), color=colours(i % 10), lw=1.5, label=cond)
-                ax.fill_between(x, arr("min"), arr("max"), color=colours(i % 10), alpha=0.18, lw=0)
+                mean = arr("mean")
+                m = np.isfinite(mean)  # a measure tracked every few iterations: its rows only
+                ax.plot(x[m], mean[m], color=colours(i % 10), lw=1.5, label=cond)
+                ax.fill_between(x[m], arr("min")[m], arr("max")[m], color=colours(i % 10),
+                                alpha=0.18, lw=0)
         for ax, (_, label) in zip(row, panels):
             ax.set_xlabel(x_label)
             ax.set_ylabel(label)
