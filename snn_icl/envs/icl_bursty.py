@@ -12,7 +12,8 @@ sequences are *bursty* with probability ``p_bursty`` (defaults: B = 4, N = 8, so
 sequence holds 2 classes, 4 items each, in random order, and the query's class is one of them),
 else iid: N context classes and the query's class drawn independently from the rank-frequency
 (Zipf) distribution ``p(k) ~ k^-alpha`` (k = 1..K). The classes of the bursts are drawn from the
-same distribution, distinct (iid draws conditioned on being distinct). B = 0 means no bursty sequences at all (as p_bursty = 0).
+same distribution, distinct (iid draws conditioned on being distinct). B = 0 means no bursty
+sequences at all (as p_bursty = 0).
 
 Tokens (Reddy's separate item and label tokens; the position is the model's business, e.g. the
 transformer's learnt position embedding, ``positions = true``):
