@@ -9,6 +9,7 @@ snn_icl/pretrained/icl_bursty/ (no training needed).
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import matplotlib
@@ -41,17 +42,23 @@ def main() -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
     import csv
 
+    groups: dict[str, int] = {}  # one colour per condition, its seeds share it
     for path in csvs:
         with path.open() as fh:
             rows = [r for r in csv.DictReader(fh) if r.get(MEASURES[0])]
         x = [float(r["iteration"]) for r in rows]
+        name = path.stem.removesuffix("_metrics")
+        group = re.sub(r"_seed\d+$", "", name)
+        first = group not in groups
+        colour = plt.get_cmap("tab10")(groups.setdefault(group, len(groups)) % 10)
         for ax, key in zip(axes, MEASURES):
-            ax.plot(x, [float(r[key]) for r in rows], lw=1.2, label=path.stem.removesuffix("_metrics"))
+            ax.plot(x, [float(r[key]) for r in rows], lw=1.1, color=colour,
+                    label=group if first else None)
     for ax, key in zip(axes, MEASURES):
         ax.set_title(LABELS[key], fontsize=10)
-        ax.set_xlabel("training iteration (128 sequences each)")
+        ax.set_xlabel("training iteration (128 sequences each); seeds share a colour", fontsize=8)
         ax.axhline(1 / 32, color="grey", ls=":", lw=1)
-    axes[0].set_ylabel("held-out accuracy (512 sequences)")
+    axes[0].set_ylabel("held-out accuracy (512 seqs)")
     axes[0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(args.dir / "curves.png", dpi=110)
