@@ -228,7 +228,8 @@ def evaluate(
     device: str = _device("cpu", "the evaluation"),
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls
-    (supervised in-context models: against exact reference learners, docs/icl_regression.md)."""
+    (supervised in-context models: regression against exact reference learners; bursty
+    classification: ICL on novel classes, with flipped labels, and IWL, docs/icl_bursty.md)."""
     from snn_icl.config import ConfigError, protocol_override, resolve_device
     from snn_icl.envs import family as families
     from snn_icl.storage import files
@@ -271,13 +272,27 @@ def evaluate(
 
 def _evaluate_supervised(model: Any, cfg: Any, counters: dict[str, Any], path: Path,
                          tasks: int | None, seed: int | None, out: Path) -> None:
-    """`evaluate` of an in-context regression model (--episodes counts test tasks)."""
-    from snn_icl.experiments.icl_regression import evaluate as run_eval
+    """`evaluate` of an in-context model, per family (--episodes counts test sequences)."""
     from snn_icl.storage import files
     from snn_icl.storage.checkpoint import provenance
 
     seed = cfg.eval.seed if seed is None else seed
-    result = run_eval(model, cfg, seed, n_tasks=4096 if tasks is None else tasks)
+    n = 4096 if tasks is None else tasks
+    if cfg.env.family == "icl_bursty":
+        from snn_icl.experiments.icl_bursty import evaluate as bursty_eval
+
+        result = bursty_eval(model, cfg, seed, n_tasks=n)
+        files.write_json(out, {**provenance(path, cfg, counters), **result,
+                               "versions": files.versions()})
+        typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): ICL on novel classes "
+                   f"{result['icl_novel_accuracy']:.3f}, ICL with flipped labels "
+                   f"{result['icl_flip_accuracy']:.3f} (trained label "
+                   f"{result['flip_trained_label_fraction']:.3f}), IWL "
+                   f"{result['iwl_accuracy']:.3f}; chance {result['chance']:.3f}")
+        return
+    from snn_icl.experiments.icl_regression import evaluate as run_eval
+
+    result = run_eval(model, cfg, seed, n_tasks=n)
     files.write_json(out, {**provenance(path, cfg, counters), **result, "versions": files.versions()})
     r, al = result["references"], result["alignment"]["gd1"]
     typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): loss {result['loss']:.4f}; "

@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from snn_icl.envs import icl_regression
+from snn_icl.envs import icl_bursty, icl_regression
 from snn_icl.envs.water_maze import WaterMazeConfig
 
 DEFAULT_FAMILY = "water_maze"
@@ -82,9 +82,42 @@ def _regression_track(cfg: icl_regression.RegressionConfig, model: Any, seed: in
     return {"held_out_loss": held_out}
 
 
+def _bursty_batch(cfg: icl_bursty.BurstyConfig, batch: int,
+                  generator: torch.Generator) -> tuple[Tensor, Any]:
+    b = icl_bursty.sample(cfg, batch, generator)
+    return icl_bursty.tokens(b), b
+
+
+def _bursty_metrics(logits: Tensor, b: icl_bursty.BurstyBatch) -> dict[str, float]:
+    return {"accuracy": icl_bursty.accuracy(logits, b)}
+
+
+BURSTY_TESTS = {"icl_novel_accuracy": icl_bursty.novel_batch,
+                "icl_flip_accuracy": icl_bursty.flip_batch,
+                "iwl_accuracy": icl_bursty.iwl_batch}
+"""The held-out tests of the bursty family, by the name of their accuracy."""
+
+
+@torch.no_grad()
+def bursty_accuracies(cfg: icl_bursty.BurstyConfig, model: Any, seed: int,
+                      n: int = 512) -> dict[str, float]:
+    """Accuracy of ``model`` on ``n`` held-out sequences of each test of :data:`BURSTY_TESTS`
+    (test i from a generator seeded 2 * (seed + i) + 1, odd like every evaluation seed)."""
+    was = model.training
+    model.eval()
+    out = {}
+    for i, (name, draw) in enumerate(BURSTY_TESTS.items()):
+        b = draw(cfg, n, torch.Generator().manual_seed(2 * (seed + i) + 1))
+        out[name] = icl_bursty.accuracy(model(icl_bursty.tokens(b)), b)
+    model.train(was)
+    return out
+
+
 SUPERVISED: dict[str, Supervised] = {
     "icl_regression": Supervised(icl_regression.RegressionConfig, _regression_batch,
                                  _regression_loss, _regression_metrics, _regression_track),
+    "icl_bursty": Supervised(icl_bursty.BurstyConfig, _bursty_batch, icl_bursty.loss,
+                             _bursty_metrics, bursty_accuracies),
 }
 
 

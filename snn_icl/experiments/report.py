@@ -20,7 +20,7 @@ import numpy as np
 
 from snn_icl.config import seed_kind
 from snn_icl.envs.family import supervised
-from snn_icl.experiments import icl_regression
+from snn_icl.experiments import icl_bursty, icl_regression
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.experiments.sweep import SWEEP_FILE
 from snn_icl.storage import files
@@ -52,12 +52,27 @@ REGRESSION_MEASURES = [
 REGRESSION_PANELS = (("loss", "training loss (mixed k)"),
                      ("held_out_loss", "held-out loss at k = N"))
 
+BURSTY_MEASURES = [
+    ("icl_novel_accuracy", "ICL accuracy, novel classes"),
+    ("icl_flip_accuracy", "ICL accuracy, flipped labels"),
+    ("flip_trained_label_fraction", "flipped labels: trained label answered"),
+    ("iwl_accuracy", "IWL accuracy (query class not in context)"),
+    ("training_accuracy", "accuracy, training distribution"),
+    ("training_tasks", "training sequences"),
+]
+BURSTY_PANELS = (("icl_novel_accuracy", "ICL accuracy, novel classes (held out)"),
+                 ("icl_flip_accuracy", "ICL accuracy, flipped labels (held out)"),
+                 ("iwl_accuracy", "IWL accuracy (held out)"))
+
 
 def scheme(task: Any) -> dict[str, Any]:
     """What the report measures for the task's family: table columns, curve panels, x axis."""
     if supervised(task.env) is None:
         return {"family": "water_maze", "measures": MEASURES, "panels": PANELS,
                 "x_label": "training env steps"}
+    if task.env.family == "icl_bursty":
+        return {"family": "icl_bursty", "measures": BURSTY_MEASURES, "panels": BURSTY_PANELS,
+                "x_label": "training sequences"}
     return {"family": task.env.family, "measures": REGRESSION_MEASURES,
             "panels": REGRESSION_PANELS, "x_label": "training tasks"}
 
@@ -193,6 +208,10 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
         if sch["family"] == "water_maze":
             result = evaluate(agent, task, episodes, seed, progress=False)
             measures = _run_measures(result, counters, task)
+        elif sch["family"] == "icl_bursty":
+            result = icl_bursty.evaluate(agent, task, seed, n_tasks=episodes)
+            measures = {k: result[k] for k, _ in BURSTY_MEASURES if k in result}
+            measures["training_tasks"] = counters.get("episodes")
         else:
             result = icl_regression.evaluate(agent, task, seed, n_tasks=episodes)
             measures = _regression_measures(result, counters)
@@ -269,7 +288,7 @@ def _num(x: float | None) -> str:
 
 
 def _measures_of(family: str) -> list[tuple[str, str]]:
-    return MEASURES if family == "water_maze" else REGRESSION_MEASURES
+    return {"water_maze": MEASURES, "icl_bursty": BURSTY_MEASURES}.get(family, REGRESSION_MEASURES)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -387,8 +387,9 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
     """Learning curves of a sweep's conditions, the mean across seeds with the min-max range as
     a band (``curves``: condition -> ``snn_icl.experiments.report.aggregate_curves`` plus its
     ``panels`` and ``x_label``). Water maze: goals per episode and latency on trials 2-4 of the
-    training batches against training env steps; supervised families: their losses against
-    training tasks. One row of panels per kind of curve."""
+    training batches against training env steps; supervised families: their losses (bursty
+    classification: the three held-out accuracies) against training tasks. One row of panels
+    per kind of curve."""
     default = [["goals_per_episode", "goals per episode"],
                ["latency_trials2_4", "median latency trials 2-4 (env steps)"]]
     groups: dict[tuple, list[str]] = {}
@@ -396,7 +397,9 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
         key = (tuple(map(tuple, c.get("panels", default))), c.get("x_label", "training env steps"))
         groups.setdefault(key, []).append(cond)
     groups = groups or {(tuple(map(tuple, default)), "training env steps"): []}
-    fig, axes = plt.subplots(len(groups), 2, figsize=(9.5, 3.6 * len(groups)), squeeze=False)
+    ncols = max(len(panels) for panels, _ in groups)
+    fig, axes = plt.subplots(len(groups), ncols, figsize=(4.75 * ncols, 3.6 * len(groups)),
+                             squeeze=False)
     colours = plt.get_cmap("tab10")
     for row, ((panels, x_label), conds) in zip(axes, groups.items()):
         for i, cond in enumerate(conds):
@@ -410,8 +413,11 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
                 def arr(name: str) -> np.ndarray:
                     return np.array([np.nan if v is None else v for v in block[name]], float)
 
-                ax.plot(x, arr("mean"), color=colours(i % 10), lw=1.5, label=cond)
-                ax.fill_between(x, arr("min"), arr("max"), color=colours(i % 10), alpha=0.18, lw=0)
+                mean = arr("mean")
+                m = np.isfinite(mean)  # a measure tracked every few iterations: its rows only
+                ax.plot(x[m], mean[m], color=colours(i % 10), lw=1.5, label=cond)
+                ax.fill_between(x[m], arr("min")[m], arr("max")[m], color=colours(i % 10),
+                                alpha=0.18, lw=0)
         for ax, (_, label) in zip(row, panels):
             ax.set_xlabel(x_label)
             ax.set_ylabel(label)

@@ -1,0 +1,93 @@
+"""Frozen-weight evaluation of a predictor on bursty in-context classification (Reddy 2023).
+
+Every test draws ``n_tasks`` sequences from the evaluation seed with odd (evaluation-parity)
+generator seeds, so none was a training sequence. The result (JSON-ready), each accuracy a
+fraction of sequences whose arg-max logit at the query is the right label:
+
+- ``icl_novel_accuracy``: novel classes, random labels, query class in the context;
+- ``icl_flip_accuracy``: trained classes with shifted labels in the context, query class in the
+  context (the right label is the in-context one);
+- ``flip_trained_label_fraction``: on the same sequences, the fraction answered with the trained
+  (in-weights) label instead;
+- ``iwl_accuracy``: trained classes, the query class absent from the context;
+- ``training_accuracy``: sequences drawn as in training (bursty with probability p_bursty);
+- ``chance``: 1/L. See :mod:`snn_icl.envs.icl_bursty` for the sequences.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from snn_icl.config import seed_kind
+from snn_icl.envs import icl_bursty as ib
+from snn_icl.episodes.rollout import env_seed
+from snn_icl.models import frozen, weights_sha256
+
+MEASURES = ("icl_novel_accuracy", "icl_flip_accuracy", "iwl_accuracy")
+"""The three accuracies the issue (and metrics.csv) track."""
+
+
+@torch.no_grad()
+def logits(model: nn.Module, b: ib.BurstyBatch, batch: int = 1024) -> Tensor:
+    """Model logits [n, L] at the query, in chunks of ``batch`` sequences."""
+    toks = ib.tokens(b)
+    return torch.cat([model(toks[:, i:i + batch]) for i in range(0, toks.shape[1], batch)])
+
+
+def evaluate(model: nn.Module, task: Any, seed: int, *, n_tasks: int = 4096) -> dict[str, Any]:
+    """The evaluation of the module docstring on ``n_tasks`` sequences per test."""
+    cfg: ib.BurstyConfig = task.env
+    frozen(model)
+    model.eval()
+    before = weights_sha256(model)
+    gen = lambda i: torch.Generator().manual_seed(env_seed(seed, i, training=False))  # noqa: E731
+    result: dict[str, Any] = {"seed": seed, "seed_kind": seed_kind(seed), "tasks": n_tasks,
+                              "chance": cfg.chance, "n_classes": cfg.n_classes,
+                              "burstiness": cfg.burstiness, "eps": cfg.eps, "alpha": cfg.alpha}
+    draws = {"icl_novel_accuracy": ib.novel_batch, "icl_flip_accuracy": ib.flip_batch,
+             "iwl_accuracy": ib.iwl_batch, "training_accuracy": ib.sample}
+    for i, (name, draw) in enumerate(draws.items()):
+        b = draw(cfg, n_tasks, gen(i))
+        out = logits(model, b)
+        result[name] = ib.accuracy(out, b)
+        if name == "icl_flip_accuracy":
+            trained = ib.world(cfg).labels[b.query_class]
+            result["flip_trained_label_fraction"] = float((out.argmax(-1) == trained).float().mean())
+        result[name.replace("accuracy", "loss")] = float(ib.loss(out, b))
+    after = weights_sha256(model)
+    if after != before:
+        raise RuntimeError(f"weights changed during evaluation (sha256 {before} -> {after})")
+    return result
+
+
+def curve_summary(path: Any, threshold: float = 0.9) -> dict[str, Any]:
+    """The tracked accuracies of a run's metrics.csv (``train.track_every`` rows), summarised:
+
+    - ``icl_emergence_iteration``: first tracked iteration whose novel-class ICL accuracy is
+      >= ``threshold`` (None if never), and ``icl_rise_from``: the last tracked iteration before
+      it with accuracy below 0.6 (the start of the final rise);
+    - per measure: ``peak`` (max), ``peak_iteration``, ``final`` (last tracked value), and
+      ``drop_after_peak`` = peak - final (transience: a drop of ICL after its peak);
+    - ``iterations``: the last tracked iteration.
+    """
+    import csv
+    from pathlib import Path
+
+    with Path(path).open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get(MEASURES[0])]
+    its = [int(float(r["iteration"])) for r in rows]
+    out: dict[str, Any] = {"iterations": its[-1] if its else None, "threshold": threshold}
+    novel = [float(r[MEASURES[0]]) for r in rows]
+    hit = next((i for i, v in enumerate(novel) if v >= threshold), None)
+    out["icl_emergence_iteration"] = None if hit is None else its[hit]
+    below = [i for i in range(hit or 0) if novel[i] < 0.6]
+    out["icl_rise_from"] = its[below[-1]] if hit is not None and below else None
+    for key in MEASURES:
+        v = [float(r[key]) for r in rows]
+        peak = max(range(len(v)), key=v.__getitem__)
+        out[key] = {"peak": v[peak], "peak_iteration": its[peak], "final": v[-1],
+                    "drop_after_peak": v[peak] - v[-1]}
+    return out
