@@ -82,8 +82,8 @@ def _regression_track(cfg: icl_regression.RegressionConfig, model: Any, seed: in
     return {"held_out_loss": held_out}
 
 
-def _bursty_batch(cfg: icl_bursty.BurstyConfig, batch: int,
-                  generator: torch.Generator) -> tuple[Tensor, Any]:
+def _bursty_batch(cfg: icl_bursty.BurstyConfig, batch: int, generator: torch.Generator,
+                  iteration: int) -> tuple[Tensor, Any]:
     b = icl_bursty.sample(cfg, batch, generator)
     return icl_bursty.tokens(b), b
 
