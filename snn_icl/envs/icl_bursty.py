@@ -51,6 +51,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from snn_icl.checks import check_value as _check
+
 
 @dataclass(frozen=True)
 class BurstyConfig:
@@ -118,11 +120,6 @@ class BurstyConfig:
     def chance(self) -> float:
         """Accuracy of guessing, 1/L."""
         return 1.0 / self.n_labels
-
-
-def _check(ok: bool, key: str, what: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"{key} {what}, got {value!r}")
 
 
 class World(NamedTuple):

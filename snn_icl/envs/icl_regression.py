@@ -21,6 +21,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from snn_icl.checks import check_value as _check
+
 
 @dataclass(frozen=True)
 class RegressionConfig:
@@ -78,11 +80,6 @@ class RegressionConfig:
 
     def min_examples(self) -> int:
         return self.n_examples if self.n_examples_min is None else self.n_examples_min
-
-
-def _check(ok: bool, key: str, what: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"{key} {what}, got {value!r}")
 
 
 class RegressionBatch(NamedTuple):

@@ -22,6 +22,8 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
+from snn_icl.checks import check_value  # noqa: F401  (re-exported: the kinds' configs use it)
+
 
 class PolicyOutput(NamedTuple):
     """Policy and value heads. Leading dims are [B] when acting, [T, B] over a sequence."""
@@ -196,12 +198,6 @@ class Agent(Protocol):
     def analysis_view(self, sim: Any, recorded: dict[str, Tensor]) -> AnalysisView:
         """Internals over recorded episodes ``sim`` (with the components of ``decoded``
         recorded at every step in ``recorded``, each [T, B, ...])."""
-
-
-def check_value(cond: bool, key: str, msg: str, value: Any) -> None:
-    """Config validation: ``ValueError("{key} {msg}, got {value!r}")`` unless ``cond``."""
-    if not cond:
-        raise ValueError(f"{key} {msg}, got {value!r}")
 
 
 def check_component(agent: Any, name: str) -> None:
