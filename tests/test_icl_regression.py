@@ -131,7 +131,7 @@ def test_lsa_with_von_oswalds_construction_is_one_gd_step():
 
 def test_spiking_sensitivity_is_the_local_slope():
     class Linear(torch.nn.Module):  # a model evaluated like a spiking one, with a known slope
-        kind = "lsnn"
+        spiking = True
 
         def forward(self, tokens):
             return (tokens[-1, :, :3] @ torch.tensor([1.0, -2.0, 0.5])).unsqueeze(-1)

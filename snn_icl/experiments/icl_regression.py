@@ -59,7 +59,7 @@ def sensitivity(model: nn.Module, b: reg.RegressionBatch, *, radius: float = 0.1
     """d yhat / d x_q [B, d]. Differentiable models: autograd. Spiking ones (whose gradients are
     surrogates): the least-squares slope of yhat over ``samples`` query perturbations uniform in
     +-radius (x units)."""
-    if getattr(model, "kind", "") != "lsnn":
+    if not getattr(model, "spiking", False):
         device = module_device(model)
         on = reg.RegressionBatch(*(t.to(device) for t in b))
         x_q = on.x_q.clone().requires_grad_(True)

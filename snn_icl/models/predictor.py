@@ -7,7 +7,8 @@ are registered apart, because a supervised ``[agent]`` table is read against thi
 
 Every kind has ``kind``, ``config_class``, ``from_config(cfg, d_in, d_out, max_tokens)``,
 ``forward(tokens) -> [B, d_out]`` and ``features(tokens) -> {name: [B, f]}`` (its internal state
-at the query, for linear probes).
+at the query, for linear probes); ``spiking = True`` marks a kind whose gradients are surrogates
+(as for the agents).
 """
 
 from __future__ import annotations

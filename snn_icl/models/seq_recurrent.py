@@ -122,6 +122,8 @@ class SeqLSNNConfig:
 class SeqLSNN(nn.Module):
     kind: ClassVar[str] = "lsnn"
     config_class: ClassVar[type] = SeqLSNNConfig
+    spiking: ClassVar[bool] = True
+    """Its gradients are surrogates: analyses measure its sensitivities by perturbation."""
 
     def __init__(self, d_in: int, d_out: int, cfg: SeqLSNNConfig) -> None:
         super().__init__()
