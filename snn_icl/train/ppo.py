@@ -29,13 +29,11 @@ decide what to keep (see :mod:`snn_icl.train.run_dir`).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from snn_icl.config import TaskConfig
 from snn_icl.envs.water_maze import WaterMaze
@@ -44,6 +42,7 @@ from snn_icl.episodes.rollout import env_seed, rollout
 from snn_icl.episodes.measures import training_metrics
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.train.errors import NonFiniteError
+from snn_icl.train.loop import run_iterations
 
 
 @dataclass
@@ -162,29 +161,14 @@ def train(task: TaskConfig, state: TrainState, *,
     ``on_iteration(state, metrics)`` is called after every completed iteration, with the weights
     already checked finite; a :class:`NonFiniteError` is raised before it for a bad iteration.
     """
-    torch.set_num_threads(task.train.threads)
-    total = task.train.iterations
-    end = total if stop_after is None else min(total, state.iteration + stop_after)
-    with tqdm(total=total, initial=state.iteration, desc="train", unit="it", disable=not progress,
-              dynamic_ncols=True) as bar:  # closed (its line ended) on an error too
-        while state.iteration < end:
-            start = time.perf_counter()
-            lr = task.train.lr_at(state.iteration)
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            batch = collect(state, task)
-            losses = ppo_update(state, batch, task)
-            state.iteration += 1
-            state.episodes += task.train.batch_episodes
-            state.wall_time_s += time.perf_counter() - start
-            metrics = iteration_metrics(batch, task.env, losses)
-            metrics.update(lr=lr, iteration=state.iteration, episodes=state.episodes,
-                           wall_time_s=state.wall_time_s,
-                           seconds_per_iteration=time.perf_counter() - start)
-            bar.set_postfix(goals=f"{metrics['goals_per_episode']:.2f}",
-                            lat1=f"{metrics['latency_trial1']:.0f}",
-                            lat2_4=f"{metrics['latency_trials2_4']:.0f}", refresh=False)
-            bar.update(1)
-            if on_iteration is not None:
-                on_iteration(state, metrics)
-    return state
+    def step(s: TrainState) -> tuple[Any, dict[str, float]]:
+        batch = collect(s, task)
+        return batch, ppo_update(s, batch, task)
+
+    def postfix(m: dict[str, float]) -> dict[str, str]:
+        return {"goals": f"{m['goals_per_episode']:.2f}", "lat1": f"{m['latency_trial1']:.0f}",
+                "lat2_4": f"{m['latency_trials2_4']:.0f}"}
+
+    return run_iterations(task, state, step,
+                          lambda s, r: iteration_metrics(r[0], task.env, r[1]), postfix,
+                          on_iteration=on_iteration, stop_after=stop_after, progress=progress)

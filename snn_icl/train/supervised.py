@@ -17,17 +17,16 @@ Devices: the tasks are drawn on the CPU (CPU generators) and then moved to the m
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from snn_icl.config import TaskConfig
 from snn_icl.envs.family import supervised, to_device
 from snn_icl.episodes.rollout import env_seed
 from snn_icl.models.agent import module_device
 from snn_icl.train.errors import NonFiniteError
+from snn_icl.train.loop import run_iterations
 from snn_icl.train.ppo import TrainState, _check_finite
 
 TRACK_SEED = 7_777_777
@@ -67,29 +66,13 @@ def train(task: TaskConfig, state: TrainState, *,
     family = supervised(task.env)
     if family is None:
         raise ValueError(f"{task.name}: the water maze trains with PPO, not the supervised trainer")
-    torch.set_num_threads(task.train.threads)
-    total = task.train.iterations
-    end = total if stop_after is None else min(total, state.iteration + stop_after)
     every = task.train.track_every
-    with tqdm(total=total, initial=state.iteration, desc="train", unit="it", disable=not progress,
-              dynamic_ncols=True) as bar:
-        while state.iteration < end:
-            start = time.perf_counter()
-            lr = task.train.lr_at(state.iteration)
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            metrics = step(task, state)
-            state.iteration += 1
-            state.episodes += task.train.batch_episodes
-            state.wall_time_s += time.perf_counter() - start
-            if every and family.track is not None and (state.iteration % every == 0
-                                                       or state.iteration == 1):
-                metrics.update(family.track(task.env, state.agent, TRACK_SEED))
-            metrics.update(lr=lr, iteration=state.iteration, episodes=state.episodes,
-                           wall_time_s=state.wall_time_s,
-                           seconds_per_iteration=time.perf_counter() - start)
-            bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
-            bar.update(1)
-            if on_iteration is not None:
-                on_iteration(state, metrics)
-    return state
+
+    def measure(s: TrainState, metrics: dict[str, float]) -> dict[str, float]:
+        if every and family.track is not None and (s.iteration % every == 0 or s.iteration == 1):
+            metrics.update(family.track(task.env, s.agent, TRACK_SEED))
+        return metrics
+
+    return run_iterations(task, state, lambda s: step(task, s), measure,
+                          lambda m: {"loss": f"{m['loss']:.4g}"}, on_iteration=on_iteration,
+                          stop_after=stop_after, progress=progress)
