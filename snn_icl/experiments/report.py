@@ -87,11 +87,16 @@ def _regression_measures(result: dict[str, Any], counters: dict[str, Any]) -> di
             "loss_k_half": by_k["model"][half], "training_tasks": counters.get("episodes")}
 
 
+def _present(values: list[float | None]) -> list[float]:
+    """The values that are not None or NaN, as floats."""
+    return [float(x) for x in values if x is not None and not math.isnan(float(x))]
+
+
 def mean_ci(values: list[float | None]) -> dict[str, Any]:
     """Mean and 95 % t-interval half-width of the values that are not None or NaN."""
     from scipy.stats import t
 
-    v = [float(x) for x in values if x is not None and not math.isnan(float(x))]
+    v = _present(values)
     n = len(v)
     if n == 0:
         return {"n": 0, "mean": None, "ci95": None}
@@ -107,8 +112,7 @@ def difference_ci(a: list[float], b: list[float]) -> dict[str, Any]:
     fewer than two values on a side)."""
     from scipy.stats import t
 
-    a = [float(x) for x in a if x is not None and not math.isnan(float(x))]
-    b = [float(x) for x in b if x is not None and not math.isnan(float(x))]
+    a, b = _present(a), _present(b)
     if not a or not b:
         return {"difference": None, "ci95": None}
     diff = sum(b) / len(b) - sum(a) / len(a)
