@@ -331,7 +331,9 @@ def compare(
 @app.command(short_help="Memory across a dark delay after trial 1.")
 @_clean_errors
 def retention(
-    sources: list[str] = typer.Argument(..., help="Checkpoints, run directories or pretrained[:kind]."),
+    sources: list[str] = typer.Argument(..., help="Checkpoints, run directories, pretrained[:kind], "
+                                        "LABEL=SRC,SRC,... (one condition over training seeds: mean "
+                                        "and 95 % CI) or a sweep directory (one condition per task)."),
     delays: str = typer.Option(None, "--delays", help="Comma-separated dark delays after trial 1 "
                                "(env steps; default: snn_icl.experiments.retention.DEFAULT_DELAYS, 0 to 400)."),
     episodes: int = typer.Option(128, "--episodes", "-n", min=1, help="Held-out episodes per point."),
@@ -341,6 +343,8 @@ def retention(
                                      "(delayed matching to place with dark inter-trial "
                                      "intervals: trial-2 latency and one-shot ratio against the "
                                      "delay), not after trial 1 only."),
+    probe: bool = typer.Option(False, "--probe", help="Also run trial 2 as a probe (no "
+                               "platform) after each delay: target-quadrant fraction per delay."),
     overwrite: bool = _overwrite(),
 ) -> None:
     """Memory across a dark delay after trial 1, for each agent (table and figure).
@@ -348,30 +352,101 @@ def retention(
     Trial-2 latency against the delay, with each agent's span marked (transformer context
     window, LSNN tau_a): retention.json, retention.md and retention.png. With --every-trial the
     delay follows every trial (the DMP delay curve of docs/protocols.md), and the one-shot ratio
-    is reported too.
+    is reported too. With --probe, or conditions pooled over training seeds (LABEL=SRC,... or a
+    sweep directory), retention_curves.png shows trial-2 latency, success and probe preference
+    with 95 % CIs across seeds (docs/silent_memory.md).
     """
     from snn_icl.storage import files
     from snn_icl.viz import plots
     from snn_icl.storage.checkpoint import display_names, load_agent, resolve
     from snn_icl.config import seed_kind
-    from snn_icl.experiments.retention import DEFAULT_DELAYS, markdown_table, retention as run_retention
+    from snn_icl.experiments.retention import (DEFAULT_DELAYS, combine_seeds, markdown_table,
+                                               retention as run_retention, single_probe)
 
     try:
         steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
     except ValueError:
         raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
+    groups, singles = _retention_sources(sources)
     _claim(out, "retention", overwrite)
     results = {}
-    for source, name in zip(sources, display_names(sources)):
+
+    def measure(source: Any) -> dict[str, Any]:
         agent, task, _ = load_agent(resolve(source))
-        results[name] = run_retention(agent, task, steps, episodes, seed, every_trial=every_trial)
+        return run_retention(agent, task, steps, episodes, seed, every_trial=every_trial,
+                             probe=probe)
+
+    for source, name in zip(singles, display_names(singles) if singles else []):
+        results[name] = measure(source)
+    for label, members in groups.items():
+        results[label] = combine_seeds([measure(m) for m in members])
     files.write_json(out / "retention.json", {"episodes": episodes, "seed": seed,
                                            "seed_kind": seed_kind(seed), "results": results,
                                            "versions": files.versions()})
     files.write_text(out / "retention.md", markdown_table(results))
     plots.save(plots.plot_retention(results), out / "retention.png")
+    if probe or groups:
+        plots.save(plots.plot_delay_curves({k: single_probe(r) for k, r in results.items()}),
+                   out / "retention_curves.png")
     typer.echo(markdown_table(results))
     typer.echo(f"wrote {out}/retention.json, retention.md, retention.png")
+
+
+@app.command("silent-memory", short_help="Is the memory across a silent delay activity-silent?")
+@_clean_errors
+def silent_memory(
+    source: str = typer.Argument("pretrained:lsnn_delay", help="An LSNN: checkpoint, run "
+                                 "directory or pretrained[:kind]."),
+    delay: int = typer.Option(100, "--delay", min=1, help="Dark delay after trial 1 (env steps)."),
+    episodes: int = typer.Option(256, "--episodes", "-n", min=8, help="Held-out episodes."),
+    seed: int = _seed("Evaluation seed.", 1),
+    out: Path = typer.Option(Path("silent_memory"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """Rates during a dark delay against swimming, decoding of the platform from a, v and spikes
+    along it, resets of a or of v/z and a swap of a at its end, and the bytes of state the
+    memory costs: silent_memory.json, .md and .png (docs/silent_memory.md)."""
+    from snn_icl.config import seed_kind
+    from snn_icl.experiments import silent_memory as sm
+    from snn_icl.storage import files
+    from snn_icl.storage.checkpoint import load_agent, resolve
+    from snn_icl.viz import plots
+    from snn_icl.viz.silent import plot_silent_memory
+
+    agent, task, _ = load_agent(resolve(source))
+    if not getattr(agent, "spiking", False) or agent.kind != "lsnn":
+        raise ValueError(f"{source}: silent-memory needs an LSNN, not a {agent.kind!r} agent")
+    _claim(out, "silent-memory", overwrite)
+    result, data = sm.silent_memory(agent, task, delay, episodes, seed)
+    result = {"source": str(source), "seed_kind": seed_kind(seed), **result,
+              "versions": files.versions()}
+    files.write_json(out / "silent_memory.json", result)
+    files.write_text(out / "silent_memory.md", sm.markdown(result))
+    plots.save(plot_silent_memory(result, data), out / "silent_memory.png")
+    typer.echo(sm.markdown(result))
+    typer.echo(f"wrote {out}/silent_memory.json, silent_memory.md, silent_memory.png")
+
+
+def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Conditions pooled over training seeds (``LABEL=SRC,SRC,...``, or a sweep directory: one
+    condition per task and setting) and single networks, in the order given."""
+    from snn_icl.experiments.retention import sweep_groups
+    from snn_icl.experiments.sweep import SWEEP_FILE
+
+    groups: dict[str, list[str]] = {}
+    singles: list[str] = []
+    for source in sources:
+        label, sep, rest = source.partition("=")
+        if sep:
+            members = [m for m in rest.split(",") if m]
+            if not label or not members:
+                raise ValueError(f"{source!r}: a pooled condition is LABEL=SRC,SRC,...")
+            groups[label] = members
+        elif Path(source).is_dir() and (Path(source) / SWEEP_FILE).is_file():
+            groups.update({k: [str(p) for p in v] for k, v in sweep_groups(source).items()})
+        else:
+            singles.append(source)
+    return groups, singles
 
 
 @app.command("export-brian2", short_help="The LSNN as a standalone Brian2 script with weights.")

@@ -151,6 +151,24 @@ class TrainConfig:
     """Iteration at which each stage starts (increasing): a curriculum, e.g. learn the task
     first, then mix Atlantis trials in, then make them longer. A single number is one stage."""
 
+    dark_max_steps: tuple[int, ...] = (0,)
+    """Silent delays in training (activity-silent memory, docs/silent_memory.md): per stage, the
+    longest dark delay (env steps) after trial ``dark_after_trial``; each episode's delay is
+    uniform in 0..max and the episode is lengthened by max steps. 0: none. One value per stage
+    of ``dark_from_iteration``."""
+    dark_from_iteration: tuple[int, ...] = (0,)
+    """Iteration at which each delay stage starts (increasing): a delay curriculum."""
+    dark_after_trial: int = 0
+    """0-based trial after whose rest the training delay comes (0: between trials 1 and 2)."""
+    dark_rate_reg: float = 0.0
+    """Penalty on firing during dark delays (spiking agents): dark_rate_reg * mean_i r_i^2, r_i
+    the rate of neuron i over the dark steps of the batch in spikes per ms; pushes the delay
+    towards silence (Salaj et al. 2021's regime) without touching the swim rates."""
+    init_from: str = ""
+    """Start from the weights of this checkpoint (a file, or "pretrained[:name]") instead of
+    the task seed's initialisation: fine-tuning. Only the weights are taken (same agent kind
+    and shapes; neuron settings such as beta come from this task); "": none."""
+
     def lr_at(self, iteration: int) -> float:
         """Adam's learning rate for the iteration with 0-based index ``iteration``."""
         start = self.iterations - self.lr_anneal_iterations
@@ -167,6 +185,11 @@ class TrainConfig:
         if stage is None or self.atlantis_fraction[stage] == 0:
             return None
         return self.atlantis_fraction[stage], self.atlantis_max_delay[stage]
+
+    def dark_at(self, iteration: int) -> int:
+        """Longest training dark delay (env steps) of the stage in force at ``iteration``."""
+        stage = [i for i, start in enumerate(self.dark_from_iteration) if iteration >= start]
+        return self.dark_max_steps[stage[-1]] if stage else 0
 
     def __post_init__(self) -> None:
         for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads"):
@@ -196,6 +219,19 @@ class TrainConfig:
         starts = self.atlantis_from_iteration
         _check(stages >= 1 and starts[0] >= 0 and all(a < b for a, b in zip(starts, starts[1:])),
                "atlantis_from_iteration", "must be increasing iterations >= 0", starts)
+        dark_stages = len(self.dark_from_iteration)
+        _check(len(self.dark_max_steps) == dark_stages, "dark_max_steps",
+               f"must have one value per stage of dark_from_iteration ({dark_stages})",
+               self.dark_max_steps)
+        _check(all(d >= 0 for d in self.dark_max_steps), "dark_max_steps",
+               "must be >= 0 (env steps)", self.dark_max_steps)
+        starts = self.dark_from_iteration
+        _check(dark_stages >= 1 and starts[0] >= 0
+               and all(a < b for a, b in zip(starts, starts[1:])),
+               "dark_from_iteration", "must be increasing iterations >= 0", starts)
+        _check(self.dark_after_trial >= 0, "dark_after_trial", "must be a trial index >= 0",
+               self.dark_after_trial)
+        _check(self.dark_rate_reg >= 0, "dark_rate_reg", "must be >= 0", self.dark_rate_reg)
         _check(isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device) is not None,
                "device", f"must be one of {list(DEVICES)} (or 'cuda:N')", self.device)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
@@ -570,8 +606,17 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
                                           families.supervised(kwargs["env"]) is not None)
         else:
             kwargs[table] = build_dataclass(cls, data.get(table, {}), where)
+    train = kwargs["train"]
     if families.supervised(kwargs["env"]) is None:
         check_protocol(kwargs["protocol"], kwargs["env"], f"{source} [protocol]")
+        if any(train.dark_max_steps) and train.dark_after_trial + 1 >= kwargs["env"].max_trials:
+            raise ConfigError(f"{source} [train]: dark_after_trial must be < "
+                              f"{kwargs['env'].max_trials - 1} (a trial must follow the delay in "
+                              f"an episode of {kwargs['env'].episode_steps} steps), got "
+                              f"{train.dark_after_trial!r}")
+    elif any(train.dark_max_steps) or train.dark_rate_reg:
+        raise ConfigError(f"{source} [train]: dark_max_steps and dark_rate_reg are for the water "
+                          "maze, not a supervised family")
     return TaskConfig(**kwargs)
 
 

@@ -41,11 +41,13 @@ def partners(size: int) -> Tensor:
     return torch.where(partner < size, partner, idx)
 
 
-def reset_hook(agent: Any, names: tuple[str, ...]) -> Any:
-    """Hook zeroing ``names`` in the episodes that start a trial at this step."""
+def reset_hook(agent: Any, names: tuple[str, ...], trial: int | None = None) -> Any:
+    """Hook zeroing ``names`` in the episodes that start a trial at this step (only trial
+    ``trial``, 0-based, when given: e.g. at the end of a dark delay before trial 2)."""
 
     def hook(state: Any, info: dict[str, Any]) -> Any:
-        rows = info["new_trial"].nonzero().squeeze(1)
+        starts = info["new_trial"] if trial is None else info["new_trial"] & (info["trial"] == trial)
+        rows = starts.nonzero().squeeze(1)
         return zero_rows(agent, state, names, rows) if len(rows) else state
 
     return hook

@@ -105,6 +105,7 @@ class TorchEnvController:
 
     def _encode(self, obs: Tensor) -> np.ndarray:
         self.steps.put("obs", obs)
+        self.steps.put("dark", self.env.state.dark_left > 0)
         return self.agent.encode(obs, self.generator).double().numpy()
 
     def start(self) -> np.ndarray:

@@ -281,7 +281,7 @@ def reset_state(
     probe_steps: int | torch.Tensor | None = None,
     atlantis: tuple[float, int] | None = None,
     dark_after_trial: int = -1,
-    dark_steps: int = 0,
+    dark_steps: int | torch.Tensor = 0,
     iti_dark_steps: int = 0,
     places: torch.Tensor | None = None,
     novel: bool = False,
@@ -314,7 +314,8 @@ def reset_state(
             uniform in 1..``max_delay`` swim steps. Drawn after everything else (so it changes no
             other draw); ignored where ``probe_trial`` is given.
         dark_after_trial: trial index after whose rest a dark delay of ``dark_steps`` env steps
-            follows (observation all zeros, actions ignored) before the next trial; -1: none.
+            (an int, or ``[B]`` long: one length per episode) follows (observation all zeros,
+            actions ignored) before the next trial; -1: none.
         iti_dark_steps: env steps of dark after the rest of EVERY trial (the delayed
             matching-to-place "home cage" between trials, Steele & Morris 1999); 0: none. After
             trial ``dark_after_trial`` its own ``dark_steps`` are used instead.
@@ -387,8 +388,17 @@ def reset_state(
     if isinstance(dark_after_trial, bool) or not isinstance(dark_after_trial, numbers.Integral) \
             or dark_after_trial < -1:
         raise ValueError(f"dark_after_trial must be a trial index >= 0 (or -1), got {dark_after_trial!r}")
-    if isinstance(dark_steps, bool) or not isinstance(dark_steps, numbers.Integral) or dark_steps < 0:
+    if isinstance(dark_steps, torch.Tensor):
+        if dark_steps.shape not in ((), (B,)) or dark_steps.is_floating_point() \
+                or dark_steps.dtype == torch.bool or bool((dark_steps < 0).any()):
+            raise ValueError(f"dark_steps must be integers >= 0 of shape [{B}], got "
+                             f"{dark_steps.dtype} of shape {list(dark_steps.shape)}")
+        dark_t = dark_steps.to(device=device, dtype=torch.long).expand(B).clone()
+    elif isinstance(dark_steps, bool) or not isinstance(dark_steps, numbers.Integral) \
+            or dark_steps < 0:
         raise ValueError(f"dark_steps must be an integer >= 0, got {dark_steps!r}")
+    else:
+        dark_t = torch.full((B,), int(dark_steps), dtype=torch.long, device=device)
     if isinstance(iti_dark_steps, bool) or not isinstance(iti_dark_steps, numbers.Integral) \
             or iti_dark_steps < 0:
         raise ValueError(f"iti_dark_steps must be an integer >= 0, got {iti_dark_steps!r}")
@@ -419,7 +429,7 @@ def reset_state(
         probe_trial=probe,
         probe_steps=absent,
         dark_after=torch.full((B,), int(dark_after_trial), dtype=torch.long, device=device),
-        dark_steps=torch.full((B,), int(dark_steps), dtype=torch.long, device=device),
+        dark_steps=dark_t,
         dark_left=zeros,
         iti_dark_steps=torch.full((B,), int(iti_dark_steps), dtype=torch.long, device=device),
         cued=torch.full((B,), bool(cued), dtype=torch.bool, device=device),

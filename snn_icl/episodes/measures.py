@@ -247,12 +247,13 @@ def behaviour(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int,
 
 
 def training_metrics(rec: EpisodeRecord, cfg: WaterMazeConfig) -> dict[str, float]:
-    """What a training batch logs: goals per episode, median latency of trial 1 and the pooled
-    median of trials 2-4 (NaN where no trial counts), as :func:`behaviour` defines them."""
+    """What a training batch logs: goals per episode, median latency of trials 1 and 2 and the
+    pooled median of trials 2-4 (NaN where no trial counts), as :func:`behaviour` defines them."""
     b = behaviour(rec, cfg, 4)
     nan = lambda x: math.nan if x is None else x  # noqa: E731
     return {"goals_per_episode": b["goals_per_episode"],
             "latency_trial1": nan(b["latency_by_trial"][0]),
+            "latency_trial2": nan(b["latency_by_trial"][1]),
             "latency_trials2_4": nan(b["latency_trials2_4"])}
 
 

@@ -49,6 +49,9 @@ class EpisodeRecord:
     one platform per episode: :meth:`platforms`."""
     obs: Tensor | None = None
     """[T, B, obs_dim] observations acted on."""
+    dark: Tensor | None = None
+    """[T, B] bool: the observation acted on at step t was a dark delay's (all zeros, actions
+    ignored; the rollouts fill it)."""
     action_mean: Tensor | None = None
     """[T, B, 2] policy mean (agent policies only)."""
     value: Tensor | None = None

@@ -60,6 +60,7 @@ def rollout(agent: Any, env: WaterMaze, *, generator: torch.Generator | None = N
     bar = tqdm(total=env.config.episode_steps, desc="env steps", disable=not progress, leave=False)
     while not bool(done.all()):
         put("obs", obs)
+        put("dark", env.state.dark_left > 0)
         if policy == "random":
             action = random_like("rand", obs.new_empty(batch, 2), generator) * 2 - 1
         else:

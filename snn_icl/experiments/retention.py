@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from snn_icl.episodes.measures import behaviour
+from snn_icl.episodes.measures import behaviour, probe_measures
 from snn_icl.models import weights_sha256
 from snn_icl.episodes.rollout import rollout_batches
 from snn_icl.models import frozen
@@ -49,7 +49,8 @@ trial 1 / trials 2-4 need trials 1-4, so the episode is lengthened by ``ITI_TRIA
 
 
 def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int, seed: int, *,
-              batch: int = 64, progress: bool = True, every_trial: bool = False) -> dict[str, Any]:
+              batch: int = 64, progress: bool = True, every_trial: bool = False,
+              probe: bool = False) -> dict[str, Any]:
     """Trial-2 latency after a dark delay following trial 1, for each delay (env steps).
 
     Returns ``delays`` and, per delay (lists aligned with ``delays``): ``latency_trial1``,
@@ -62,7 +63,14 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     inter-trial intervals, the Steele & Morris 1999 delay curve; the env's ``iti_dark_steps``)
     instead of trial 1 only; the episode is lengthened by ``ITI_TRIALS - 1`` delays, and the rows
     add ``latency_trials2_4`` (pooled median) and ``one_shot_ratio`` (trial 1 / trials 2-4).
+
+    ``probe`` (delay after trial 1 only): a second run of the same episodes per delay in which
+    trial 2 is a probe (no platform for the whole trial): ``probe_trial2`` holds its measures
+    per delay (:func:`~snn_icl.episodes.measures.probe_measures`: target-quadrant fraction,
+    0.25 by chance, crossings, mean distance).
     """
+    if probe and every_trial:
+        raise ValueError("probe applies to the delay after trial 1, not to every_trial")
     delays = [int(d) for d in delays]
     if not delays or min(delays) < 0:
         raise ValueError(f"delays must be env-step counts >= 0, got {delays!r}")
@@ -77,6 +85,8 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
                                                   "optimal_trial2", "retention", "episodes_trial2")}
     if every_trial:
         rows.update(latency_trials2_4=[], one_shot_ratio=[], success_by_trial=[])
+    if probe:
+        rows["probe_trial2"] = []
     n_delays, n_trials = (ITI_TRIALS - 1, ITI_TRIALS) if every_trial else (1, 2)
     try:
         for delay in tqdm(delays, desc="delays", disable=not progress):
@@ -101,6 +111,12 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
             rows["optimal_trial2"].append(optimum)
             rows["episodes_trial2"].append(b["episodes_by_trial"][1])
             rows["retention"].append(_retention(first, second, optimum))
+            if probe:  # the same episodes, trial 2 without its platform
+                sim = rollout_batches(agent, env_cfg, episodes, seed, batch=batch,
+                                      progress=progress, desc=f"probe {delay}",
+                                      deterministic=task.eval.deterministic, probe_trial=1,
+                                      **dark)
+                rows["probe_trial2"].append(probe_measures(sim, env_cfg, 1))
     finally:
         if extend is not None:
             agent.extend_positions = extend
@@ -139,10 +155,115 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 "n/a" if v is None or math.isnan(v) else f"{v:.2f}" for v in r["one_shot_ratio"])
                 + " |")
+    lines += _extra_tables(results, delays)
     return "\n".join(lines) + "\n"
+
+
+def _extra_tables(results: dict[str, dict[str, Any]], delays: list[int]) -> list[str]:
+    """Trial-2 success per delay (and the trial-2 probe's target-quadrant fraction where
+    measured); mean +- 95 % CI half-width across training seeds for pooled conditions."""
+    def cell(value: float | None, ci: list[float | None] | None) -> str:
+        if value is None:
+            return "n/a"
+        if ci and ci[0] is not None:
+            return f"{value:.2f} ± {(ci[1] - ci[0]) / 2:.2f}"
+        return f"{value:.2f}"
+
+    lines = []
+    tables = [("success_trial2", "Trial-2 success (escaped within the time-out)")]
+    if all("probe_quadrant" in single_probe(r) for r in results.values()):
+        tables.append(("probe_quadrant", "Trial 2 as a probe: time in the target quadrant "
+                       "(chance 0.25)"))
+    for key, text in tables:
+        lines += ["", f"{text} per delay:", "",
+                  "| model | seeds | " + " | ".join(f"delay {d}" for d in delays) + " |",
+                  "|" + "|".join("---" for _ in range(len(delays) + 2)) + "|"]
+        for name, r in results.items():
+            r = single_probe(r)
+            cis = r.get(f"{key}_ci") or [None] * len(delays)
+            lines.append(f"| {name} | {r.get('n_seeds', 1)} | "
+                         + " | ".join(cell(v, c) for v, c in zip(r[key], cis)) + " |")
+    return lines
 
 
 def _fmt(latency: float | None, kept: float | None = None) -> str:
     if latency is None:
         return "n/a"
     return f"{latency:.0f}" if kept is None else f"{latency:.0f} ({kept:.2f})"
+
+
+SEED_KEYS = ("latency_trial1", "latency_trial2", "success_trial2", "optimal_trial2", "retention")
+"""Per-delay numbers that :func:`combine_seeds` averages over training seeds."""
+
+
+def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """One condition over training seeds: the :func:`retention` results of its networks (the
+    same delays and episodes) as one result of the same shape, each per-delay number the mean
+    over seeds, with 95 % t-intervals across seeds in ``latency_trial2_ci`` (replacing the
+    bootstrap of one network), ``success_trial2_ci`` and, with probes, ``probe_quadrant`` /
+    ``probe_quadrant_ci``; ``seeds`` keeps every network's own result."""
+    from snn_icl.experiments.report import mean_ci
+
+    if not per_seed:
+        raise ValueError("combine_seeds needs at least one result")
+    delays = per_seed[0]["delays"]
+    if any(r["delays"] != delays for r in per_seed):
+        raise ValueError("every seed of a condition must be measured at the same delays")
+    out: dict[str, Any] = {k: per_seed[0][k] for k in ("delays", "episodes", "seed", "dark",
+                                                      "memory_horizon", "rest_steps")}
+    out["n_seeds"] = len(per_seed)
+
+    def across(values: list[Any]) -> tuple[float | None, list[float | None]]:
+        s = mean_ci(values)
+        if s["mean"] is None:
+            return None, [None, None]
+        half = s["ci95"]
+        return s["mean"], ([None, None] if half is None else [s["mean"] - half, s["mean"] + half])
+
+    for key in SEED_KEYS:
+        pairs = [across([r[key][i] for r in per_seed]) for i in range(len(delays))]
+        out[key] = [p[0] for p in pairs]
+        if key in ("latency_trial2", "success_trial2"):
+            out[f"{key}_ci"] = [p[1] for p in pairs]
+    out["episodes_trial2"] = [sum(r["episodes_trial2"][i] for r in per_seed)
+                              for i in range(len(delays))]
+    if all("probe_trial2" in r for r in per_seed):
+        pairs = [across([r["probe_trial2"][i]["probe_target_quadrant_fraction"] for r in per_seed])
+                 for i in range(len(delays))]
+        out["probe_quadrant"] = [p[0] for p in pairs]
+        out["probe_quadrant_ci"] = [p[1] for p in pairs]
+    out["seeds"] = per_seed
+    return out
+
+
+def single_probe(result: dict[str, Any]) -> dict[str, Any]:
+    """A one-network result with its probe numbers in the per-condition form of
+    :func:`combine_seeds` (``probe_quadrant``; no interval across seeds)."""
+    if "probe_trial2" in result and "probe_quadrant" not in result:
+        result = {**result, "probe_quadrant": [p["probe_target_quadrant_fraction"]
+                                               for p in result["probe_trial2"]]}
+    return result
+
+
+def sweep_groups(sweep_dir: Any) -> dict[str, list[Any]]:
+    """The finished runs of a sweep directory by condition ("task" or "task/setting"): the
+    training seeds that :func:`combine_seeds` pools."""
+    from pathlib import Path
+
+    from snn_icl.experiments.sweep import SWEEP_FILE
+    from snn_icl.storage import files
+
+    sweep_dir = Path(sweep_dir)
+    record = files.read_json(sweep_dir / SWEEP_FILE)
+    groups: dict[str, list[Any]] = {}
+    for entry in record["runs"]:
+        run = sweep_dir / entry["dir"]
+        status = files.read_json(run / "run.json").get("status") if (run / "run.json").is_file() else None
+        if status != "done":
+            continue
+        label = entry["task"] if entry["setting"] == "default" else f"{entry['task']}/{entry['setting']}"
+        groups.setdefault(label, []).append(run)
+    if not groups:
+        raise ValueError(f"{sweep_dir}: no finished run to measure (sweep.json lists "
+                         f"{len(record['runs'])}, none done)")
+    return groups

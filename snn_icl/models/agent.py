@@ -37,6 +37,9 @@ class PolicyOutput(NamedTuple):
     rate: Tensor | None = None
     """Mean firing probability per 1-ms step of each neuron [n] over the sequence (spiking
     agents, from ``evaluate_sequence``): what firing-rate regularisation acts on."""
+    rate_by_step: Tensor | None = None
+    """Mean firing probability per 1-ms step of each neuron in each env step [T, B, n] (spiking
+    agents, from ``evaluate_sequence``): what the dark-delay rate penalty acts on."""
 
 
 class ActOutput(NamedTuple):

@@ -229,7 +229,8 @@ class LSNNAgent(nn.Module):
         decay = torch.where(lag >= 0, c ** lag.clamp(min=0), torch.zeros_like(lag))
         zeta = torch.einsum("jm,mbn->jbn", decay, s)
         zeta = zeta + (c ** (idx.to(z.dtype) + 1))[:, None, None] * state.zeta
-        return read_heads(self, zeta)._replace(rate=z.mean(dim=(0, 1)))
+        by_step = z.view(t_env, k, batch, -1).mean(dim=1)
+        return read_heads(self, zeta)._replace(rate=by_step.mean(dim=(0, 1)), rate_by_step=by_step)
 
     def reset_state(self, state: LSNNAgentState, mask: Tensor) -> LSNNAgentState:
         """Put the episodes where mask [B] is True back in the initial state (all zero for the

@@ -29,7 +29,7 @@ decide what to keep (see :mod:`snn_icl.train.run_dir`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -113,6 +113,7 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
                     rate_loss = (policy.rate - cfg.target_rate_hz * 1e-3).pow(2).mean()
                     loss = loss + cfg.rate_reg * rate_loss
                 stats.setdefault("rate_hz", []).append(policy.rate.mean().item() * 1e3)
+                loss = loss + _dark_rate_terms(policy, batch, mb, cfg.dark_rate_reg, stats)
             _check_finite("loss", loss.detach(), state.iteration)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -132,15 +133,40 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
 
+def _dark_rate_terms(policy: Any, batch: EpisodeRecord, mb: Tensor, weight: float,
+                     stats: dict[str, list[float]]) -> Tensor | float:
+    """Rates during dark delays and during the rest (logged, Hz) and, with ``weight``, the
+    penalty ``weight * mean_i r_i^2`` on each neuron's dark rate r_i (spikes per ms)."""
+    if policy.rate_by_step is None or batch.dark is None:
+        return 0.0
+    dark = batch.dark[:, mb].to(policy.rate_by_step.dtype)  # [T, b]
+    if not bool(dark.any()):
+        return 0.0
+    by_step = policy.rate_by_step  # [T, b, n]
+    dark_rate = (by_step * dark[..., None]).sum((0, 1)) / dark.sum()  # [n]
+    light = 1 - dark
+    light_rate = (by_step * light[..., None]).sum((0, 1)) / light.sum().clamp(min=1)
+    stats.setdefault("rate_dark_hz", []).append(dark_rate.mean().item() * 1e3)
+    stats.setdefault("rate_light_hz", []).append(light_rate.mean().item() * 1e3)
+    return weight * dark_rate.pow(2).mean() if weight > 0 else 0.0
+
+
 def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
     """One batch of whole training episodes with the current weights (no gradient)."""
     state.agent.eval()
     cfg = task.train
-    env = WaterMaze(task.env, num_envs=cfg.batch_episodes,
-                    seed=env_seed(task.seed, state.iteration, training=True),
+    seed = env_seed(task.seed, state.iteration, training=True)
+    longest = cfg.dark_at(state.iteration)
+    env_cfg = replace(task.env, episode_steps=task.env.episode_steps + longest)
+    env = WaterMaze(env_cfg, num_envs=cfg.batch_episodes, seed=seed,
                     device=module_device(state.agent))
     atlantis = cfg.atlantis_at(state.iteration)
     options = {} if atlantis is None else {"atlantis": atlantis}
+    if longest:  # silent delays: own generator, so the platforms and releases stay the same
+        draw = torch.Generator().manual_seed(seed + 1)
+        options.update(dark_after_trial=cfg.dark_after_trial,
+                       dark_steps=torch.randint(0, longest + 1, (cfg.batch_episodes,),
+                                                generator=draw))
     # [protocol] name = "reference": the platforms come from the task's set of places
     options.update(task.protocol.placement_kwargs(task.env, training=True))
     return rollout(state.agent, env, generator=state.generator, **options)

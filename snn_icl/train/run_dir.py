@@ -37,7 +37,8 @@ from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, mak
                             require_memory, resolve_device, same_but_device, task_to_dict,
                             training_bytes)
 from snn_icl.storage import files
-from snn_icl.storage.checkpoint import CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, save_checkpoint
+from snn_icl.storage.checkpoint import (CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, resolve,
+                                      save_checkpoint)
 from snn_icl.storage.outputs import claim
 from snn_icl.train.errors import NonFiniteError, one_line
 from snn_icl.train import supervised as supervised_training
@@ -161,6 +162,8 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
     # created (and loaded on resume) where the parameters are
     agent = make_agent(task).to(resolve_device(task.train.device))
     state = new_state(task, agent)
+    if task.train.init_from and not resume:
+        _init_weights(agent, task)
     if resume:
         ckpt = Checkpoint(run / CHECKPOINT)
         counters = load_into(ckpt, agent, task, state.optimizer, state.generator)
@@ -208,6 +211,20 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
     done = state.iteration >= task.train.iterations
     _status(run, task, "done" if done else "stopped", state, saved_at)
     return state
+
+
+def _init_weights(agent: Any, task: TaskConfig) -> None:
+    """Fine-tuning: the weights of ``[train] init_from`` (same agent kind and tensor shapes;
+    the neuron settings stay this task's). A missing or foreign checkpoint is a ConfigError."""
+    source = task.train.init_from
+    try:
+        ckpt = Checkpoint(resolve(source))
+        kind = ckpt.meta.get("agent_kind")
+        if kind != task.agent.kind:
+            raise ValueError(f"it holds a {kind!r} agent, not {task.agent.kind!r}")
+        load_into(ckpt, agent)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"[train] init_from {source!r}: {one_line(err)}") from None
 
 
 class RunFailed(ValueError):

@@ -383,6 +383,55 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
     return fig
 
 
+def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None = None,
+                      title: str | None = None) -> Figure:
+    """Memory across a silent delay after trial 1, one colour per condition: trial-2 latency,
+    trial-2 success and (where measured) the trial-2 probe's time in the target quadrant against
+    the delay. Conditions pooled over training seeds show their mean with a 95 % band across
+    seeds (``*_ci``); single networks their median latency with its bootstrap band.
+    ``trained``: the longest delay seen in training (env steps), marked."""
+    probes = all("probe_quadrant" in r for r in results.values())
+    fig, axes = plt.subplots(1, 3 if probes else 2, figsize=(14 if probes else 10, 4.2))
+    colours = plt.get_cmap("tab10")
+    panels = [("latency_trial2", "trial-2 escape latency (env steps)"),
+              ("success_trial2", "trial-2 success"),
+              ("probe_quadrant", "trial-2 probe: target-quadrant fraction")][:len(axes)]
+    for ax, (key, label) in zip(axes, panels):
+        for i, (name, r) in enumerate(results.items()):
+            d = np.asarray(r["delays"], float)
+            y = np.array([np.nan if v is None else v for v in r[key]], float)
+            seeds = r.get("n_seeds", 1)
+            ax.plot(d, y, "o-", color=colours(i), ms=4, label=f"{name} (n = {seeds})")
+            ci = r.get(f"{key}_ci")
+            if ci is not None:
+                band = np.array([[np.nan, np.nan] if v is None else
+                                 [np.nan if x is None else x for x in v] for v in ci], float)
+                ax.fill_between(d, band[:, 0], band[:, 1], color=colours(i), alpha=0.15, lw=0)
+            if key == "latency_trial2":
+                first = np.array([np.nan if v is None else v for v in r["latency_trial1"]], float)
+                ax.axhline(np.nanmean(first), color=colours(i), ls=":", lw=1)
+        if key == "latency_trial2":
+            opt = [v for v in next(iter(results.values()))["optimal_trial2"] if v is not None]
+            if opt:
+                ax.axhline(float(np.median(opt)), color="k", ls="--", lw=1, label="straight swim")
+                ax.axhline(2 * float(np.median(opt)), color="0.5", ls="--", lw=0.8,
+                           label="2 x straight swim")
+        if key == "probe_quadrant":
+            ax.axhline(0.25, color="k", ls="--", lw=1, label="chance (0.25)")
+        if trained is not None:
+            ax.axvline(trained, color="0.3", ls="-.", lw=1, label=f"longest trained delay ({trained})")
+        ax.set_xlabel("dark delay between trial 1 and trial 2 (env steps)")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0, top=1.02 if key != "latency_trial2" else None)
+    axes[0].legend(fontsize=7, frameon=False)
+    first = next(iter(results.values()))
+    fig.suptitle(title or f"memory across a silent delay ({first.get('episodes', '?')} episodes "
+                 "per point and network; dotted: trial 1; bands: 95 % CI across training seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
     """Learning curves of a sweep's conditions, the mean across seeds with the min-max range as
     a band (``curves``: condition -> ``snn_icl.experiments.report.aggregate_curves`` plus its

@@ -1,0 +1,201 @@
+"""Where the platform is during a silent delay: rates, decoding along the delay, causal tests.
+
+Episodes with frozen weights run trial 1 as usual, then ``delay`` env steps in the dark (no place
+input, actions ignored) before trial 2. Activity-silent memory (Salaj et al. 2021; Mongillo et
+al. 2008 for synapses) means three things, each measured here:
+
+1. the network is nearly silent in the delay: the mean firing rate over the dark steps against
+   the rate while swimming in trial 1 (and the rate along the delay, in bins);
+2. the platform can still be read out of the slow variable at the end of the delay: a
+   cross-validated ridge decoder (:func:`snn_icl.analysis.decoding.decode`, folds over episodes)
+   of the platform centre from the adaptation ``a`` of the adaptive neurons, from ``v`` and from
+   the spike counts, in bins along the delay;
+3. causally: at the end of the delay (the start of trial 2, nowhere else) zero ``a`` only, or
+   ``v``, ``z``, refractory and the readout trace ``zeta`` only, or give each episode the ``a`` of
+   its partner episode; an activity-silent memory dies with ``a`` and survives the reset of
+   ``v``/``z``, and the swap sends trial 2 towards the partner's platform.
+
+Plus :func:`state_bytes`: what each agent must carry across a delay of ``d`` env steps, measured
+by running its own state forward (constant for the LSNN and the LSTM; the transformer's key/value
+cache grows with ``d`` until its context window).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from snn_icl.analysis.ablations import behaviour_numbers, partners, reset_hook, swap_hook
+from snn_icl.analysis.decoding import decode
+from snn_icl.analysis.states import Capture, Recorder, run_batches
+
+DELAY_AFTER = 0
+"""0-based trial after whose rest the dark delay comes (so trial index 1 follows it)."""
+
+RESET_V_Z = ("v", "z", "r", "zeta")
+"""The fast LSNN state: membrane, spikes, refractory counters and the readout's filtered spikes."""
+
+
+def delay_task(task: Any, delay: int) -> Any:
+    """The task with its episodes lengthened by ``delay`` env steps (the swims keep their time)."""
+    env = dataclasses.replace(task.env, episode_steps=task.env.episode_steps + int(delay))
+    return dataclasses.replace(task, env=env)
+
+
+def _check_spiking(agent: Any) -> None:
+    if not getattr(agent, "spiking", False) or not hasattr(agent, "n_regular"):
+        raise ValueError(f"the silent-memory analysis needs an LSNN agent, not {agent.kind!r}")
+
+
+def record_delay(agent: nn.Module, task: Any, delay: int, episodes: int, seed: int, *,
+                 batch: int = 64) -> tuple[Any, dict[str, Tensor]]:
+    """Intact episodes with a dark delay of ``delay`` env steps after trial 1, recorded: the
+    record (spikes ``z`` [T*k, B, n], thresholds ``A``, ``dark`` [T, B]) and the state ``a``, ``v``
+    per env step [T, B, n] (after acting on each observation)."""
+    _check_spiking(agent)
+    if delay < 1:
+        raise ValueError(f"delay must be >= 1 env step, got {delay!r}")
+    recorders: list[Recorder] = []
+
+    def hook_for(i: int, size: int) -> Any:
+        recorders.append(Recorder(agent, ("a", "v")))
+        return recorders[-1]
+
+    sim = run_batches(agent, delay_task(task, delay), episodes, seed, batch=batch,
+                      hook_for=hook_for, record=True, dark_after_trial=DELAY_AFTER,
+                      dark_steps=delay)
+    recorded = {name: torch.cat([r.stacked()[name] for r in recorders], dim=1).cpu()
+                for name in ("a", "v")}
+    return sim, recorded
+
+
+def delay_steps(sim: Any) -> tuple[Tensor, Tensor]:
+    """Per env step [T, B]: the step's index within the dark delay (-1 outside it), and the mask
+    of trial-1 swimming (trial 1, off the platform, not dark): the "before" of the rates."""
+    dark = sim.dark
+    index = torch.cumsum(dark.long(), 0) - 1
+    index = torch.where(dark, index, torch.full_like(index, -1))
+    swim = (sim.trial[:-1] == 0) & ~sim.on_platform[:-1] & ~dark
+    return index, swim
+
+
+def spikes_per_step(sim: Any, k: int) -> Tensor:
+    """Spike counts per env step and neuron [T, B, n] from the 1-ms spikes."""
+    T, B = sim.dark.shape
+    return sim.z.view(T, k, B, -1).sum(1).float()
+
+
+def delay_rates(sim: Any, k: int, n_regular: int, n_bins: int = 10) -> dict[str, Any]:
+    """Mean firing rates (Hz, over neurons and episodes): while swimming in trial 1, over the
+    whole delay, and in ``n_bins`` equal bins along the delay; for all neurons and per group."""
+    counts = spikes_per_step(sim, k)  # [T, B, n]
+    index, swim = delay_steps(sim)
+    delay = int(index.max()) + 1
+    groups = {"all": slice(None), "regular": slice(0, n_regular), "adaptive": slice(n_regular, None)}
+
+    def rate(where: Tensor, group: slice) -> float:
+        c = counts[..., group]
+        n_steps = where.sum()
+        return float(1e3 * (c * where[..., None]).sum() / (n_steps * k * c.shape[-1]).clamp(min=1))
+
+    edges = torch.linspace(0, delay, n_bins + 1)
+    out: dict[str, Any] = {"delay": delay, "bin_edges_steps": edges.tolist()}
+    for name, g in groups.items():
+        out[name] = {
+            "swim_hz": rate(swim, g),
+            "delay_hz": rate(index >= 0, g),
+            "delay_bins_hz": [rate((index >= lo) & (index < hi), g)
+                              for lo, hi in zip(edges[:-1], edges[1:])],
+        }
+        out[name]["delay_over_swim"] = (out[name]["delay_hz"] / out[name]["swim_hz"]
+                                        if out[name]["swim_hz"] > 0 else None)
+    return out
+
+
+def delay_decoding(sim: Any, recorded: dict[str, Tensor], k: int, n_regular: int, *,
+                   n_bins: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Cross-validated decoding error of the platform centre (pool radii) in ``n_bins`` bins
+    along the delay, from the adaptation of the adaptive neurons, from v and from spike counts;
+    with the chance levels (training mean, shuffled labels)."""
+    index, _ = delay_steps(sim)
+    delay = int(index.max()) + 1
+    labels = torch.where(index >= 0, (index * n_bins) // delay, torch.full_like(index, -1))
+    features = {"a (adaptive)": recorded["a"][..., n_regular:], "v": recorded["v"],
+                "spikes": spikes_per_step(sim, k)}
+    out: dict[str, Any] = {"bin_centres_steps": [(i + 0.5) * delay / n_bins for i in range(n_bins)]}
+    for name, x in features.items():
+        res = decode(x, sim.platform, labels, n_bins,
+                     generator=torch.Generator().manual_seed(seed))
+        out[name] = {"error": res.error.tolist(), "chance_mean": res.chance_mean.tolist(),
+                     "chance_shuffle": res.chance_shuffle.mean(0).tolist(),
+                     "episodes": res.n_episodes.tolist()}
+    return out
+
+
+CAUSAL = ("intact", "reset_a_end", "reset_v_z_end", "swap_a_end")
+"""The causal conditions, all applied once, at the end of the delay (the start of trial 2)."""
+
+CAUSAL_DESCRIPTIONS = {
+    "intact": "weights and state untouched",
+    "reset_a_end": "adaptation a zeroed at the end of the delay",
+    "reset_v_z_end": "v, z, refractory and readout trace zeroed at the end of the delay (a kept)",
+    "swap_a_end": "a of the partner episode at the end of the delay",
+}
+
+
+def delay_causal(agent: nn.Module, task: Any, delay: int, episodes: int, seed: int, *,
+                 batch: int = 64) -> dict[str, Any]:
+    """Trial-2 behaviour (:func:`~snn_icl.analysis.ablations.behaviour_numbers`: latency,
+    success, heading towards the own or the partner's platform) after each :data:`CAUSAL`
+    manipulation at the end of a ``delay``-step dark delay; the same episodes in every condition."""
+    _check_spiking(agent)
+    t = delay_task(task, delay)
+    sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
+    partner = torch.cat([partners(s) + sum(sizes[:i]) for i, s in enumerate(sizes)])
+    donors = [Capture(agent, ("a",), 1) for _ in sizes]
+    hooks = {
+        "intact": lambda i, size: donors[i],
+        "reset_a_end": lambda i, size: reset_hook(agent, ("a",), trial=1),
+        "reset_v_z_end": lambda i, size: reset_hook(agent, RESET_V_Z, trial=1),
+        "swap_a_end": lambda i, size: swap_hook(agent, ("a",), donors[i], partners(size)),
+    }
+    out = {}
+    for name in CAUSAL:  # intact first: it captures the swap donors
+        sim = run_batches(agent, t, episodes, seed, batch=batch, hook_for=hooks[name],
+                          dark_after_trial=DELAY_AFTER, dark_steps=delay)
+        numbers = behaviour_numbers(sim, t.env, partner)
+        out[name] = {"description": CAUSAL_DESCRIPTIONS[name], **numbers,
+                     "success_trial1": numbers["success_trials1_4"][0],
+                     "success_trial2": numbers["success_trials1_4"][1]}
+    return out
+
+
+def _tensor_bytes(state: Any) -> int:
+    if isinstance(state, Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, (tuple, list)):
+        return sum(_tensor_bytes(s) for s in state)
+    return 0
+
+
+@torch.no_grad()
+def state_bytes(agent: nn.Module, obs_dim: int, steps: list[int]) -> list[int]:
+    """Bytes of recurrent state one episode carries after each of ``steps`` env steps of dark
+    input (all-zero observations), measured on the agent's own state: the memory a delay of that
+    many steps costs (weights excluded)."""
+    state = agent.initial_state(1)
+    obs = torch.zeros(1, obs_dim)
+    out, done = [], 0
+    for target in sorted(steps):
+        for _ in range(target - done):
+            state = agent.act(obs, state, generator=torch.Generator().manual_seed(0)).state
+        done = target
+        out.append(_tensor_bytes(state))
+    order = sorted(range(len(steps)), key=lambda i: steps[i])
+    result = [0] * len(steps)
+    for i, value in zip(order, out):
+        result[i] = value
+    return result

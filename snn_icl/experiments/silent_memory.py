@@ -1,0 +1,149 @@
+"""``snn-icl silent-memory``: is an LSNN's memory of the platform activity-silent across a delay?
+
+One command, one network, held-out episodes with a dark delay of ``delay`` env steps between
+trials 1 and 2 (:mod:`snn_icl.analysis.silent_memory` says what each part measures):
+behaviour after the delay, firing rates during it, decoding of the platform along it, the causal
+resets and swap at its end, and the bytes of state the memory costs. The targets of
+docs/silent_memory.md are checked in ``targets``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from snn_icl.analysis import silent_memory as sm
+from snn_icl.episodes.measures import behaviour
+from snn_icl.models import frozen, weights_sha256
+
+SILENT_RATIO = 1 / 3
+"""Activity-silent: the mean rate over the delay at most this fraction of the swimming rate."""
+KEPT_SUCCESS = 0.9
+"""Memory kept: trial-2 success at least this, and the median latency at most 2 straight swims."""
+LOST_MARGIN = 0.1
+"""Memory lost: trial-2 success within this of trial 1's (no better than a search)."""
+
+
+def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: int, *,
+                  batch: int = 64, progress: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(result for JSON, data for the figure: one episode's spikes and thresholds around the
+    delay). Weights are checked unchanged."""
+    from tqdm.auto import tqdm
+
+    frozen(agent)
+    before = weights_sha256(agent)
+    k, n_regular = agent.ms_per_step, agent.n_regular
+    bar = tqdm(total=4, desc="silent memory", disable=not progress, leave=False)
+    sim, recorded = sm.record_delay(agent, task, delay, episodes, seed, batch=batch)
+    env = sm.delay_task(task, delay).env
+    b = behaviour(sim, env, 2)
+    bar.update(1)
+    rates = sm.delay_rates(sim, k, n_regular)
+    decoding = sm.delay_decoding(sim, recorded, k, n_regular, seed=seed)
+    bar.update(1)
+    causal = sm.delay_causal(agent, task, delay, episodes, seed, batch=batch)
+    bar.update(1)
+    steps = [0, delay, 4 * delay]
+    cost = dict(zip((str(s) for s in steps), sm.state_bytes(agent, task.env.obs_dim, steps)))
+    bar.update(1)
+    bar.close()
+    if weights_sha256(agent) != before:
+        raise RuntimeError("weights changed during the silent-memory analysis")
+    optimum = b["optimal_latency_by_trial"][1]
+    result = {
+        "delay": delay, "episodes": episodes, "seed": seed, "ms_per_step": k,
+        "delay_ms": delay * k, "tau_a_ms": agent.net.params.tau_a_ms,
+        "beta": agent.net.params.beta,
+        "behaviour": {"latency_trial1": b["latency_by_trial"][0],
+                      "latency_trial2": b["latency_by_trial"][1],
+                      "success_trial1": b["success_by_trial"][0],
+                      "success_trial2": b["success_by_trial"][1],
+                      "optimal_trial2": optimum},
+        "rates": rates, "decoding": decoding, "causal": causal,
+        "state_bytes_by_delay": cost,
+        "weights_sha256": before,
+    }
+    result["targets"] = targets(result)
+    e = _typical_episode(sim)
+    data = {"episode": e, "sim": sim.select(e), "window": _window(sim, e),
+            "n_regular": n_regular, "ms_per_step": k, "v_th": agent.net.params.v_th}
+    return result, data
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, each with the numbers it was judged on (None where not measurable)."""
+    b, c = result["behaviour"], result["causal"]
+    lat2, opt = b["latency_trial2"], b["optimal_trial2"]
+    kept = (lat2 is not None and opt is not None and lat2 <= 2 * opt
+            and b["success_trial2"] is not None and b["success_trial2"] >= KEPT_SUCCESS)
+
+    def lost(cond: dict[str, Any]) -> bool | None:
+        s1, s2 = cond["success_trial1"], cond["success_trial2"]
+        return None if s1 is None or s2 is None else s2 - s1 <= LOST_MARGIN
+
+    rate = result["rates"]["all"]
+    silent = rate["delay_over_swim"] is not None and rate["delay_over_swim"] <= SILENT_RATIO
+    return {
+        "memory_kept": kept,
+        "memory_kept_rule": f"trial-2 median latency <= 2 x straight swim ({opt}) and success "
+                            f">= {KEPT_SUCCESS}",
+        "lost_after_reset_a": lost(c["reset_a_end"]),
+        "kept_after_reset_v_z": not lost(c["reset_v_z_end"]) if lost(c["reset_v_z_end"]) is not None else None,
+        "lost_rule": f"trial-2 success within {LOST_MARGIN} of trial 1's",
+        "activity_silent_causal": bool(kept and lost(c["reset_a_end"])
+                                       and lost(c["reset_v_z_end"]) is False),
+        "silent": silent,
+        "silent_rule": f"mean rate in the delay <= {SILENT_RATIO:.2f} x the swimming rate",
+    }
+
+
+def _typical_episode(sim: Any) -> int:
+    """An episode whose trial 1 escaped (so the delay follows a found platform), else 0."""
+    first = (sim.trial_end & (sim.trial[1:] == 0) & sim.escaped).any(0)
+    found = first.nonzero().flatten()
+    return int(found[0]) if len(found) else 0
+
+
+def _window(sim: Any, e: int, margin: int = 20) -> tuple[int, int]:
+    """Env steps [start, stop) around episode ``e``'s delay: ``margin`` steps either side."""
+    dark = sim.dark[:, e].nonzero().flatten()
+    lo, hi = int(dark[0]), int(dark[-1]) + 1
+    return max(0, lo - margin), min(sim.dark.shape[0], hi + margin)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a short Markdown report."""
+    b, r, c, t = result["behaviour"], result["rates"], result["causal"], result["targets"]
+
+    def f(x: Any, fmt: str = ".2f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    lines = [f"# Silent delay of {result['delay']} env steps ({result['delay_ms']} ms; "
+             f"tau_a {result['tau_a_ms']:g} ms, beta {result['beta']:g})", "",
+             f"{result['episodes']} episodes, seed {result['seed']}.", "",
+             "| trial | median latency | success |", "|---|---|---|",
+             f"| 1 | {f(b['latency_trial1'], '.0f')} | {f(b['success_trial1'])} |",
+             f"| 2 (after the delay) | {f(b['latency_trial2'], '.0f')} | {f(b['success_trial2'])} |",
+             f"| straight swim | {f(b['optimal_trial2'], '.0f')} | |", "",
+             "| rate (Hz) | swimming, trial 1 | delay | delay / swimming |", "|---|---|---|---|"]
+    for g in ("all", "regular", "adaptive"):
+        lines.append(f"| {g} | {f(r[g]['swim_hz'], '.1f')} | {f(r[g]['delay_hz'], '.1f')} | "
+                     f"{f(r[g]['delay_over_swim'])} |")
+    d = result["decoding"]
+    lines += ["", "Platform decoding error along the delay (pool radii; chance = training mean):",
+              "", "| variable | " + " | ".join(f"step {x:.0f}" for x in d["bin_centres_steps"])
+              + " |", "|" + "|".join("---" for _ in range(len(d["bin_centres_steps"]) + 1)) + "|"]
+    for name in ("a (adaptive)", "v", "spikes"):
+        lines.append(f"| {name} | " + " | ".join(f(x) for x in d[name]["error"]) + " |")
+    lines.append("| chance | " + " | ".join(f(x) for x in d["spikes"]["chance_mean"]) + " |")
+    lines += ["", "Causal tests at the end of the delay:", "",
+              "| condition | trial-2 latency | trial-2 success | heads to partner's platform |",
+              "|---|---|---|---|"]
+    for name, x in c.items():
+        lines.append(f"| {name}: {x['description']} | {f(x['latency_trial2'], '.0f')} | "
+                     f"{f(x['success_trial2'])} | {f(x['toward_other_fraction'])} |")
+    lines += ["", "State carried (bytes per episode) after a delay of d env steps: "
+              + ", ".join(f"d = {k}: {v}" for k, v in result["state_bytes_by_delay"].items()), "",
+              "Targets: " + ", ".join(f"{k} = {v}" for k, v in t.items() if not k.endswith("rule"))]
+    return "\n".join(lines) + "\n"

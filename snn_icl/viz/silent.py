@@ -1,0 +1,92 @@
+"""The silent-memory figure: one delay's raster with the thresholds under it, the rates along
+the delay, the platform decoding along it and the causal tests at its end
+(:mod:`snn_icl.experiments.silent_memory`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _arr(values: list[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def plot_silent_memory(result: dict[str, Any], data: dict[str, Any]) -> Figure:
+    """Four panels: (a) spikes of one episode around its delay (grey band: the dark) and (b) the
+    adaptive thresholds under them; (c) the mean rate in bins along the delay against the
+    swimming rate; (d) platform decoding error along the delay from a, v and spikes against
+    chance; (e) trial-2 success after each manipulation at the end of the delay."""
+    sim, (lo, hi), k = data["sim"], data["window"], data["ms_per_step"]
+    n_regular = data["n_regular"]
+    fig = plt.figure(figsize=(13, 7))
+    grid = fig.add_gridspec(3, 2, height_ratios=[2.2, 1, 2.2], hspace=0.45, wspace=0.25)
+    ax_r, ax_a = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, :])
+    z = sim.z[lo * k:hi * k, 0].numpy().astype(bool)
+    A = sim.A[lo * k:hi * k, 0].numpy()
+    t = (np.arange(z.shape[0]) + lo * k)
+    dark = sim.dark[:, 0].numpy()
+    d0, d1 = np.flatnonzero(dark)[[0, -1]]
+    for ax in (ax_r, ax_a):
+        ax.axvspan(d0 * k, (d1 + 1) * k, color="0.85", lw=0)
+    for rows, colour, label in ((np.arange(n_regular), "tab:blue", "regular"),
+                                (np.arange(n_regular, z.shape[1]), "tab:orange", "adaptive")):
+        ti, ni = np.nonzero(z[:, rows])
+        ax_r.scatter(t[ti], rows[ni], s=1.5, marker="|", color=colour, lw=0.6, label=label)
+    ax_r.set_ylabel("neuron")
+    ax_r.legend(loc="upper right", fontsize=8, markerscale=6)
+    ax_r.set_title(f"(a) one episode around its {result['delay']}-step dark delay (grey, "
+                   f"{result['delay_ms']} ms): spikes", fontsize=10)
+    sub = A[:, n_regular:]
+    for j in range(min(sub.shape[1], 12)):
+        ax_a.plot(t, sub[:, j], lw=0.5, color="tab:orange", alpha=0.5)
+    ax_a.plot(t, sub.mean(1), lw=1.6, color="tab:red", label="mean over adaptive")
+    ax_a.axhline(data["v_th"], color="0.4", ls=":", lw=0.8, label="v_th")
+    ax_a.set_ylabel("threshold A")
+    ax_a.set_xlabel("time (ms)")
+    ax_a.legend(loc="upper right", fontsize=8)
+    ax_a.set_title("(b) adaptive thresholds", fontsize=10)
+
+    bottom = grid[2, :].subgridspec(1, 3, wspace=0.35)
+    ax1, ax2, ax3 = (fig.add_subplot(bottom[0, i]) for i in range(3))
+    r = result["rates"]
+    edges = np.asarray(r["bin_edges_steps"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    for g, colour in (("regular", "tab:blue"), ("adaptive", "tab:orange"), ("all", "k")):
+        ax1.plot(centres, r[g]["delay_bins_hz"], "o-", ms=3, color=colour, label=f"{g}: delay")
+        ax1.axhline(r[g]["swim_hz"], color=colour, ls="--", lw=0.8)
+    ax1.axhline(r["all"]["swim_hz"] / 3, color="0.5", ls=":", lw=1, label="1/3 of swimming")
+    ax1.set_xlabel("step in the delay")
+    ax1.set_ylabel("rate (Hz); dashed: swimming")
+    ax1.set_ylim(bottom=0)
+    ax1.legend(fontsize=7, frameon=False)
+    ax1.set_title("(c) firing along the delay", fontsize=10)
+
+    d = result["decoding"]
+    x = np.asarray(d["bin_centres_steps"])
+    for name, colour in (("a (adaptive)", "tab:red"), ("v", "tab:green"), ("spikes", "tab:blue")):
+        ax2.plot(x, _arr(d[name]["error"]), "o-", ms=3, color=colour, label=name)
+    ax2.plot(x, _arr(d["spikes"]["chance_mean"]), "k--", lw=1, label="chance (mean)")
+    ax2.plot(x, _arr(d["spikes"]["chance_shuffle"]), "k:", lw=1, label="chance (shuffled)")
+    ax2.set_xlabel("step in the delay")
+    ax2.set_ylabel("platform decoding error (pool radii)")
+    ax2.set_ylim(bottom=0)
+    ax2.legend(fontsize=7, frameon=False)
+    ax2.set_title("(d) where the platform is", fontsize=10)
+
+    c = result["causal"]
+    names = list(c)
+    s1 = _arr([c[n]["success_trial1"] for n in names])
+    s2 = _arr([c[n]["success_trial2"] for n in names])
+    pos = np.arange(len(names))
+    ax3.bar(pos - 0.2, s1, 0.4, color="0.7", label="trial 1")
+    ax3.bar(pos + 0.2, s2, 0.4, color="tab:purple", label="trial 2")
+    ax3.set_xticks(pos, [n.replace("_end", "").replace("_", " ") for n in names], fontsize=8)
+    ax3.set_ylim(0, 1.05)
+    ax3.set_ylabel("success")
+    ax3.legend(fontsize=7, frameon=False)
+    ax3.set_title("(e) manipulations at the delay's end", fontsize=10)
+    return fig

@@ -1,0 +1,257 @@
+"""Silent delays in training ([train] dark_*), fine-tuning (init_from), and the silent-memory
+analysis (snn_icl.analysis.silent_memory, `snn-icl silent-memory`, pooled retention)."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from snn_icl.analysis import silent_memory as sm
+from snn_icl.analysis.ablations import reset_hook
+from snn_icl.cli import app
+from snn_icl.config import ConfigError, make_agent, replace
+from snn_icl.envs.water_maze import WaterMaze
+from snn_icl.experiments.retention import combine_seeds, retention
+from snn_icl.models import frozen
+from snn_icl.storage.checkpoint import load_agent
+from snn_icl.train.ppo import _dark_rate_terms, collect, new_state
+from snn_icl.train.run_dir import train_run
+
+runner = CliRunner()
+
+
+def _delay_task(tiny_task, **train):
+    return replace(tiny_task, train={"dark_max_steps": [6], "dark_from_iteration": [0], **train})
+
+
+# ----------------------------------------------------------------------------- env and config
+def test_one_dark_delay_per_episode(tiny_task):
+    """A [B] tensor of delays gives each episode its own number of dark steps, and trial 2
+    starts exactly that much later."""
+    cfg = replace(tiny_task, env={"episode_steps": 60}).env
+    delays = torch.tensor([0, 3, 9, 1])
+    env = WaterMaze(cfg, num_envs=4, seed=0)
+    env.reset(dark_after_trial=0, dark_steps=delays)
+    dark = torch.zeros(4, dtype=torch.long)
+    for _ in range(cfg.episode_steps):
+        dark += (env.state.dark_left > 0).long()
+        env.step(torch.zeros(4, 2))
+    assert torch.equal(dark, delays)
+    with pytest.raises(ValueError, match="dark_steps"):
+        env.reset(dark_after_trial=0, dark_steps=torch.tensor([1, -1, 0, 0]))
+    with pytest.raises(ValueError, match="dark_steps"):
+        env.reset(dark_after_trial=0, dark_steps=torch.tensor([1.0, 2.0, 0.0, 0.0]))
+
+
+def test_dark_training_keys_are_checked(tiny_task, tmp_path):
+    with pytest.raises(ConfigError, match="dark_max_steps"):
+        replace(tiny_task, train={"dark_max_steps": [5, 10], "dark_from_iteration": [0]})
+    with pytest.raises(ConfigError, match="dark_from_iteration"):
+        replace(tiny_task, train={"dark_max_steps": [5, 10], "dark_from_iteration": [3, 3]})
+    with pytest.raises(ConfigError, match="dark_after_trial"):
+        replace(tiny_task, train={"dark_max_steps": [5], "dark_after_trial": 99})
+    with pytest.raises(ConfigError, match="dark_rate_reg"):
+        replace(tiny_task, train={"dark_rate_reg": -1.0})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[env]\nfamily = "icl_regression"\n[agent]\nkind = "lsa"\n'
+                   '[train]\ndark_max_steps = [5]\n')
+    from snn_icl.config import load_task
+    with pytest.raises(ConfigError, match="not a supervised family"):
+        load_task(bad)
+    staged = replace(tiny_task, train={"dark_max_steps": [0, 4, 8],
+                                       "dark_from_iteration": [0, 2, 5]}).train
+    assert [staged.dark_at(i) for i in (0, 1, 2, 4, 5, 99)] == [0, 0, 4, 4, 8, 8]
+
+
+def test_training_episodes_hold_the_drawn_delays(tiny_task):
+    """Every training episode gets a delay in 0..D after trial 1, recorded as dark steps, and
+    the episodes are lengthened by D; the platforms do not depend on the delays."""
+    task = _delay_task(tiny_task, batch_episodes=8)
+    state = new_state(task, make_agent(task))
+    batch = collect(state, task)
+    assert batch.steps == tiny_task.env.episode_steps + 6
+    per_episode = batch.dark.sum(0)
+    assert bool((per_episode >= 0).all()) and bool((per_episode <= 6).all())
+    assert len(set(per_episode.tolist())) > 1  # drawn per episode, not one for the batch
+    # every dark step lies between the end of trial 1 and the start of trial 2
+    assert bool((batch.trial[:-1][batch.dark] == 0).all())
+    plain = replace(task, train={"dark_max_steps": [0]})
+    ref = collect(new_state(plain, make_agent(plain)), plain)
+    assert torch.equal(batch.platform, ref.platform)
+
+
+def test_dark_rate_penalty_acts_on_dark_steps_only():
+    """The penalty is weight * mean_i r_i^2 over the dark steps; rates are logged in Hz."""
+    T, B, n = 4, 2, 3
+    by_step = torch.zeros(T, B, n)
+    by_step[2:] = 0.05  # 50 Hz in the last two steps
+    by_step[:2] = 0.01
+    dark = torch.zeros(T, B, dtype=torch.bool)
+    dark[2:] = True
+    policy = SimpleNamespace(rate_by_step=by_step)
+    batch = SimpleNamespace(dark=dark)
+    stats: dict = {}
+    term = _dark_rate_terms(policy, batch, torch.arange(B), 10.0, stats)
+    assert float(term) == pytest.approx(10.0 * 0.05 ** 2)
+    assert stats["rate_dark_hz"][0] == pytest.approx(50.0)
+    assert stats["rate_light_hz"][0] == pytest.approx(10.0)
+    assert _dark_rate_terms(policy, batch, torch.arange(B), 0.0, {}) == 0.0
+    none_dark = SimpleNamespace(dark=torch.zeros(T, B, dtype=torch.bool))
+    assert _dark_rate_terms(policy, none_dark, torch.arange(B), 10.0, {}) == 0.0
+
+
+def test_training_with_delays_logs_rates_and_resumes_exactly(tiny_task_path, tmp_path):
+    import tomllib
+
+    text = tiny_task_path.read_text().replace(
+        "[train]\n", "[train]\ndark_max_steps = [4]\ndark_rate_reg = 5.0\n")
+    task_file = tmp_path / "delay.toml"
+    task_file.write_text(text)
+    full = train_run(task_file, tmp_path / "full", progress=False)
+    train_run(task_file, tmp_path / "split", progress=False, stop_after=1)
+    split = train_run(task_file, tmp_path / "split", progress=False, resume=True)
+    for a, b in zip(full.agent.parameters(), split.agent.parameters()):
+        assert torch.equal(a, b)
+    header = (tmp_path / "full" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"rate_dark_hz", "rate_light_hz", "latency_trial2"} <= set(header)
+    saved = tomllib.loads((tmp_path / "full" / "config.toml").read_text())
+    assert saved["train"]["dark_max_steps"] == [4]
+
+
+# ----------------------------------------------------------------------------- init_from
+def test_init_from_starts_from_the_checkpoint_weights(tiny_task_path, tmp_path):
+    train_run(tiny_task_path, tmp_path / "base", progress=False)
+    source, _, _ = load_agent(tmp_path / "base" / "checkpoint.safetensors")
+    text = tiny_task_path.read_text().replace(
+        "[train]\n", f'[train]\ninit_from = "{tmp_path / "base"}"\n').replace(
+        "iterations = 3", "iterations = 1").replace("n_adaptive = 12\n", "n_adaptive = 12\nbeta = 0.0\n")
+    task_file = tmp_path / "fine.toml"
+    task_file.write_text(text)
+    from snn_icl.train import run_dir
+
+    from snn_icl.config import load_task
+    task = load_task(task_file)
+    agent = make_agent(task)
+    run_dir._init_weights(agent, task)
+    for (name, a), b in zip(agent.state_dict().items(), source.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert agent.net.params.beta == 0.0  # the neuron settings stay this task's
+    fresh = make_agent(task)
+    assert not torch.equal(fresh.net.w_rec, agent.net.w_rec)
+    state = train_run(task_file, tmp_path / "fine", progress=False)
+    assert state.iteration == 1
+
+
+def test_init_from_a_foreign_or_missing_checkpoint_is_one_line(tiny_task_path, tmp_path):
+    lstm = tmp_path / "lstm.toml"
+    lstm.write_text(tiny_task_path.read_text().replace("[agent]\n", '[agent]\nkind = "lstm"\n')
+                    .replace("n_regular = 12\nn_adaptive = 12\nms_per_step = 2\n", "hidden_size = 8\n"))
+    train_run(lstm, tmp_path / "lstm_run", progress=False)
+    for source, message in ((tmp_path / "lstm_run", "holds a 'lstm' agent"),
+                            (tmp_path / "nothing", "no checkpoint")):
+        task_file = tmp_path / "fine.toml"
+        task_file.write_text(tiny_task_path.read_text().replace(
+            "[train]\n", f'[train]\ninit_from = "{source}"\n'))
+        result = runner.invoke(app, ["train", str(task_file), "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "init_from" in result.output
+        assert "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- analysis
+def _fake_sim(T=10, B=2, n=4, k=2):
+    """Trial 1 for steps 0-3 (swimming 0-2, on the platform at 3), dark 4-7, trial 2 from 8."""
+    trial = torch.zeros(T + 1, B, dtype=torch.long)
+    trial[8:] = 1
+    on_platform = torch.zeros(T + 1, B, dtype=torch.bool)
+    on_platform[3] = True
+    dark = torch.zeros(T, B, dtype=torch.bool)
+    dark[4:8] = True
+    z = torch.zeros(T * k, B, n, dtype=torch.bool)
+    z[0:3 * k:2] = True  # swimming: one spike per neuron every 2 ms -> 500 Hz
+    z[4 * k:8 * k:4] = True  # dark: one spike every 4 ms -> 250 Hz
+    return SimpleNamespace(trial=trial, on_platform=on_platform, dark=dark, z=z), k
+
+
+def test_delay_rates_compare_the_delay_with_swimming():
+    sim, k = _fake_sim()
+    index, swim = sm.delay_steps(sim)
+    assert index[:, 0].tolist() == [-1, -1, -1, -1, 0, 1, 2, 3, -1, -1]
+    assert swim[:, 0].tolist() == [True] * 3 + [False] * 7
+    r = sm.delay_rates(sim, k, n_regular=2, n_bins=2)
+    assert r["all"]["swim_hz"] == pytest.approx(500.0)
+    assert r["all"]["delay_hz"] == pytest.approx(250.0)
+    assert r["all"]["delay_over_swim"] == pytest.approx(0.5)
+    assert r["adaptive"]["delay_bins_hz"] == pytest.approx([250.0, 250.0])
+
+
+def test_reset_hook_can_act_at_one_trial_only(tiny_task):
+    agent = make_agent(tiny_task)
+    state = agent.initial_state(3)
+    a = agent.get_component(state, "a")
+    state = agent.with_component(state, "a", torch.ones_like(a))
+    info = {"new_trial": torch.tensor([True, True, False]), "trial": torch.tensor([1, 2, 1])}
+    out = reset_hook(agent, ("a",), trial=1)(state, info)
+    assert agent.get_component(out, "a")[:, 0].tolist() == [0.0, 1.0, 1.0]
+    every = reset_hook(agent, ("a",))(state, info)
+    assert agent.get_component(every, "a")[:, 0].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_state_bytes_constant_for_lsnn_growing_for_transformer(tiny_task):
+    lsnn = frozen(make_agent(tiny_task))
+    b = sm.state_bytes(lsnn, tiny_task.env.obs_dim, [5, 0, 20])
+    assert b[0] == b[1] == b[2] > 0
+    task = replace(tiny_task, env={"episode_steps": 64},
+                   agent={"kind": "transformer", "n_layer": 1, "n_head": 1, "n_embd": 8,
+                          "context_window": 16})
+    tr = frozen(make_agent(task))
+    c = sm.state_bytes(tr, task.env.obs_dim, [2, 8, 40])
+    assert c[0] < c[1] < c[2]  # 2, 8, then the window's 15 tokens
+    # beyond the window the cache stops growing
+    assert sm.state_bytes(tr, task.env.obs_dim, [30])[0] == sm.state_bytes(tr, task.env.obs_dim, [40])[0]
+
+
+def test_silent_memory_runs_every_part_on_a_small_lsnn(tiny_task):
+    from snn_icl.experiments import silent_memory as exp
+
+    agent = frozen(make_agent(tiny_task))
+    result, data = exp.silent_memory(agent, tiny_task, 6, 16, 3, progress=False)
+    assert set(result["causal"]) == set(sm.CAUSAL)
+    assert result["rates"]["delay"] == 6
+    assert len(result["decoding"]["a (adaptive)"]["error"]) == 5
+    assert data["sim"].episodes == 1
+    assert set(result["targets"]) >= {"memory_kept", "silent", "activity_silent_causal"}
+    # manipulations at the end of the delay cannot change trial 1
+    c = result["causal"]
+    assert c["intact"]["success_trial1"] == c["reset_a_end"]["success_trial1"]
+    json.dumps(result)  # every number is JSON
+
+
+def test_combine_seeds_gives_means_and_t_intervals(tiny_task):
+    agent = frozen(make_agent(tiny_task))
+    one = retention(agent, tiny_task, [0, 4], episodes=8, seed=3, progress=False, probe=True)
+    two = json.loads(json.dumps(one))
+    two["success_trial2"] = [x + 0.2 if x is not None else None for x in one["success_trial2"]]
+    both = combine_seeds([one, two])
+    assert both["n_seeds"] == 2
+    s = one["success_trial2"][0]
+    assert both["success_trial2"][0] == pytest.approx(s + 0.1)
+    lo, hi = both["success_trial2_ci"][0]
+    assert lo < s + 0.1 < hi
+    assert len(both["probe_quadrant"]) == 2 and len(both["seeds"]) == 2
+    other = dict(two, delays=[0, 5])
+    with pytest.raises(ValueError, match="same delays"):
+        combine_seeds([one, other])
+
+
+def test_cli_errors_are_one_line(tiny_task_path, tmp_path):
+    result = runner.invoke(app, ["retention", "=a,b", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "LABEL=SRC" in result.output
+    result = runner.invoke(app, ["silent-memory", "pretrained:lstm", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "needs an LSNN" in result.output
+    assert "Traceback" not in result.output
