@@ -160,10 +160,11 @@ class TrainConfig:
     """Iteration at which each delay stage starts (increasing): a delay curriculum."""
     dark_after_trial: int = 0
     """0-based trial after whose rest the training delay comes (0: between trials 1 and 2)."""
-    dark_rate_reg: float = 0.0
+    dark_rate_reg: tuple[float, ...] = (0.0,)
     """Penalty on firing during dark delays (spiking agents): dark_rate_reg * mean_i r_i^2, r_i
     the rate of neuron i over the dark steps of the batch in spikes per ms; pushes the delay
-    towards silence (Salaj et al. 2021's regime) without touching the swim rates."""
+    towards silence (Salaj et al. 2021's regime) without touching the swim rates. One value, or
+    one per stage of ``dark_from_iteration`` (memory first, silence later)."""
     init_from: str = ""
     """Start from the weights of this checkpoint (a file, or "pretrained[:name]") instead of
     the task seed's initialisation: fine-tuning. Only the weights are taken (same agent kind
@@ -188,8 +189,19 @@ class TrainConfig:
 
     def dark_at(self, iteration: int) -> int:
         """Longest training dark delay (env steps) of the stage in force at ``iteration``."""
+        stage = self._dark_stage(iteration)
+        return 0 if stage is None else self.dark_max_steps[stage]
+
+    def dark_rate_reg_at(self, iteration: int) -> float:
+        """The dark-rate penalty of the stage in force at ``iteration``."""
+        stage = self._dark_stage(iteration)
+        if stage is None:
+            return 0.0
+        return self.dark_rate_reg[min(stage, len(self.dark_rate_reg) - 1)]
+
+    def _dark_stage(self, iteration: int) -> int | None:
         stage = [i for i, start in enumerate(self.dark_from_iteration) if iteration >= start]
-        return self.dark_max_steps[stage[-1]] if stage else 0
+        return stage[-1] if stage else None
 
     def __post_init__(self) -> None:
         for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads"):
@@ -231,7 +243,11 @@ class TrainConfig:
                "dark_from_iteration", "must be increasing iterations >= 0", starts)
         _check(self.dark_after_trial >= 0, "dark_after_trial", "must be a trial index >= 0",
                self.dark_after_trial)
-        _check(self.dark_rate_reg >= 0, "dark_rate_reg", "must be >= 0", self.dark_rate_reg)
+        _check(all(w >= 0 for w in self.dark_rate_reg), "dark_rate_reg", "must be >= 0",
+               self.dark_rate_reg)
+        _check(len(self.dark_rate_reg) in (1, dark_stages), "dark_rate_reg",
+               f"must be one value or one per stage of dark_from_iteration ({dark_stages})",
+               self.dark_rate_reg)
         _check(isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device) is not None,
                "device", f"must be one of {list(DEVICES)} (or 'cuda:N')", self.device)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
@@ -614,7 +630,7 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
                               f"{kwargs['env'].max_trials - 1} (a trial must follow the delay in "
                               f"an episode of {kwargs['env'].episode_steps} steps), got "
                               f"{train.dark_after_trial!r}")
-    elif any(train.dark_max_steps) or train.dark_rate_reg:
+    elif any(train.dark_max_steps) or any(train.dark_rate_reg):
         raise ConfigError(f"{source} [train]: dark_max_steps and dark_rate_reg are for the water "
                           "maze, not a supervised family")
     return TaskConfig(**kwargs)

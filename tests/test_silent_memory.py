@@ -57,6 +57,9 @@ def test_dark_training_keys_are_checked(tiny_task, tmp_path):
         replace(tiny_task, train={"dark_max_steps": [5], "dark_after_trial": 99})
     with pytest.raises(ConfigError, match="dark_rate_reg"):
         replace(tiny_task, train={"dark_rate_reg": -1.0})
+    with pytest.raises(ConfigError, match="one per stage"):
+        replace(tiny_task, train={"dark_max_steps": [5, 10], "dark_from_iteration": [0, 4],
+                                  "dark_rate_reg": [0.0, 1.0, 2.0]})
     bad = tmp_path / "bad.toml"
     bad.write_text('[env]\nfamily = "icl_regression"\n[agent]\nkind = "lsa"\n'
                    '[train]\ndark_max_steps = [5]\n')
@@ -66,6 +69,12 @@ def test_dark_training_keys_are_checked(tiny_task, tmp_path):
     staged = replace(tiny_task, train={"dark_max_steps": [0, 4, 8],
                                        "dark_from_iteration": [0, 2, 5]}).train
     assert [staged.dark_at(i) for i in (0, 1, 2, 4, 5, 99)] == [0, 0, 4, 4, 8, 8]
+    ramp = replace(tiny_task, train={"dark_max_steps": [4, 8], "dark_from_iteration": [0, 5],
+                                     "dark_rate_reg": [0.0, 3.0]}).train
+    assert [ramp.dark_rate_reg_at(i) for i in (0, 4, 5, 50)] == [0.0, 0.0, 3.0, 3.0]
+    one = replace(tiny_task, train={"dark_max_steps": [4, 8], "dark_from_iteration": [0, 5],
+                                    "dark_rate_reg": 2.0}).train
+    assert [one.dark_rate_reg_at(i) for i in (0, 5)] == [2.0, 2.0]
 
 
 def test_training_episodes_hold_the_drawn_delays(tiny_task):

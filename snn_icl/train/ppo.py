@@ -113,7 +113,8 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
                     rate_loss = (policy.rate - cfg.target_rate_hz * 1e-3).pow(2).mean()
                     loss = loss + cfg.rate_reg * rate_loss
                 stats.setdefault("rate_hz", []).append(policy.rate.mean().item() * 1e3)
-                loss = loss + _dark_rate_terms(policy, batch, mb, cfg.dark_rate_reg, stats)
+                loss = loss + _dark_rate_terms(policy, batch, mb,
+                                               cfg.dark_rate_reg_at(state.iteration), stats)
             _check_finite("loss", loss.detach(), state.iteration)
             opt.zero_grad(set_to_none=True)
             loss.backward()
