@@ -253,6 +253,7 @@ def test_combine_seeds_gives_means_and_t_intervals(tiny_task):
     lo, hi = both["success_trial2_ci"][0]
     assert lo < s + 0.1 < hi
     assert len(both["probe_quadrant"]) == 2 and len(both["seeds"]) == 2
+    assert both["state_bytes"] == one["state_bytes"] and len(both["kept_up_to_by_seed"]) == 2
     other = dict(two, delays=[0, 5])
     with pytest.raises(ValueError, match="same delays"):
         combine_seeds([one, other])
@@ -264,3 +265,11 @@ def test_cli_errors_are_one_line(tiny_task_path, tmp_path):
     result = runner.invoke(app, ["silent-memory", "pretrained:lstm", "--out", str(tmp_path / "s")])
     assert result.exit_code == 2 and "needs an LSNN" in result.output
     assert "Traceback" not in result.output
+
+
+def test_longest_delay_bridged_needs_every_shorter_one():
+    from snn_icl.experiments.retention import _kept, _kept_up_to
+
+    assert _kept_up_to([50, 0, 25], [False, True, True]) == 25
+    assert _kept_up_to([0, 25], [False, True]) is None
+    assert _kept(20.0, 0.95, 10.0) and not _kept(21.0, 0.95, 10.0) and not _kept(20.0, 0.85, 10.0)

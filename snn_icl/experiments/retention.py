@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from snn_icl.analysis.silent_memory import state_bytes
 from snn_icl.episodes.measures import behaviour, probe_measures
 from snn_icl.models import weights_sha256
 from snn_icl.episodes.rollout import rollout_batches
@@ -123,10 +124,35 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     after = weights_sha256(agent)
     if after != before:
         raise RuntimeError(f"weights changed during the retention test (sha256 {before} -> {after})")
+    carried = state_bytes(agent, task.env.obs_dim,
+                          [task.env.trial_timeout + task.env.rest_steps + d for d in delays])
+    kept = [_kept(lat, ok, opt) for lat, ok, opt in
+            zip(rows["latency_trial2"], rows["success_trial2"], rows["optimal_trial2"])]
     return {"delays": delays, "episodes": episodes, "seed": seed,
             "dark": "after every trial" if every_trial else "after trial 1", **rows,
+            "state_bytes": carried, "kept": kept, "kept_up_to": _kept_up_to(delays, kept),
             "memory_horizon": agent.memory_horizon(), "rest_steps": task.env.rest_steps,
             "weights_sha256": {"before": before, "after": after}}
+
+
+KEPT_SUCCESS = 0.9
+"""A delay is bridged when trial 2 succeeds in at least this share of episodes, with a median
+latency of at most two straight swims (docs/silent_memory.md)."""
+
+
+def _kept(latency: float | None, success: float | None, optimum: float | None) -> bool:
+    return (latency is not None and success is not None and optimum is not None
+            and success >= KEPT_SUCCESS and latency <= 2 * optimum)
+
+
+def _kept_up_to(delays: list[int], kept: list[bool]) -> int | None:
+    """The longest delay such that it and every shorter measured delay are bridged."""
+    best = None
+    for d, k in sorted(zip(delays, kept)):
+        if not k:
+            break
+        best = d
+    return best
 
 
 def _retention(first: float | None, second: float | None, optimum: float | None) -> float | None:
@@ -174,6 +200,16 @@ def _extra_tables(results: dict[str, dict[str, Any]], delays: list[int]) -> list
     if all("probe_quadrant" in single_probe(r) for r in results.values()):
         tables.append(("probe_quadrant", "Trial 2 as a probe: time in the target quadrant "
                        "(chance 0.25)"))
+    if all("state_bytes" in r for r in results.values()):
+        lines += ["", "State carried across the delay (bytes per episode, after a trial 1 that times out, "
+                  "its rest and the delay) and the longest delay bridged (trial-2 success >= "
+                  f"{KEPT_SUCCESS}, median latency <= 2 straight swims; pooled: on the means):", "",
+                  "| model | longest delay bridged | " + " | ".join(f"delay {d}" for d in delays)
+                  + " |", "|" + "|".join("---" for _ in range(len(delays) + 2)) + "|"]
+        for name, r in results.items():
+            up = r["kept_up_to"]
+            lines.append(f"| {name} | {'none' if up is None else up} | "
+                         + " | ".join(f"{b:,}" for b in r["state_bytes"]) + " |")
     for key, text in tables:
         lines += ["", f"{text} per delay:", "",
                   "| model | seeds | " + " | ".join(f"delay {d}" for d in delays) + " |",
@@ -227,6 +263,12 @@ def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             out[f"{key}_ci"] = [p[1] for p in pairs]
     out["episodes_trial2"] = [sum(r["episodes_trial2"][i] for r in per_seed)
                               for i in range(len(delays))]
+    if all("state_bytes" in r for r in per_seed):
+        out["state_bytes"] = per_seed[0]["state_bytes"]
+        out["kept"] = [_kept(lat, ok, opt) for lat, ok, opt in
+                       zip(out["latency_trial2"], out["success_trial2"], out["optimal_trial2"])]
+        out["kept_up_to"] = _kept_up_to(delays, out["kept"])
+        out["kept_up_to_by_seed"] = [r["kept_up_to"] for r in per_seed]
     if all("probe_trial2" in r for r in per_seed):
         pairs = [across([r["probe_trial2"][i]["probe_target_quadrant_fraction"] for r in per_seed])
                  for i in range(len(delays))]
