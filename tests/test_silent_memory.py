@@ -273,3 +273,14 @@ def test_longest_delay_bridged_needs_every_shorter_one():
     assert _kept_up_to([50, 0, 25], [False, True, True]) == 25
     assert _kept_up_to([0, 25], [False, True]) is None
     assert _kept(20.0, 0.95, 10.0) and not _kept(21.0, 0.95, 10.0) and not _kept(20.0, 0.85, 10.0)
+
+
+def test_retention_measures_a_transformer_cache_beyond_its_table(tiny_task):
+    """The state of a transformer after a delay longer than its trained episode grows to its
+    window (the retention run lets it extend its positions for this too)."""
+    task = replace(tiny_task, agent={"kind": "transformer", "n_layer": 1, "n_head": 1, "n_embd": 8,
+                                     "context_window": 24})
+    agent = frozen(make_agent(task))
+    r = retention(agent, task, [0, 40], episodes=2, seed=0, progress=False)
+    assert r["state_bytes"][0] < r["state_bytes"][1]
+    assert agent.extend_positions is False

@@ -40,6 +40,9 @@ CURVES = ("goals_per_episode", "latency_trials2_4")
 PANELS = (("goals_per_episode", "goals per episode"),
           ("latency_trials2_4", "median latency trials 2-4 (env steps)"))
 
+DELAY_PANELS = (("latency_trial2", "median latency trial 2, after the delay"),
+                ("rate_dark_hz", "mean rate in the dark delay (Hz)"))
+
 REGRESSION_MEASURES = [
     ("loss", "loss at k = N"),
     ("loss_vs_gd1", "loss / one GD step"),
@@ -68,7 +71,9 @@ BURSTY_PANELS = (("icl_novel_accuracy", "ICL accuracy, novel classes (held out)"
 def scheme(task: Any) -> dict[str, Any]:
     """What the report measures for the task's family: table columns, curve panels, x axis."""
     if supervised(task.env) is None:
-        return {"family": "water_maze", "measures": MEASURES, "panels": PANELS,
+        # training with silent delays: trial 2 follows the delay; the rate in the dark
+        delays = DELAY_PANELS if any(task.train.dark_max_steps) else ()
+        return {"family": "water_maze", "measures": MEASURES, "panels": PANELS + delays,
                 "x_label": "training env steps"}
     if task.env.family == "icl_bursty":
         return {"family": "icl_bursty", "measures": BURSTY_MEASURES, "panels": BURSTY_PANELS,

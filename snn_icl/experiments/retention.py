@@ -118,14 +118,15 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
                                       deterministic=task.eval.deterministic, probe_trial=1,
                                       **dark)
                 rows["probe_trial2"].append(probe_measures(sim, env_cfg, 1))
+        # what the memory costs: the state after a trial 1 that times out, its rest, the delay
+        carried = state_bytes(agent, task.env.obs_dim,
+                              [task.env.trial_timeout + task.env.rest_steps + d for d in delays])
     finally:
         if extend is not None:
             agent.extend_positions = extend
     after = weights_sha256(agent)
     if after != before:
         raise RuntimeError(f"weights changed during the retention test (sha256 {before} -> {after})")
-    carried = state_bytes(agent, task.env.obs_dim,
-                          [task.env.trial_timeout + task.env.rest_steps + d for d in delays])
     kept = [_kept(lat, ok, opt) for lat, ok, opt in
             zip(rows["latency_trial2"], rows["success_trial2"], rows["optimal_trial2"])]
     return {"delays": delays, "episodes": episodes, "seed": seed,
