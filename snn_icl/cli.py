@@ -345,6 +345,8 @@ def retention(
                                      "delay), not after trial 1 only."),
     probe: bool = typer.Option(False, "--probe", help="Also run trial 2 as a probe (no "
                                "platform) after each delay: target-quadrant fraction per delay."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Networks measured at once, one "
+                                "process and torch thread each."),
     overwrite: bool = _overwrite(),
 ) -> None:
     """Memory across a dark delay after trial 1, for each agent (table and figure).
@@ -358,28 +360,27 @@ def retention(
     """
     from snn_icl.storage import files
     from snn_icl.viz import plots
-    from snn_icl.storage.checkpoint import display_names, load_agent, resolve
+    from snn_icl.storage.checkpoint import display_names, resolve
     from snn_icl.config import seed_kind
     from snn_icl.experiments.retention import (DEFAULT_DELAYS, combine_seeds, markdown_table,
-                                               retention as run_retention, single_probe)
+                                               retention_many, single_probe)
 
     try:
         steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
     except ValueError:
         raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
     groups, singles = _retention_sources(sources)
+    flat = singles + [m for members in groups.values() for m in members]
+    for source in flat:
+        resolve(source)  # every checkpoint found before any work
     _claim(out, "retention", overwrite)
+    measured = iter(retention_many(flat, steps, episodes, seed, workers=workers,
+                                   every_trial=every_trial, probe=probe))
     results = {}
-
-    def measure(source: Any) -> dict[str, Any]:
-        agent, task, _ = load_agent(resolve(source))
-        return run_retention(agent, task, steps, episodes, seed, every_trial=every_trial,
-                             probe=probe)
-
-    for source, name in zip(singles, display_names(singles) if singles else []):
-        results[name] = measure(source)
+    for name in (display_names(singles) if singles else []):
+        results[name] = next(measured)
     for label, members in groups.items():
-        results[label] = combine_seeds([measure(m) for m in members])
+        results[label] = combine_seeds([next(measured) for _ in members])
     files.write_json(out / "retention.json", {"episodes": episodes, "seed": seed,
                                            "seed_kind": seed_kind(seed), "results": results,
                                            "versions": files.versions()})

@@ -284,3 +284,24 @@ def test_retention_measures_a_transformer_cache_beyond_its_table(tiny_task):
     r = retention(agent, task, [0, 40], episodes=2, seed=0, progress=False)
     assert r["state_bytes"][0] < r["state_bytes"][1]
     assert agent.extend_positions is False
+
+
+def test_retention_workers_give_the_numbers_of_one_process(tiny_task_path, tmp_path):
+    """Networks measured in two worker processes give what one process gives; a pooled
+    condition from a sweep directory holds each of its seeds."""
+    from snn_icl.experiments.retention import retention_many
+
+    runs = []
+    for seed in (0, 1):
+        train_run(tiny_task_path, tmp_path / f"r{seed}", seed=seed, progress=False, stop_after=1)
+        runs.append(str(tmp_path / f"r{seed}"))
+    one = retention_many(runs, [0, 3], 4, 2, progress=False)
+    two = retention_many(runs, [0, 3], 4, 2, workers=2, progress=False)
+    assert one == two
+    out = tmp_path / "ret"
+    result = runner.invoke(app, ["retention", f"pair={runs[0]},{runs[1]}", runs[0], "--delays",
+                                 "0,3", "-n", "4", "--seed", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "retention.json").read_text())["results"]
+    assert saved["pair"]["n_seeds"] == 2 and saved["pair"]["seeds"][0] == json.loads(json.dumps(one[0]))
+    assert (out / "retention_curves.png").is_file()

@@ -310,3 +310,50 @@ def sweep_groups(sweep_dir: Any) -> dict[str, list[Any]]:
         raise ValueError(f"{sweep_dir}: no finished run to measure (sweep.json lists "
                          f"{len(record['runs'])}, none done)")
     return groups
+
+
+def _measure_one(source: str, delays: list[int], episodes: int, seed: int, every_trial: bool,
+                 probe: bool) -> dict[str, Any]:
+    """One network's :func:`retention` (a worker of :func:`retention_many`: one torch thread)."""
+    from snn_icl.storage.checkpoint import load_agent, resolve
+
+    torch.set_num_threads(1)
+    agent, task, _ = load_agent(resolve(source))
+    return retention(agent, task, delays, episodes, seed, every_trial=every_trial, probe=probe,
+                     progress=False)
+
+
+def retention_many(sources: list[str], delays: list[int], episodes: int, seed: int, *,
+                   workers: int = 1, every_trial: bool = False, probe: bool = False,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """:func:`retention` of each network in ``sources`` (checkpoints, run directories,
+    pretrained names), in order; with ``workers`` > 1 in that many processes at once, one torch
+    thread each (the same numbers as one by one: every network sees the same episodes)."""
+    from tqdm.auto import tqdm
+
+    args = (delays, episodes, seed, every_trial, probe)
+    bar = tqdm(total=len(sources), desc="networks", disable=not progress)
+    if workers <= 1 or len(sources) <= 1:
+        out = []
+        for source in sources:
+            out.append(_measure_one(source, *args))
+            bar.update(1)
+        bar.close()
+        return out
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from snn_icl.experiments.sweep import die_with
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["snn_icl.experiments.retention"])
+    results: list[dict[str, Any] | None] = [None] * len(sources)
+    with ProcessPoolExecutor(max_workers=min(workers, len(sources)), mp_context=ctx,
+                             initializer=die_with, initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(_measure_one, s, *args): i for i, s in enumerate(sources)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update(1)
+    bar.close()
+    return results  # type: ignore[return-value]
