@@ -347,6 +347,9 @@ def retention(
                                "platform) after each delay: target-quadrant fraction per delay."),
     workers: int = typer.Option(1, "--workers", min=1, help="Networks measured at once, one "
                                 "process and torch thread each."),
+    add_to: Path = typer.Option(None, "--add-to", help="A retention output whose networks join "
+                                "this table and figure without being measured again (same "
+                                "delays, episodes, seed and options)."),
     overwrite: bool = _overwrite(),
 ) -> None:
     """Memory across a dark delay after trial 1, for each agent (table and figure).
@@ -373,10 +376,11 @@ def retention(
     flat = singles + [m for members in groups.values() for m in members]
     for source in flat:
         resolve(source)  # every checkpoint found before any work
+    earlier = _earlier_retention(add_to, steps, episodes, seed, every_trial, probe)
     _claim(out, "retention", overwrite)
     measured = iter(retention_many(flat, steps, episodes, seed, workers=workers,
                                    every_trial=every_trial, probe=probe))
-    results = {}
+    results = dict(earlier)
     for name in (display_names(singles) if singles else []):
         results[name] = next(measured)
     for label, members in groups.items():
@@ -426,6 +430,33 @@ def silent_memory(
     plots.save(plot_silent_memory(result, data), out / "silent_memory.png")
     typer.echo(sm.markdown(result))
     typer.echo(f"wrote {out}/silent_memory.json, silent_memory.md, silent_memory.png")
+
+
+def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed: int,
+                       every_trial: bool, probe: bool) -> dict[str, Any]:
+    """The results of an earlier `snn-icl retention` output (``--add-to``), checked to be
+    measured the same way; {} without one."""
+    if path is None:
+        return {}
+    from snn_icl.storage import files
+
+    file = path / "retention.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(f"--add-to {path}: no retention.json there")
+    saved = files.read_json(file)
+    results = saved.get("results") or {}
+    first = next(iter(results.values()), None)
+    if first is None:
+        raise ValueError(f"--add-to {file}: it holds no results")
+    dark = "after every trial" if every_trial else "after trial 1"
+    for name, r in results.items():
+        same = (r.get("delays") == delays and saved.get("episodes") == episodes
+                and saved.get("seed") == seed and r.get("dark") == dark
+                and (("probe_trial2" in r or "probe_quadrant" in r) == probe))
+        if not same:
+            raise ValueError(f"--add-to {file}: {name} was measured at other delays, episodes, "
+                             "seed or options; measure it again with these")
+    return results
 
 
 def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[str]]:

@@ -305,3 +305,21 @@ def test_retention_workers_give_the_numbers_of_one_process(tiny_task_path, tmp_p
     saved = json.loads((out / "retention.json").read_text())["results"]
     assert saved["pair"]["n_seeds"] == 2 and saved["pair"]["seeds"][0] == json.loads(json.dumps(one[0]))
     assert (out / "retention_curves.png").is_file()
+
+
+def test_retention_add_to_joins_earlier_networks(tiny_task_path, tmp_path):
+    run = tmp_path / "r"
+    train_run(tiny_task_path, run, progress=False, stop_after=1)
+    args = ["--delays", "0,3", "-n", "4", "--seed", "2"]
+    first = runner.invoke(app, ["retention", str(run), *args, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    both = runner.invoke(app, ["retention", "pretrained:lsnn", *args, "--add-to",
+                               str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert both.exit_code == 0, both.output
+    saved = json.loads((tmp_path / "b" / "retention.json").read_text())["results"]
+    assert set(saved) == {"r", "pretrained:lsnn"}
+    other = runner.invoke(app, ["retention", "pretrained:lsnn", "--delays", "0,5", "-n", "4",
+                                "--seed", "2", "--add-to", str(tmp_path / "a"),
+                                "--out", str(tmp_path / "c")])
+    assert other.exit_code == 2 and "measured at other delays" in other.output
+    assert not (tmp_path / "c").exists()
