@@ -92,3 +92,20 @@ def test_shipped_checkpoints_are_verified_on_load(kind, tmp_path):
     (tmp_path / "flipped.safetensors").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="flipped.safetensors is corrupt"):
         Checkpoint(tmp_path / "flipped.safetensors")
+
+
+@pytest.mark.parametrize("name, task_file", [("lsnn_delay", "water_maze_delay.toml"),
+                                             ("lsnn_delay_lif", "water_maze_delay_lif.toml")])
+def test_shipped_delay_networks_are_their_task_files(name, task_file):
+    """The delay-trained LSNN and its beta = 0 control: their task files' agent, env and delay
+    curriculum, trained to the end, weights only."""
+    from snn_icl.storage.checkpoint import Checkpoint, resolve
+
+    path = resolve(f"pretrained:{name}")
+    agent, task, counters = load_agent(path)
+    default = load_task(TASKS / task_file)
+    assert task.agent == default.agent and task.env == default.env
+    assert task.train.dark_max_steps == default.train.dark_max_steps
+    assert counters["iteration"] == default.train.iterations
+    assert "optim_param_groups" not in Checkpoint(path).meta
+    assert agent.net.params.beta == default.agent.beta

@@ -323,3 +323,15 @@ def test_retention_add_to_joins_earlier_networks(tiny_task_path, tmp_path):
                                 "--out", str(tmp_path / "c")])
     assert other.exit_code == 2 and "measured at other delays" in other.output
     assert not (tmp_path / "c").exists()
+
+
+def test_training_curves_group_seeds_by_condition(tmp_path):
+    from snn_icl.experiments.silent_memory import training_curves
+
+    for name in ("a_seed0", "a_seed1", "b_seed0"):
+        (tmp_path / f"{name}_metrics.csv").write_text("iteration,latency_trial2\n1,20\n2,\n")
+    runs = training_curves(tmp_path)
+    assert sorted(runs) == ["a", "b"] and len(runs["a"]) == 2
+    assert runs["a"][0]["latency_trial2"][0] == 20.0 and math.isnan(runs["a"][0]["latency_trial2"][1])
+    with pytest.raises(ValueError, match="no CONDITION_seedS"):
+        training_curves(tmp_path / "nothing")

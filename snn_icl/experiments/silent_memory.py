@@ -147,3 +147,23 @@ def markdown(result: dict[str, Any]) -> str:
               + ", ".join(f"d = {k}: {v}" for k, v in result["state_bytes_by_delay"].items()), "",
               "Targets: " + ", ".join(f"{k} = {v}" for k, v in t.items() if not k.endswith("rule"))]
     return "\n".join(lines) + "\n"
+
+
+def training_curves(folder: Any) -> dict[str, list[dict[str, list[float]]]]:
+    """The shipped fine-tuning curves (snn_icl/pretrained/silent_memory/CONDITION_seedS_metrics
+    .csv, or a folder laid out the same way): condition -> one dict of columns per seed."""
+    import csv
+    import re
+    from pathlib import Path
+
+    runs: dict[str, list[dict[str, list[float]]]] = {}
+    for path in sorted(Path(folder).glob("*_seed*_metrics.csv")):
+        name = re.sub(r"_seed\d+_metrics\.csv$", "", path.name)
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        cols = {k: [float(r[k]) if r[k] not in ("", None) else float("nan") for r in rows]
+                for k in rows[0]} if rows else {}
+        runs.setdefault(name, []).append(cols)
+    if not runs:
+        raise ValueError(f"{folder}: no CONDITION_seedS_metrics.csv files")
+    return runs

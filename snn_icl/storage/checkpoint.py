@@ -34,9 +34,12 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "icl_lsa": "icl_regression_lsa.safetensors",
               "icl_transformer": "icl_regression_transformer.safetensors",
               "icl_lstm": "icl_regression_lstm.safetensors",
-              "icl_lsnn": "icl_regression_lsnn.safetensors"}
+              "icl_lsnn": "icl_regression_lsnn.safetensors",
+              "lsnn_delay": "lsnn_delay_water_maze.safetensors",
+              "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/): the water-maze agents by kind,
-and the in-context regression predictors as icl_KIND (docs/icl_regression.md)."""
+the in-context regression predictors as icl_KIND (docs/icl_regression.md), and the LSNN
+fine-tuned with silent delays and its beta = 0 control (docs/silent_memory.md)."""
 
 
 def pretrained_path(kind: str = "lsnn") -> Path:

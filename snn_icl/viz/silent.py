@@ -90,3 +90,52 @@ def plot_silent_memory(result: dict[str, Any], data: dict[str, Any]) -> Figure:
     ax3.legend(fontsize=7, frameon=False)
     ax3.set_title("(e) manipulations at the delay's end", fontsize=10)
     return fig
+
+
+def _smooth(y: np.ndarray, width: int) -> np.ndarray:
+    """Running mean over ``width`` iterations (NaN-aware, same length)."""
+    ok = np.isfinite(y)
+    kernel = np.ones(width)
+    num = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
+    den = np.convolve(ok.astype(float), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def plot_delay_training(runs: dict[str, list[dict[str, list[float]]]], *,
+                        stages: list[tuple[int, int]] | None = None, width: int = 25) -> Figure:
+    """Fine-tuning with silent delays, one colour per condition (mean over its training seeds,
+    band min-max, a running mean over ``width`` iterations): the median trial-2 latency of the
+    training batches (trial 2 follows the delay) and the mean rate in the dark against the rate
+    outside it. ``runs``: condition -> one dict of metric columns per seed (``iteration``,
+    ``latency_trial2``, ``rate_dark_hz``, ``rate_light_hz``); ``stages``: (iteration, D) of the
+    delay curriculum, marked."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8))
+    colours = plt.get_cmap("tab10")
+    for i, (name, seeds) in enumerate(runs.items()):
+        n = min(len(s["iteration"]) for s in seeds)
+        x = np.asarray(seeds[0]["iteration"][:n], float)
+        for ax, key, style in ((ax1, "latency_trial2", "-"), (ax2, "rate_dark_hz", "-"),
+                               (ax2, "rate_light_hz", ":")):
+            y = np.array([_smooth(np.asarray(s[key][:n], float), width) for s in seeds])
+            label = name if key != "rate_light_hz" else f"{name}: outside the dark"
+            ax.plot(x, y.mean(0), style, color=colours(i), lw=1.5,
+                    label=label if key != "rate_dark_hz" else f"{name}: in the dark")
+            if key != "rate_light_hz":
+                ax.fill_between(x, y.min(0), y.max(0), color=colours(i), alpha=0.18, lw=0)
+    for ax in (ax1, ax2):
+        for start, d in stages or []:
+            ax.axvline(start, color="0.6", lw=0.7, ls="--")
+            ax.annotate(f"D={d}", (start, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(2, -10), textcoords="offset points", fontsize=7, color="0.4")
+        ax.set_xlabel("fine-tuning iteration (64 episodes each)")
+    ax1.set_ylabel("median latency trial 2, after the delay")
+    ax2.set_ylabel("mean rate (Hz)")
+    ax1.set_ylim(0, 62)
+    ax2.set_ylim(bottom=0)
+    ax1.legend(fontsize=8, frameon=False)
+    ax2.legend(fontsize=7, frameon=False)
+    fig.suptitle(f"fine-tuning with silent delays (mean of training seeds, band min-max, "
+                 f"running mean over {width} iterations)", fontsize=10)
+    fig.tight_layout()
+    return fig
