@@ -91,6 +91,27 @@ def resolve_device(name: str, where: str = "--device", *, available: bool = True
     return device
 
 
+def _stage_at(starts: tuple[int, ...], iteration: int) -> int | None:
+    """Index of the curriculum stage in force at ``iteration`` (the last start reached), None
+    before the first."""
+    stage = None
+    for i, start in enumerate(starts):
+        if iteration >= start:
+            stage = i
+    return stage
+
+
+def _check_stages(cfg: Any, starts_key: str, value_keys: tuple[str, ...]) -> None:
+    """A curriculum's stage starts (``starts_key``) increase from >= 0 and every key of
+    ``value_keys`` holds one value per stage."""
+    starts = getattr(cfg, starts_key)
+    for key in value_keys:
+        _check(len(getattr(cfg, key)) == len(starts), key,
+               f"must have one value per stage of {starts_key} ({len(starts)})", getattr(cfg, key))
+    _check(len(starts) >= 1 and starts[0] >= 0 and all(a < b for a, b in zip(starts, starts[1:])),
+           starts_key, "must be increasing iterations >= 0", starts)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Meta-RL training (PPO through whole episodes)."""
@@ -179,29 +200,22 @@ class TrainConfig:
 
     def atlantis_at(self, iteration: int) -> tuple[float, int] | None:
         """``(fraction, max_delay)`` of the stage in force at ``iteration``; None: no Atlantis."""
-        stage = None
-        for i, start in enumerate(self.atlantis_from_iteration):
-            if iteration >= start:
-                stage = i
+        stage = _stage_at(self.atlantis_from_iteration, iteration)
         if stage is None or self.atlantis_fraction[stage] == 0:
             return None
         return self.atlantis_fraction[stage], self.atlantis_max_delay[stage]
 
     def dark_at(self, iteration: int) -> int:
         """Longest training dark delay (env steps) of the stage in force at ``iteration``."""
-        stage = self._dark_stage(iteration)
+        stage = _stage_at(self.dark_from_iteration, iteration)
         return 0 if stage is None else self.dark_max_steps[stage]
 
     def dark_rate_reg_at(self, iteration: int) -> float:
         """The dark-rate penalty of the stage in force at ``iteration``."""
-        stage = self._dark_stage(iteration)
+        stage = _stage_at(self.dark_from_iteration, iteration)
         if stage is None:
             return 0.0
         return self.dark_rate_reg[min(stage, len(self.dark_rate_reg) - 1)]
-
-    def _dark_stage(self, iteration: int) -> int | None:
-        stage = [i for i, start in enumerate(self.dark_from_iteration) if iteration >= start]
-        return stage[-1] if stage else None
 
     def __post_init__(self) -> None:
         for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads"):
@@ -219,28 +233,15 @@ class TrainConfig:
         for key in ("entropy_coef", "value_coef", "rate_reg", "lr_final", "weight_decay",
                     "track_every"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
-        stages = len(self.atlantis_from_iteration)
-        for key in ("atlantis_fraction", "atlantis_max_delay"):
-            _check(len(getattr(self, key)) == stages, key,
-                   f"must have one value per stage of atlantis_from_iteration ({stages})",
-                   getattr(self, key))
+        _check_stages(self, "atlantis_from_iteration", ("atlantis_fraction", "atlantis_max_delay"))
         _check(all(0 <= f <= 1 for f in self.atlantis_fraction), "atlantis_fraction",
                "must be in [0, 1]", self.atlantis_fraction)
         _check(all(d >= 1 for d in self.atlantis_max_delay), "atlantis_max_delay", "must be >= 1",
                self.atlantis_max_delay)
-        starts = self.atlantis_from_iteration
-        _check(stages >= 1 and starts[0] >= 0 and all(a < b for a, b in zip(starts, starts[1:])),
-               "atlantis_from_iteration", "must be increasing iterations >= 0", starts)
+        _check_stages(self, "dark_from_iteration", ("dark_max_steps",))
         dark_stages = len(self.dark_from_iteration)
-        _check(len(self.dark_max_steps) == dark_stages, "dark_max_steps",
-               f"must have one value per stage of dark_from_iteration ({dark_stages})",
-               self.dark_max_steps)
         _check(all(d >= 0 for d in self.dark_max_steps), "dark_max_steps",
                "must be >= 0 (env steps)", self.dark_max_steps)
-        starts = self.dark_from_iteration
-        _check(dark_stages >= 1 and starts[0] >= 0
-               and all(a < b for a, b in zip(starts, starts[1:])),
-               "dark_from_iteration", "must be increasing iterations >= 0", starts)
         _check(self.dark_after_trial >= 0, "dark_after_trial", "must be a trial index >= 0",
                self.dark_after_trial)
         _check(all(w >= 0 for w in self.dark_rate_reg), "dark_rate_reg", "must be >= 0",

@@ -268,11 +268,11 @@ def test_cli_errors_are_one_line(tiny_task_path, tmp_path):
 
 
 def test_longest_delay_bridged_needs_every_shorter_one():
-    from snn_icl.experiments.retention import _kept, _kept_up_to
+    from snn_icl.experiments.retention import _kept_up_to, bridged
 
     assert _kept_up_to([50, 0, 25], [False, True, True]) == 25
     assert _kept_up_to([0, 25], [False, True]) is None
-    assert _kept(20.0, 0.95, 10.0) and not _kept(21.0, 0.95, 10.0) and not _kept(20.0, 0.85, 10.0)
+    assert bridged(20.0, 0.95, 10.0) and not bridged(21.0, 0.95, 10.0) and not bridged(20.0, 0.85, 10.0)
 
 
 def test_retention_measures_a_transformer_cache_beyond_its_table(tiny_task):

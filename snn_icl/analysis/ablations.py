@@ -41,6 +41,13 @@ def partners(size: int) -> Tensor:
     return torch.where(partner < size, partner, idx)
 
 
+def batch_partners(episodes: int, batch: int) -> tuple[list[int], Tensor]:
+    """The batch sizes of ``episodes`` run ``batch`` at a time, and each episode's partner
+    [episodes] (pairs within a batch, :func:`partners`), indexed over all episodes."""
+    sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
+    return sizes, torch.cat([partners(s) + sum(sizes[:i]) for i, s in enumerate(sizes)])
+
+
 def reset_hook(agent: Any, names: tuple[str, ...], trial: int | None = None) -> Any:
     """Hook zeroing ``names`` in the episodes that start a trial at this step (only trial
     ``trial``, 0-based, when given: e.g. at the end of a dark delay before trial 2)."""
@@ -158,8 +165,7 @@ def run_ablations(agent: nn.Module, task: Any, episodes: int, seed: int, *, batc
     conditions = list(agent.ablations) if conditions is None else conditions
     swap_names = tuple(sorted({n for c in conditions for n in c.swap}))
     capacity = cache_capacity(agent, task)
-    sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
-    partner = torch.cat([partners(s) + sum(sizes[:i]) for i, s in enumerate(sizes)])
+    sizes, partner = batch_partners(episodes, batch)
     donors = [Capture(agent, swap_names, SWAP_TRIAL, capacity) for _ in sizes]
     results, sims = {}, {}
     ordered = sorted(conditions, key=lambda c: c.name != "intact")  # donors come from intact

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from snn_icl.analysis.ablations import behaviour_numbers, partners, reset_hook, swap_hook
+from snn_icl.analysis.ablations import (batch_partners, behaviour_numbers, partners, reset_hook,
+                                        swap_hook)
 from snn_icl.analysis.decoding import decode
 from snn_icl.analysis.states import Capture, Recorder, run_batches
 
@@ -153,8 +154,7 @@ def delay_causal(agent: nn.Module, task: Any, delay: int, episodes: int, seed: i
     manipulation at the end of a ``delay``-step dark delay; the same episodes in every condition."""
     _check_spiking(agent)
     t = delay_task(task, delay)
-    sizes = [min(batch, episodes - i) for i in range(0, episodes, batch)]
-    partner = torch.cat([partners(s) + sum(sizes[:i]) for i, s in enumerate(sizes)])
+    sizes, partner = batch_partners(episodes, batch)
     donors = [Capture(agent, ("a",), 1) for _ in sizes]
     hooks = {
         "intact": lambda i, size: donors[i],
@@ -188,14 +188,11 @@ def state_bytes(agent: nn.Module, obs_dim: int, steps: list[int]) -> list[int]:
     many steps costs (weights excluded)."""
     state = agent.initial_state(1)
     obs = torch.zeros(1, obs_dim)
-    out, done = [], 0
-    for target in sorted(steps):
+    noise = torch.Generator().manual_seed(0)
+    carried, done = {}, 0
+    for target in sorted(set(steps)):
         for _ in range(target - done):
-            state = agent.act(obs, state, generator=torch.Generator().manual_seed(0)).state
+            state = agent.act(obs, state, generator=noise).state
         done = target
-        out.append(_tensor_bytes(state))
-    order = sorted(range(len(steps)), key=lambda i: steps[i])
-    result = [0] * len(steps)
-    for i, value in zip(order, out):
-        result[i] = value
-    return result
+        carried[target] = _tensor_bytes(state)
+    return [carried[s] for s in steps]

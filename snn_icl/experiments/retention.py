@@ -127,7 +127,7 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     after = weights_sha256(agent)
     if after != before:
         raise RuntimeError(f"weights changed during the retention test (sha256 {before} -> {after})")
-    kept = [_kept(lat, ok, opt) for lat, ok, opt in
+    kept = [bridged(lat, ok, opt) for lat, ok, opt in
             zip(rows["latency_trial2"], rows["success_trial2"], rows["optimal_trial2"])]
     return {"delays": delays, "episodes": episodes, "seed": seed,
             "dark": "after every trial" if every_trial else "after trial 1", **rows,
@@ -141,7 +141,9 @@ KEPT_SUCCESS = 0.9
 latency of at most two straight swims (docs/silent_memory.md)."""
 
 
-def _kept(latency: float | None, success: float | None, optimum: float | None) -> bool:
+def bridged(latency: float | None, success: float | None, optimum: float | None) -> bool:
+    """Trial 2 after a delay kept the memory: success >= :data:`KEPT_SUCCESS` and median
+    latency <= 2 straight swims."""
     return (latency is not None and success is not None and optimum is not None
             and success >= KEPT_SUCCESS and latency <= 2 * optimum)
 
@@ -266,7 +268,7 @@ def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
                               for i in range(len(delays))]
     if all("state_bytes" in r for r in per_seed):
         out["state_bytes"] = per_seed[0]["state_bytes"]
-        out["kept"] = [_kept(lat, ok, opt) for lat, ok, opt in
+        out["kept"] = [bridged(lat, ok, opt) for lat, ok, opt in
                        zip(out["latency_trial2"], out["success_trial2"], out["optimal_trial2"])]
         out["kept_up_to"] = _kept_up_to(delays, out["kept"])
         out["kept_up_to_by_seed"] = [r["kept_up_to"] for r in per_seed]

@@ -15,12 +15,11 @@ from torch import nn
 
 from snn_icl.analysis import silent_memory as sm
 from snn_icl.episodes.measures import behaviour
+from snn_icl.experiments.retention import KEPT_SUCCESS, bridged
 from snn_icl.models import frozen, weights_sha256
 
 SILENT_RATIO = 1 / 3
 """Activity-silent: the mean rate over the delay at most this fraction of the swimming rate."""
-KEPT_SUCCESS = 0.9
-"""Memory kept: trial-2 success at least this, and the median latency at most 2 straight swims."""
 LOST_MARGIN = 0.1
 """Memory lost: trial-2 success within this of trial 1's (no better than a search)."""
 
@@ -75,8 +74,7 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, each with the numbers it was judged on (None where not measurable)."""
     b, c = result["behaviour"], result["causal"]
     lat2, opt = b["latency_trial2"], b["optimal_trial2"]
-    kept = (lat2 is not None and opt is not None and lat2 <= 2 * opt
-            and b["success_trial2"] is not None and b["success_trial2"] >= KEPT_SUCCESS)
+    kept = bridged(lat2, b["success_trial2"], opt)
 
     def lost(cond: dict[str, Any]) -> bool | None:
         s1, s2 = cond["success_trial1"], cond["success_trial2"]
@@ -84,15 +82,15 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
 
     rate = result["rates"]["all"]
     silent = rate["delay_over_swim"] is not None and rate["delay_over_swim"] <= SILENT_RATIO
+    lost_a, lost_v_z = lost(c["reset_a_end"]), lost(c["reset_v_z_end"])
     return {
         "memory_kept": kept,
         "memory_kept_rule": f"trial-2 median latency <= 2 x straight swim ({opt}) and success "
                             f">= {KEPT_SUCCESS}",
-        "lost_after_reset_a": lost(c["reset_a_end"]),
-        "kept_after_reset_v_z": not lost(c["reset_v_z_end"]) if lost(c["reset_v_z_end"]) is not None else None,
+        "lost_after_reset_a": lost_a,
+        "kept_after_reset_v_z": None if lost_v_z is None else not lost_v_z,
         "lost_rule": f"trial-2 success within {LOST_MARGIN} of trial 1's",
-        "activity_silent_causal": bool(kept and lost(c["reset_a_end"])
-                                       and lost(c["reset_v_z_end"]) is False),
+        "activity_silent_causal": bool(kept and lost_a and lost_v_z is False),
         "silent": silent,
         "silent_rule": f"mean rate in the delay <= {SILENT_RATIO:.2f} x the swimming rate",
     }
