@@ -147,26 +147,125 @@ def test_closed_loop_trajectory_equals_torch(tiny_task, deterministic, input_mod
         assert torch.equal(getattr(ref, key), getattr(b2, key)), key
 
 
-def test_numpy_water_maze_matches_torch(tiny_task):
-    cfg = tiny_task.env
+def maze_np(cfg):
+    return WaterMazeNP(**{k: getattr(cfg, k) for k in WaterMazeNP.__dataclass_fields__})
+
+
+def torch_kwargs(protocol):
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in protocol.items()}
+
+
+def _probe_ran_to_timeout(info, cfg):
+    """Trial 1 (the probe) ended in both episodes by a time-out, with reward 0."""
+    ends = [(int(i["latency"][b]), bool(i["escaped"][b])) for i in info for b in range(2)
+            if i["trial_end"][b] and i["ended_trial"][b] == 1]
+    return len(ends) == 2 and all(end == (cfg.trial_timeout, False) for end in ends)
+
+
+# (reset options, a check on the torch infos that the protocol was exercised)
+MAZE_PROTOCOLS = {
+    "dmp": ({}, lambda info, cfg: True),
+    "reversal-opposite": ({"reversal_trial": 2},
+                          lambda info, cfg: not torch.equal(info[0]["platform"], info[-1]["platform"])),
+    "reversal-displacement-clipped": (
+        {"reversal_trial": 1, "reversal_platform": "displacement", "reversal_displacement": (0.6, 0.0)},
+        lambda info, cfg: abs(float(info[-1]["platform"][0].norm()) - cfg.platform_centre_radius) < 1e-12),
+    "reversal-centres": ({"reversal_trial": 1, "reversal_platform": np.array([[0.5, 0.5], [-0.5, 0.0]])},
+                         lambda info, cfg: info[-1]["platform"][1].tolist() == [-0.5, 0.0]),
+    "probe": ({"probe_trial": 1}, _probe_ran_to_timeout),
+    "atlantis-per-episode": ({"probe_trial": np.array([1, 2]), "probe_steps": np.array([3, 1])},
+                             lambda info, cfg: any(not bool(i["platform_present"].all()) for i in info)),
+    "dark-delay": ({"dark_after_trial": 0, "dark_steps": 5},
+                   lambda info, cfg: sum(int(i["dark"][0]) for i in info) == 5),
+    "iti-dark": ({"iti_dark_steps": 2, "dark_after_trial": 1, "dark_steps": np.array([4, 0])},
+                 lambda info, cfg: sum(int(i["dark"].sum()) for i in info) >= 8),
+}
+
+
+@pytest.mark.parametrize("protocol", MAZE_PROTOCOLS, ids=list(MAZE_PROTOCOLS))
+def test_numpy_water_maze_matches_torch(tiny_task, protocol):
+    options, exercised = MAZE_PROTOCOLS[protocol]
+    cfg = replace(tiny_task.env, episode_steps=60)
     gen = np.random.default_rng(0)
     platform = np.array([[0.2, -0.3], [-0.1, 0.4]])
     angles = gen.uniform(0, 2 * np.pi, (2, cfg.max_trials))
     env = WaterMaze(cfg, num_envs=2, dtype=torch.float64)
-    obs_t = env.reset(platform=torch.from_numpy(platform), release_angles=torch.from_numpy(angles))
-    np_env = WaterMazeNP(**{k: getattr(cfg, k) for k in WaterMazeNP.__dataclass_fields__})
-    state = np_env.reset(2, gen, platform, angles)
-    ended = 0
+    obs_t = env.reset(platform=torch.from_numpy(platform), release_angles=torch.from_numpy(angles),
+                      **torch_kwargs(options))
+    np_env = maze_np(cfg)
+    state = np_env.reset(2, gen, platform, angles, **options)
+    ended, infos = 0, []
     for _ in range(cfg.episode_steps):
         np.testing.assert_allclose(np_env.observe(state), obs_t.numpy(), atol=1e-12)
-        toward = platform - state["position"] + gen.normal(0, 0.3, (2, 2))
+        toward = state["platform"] - state["position"] + gen.normal(0, 0.3, (2, 2))
         obs_t, reward, _, info = env.step(torch.from_numpy(toward))
         state, np_info = np_env.step(state, toward)
+        infos.append(info)
         np.testing.assert_allclose(state["position"], info["position"].numpy(), atol=1e-12)
-        np.testing.assert_array_equal(np_info["latency"], info["latency"].numpy())
+        np.testing.assert_allclose(state["platform"], info["platform"].numpy(), atol=1e-12)
+        np.testing.assert_allclose(np_info["platform"], info["platform"].numpy(), atol=1e-12)
         np.testing.assert_array_equal(np_info["reward"], reward.numpy())
+        for key in ("latency", "trial_end", "ended_trial", "trial", "platform_present", "dark"):
+            np.testing.assert_array_equal(np_info[key], info[key].numpy(), err_msg=key)
         ended += int(info["trial_end"].sum())
-    assert ended >= 4
+    np.testing.assert_allclose(np_env.observe(state), obs_t.numpy(), atol=1e-12)
+    assert ended >= 6 and exercised(infos, cfg), "the protocol must act within the episode"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"probe_trial": -2}, "probe_trial must be an integer >= -1"),
+    ({"probe_steps": -1}, "probe_steps must be an integer >= 0"),
+    ({"dark_steps": -3}, "dark_steps must be an integer >= 0"),
+    ({"dark_steps": 2.5}, "dark_steps must be an integer"),
+    ({"iti_dark_steps": -1}, "iti_dark_steps must be an integer >= 0"),
+    ({"dark_after_trial": -2}, "dark_after_trial must be an integer >= -1"),
+    ({"reversal_trial": 0}, "reversal_trial must be a trial index in 1.."),
+    ({"reversal_trial": 2, "reversal_platform": "mirror"}, "reversal_platform must be one of"),
+    ({"reversal_trial": 2, "reversal_platform": "displacement"}, "needs reversal_displacement"),
+    ({"reversal_trial": 2, "reversal_platform": np.array([0.9, 0.0])}, "must lie within"),
+])
+def test_bad_protocol_values_are_one_line_errors(tiny_task, options, message):
+    with pytest.raises(ValueError, match=message):
+        maze_np(tiny_task.env).reset(2, np.random.default_rng(0), **options)
+
+
+# (reset options, a check on the standalone loop that the protocol acted)
+STANDALONE_PROTOCOLS = {
+    "dmp": ({}, lambda ctrl, cfg, platform: True),
+    "reversal": ({"reversal_trial": 2},
+                 lambda ctrl, cfg, platform: np.array_equal(ctrl.platforms[-1], -platform)),
+    "probe-dark": ({"probe_trial": 1, "dark_after_trial": 0, "dark_steps": 3},
+                   lambda ctrl, cfg, platform: (ctrl.latency[:, 1] == cfg.trial_timeout).all()),
+}
+
+
+@pytest.mark.parametrize("protocol", STANDALONE_PROTOCOLS)
+def test_standalone_closed_loop_equals_torch(tiny_task, protocol):
+    """The exported script's own loop (HeadsController, WaterMazeNP) against the torch rollout:
+    the same spikes, paths, platforms and latencies, spike for spike."""
+    from snn_icl.brian2.standalone import HeadsController
+
+    options, acted = STANDALONE_PROTOCOLS[protocol]
+    agent, task = tiny_agent(tiny_task)
+    cfg = task.env
+    gen = np.random.default_rng(5)
+    platform = np.array([[0.3, -0.2], [-0.4, 0.1], [0.0, 0.5]])
+    angles = gen.uniform(0, 2 * np.pi, (3, cfg.max_trials))
+    env = WaterMaze(cfg, num_envs=3, dtype=torch.float64)
+    ref = rollout(agent, env, deterministic=True, record=True, platform=torch.from_numpy(platform),
+                  release_angles=torch.from_numpy(angles), **options)
+    net = BrianLSNN(spec_from_agent(agent), batch=3)
+    ctrl = HeadsController(net, maze_np(cfg), gen, platform, angles, **options)
+    z = net.run_closed_loop(ctrl, cfg.episode_steps)
+    assert ref.z.any() and (ref.position[1:] - ref.position[:-1]).norm(dim=-1).mean() > 0.05
+    np.testing.assert_array_equal(z > 0, ref.z.numpy())
+    np.testing.assert_allclose(np.stack(ctrl.positions), ref.position.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.stack(ctrl.platforms), ref.platform_t.numpy(), rtol=0, atol=1e-12)
+    latency = np.full_like(ctrl.latency, np.nan)
+    for t, b in zip(*np.nonzero(ref.trial_end.numpy())):  # trial[t]: the trial swum at step t
+        latency[b, int(ref.trial[t, b])] = ref.latency[t, b]
+    np.testing.assert_array_equal(ctrl.latency, latency)
+    assert acted(ctrl, cfg, platform)
 
 
 # ----------------------------------------------------------------------------- biology knobs
@@ -289,6 +388,39 @@ def test_exported_script_runs_without_snn_icl_and_reproduces_torch(tmp_path, tin
     run = subprocess.run([sys.executable, "-c", _BLOCKED, "--episodes", "2"], cwd=out,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "median latency by trial" in run.stdout, run.stderr
+
+
+def test_standalone_main_passes_the_protocol_flags_to_the_maze(tmp_path, tiny_task, monkeypatch, capsys):
+    from dataclasses import asdict
+
+    from snn_icl.brian2 import standalone
+
+    agent, task = tiny_agent(tiny_task)
+    spec_from_agent(agent).save(tmp_path, env=asdict(task.env))
+    flags = ["--weights", str(tmp_path), "--episodes", "2"]
+    # a probe on trial 1, 3 dark steps after trial 0, and the platform displaced at trial 2 start
+    result = standalone.main(flags + ["--probe-trial", "1", "--dark-after-trial", "0", "--dark-steps",
+                                      "3", "--reversal-trial", "2", "--displacement", "0.6", "0"])
+    assert "median latency by trial" in capsys.readouterr().out
+    assert (result["latency"][:, 1] == task.env.trial_timeout).all()
+    first, last = result["platform"][:, 0], result["platform"][:, -1]
+    moved = maze_np(task.env).reversal_centres(first, 2, "displacement", (0.6, 0.0))
+    assert np.abs(last - first).max() > 0.1 and np.array_equal(last, moved)
+
+    seen = {}  # every flag reaches the maze under the reset option's name
+    monkeypatch.setattr(standalone, "run_episodes", lambda *a, **kw: seen.update(kw) or {
+        "latency_by_trial": [], "latency_trials2_4": None, "one_shot_ratio": None,
+        "goals_per_episode": 0.0})
+    standalone.main(flags + ["--probe-trial", "3", "--probe-steps", "4", "--dark-after-trial", "1",
+                             "--dark-steps", "5", "--iti-dark-steps", "2", "--reversal-trial", "4",
+                             "--reversal", "opposite"])
+    assert {k: v for k, v in seen.items() if k not in ("options", "target")} == {
+        "probe_trial": 3, "probe_steps": 4, "dark_after_trial": 1, "dark_steps": 5,
+        "iti_dark_steps": 2, "reversal_trial": 4, "reversal_platform": "opposite",
+        "reversal_displacement": None}
+    with pytest.raises(SystemExit) as exit_:
+        standalone.main(flags + ["--dark-steps", "-1"])
+    assert exit_.value.code == 2 and "dark_steps must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_export_rejects_a_non_lsnn_checkpoint(tmp_path):

@@ -55,7 +55,13 @@ Command line (weights.npz + params.json in the same folder as this file, or ``--
 
     python lsnn_brian2.py --episodes 8                     # closed loop, latency per trial
     python lsnn_brian2.py --episodes 32 --target cython --noise-sigma 0.002
+    python lsnn_brian2.py --episodes 8 --reversal-trial 4           # platform to the opposite place
+    python lsnn_brian2.py --episodes 8 --probe-trial 1 --iti-dark-steps 20   # probe, dark ITIs
     python lsnn_brian2.py --input x.npy --out spikes.npz  # open loop: x [T, n_in] or [T, B, n_in]
+
+The maze (:class:`WaterMazeNP`) has the torch env's probe, dark-delay and reversal options
+(``--probe-trial``, ``--probe-steps``, ``--dark-after-trial``, ``--dark-steps``,
+``--iti-dark-steps``, ``--reversal-trial``, ``--reversal``, ``--displacement``; trials 0-based).
 
 Units: times in ms, voltages in the unit of v_th, lengths in pool radii, env times in env steps.
 Shapes: B copies (episodes), n neurons, T steps of 1 ms.
@@ -79,6 +85,7 @@ __all__ = [
     "LSNNSpec",
     "BrianLSNN",
     "WaterMazeNP",
+    "REVERSAL_MODES",
     "HeadsController",
     "run_episodes",
     "per_trial_latency",
@@ -514,6 +521,17 @@ class BrianLSNN:
 
 # ----------------------------------------------------------------------------- water maze (numpy)
 
+REVERSAL_MODES = ("opposite", "displacement")
+"""Where ``reversal_platform`` moves the platform (or give [B, 2] centres); the torch env's modes."""
+
+
+def _int_steps(name: str, value: Any, batch: int, minimum: int) -> np.ndarray:
+    """An integer (or [B] integers) >= ``minimum`` as [B] int64; ValueError naming ``name``."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu" or arr.shape not in ((), (batch,)) or np.any(arr < minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum} (or [{batch}] of them), got {value!r}")
+    return np.broadcast_to(arr, (batch,)).astype(np.int64)
+
 
 @dataclass(frozen=True)
 class WaterMazeNP:
@@ -521,6 +539,9 @@ class WaterMazeNP:
 
     Same rules and numbers as the torch env (tested against it); only the random draws differ
     (numpy instead of torch), so pass ``platform`` and ``release_angles`` to reproduce an episode.
+    The protocols of the torch env's ``reset`` are here with the same names and meaning (see
+    :meth:`reset`): a probe (or Atlantis) trial, dark delays, and a reversal. Not here: the
+    visible-platform input (``cue_channel``), the reference-memory places and Atlantis draws.
     Lengths in pool radii, times in env steps.
     """
 
@@ -544,6 +565,11 @@ class WaterMazeNP:
     def max_trials(self) -> int:
         return self.episode_steps // (1 + self.rest_steps) + 1
 
+    @property
+    def platform_centre_radius(self) -> float:
+        """Radius of the disk of allowed platform centres (pool radii)."""
+        return self.pool_radius - self.platform_radius - self.platform_margin
+
     def centres(self) -> np.ndarray:
         """Place-cell centres [G^2, 2], x fastest."""
         g, r = self.place_grid, self.pool_radius
@@ -552,10 +578,32 @@ class WaterMazeNP:
         return np.stack([xs.ravel(), ys.ravel()], axis=-1)
 
     def reset(self, batch: int, rng: np.random.Generator, platform: np.ndarray | None = None,
-              release_angles: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """New episodes: state dict of [B, ...] arrays (platform [B, 2], release angles [B, trials])."""
+              release_angles: np.ndarray | None = None, *, probe_trial: int | np.ndarray | None = None,
+              probe_steps: int | np.ndarray | None = None, dark_after_trial: int = -1,
+              dark_steps: int | np.ndarray = 0, iti_dark_steps: int = 0, reversal_trial: int = -1,
+              reversal_platform: str | np.ndarray = "opposite",
+              reversal_displacement: tuple[float, float] | np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
+        """New episodes: state dict of [B, ...] arrays; ``state["platform"]`` [B, 2] is always the
+        platform in force (it changes at a reversal).
+
+        Protocols (the torch env's ``reset`` options; ints, or [B] per episode where marked):
+
+        * ``probe_trial`` (int or [B]; -1 none): trial index whose swim has no platform (no reward,
+          no contact); it runs to the time-out (latency ``trial_timeout``, reward 0), the swimmer
+          is then put on the platform, which is back. ``probe_steps`` (int or [B], swim steps;
+          default the whole trial): the platform rises after that many swim steps instead.
+        * ``dark_after_trial`` (-1 none) and ``dark_steps`` (int or [B], env steps): after the rest
+          that ends that trial, a delay with an all-zero observation and actions ignored.
+          ``iti_dark_steps`` (env steps): such a delay after every trial (``dark_steps`` replaces
+          it after trial ``dark_after_trial``). Dark steps count towards ``episode_steps``.
+        * ``reversal_trial`` (1 .. max_trials - 1; -1 none): at the start of that trial the
+          platform moves, for the rest of the episode, to ``reversal_platform``: "opposite"
+          (``-platform``), "displacement" (``platform + reversal_displacement`` (dx, dy) or [B, 2],
+          pool radii, pulled radially back onto the disk of allowed centres) or [B, 2] centres.
+        """
         u = rng.random((batch, 2))
-        radius = (self.pool_radius - self.platform_radius - self.platform_margin) * np.sqrt(u[:, 0])
+        radius = self.platform_centre_radius * np.sqrt(u[:, 0])
         drawn = np.stack([radius * np.cos(2 * np.pi * u[:, 1]), radius * np.sin(2 * np.pi * u[:, 1])], -1)
         u_rel = rng.random((batch, self.max_trials))
         if self.release == "cardinal":  # E, N, W, S
@@ -571,26 +619,80 @@ class WaterMazeNP:
                                                               (batch, 2)).copy()
         zeros = np.zeros(batch, dtype=np.int64)
         pos = self._wall(angles[:, 0])
-        return {"position": pos, "platform": plat, "release_angles": angles, "trial": zeros.copy(),
-                "trial_step": zeros.copy(), "rest_left": zeros.copy(), "prev_reward": np.zeros(batch)}
+        probe = _int_steps("probe_trial", -1 if probe_trial is None else probe_trial, batch, -1)
+        state = {"position": pos, "platform": plat, "release_angles": angles, "trial": zeros.copy(),
+                 "trial_step": zeros.copy(), "rest_left": zeros.copy(), "prev_reward": np.zeros(batch),
+                 "probe_trial": probe, "platform_present": probe != 0,
+                 "probe_steps": _int_steps("probe_steps", self.trial_timeout if probe_steps is None
+                                           else probe_steps, batch, 0),
+                 "dark_after": _int_steps("dark_after_trial", dark_after_trial, 1, -1).repeat(batch),
+                 "dark_steps": _int_steps("dark_steps", dark_steps, batch, 0),
+                 "iti_dark_steps": _int_steps("iti_dark_steps", iti_dark_steps, 1, 0).repeat(batch),
+                 "dark_left": zeros.copy()}
+        reversal_to = self.reversal_centres(plat, reversal_trial, reversal_platform, reversal_displacement)
+        return {**state, "reversal_trial": np.full(batch, reversal_trial, dtype=np.int64),
+                "reversal_platform": reversal_to}
+
+    def reversal_centres(self, platform: np.ndarray, reversal_trial: int,
+                         reversal_platform: str | np.ndarray = "opposite",
+                         displacement: tuple[float, float] | np.ndarray | None = None) -> np.ndarray:
+        """Platform centres [B, 2] from the start of trial ``reversal_trial`` on (see :meth:`reset`);
+        ``platform`` [B, 2] itself when ``reversal_trial`` is -1. The arguments are checked even then."""
+        if isinstance(reversal_trial, bool) or not isinstance(reversal_trial, (int, np.integer)) \
+                or not (reversal_trial == -1 or 1 <= reversal_trial < self.max_trials):
+            raise ValueError(f"reversal_trial must be a trial index in 1..{self.max_trials - 1} "
+                             f"(or -1 for none), got {reversal_trial!r}")
+        if isinstance(reversal_platform, str):
+            moved = self._reversal_mode(platform, reversal_platform, displacement)
+        else:
+            moved = self._check_centres(platform.shape[0], reversal_platform)
+        return platform.copy() if reversal_trial == -1 else moved
+
+    def _reversal_mode(self, platform: np.ndarray, mode: str,
+                       displacement: tuple[float, float] | np.ndarray | None) -> np.ndarray:
+        if mode not in REVERSAL_MODES:
+            raise ValueError(f"reversal_platform must be one of {REVERSAL_MODES} or [B, 2] centres, "
+                             f"got {mode!r}")
+        if mode == "opposite":
+            return -platform  # the mirror image through the pool centre is always allowed
+        if displacement is None:
+            raise ValueError("reversal_platform='displacement' needs reversal_displacement (dx, dy)")
+        d = np.asarray(displacement, dtype=np.float64)
+        if d.shape not in ((2,), (platform.shape[0], 2)) or not np.all(np.isfinite(d)):
+            raise ValueError(f"reversal_displacement must be finite (dx, dy) or [B, 2], got {displacement!r}")
+        moved = platform + d
+        limit = self.platform_centre_radius
+        norm = np.linalg.norm(moved, axis=-1, keepdims=True)
+        return moved * (limit / np.maximum(norm, limit)) if limit > 0 else moved * 0
+
+    def _check_centres(self, batch: int, centres: Any) -> np.ndarray:
+        """Given reversal centres [B, 2] or [2], inside the disk of allowed centres."""
+        p = np.asarray(centres, dtype=np.float64)
+        if p.shape not in ((2,), (batch, 2)) or not np.all(np.isfinite(p)):
+            raise ValueError(f"reversal_platform centres must be finite, of shape [{batch}, 2] or [2], "
+                             f"got {centres!r}")
+        if np.any(np.linalg.norm(p, axis=-1) > self.platform_centre_radius + 1e-6 * self.pool_radius):
+            raise ValueError(f"reversal_platform centres must lie within {self.platform_centre_radius:.4g} "
+                             f"of the pool centre, got {centres!r}")
+        return np.broadcast_to(p, (batch, 2)).copy()
 
     def _wall(self, angle: np.ndarray) -> np.ndarray:
         return self.pool_radius * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
 
     def observe(self, s: dict[str, np.ndarray]) -> np.ndarray:
-        """Observation [B, G^2 + 2]: place cells, platform contact, previous reward."""
+        """Observation [B, G^2 + 2]: place cells, platform contact, previous reward; all zeros in
+        the dark."""
         diff = s["position"][:, None, :] - self.centres()[None]
         cells = np.exp(-(diff * diff).sum(-1) / (2.0 * self.place_sigma * self.place_sigma))
-        contact = (s["rest_left"] > 0).astype(np.float64)
-        return np.concatenate([cells, contact[:, None], s["prev_reward"][:, None]], axis=-1)
+        contact = ((s["rest_left"] > 0) & s["platform_present"]).astype(np.float64)
+        obs = np.concatenate([cells, contact[:, None], s["prev_reward"][:, None]], axis=-1)
+        return obs * (s["dark_left"] == 0)[:, None]  # times exactly 1.0 outside the dark
 
-    def step(self, s: dict[str, np.ndarray],
-             action: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """One env step (no probe trials, dark delays or reversal): (new state, info with reward,
-        trial_end, latency, ended_trial)."""
+    def _swim(self, old: np.ndarray, c: np.ndarray,
+              action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Move by ``v_max`` times the clipped action, kept in the pool: (new [B, 2], closest
+        point of the swim segment to the platform [B, 2], touched [B]: within platform_radius)."""
         R, pr = self.pool_radius, self.platform_radius
-        old, c = s["position"], s["platform"]
-        swimming = s["rest_left"] == 0
         a = np.clip(action, -1.0, 1.0)
         a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1.0)
         new = old + self.v_max * a
@@ -600,44 +702,78 @@ class WaterMazeNP:
         moved = dd > 0
         t = np.where(moved, ((c - old) * d).sum(-1) / np.where(moved, dd, 1.0), 0.0).clip(0.0, 1.0)
         closest = old + t[:, None] * d
-        reached = swimming & (((closest - c) ** 2).sum(-1) <= pr * pr)
+        return new, closest, ((closest - c) ** 2).sum(-1) <= pr * pr
+
+    def _next_trial(self, s: dict[str, np.ndarray], trial_end: np.ndarray, swimming: np.ndarray,
+                    in_dark: np.ndarray, rest_left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start [B]: the next trial starts with this step, dark_left [B] env steps). A trial
+        starts after its predecessor's last rest step, or after the dark delay that follows it."""
+        rest_done = (rest_left == 0) & (trial_end | (~swimming & ~in_dark))
+        delay = np.where(s["trial"] == s["dark_after"], s["dark_steps"], s["iti_dark_steps"])
+        enter_dark = rest_done & (delay > 0)
+        dark_left = np.where(enter_dark, delay, np.where(in_dark, s["dark_left"] - 1, s["dark_left"]))
+        return (rest_done & ~enter_dark) | (in_dark & (dark_left == 0)), dark_left
+
+    def step(self, s: dict[str, np.ndarray],
+             action: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """One env step: (new state, info with reward, trial_end, latency, ended_trial, trial,
+        platform in force [B, 2], platform_present and dark [B] after the step)."""
+        old, c = s["position"], s["platform"]
+        in_dark = s["dark_left"] > 0
+        swimming = (s["rest_left"] == 0) & ~in_dark  # resting or in the dark: the action is ignored
+        new, closest, touched = self._swim(old, c, action)
         trial_step = np.where(swimming, s["trial_step"] + 1, s["trial_step"])
+        # an Atlantis probe's platform rises after probe_steps swim steps (a classic probe: never)
+        risen = swimming & (s["trial"] == s["probe_trial"]) & (trial_step > s["probe_steps"])
+        present = s["platform_present"] | risen
+        reached = swimming & present & touched
         timed_out = swimming & ~reached & (trial_step >= self.trial_timeout)
         trial_end = reached | timed_out
         pos = np.where(swimming[:, None], new, old)
         pos = np.where(reached[:, None], closest, pos)
-        pos = np.where(timed_out[:, None], c, pos)
+        pos = np.where(timed_out[:, None], c, pos)  # Morris protocol: placed on it (a probe's too)
         rest_left = np.where(trial_end, self.rest_steps,
-                             np.where(swimming, s["rest_left"], s["rest_left"] - 1))
-        start = (rest_left == 0) & (trial_end | ~swimming)
+                             np.where(swimming | in_dark, s["rest_left"], s["rest_left"] - 1))
+        start, dark_left = self._next_trial(s, trial_end, swimming, in_dark, rest_left)
         trial = s["trial"] + start
         angles = s["release_angles"]
         angle = angles[np.arange(len(trial)), np.minimum(trial, angles.shape[1] - 1)]
         pos = np.where(start[:, None], self._wall(angle), pos)
+        reverse = start & (trial == s["reversal_trial"])
+        platform = np.where(reverse[:, None], s["reversal_platform"], c)
+        # a probe's platform is back once it timed out; the next trial's is absent if it is the probe
+        present = np.where(start, trial != s["probe_trial"], present | timed_out)
         info = {"reward": reached.astype(np.float64), "trial_end": trial_end,
                 "latency": np.where(trial_end, trial_step, 0),
-                "ended_trial": np.where(trial_end, s["trial"], -1)}
-        new_state = {**s, "position": pos, "trial": trial, "trial_step": np.where(start, 0, trial_step),
-                     "rest_left": rest_left, "prev_reward": info["reward"]}
+                "ended_trial": np.where(trial_end, s["trial"], -1), "trial": trial,
+                "platform": platform, "platform_present": present, "dark": dark_left > 0}
+        new_state = {**s, "position": pos, "platform": platform, "platform_present": present,
+                     "trial": trial, "trial_step": np.where(start, 0, trial_step),
+                     "rest_left": rest_left, "dark_left": dark_left, "prev_reward": info["reward"]}
         return new_state, info
 
 
 class HeadsController:
     """Closed loop of :class:`BrianLSNN` with :class:`WaterMazeNP`: the readout's policy mean
-    (deterministic) swims; records latency per trial.
+    (deterministic) swims; records latency per trial, and position and platform in force
+    ([B, 2] each, pool radii) after every env step (``positions``, ``platforms``, the reset's first).
 
     Args:
         net: the Brian2 network (B copies = B episodes).
         env: the maze rules. rng: draws of the episodes (and of Poisson input spikes).
         platform, release_angles: optional fixed episodes ([B, 2], [B, trials] radians).
+        protocol: the protocol options of :meth:`WaterMazeNP.reset` (``probe_trial``,
+            ``dark_steps``, ``reversal_trial``, ...).
     """
 
     def __init__(self, net: BrianLSNN, env: WaterMazeNP, rng: np.random.Generator,
-                 platform: np.ndarray | None = None, release_angles: np.ndarray | None = None) -> None:
+                 platform: np.ndarray | None = None, release_angles: np.ndarray | None = None,
+                 **protocol: Any) -> None:
         self.net, self.env, self.rng = net, env, rng
-        self.state = env.reset(net.batch, rng, platform, release_angles)
+        self.state = env.reset(net.batch, rng, platform, release_angles, **protocol)
         self.latency = np.full((net.batch, env.max_trials), np.nan)
         self.positions = [self.state["position"].copy()]
+        self.platforms = [self.state["platform"].copy()]
         self.reward = np.zeros(net.batch)
         self.steps = 0
 
@@ -658,6 +794,7 @@ class HeadsController:
         self.state, info = self.env.step(self.state, action)
         self.steps += 1
         self.positions.append(self.state["position"].copy())
+        self.platforms.append(self.state["platform"].copy())
         self.reward += info["reward"]
         b = np.nonzero(info["trial_end"])[0]
         self.latency[b, info["ended_trial"][b]] = info["latency"][b]
@@ -678,32 +815,68 @@ def per_trial_latency(latency: np.ndarray, trials: int = 6) -> dict[str, Any]:
 
 def run_episodes(spec: LSNNSpec, env: WaterMazeNP, episodes: int, seed: int = 0, *,
                  options: BiologyOptions | None = None, target: str = "numpy",
-                 batch: int = 32) -> dict[str, Any]:
+                 batch: int = 32, **protocol: Any) -> dict[str, Any]:
     """Closed-loop episodes of the numpy water maze, in batches of at most ``batch`` copies.
 
-    Returns latency [episodes, max_trials] (env steps, NaN: trial not finished), goals per
-    episode and the per-trial summary of :func:`per_trial_latency`.
+    ``protocol``: the options of :meth:`WaterMazeNP.reset` (``probe_trial``, ``probe_steps``,
+    ``dark_after_trial``, ``dark_steps``, ``iti_dark_steps``, ``reversal_trial``,
+    ``reversal_platform``, ``reversal_displacement``), the same for every episode; checked before
+    any network is built. Returns latency [episodes, max_trials] (env steps, NaN: trial not
+    finished; a probe trial reports ``trial_timeout``), platform [episodes, episode_steps + 1, 2]
+    (the platform in force before and after every env step, pool radii), goals per episode and
+    the per-trial summary of :func:`per_trial_latency`.
     """
+    env.reset(1, np.random.default_rng(0), **protocol)  # a bad option fails here, not after a build
     rng = np.random.default_rng(seed)
-    latencies, goals = [], []
+    latencies, goals, platforms = [], [], []
     nets: dict[int, BrianLSNN] = {}
     for start in range(0, episodes, batch):
         size = min(batch, episodes - start)
         if size not in nets:  # one network per batch size; later batches restore it
             nets[size] = BrianLSNN(spec, size, options, target=target)
-        ctrl = HeadsController(nets[size], env, rng)
+        ctrl = HeadsController(nets[size], env, rng, **protocol)
         nets[size].run_closed_loop(ctrl, env.episode_steps, seed=seed + start)
         latencies.append(ctrl.latency)
         goals.append(ctrl.reward)
+        platforms.append(np.stack(ctrl.platforms, axis=1))
     latency = np.concatenate(latencies)
     return {"latency": latency, "goals_per_episode": float(np.concatenate(goals).mean()),
-            **per_trial_latency(latency)}
+            "platform": np.concatenate(platforms), **per_trial_latency(latency)}
 
 
 # ----------------------------------------------------------------------------- command line
 
 
-def main(argv: list[str] | None = None) -> None:
+def _add_protocol_flags(parser: argparse.ArgumentParser) -> None:
+    """The protocol options of :meth:`WaterMazeNP.reset` as flags (trials 0-based, env steps)."""
+    group = parser.add_argument_group("protocol (closed loop; trial indices are 0-based)")
+    group.add_argument("--probe-trial", type=int, help="trial without platform (a probe)")
+    group.add_argument("--probe-steps", type=int,
+                       help="the probe's platform rises after this many swim steps (default: never)")
+    group.add_argument("--dark-after-trial", type=int, default=-1,
+                       help="a dark delay of --dark-steps env steps follows this trial's rest")
+    group.add_argument("--dark-steps", type=int, default=0, help="env steps of that delay")
+    group.add_argument("--iti-dark-steps", type=int, default=0,
+                       help="env steps of dark after every trial")
+    group.add_argument("--reversal-trial", type=int, default=-1,
+                       help="the platform moves at the start of this trial (>= 1)")
+    group.add_argument("--reversal", choices=REVERSAL_MODES,
+                       help="where it moves (default: displacement with --displacement, else opposite)")
+    group.add_argument("--displacement", type=float, nargs=2, metavar=("DX", "DY"),
+                       help="the move of --reversal displacement (pool radii)")
+
+
+def _protocol(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of :func:`_add_protocol_flags` as keyword arguments of :meth:`WaterMazeNP.reset`."""
+    mode = args.reversal or ("displacement" if args.displacement is not None else "opposite")
+    return {"probe_trial": args.probe_trial, "probe_steps": args.probe_steps,
+            "dark_after_trial": args.dark_after_trial, "dark_steps": args.dark_steps,
+            "iti_dark_steps": args.iti_dark_steps, "reversal_trial": args.reversal_trial,
+            "reversal_platform": mode, "reversal_displacement": args.displacement}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    """The command line; returns the closed loop's :func:`run_episodes` result (None open loop)."""
     parser = argparse.ArgumentParser(description="Run the exported frozen LSNN in Brian2.")
     parser.add_argument("--weights", type=Path, default=Path(__file__).resolve().parent,
                         help="folder with weights.npz and params.json (default: this file's folder)")
@@ -717,6 +890,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--silenced-fraction", type=float, default=0.0)
     parser.add_argument("--integration", choices=INTEGRATIONS, default="discrete")
     parser.add_argument("--dt-ms", type=float, default=1.0)
+    _add_protocol_flags(parser)
     args = parser.parse_args(argv)
     spec = LSNNSpec.load(args.weights)
     options = BiologyOptions(args.delay_ms, args.noise_sigma, args.silenced_fraction,
@@ -730,15 +904,21 @@ def main(argv: list[str] | None = None) -> None:
         if args.out is not None:
             np.savez(args.out, **out)
         print(f"{len(x)} ms, {int(out['z'].sum())} spikes, {time.perf_counter() - t0:.1f} s")
-        return
+        return None
     env_params = json.loads((args.weights / PARAMS_FILE).read_text()).get("env", {})
     env = WaterMazeNP(**{k: v for k, v in env_params.items() if k in WaterMazeNP.__dataclass_fields__})
+    protocol = _protocol(args)
+    try:  # a bad protocol value is a usage error, reported before any network is built
+        env.reset(1, np.random.default_rng(0), **protocol)
+    except ValueError as error:
+        parser.error(str(error))
     result = run_episodes(spec, env, args.episodes, args.seed,
-                          options=options, target=args.target)
+                          options=options, target=args.target, **protocol)
     lat = ", ".join("-" if v is None else f"{v:g}" for v in result["latency_by_trial"])
     print(f"{args.episodes} episodes ({time.perf_counter() - t0:.1f} s): median latency by trial "
           f"[{lat}] env steps; trials 2-4 {result['latency_trials2_4']}; one-shot ratio "
           f"{result['one_shot_ratio']}; goals/episode {result['goals_per_episode']:.2f}")
+    return result
 
 
 if __name__ == "__main__":
