@@ -219,8 +219,8 @@ def evaluate(
     out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
     protocol: str = typer.Option(None, "--protocol", help="Evaluation protocol: dmp (the "
                                  "standard evaluation), reversal (the platform moves at the start "
-                                 "of one trial), probe, or reference (platforms from a fixed set "
-                                 "of places) (default: the task's [protocol] table, else dmp). "
+                                 "of one trial), probe, reference (platforms from a fixed set "
+                                 "of places) or cued (the visible-platform control) (default: the task's [protocol] table, else dmp). "
                                  "See docs/protocols.md."),
     protocol_set: list[str] = typer.Option([], "--protocol-set", metavar="KEY=VALUE",
                                            help="A [protocol] key, e.g. reversal_trial=3 "
@@ -261,6 +261,11 @@ def evaluate(
         line += (f"reversal trial {r['reversal_trial']}: latency {r['reversal_latency']}, "
                  f"success {r['reversal_success']}, old-zone entries "
                  f"{r['old_zone_entry_fraction']}; next trial latency {r['next_latency']}")
+    elif chosen.name == "cued":
+        r = result["protocol"]["agent"]
+        line += (f"trial 1 visible {r['cued']['latency_by_trial'][0]} / hidden "
+                 f"{r['hidden']['latency_by_trial'][0]}, trials 2-4 visible "
+                 f"{r['cued']['latency_trials2_4']} / hidden {r['hidden']['latency_trials2_4']}")
     else:
         line += (f"trials 2-4 {result['latency_trials2_4']}, ratio {result['one_shot_ratio']}, "
                  f"probe quadrant {result['probe_target_quadrant_fraction']}")
@@ -326,6 +331,55 @@ def compare(
     plots.save(plots.plot_comparison(results), out / "compare.png")
     typer.echo(markdown_table(rows))
     typer.echo(f"wrote {out}/compare.md, compare.csv, compare.json, compare.png")
+
+
+@app.command("protocol-figure", short_help="One protocol's evaluations: table and figure.")
+@_clean_errors
+def protocol_figure(
+    groups: list[str] = typer.Argument(..., metavar="LABEL=EVAL.json[,EVAL.json...]",
+                                       help="Evaluations of one protocol (snn-icl evaluate "
+                                       "--protocol ...), by agent; several files after one label "
+                                       "are that agent's training seeds, pooled."),
+    out: Path = typer.Option(Path("protocol"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """Latency by trial and the protocol's score per agent, mean and 95 % t-interval across
+    training seeds (protocol.png, protocol.md, protocol.json; docs/protocols.md)."""
+    from snn_icl.experiments.protocol_summary import markdown, summarise
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.viz.protocols import plot_protocol
+
+    pooled: dict[str, list[dict[str, Any]]] = {}
+    for group in groups:
+        label, sep, paths = group.partition("=")
+        if not sep or not label or not paths:
+            raise ValueError(f"{group!r}: expected LABEL=EVAL.json[,EVAL.json...]")
+        if label in pooled:
+            raise ValueError(f"label {label!r} is given twice")
+        pooled[label] = [_eval_json(Path(p)) for p in paths.split(",")]
+    summary = summarise(pooled)
+    _claim(out, "protocol-figure", overwrite)
+    files.write_json(out / "protocol.json", summary)
+    files.write_text(out / "protocol.md", markdown(summary))
+    plots.save(plot_protocol(summary), out / "protocol.png")
+    typer.echo(markdown(summary))
+    typer.echo(f"wrote {out}/protocol.md, protocol.json, protocol.png")
+
+
+def _eval_json(path: Path) -> dict[str, Any]:
+    """An evaluation JSON of the water maze (one line naming the file when it is not one)."""
+    import json
+
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a JSON file ({err})") from None
+    if not isinstance(result, dict) or "latency_by_trial" not in result:
+        raise ValueError(f"{path} is not a water-maze evaluation (snn-icl evaluate output)")
+    return result
 
 
 @app.command(short_help="Memory across a dark delay after trial 1.")

@@ -186,6 +186,10 @@ class TrainConfig:
     the rate of neuron i over the dark steps of the batch in spikes per ms; pushes the delay
     towards silence (Salaj et al. 2021's regime) without touching the swim rates. One value, or
     one per stage of ``dark_from_iteration`` (memory first, silence later)."""
+    cued_fraction: float = 0.0
+    """Share of training episodes with the platform visible (the cue channel, docs/protocols.md):
+    each episode is cued with this probability (own generator: no other draw changes); needs
+    ``[env] cue_channel = true``. 0: none."""
     init_from: str = ""
     """Start from the weights of this checkpoint (a file, or "pretrained[:name]") instead of
     the task seed's initialisation: fine-tuning. Only the weights are taken (same agent kind
@@ -249,6 +253,8 @@ class TrainConfig:
         _check(len(self.dark_rate_reg) in (1, dark_stages), "dark_rate_reg",
                f"must be one value or one per stage of dark_from_iteration ({dark_stages})",
                self.dark_rate_reg)
+        _check(0 <= self.cued_fraction <= 1, "cued_fraction", "must be in [0, 1]",
+               self.cued_fraction)
         _check(isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device) is not None,
                "device", f"must be one of {list(DEVICES)} (or 'cuda:N')", self.device)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
@@ -297,20 +303,22 @@ class SweepConfig:
                is not None, "partition", "must be letters, digits and _ . , -", self.partition)
 
 
-PROTOCOLS = ("dmp", "reversal", "probe", "reference")
+PROTOCOLS = ("dmp", "reversal", "probe", "reference", "cued")
 """Evaluation protocols: "dmp" (delayed matching to place: the standard evaluation, a new platform
 per episode, and a probe run; optionally a dark inter-trial interval after every trial),
 "reversal" (the platform moves at the start of one trial), "probe" (only the probe run, the
 platform absent for probe_steps swim steps of probe_trial), "reference" (reference memory: as dmp,
 but each episode's platform is one of a fixed set of n_places places, or with novel = true a
-place away from all of them; the set also places the training episodes)."""
+place away from all of them; the set also places the training episodes), "cued" (the visible
+platform control: dmp episodes with the platform's place-cell code on the cue channel, measured
+against the same episodes with the platform hidden; needs [env] cue_channel = true)."""
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
     """The protocol ``snn-icl evaluate`` runs (docs/protocols.md). Trial indices 0-based."""
 
-    name: Literal["dmp", "reversal", "probe", "reference"] = "dmp"
+    name: Literal["dmp", "reversal", "probe", "reference", "cued"] = "dmp"
     """Which protocol (:data:`PROTOCOLS`)."""
     reversal_trial: int = 4
     """Reversal: the trial index at whose start the platform moves (>= 1)."""
@@ -372,7 +380,8 @@ class ProtocolConfig:
                 "reversal": ("name", "reversal_trial", "reversal", "displacement", "probe_trial",
                              "probe_steps"),
                 "reference": ("name", "n_places", "places_seed", "novel", "novel_min_distance",
-                              "probe_trial", "probe_steps") + dark}[self.name]
+                              "probe_trial", "probe_steps") + dark,
+                "cued": ("name",)}[self.name]
 
     def places(self, env: WaterMazeConfig) -> "torch.Tensor":
         """reference: the set of places ``[n_places, 2]`` (pool radii) of ``places_seed``."""
@@ -402,6 +411,8 @@ class ProtocolConfig:
             if self.iti_dark_steps:
                 kw["iti_dark_steps"] = self.iti_dark_steps
             return kw
+        if self.name == "cued":
+            return {"cued": True}
         if self.name == "reversal":
             kw: dict[str, Any] = {"reversal_trial": self.reversal_trial,
                                   "reversal_platform": self.reversal}
@@ -428,6 +439,10 @@ def check_protocol(protocol: ProtocolConfig, env: WaterMazeConfig, where: str) -
         if value is not None and value >= env.max_trials:
             raise ConfigError(f"{where}: {key} must be < {env.max_trials} (the most trials an "
                               f"episode of {env.episode_steps} steps can start), got {value!r}")
+    if protocol.name == "cued" and not env.cue_channel:
+        raise ConfigError(f"{where}: the cued protocol needs a network trained with the "
+                          "visible-platform input ([env] cue_channel = true, e.g. "
+                          "tasks/water_maze_cued.toml)")
     if protocol.name == "reference":
         try:
             protocol.places(env)
@@ -631,9 +646,12 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
                               f"{kwargs['env'].max_trials - 1} (a trial must follow the delay in "
                               f"an episode of {kwargs['env'].episode_steps} steps), got "
                               f"{train.dark_after_trial!r}")
-    elif any(train.dark_max_steps) or any(train.dark_rate_reg):
-        raise ConfigError(f"{source} [train]: dark_max_steps and dark_rate_reg are for the water "
-                          "maze, not a supervised family")
+        if train.cued_fraction and not kwargs["env"].cue_channel:
+            raise ConfigError(f"{source} [train]: cued_fraction needs the visible-platform input "
+                              "([env] cue_channel = true)")
+    elif any(train.dark_max_steps) or any(train.dark_rate_reg) or train.cued_fraction:
+        raise ConfigError(f"{source} [train]: dark_max_steps, dark_rate_reg and cued_fraction are "
+                          "for the water maze, not a supervised family")
     return TaskConfig(**kwargs)
 
 

@@ -172,3 +172,51 @@ def test_cli_evaluate_runs_the_reversal_protocol(tmp_path, tiny_task_path):
                                    "--protocol", "reversal", "--protocol-set", "reversal_trial=0"])
     assert bad.exit_code == 2 and "reversal_trial" in bad.output
     assert load_task(tiny_task_path).protocol.name == "dmp"
+
+
+# ----------------------------------------------------------------------------- protocol figure
+def _fake_reversal(old_zone, seed=7, name="reversal"):
+    agent = {"reversal_trial": 3, "reversal_latency": 30.0, "reversal_success": 0.5,
+             "old_zone_entry_fraction": old_zone, "old_quadrant_fraction": 0.5,
+             "new_quadrant_fraction": 0.2, "next_latency": 10.0, "next_success": 0.9}
+    return {"seed": seed, "seed_kind": "validation", "episodes": 16,
+            "latency_by_trial": [40.0, 12.0, 30.0 + old_zone, 10.0],
+            "protocol": {"name": name, "reversal_trial": 2, "agent": agent}}
+
+
+def test_protocol_summary_pools_networks_with_t_intervals():
+    from snn_icl.experiments.protocol_summary import markdown, summarise
+
+    s = summarise({"A": [_fake_reversal(0.8), _fake_reversal(0.9), _fake_reversal(1.0)],
+                   "B": [_fake_reversal(0.1)]})
+    a, b = s["agents"]["A"], s["agents"]["B"]
+    assert a["n"] == 3 and a["old_zone_entry_fraction"]["mean"] == pytest.approx(0.9)
+    # t(0.975, 2) * sd / sqrt(3) with sd = 0.1
+    assert a["old_zone_entry_fraction"]["ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)
+    assert a["latency_by_trial"]["mean"][2] == pytest.approx(30.9)
+    assert b["old_zone_entry_fraction"] == {"n": 1, "mean": 0.1, "ci95": None, "values": [0.1]}
+    assert "| A | 3 | 0.9 ± 0.25 |" in markdown(s)
+    with pytest.raises(ValueError, match="mix protocols"):
+        summarise({"A": [_fake_reversal(0.8)], "B": [_fake_reversal(0.8, name="probe")]})
+    with pytest.raises(ValueError, match="seed"):
+        summarise({"A": [_fake_reversal(0.8)], "B": [_fake_reversal(0.8, seed=8)]})
+
+
+def test_cli_protocol_figure_writes_and_refuses_bad_input(tmp_path):
+    paths = []
+    for i, zone in enumerate((0.7, 0.9)):
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(_fake_reversal(zone)))
+    out = tmp_path / "fig"
+    ok = CliRunner().invoke(app, ["protocol-figure", f"A={paths[0]},{paths[1]}", f"B={paths[0]}",
+                                  "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((out / "protocol.json").read_text())["agents"]["A"]["n"] == 2
+    assert (out / "protocol.png").stat().st_size > 10_000
+    (tmp_path / "bad.json").write_text("{not json")
+    for args, word in (([f"A={tmp_path / 'bad.json'}"], "bad.json"), (["A"], "LABEL="),
+                       ([f"A={tmp_path / 'none.json'}"], "no such file"),
+                       ([f"A={paths[0]}", f"A={paths[1]}"], "twice")):
+        bad = CliRunner().invoke(app, ["protocol-figure", *args, "--out", str(tmp_path / "x")])
+        assert bad.exit_code == 2 and word in bad.output, bad.output
+        assert len(bad.output.strip().splitlines()) == 1

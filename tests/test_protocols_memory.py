@@ -19,6 +19,7 @@ from snn_icl.envs.encoding import place_cell_activity, place_cell_centres
 from snn_icl.envs.water_maze import (WaterMaze, WaterMazeConfig, novel_platforms, optimal_latency,
                                      reference_places)
 from snn_icl.episodes.rollout import rollout
+from snn_icl.models.agent import ActOutput, PolicyOutput
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.train.ppo import collect, new_state
 from snn_icl.config import make_agent
@@ -217,3 +218,138 @@ def test_the_delay_curve_puts_the_dark_after_every_trial(tiny_task):
     assert every["latency_trial2"][0] == once["latency_trial2"][0]
     assert "One-shot ratio" in markdown_table({"a": every})
     assert "One-shot ratio" not in markdown_table({"a": once})
+
+
+# ----------------------------------------------------------------------------- cued: training and evaluation
+CUED = dataclasses.replace(CFG, cue_channel=True)
+
+
+def _decode(cells, cfg):
+    """The point [B, 2] whose place-cell code is ``cells`` [B, G^2]: exact, since the log of a
+    Gaussian code is linear in the point (least squares over the cells)."""
+    centres = place_cell_centres(cfg.place_grid, cfg.pool_radius).double()
+    s2 = cfg.place_sigma ** 2
+    y = cells.double().clamp(min=1e-300).log() + (centres ** 2).sum(-1) / (2 * s2)
+    A = torch.cat([centres / s2, torch.ones(len(centres), 1, dtype=torch.float64)], dim=1)
+    return torch.linalg.lstsq(A.expand(len(y), -1, -1), y.unsqueeze(-1)).solution[:, :2, 0]
+
+
+class CueFollower(torch.nn.Module):
+    """Reads its position and, when the cue cells show it, the platform from the observation and
+    swims straight at it; else swims due east (a swimmer that sees but does not remember)."""
+
+    spiking = False
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    def initial_state(self, batch):
+        return None
+
+    def act(self, obs, state, *, generator=None, record=False):
+        G2 = self.cfg.place_grid ** 2
+        seen = obs[:, G2 + 2:].abs().sum(-1) > 0
+        mean = torch.tensor([1.0, 0.0]).expand(len(obs), 2).clone()
+        if bool(seen.any()):
+            d = _decode(obs[seen, G2 + 2:], self.cfg) - _decode(obs[seen, :G2], self.cfg)
+            mean[seen] = (d / d.norm(dim=-1, keepdim=True).clamp(min=1e-9)).to(mean)
+        return ActOutput(PolicyOutput(mean, torch.zeros(2), torch.zeros(len(obs))), None, obs)
+
+
+def test_cued_can_be_set_per_episode():
+    env = WaterMaze(CUED, num_envs=3, seed=0)
+    G2 = CUED.place_grid ** 2
+    obs = env.reset(cued=torch.tensor([True, False, True]))
+    assert (obs[:, G2 + 2:].abs().sum(-1) > 0).tolist() == [True, False, True]
+    assert env.state.cued.tolist() == [True, False, True]
+    for bad in (torch.tensor([1, 0, 1]), torch.tensor([True, False])):
+        with pytest.raises(ValueError, match="cued"):
+            env.reset(cued=bad)
+    with pytest.raises(ValueError, match="cue_channel"):
+        WaterMaze(CFG, 2, 0).reset(cued=torch.tensor([False, True]))
+    assert WaterMaze(CFG, 2, 0).reset(cued=torch.tensor([False, False])).shape[1] == CFG.obs_dim
+
+
+def test_training_metrics_split_cued_from_hidden_episodes():
+    from snn_icl.episodes.measures import training_metrics
+
+    env = WaterMaze(CUED, num_envs=6, seed=0)
+    cued = torch.tensor([True, False] * 3)
+    rec = rollout(CueFollower(CUED), env, deterministic=True, cued=cued)
+    assert torch.equal(rec.cued, cued)
+    m = training_metrics(rec, CUED)
+    # trial 1 with the platform visible is a straight swim; hidden, the eastward swim times out
+    assert m["latency_trial1_cued"] <= 19 and m["latency_trial1"] == CFG.trial_timeout  # 1.9 / v_max
+    plain_env = WaterMaze(CFG, 2, 0)
+    plain = rollout(Oracle(plain_env), plain_env, deterministic=True)
+    assert plain.cued is None and "latency_trial1_cued" not in training_metrics(plain, CFG)
+
+
+@pytest.mark.parametrize("table, message", [({"train": {"cued_fraction": 1.5}}, "cued_fraction"),
+                                            ({"train": {"cued_fraction": 0.5}}, "cue_channel")])
+def test_bad_cued_training_names_the_problem(tiny_task, table, message):
+    from snn_icl.config import task_to_dict
+
+    data = task_to_dict(tiny_task)
+    for key, value in table.items():
+        data[key].update(value)
+    with pytest.raises(ConfigError, match=message):
+        task_from_dict(data, "t.toml")
+
+
+def test_the_trainer_mixes_cued_episodes_at_the_fraction(tiny_task):
+    task = replace(tiny_task, env={"cue_channel": True},
+                   train={"cued_fraction": 0.5, "batch_episodes": 64})
+    state = new_state(task, make_agent(task))
+    share = collect(state, task).cued.double().mean().item()
+    assert 0.3 < share < 0.7
+    task_all = replace(task, train={"cued_fraction": 1.0})
+    assert collect(new_state(task_all, make_agent(task_all)), task_all).cued.all()
+
+
+def test_evaluate_cued_measures_visible_against_hidden(tiny_task):
+    task = replace(tiny_task, env={"cue_channel": True})
+    protocol = protocol_override(task, "cued")
+    r = evaluate(CueFollower(task.env), task, 4, 3, n_trials=3, progress=False, protocol=protocol)
+    block = r["protocol"]["agent"]
+    assert set(block) == {"cued", "hidden"}
+    assert block["cued"]["latency_by_trial"][0] < block["hidden"]["latency_by_trial"][0]
+    assert r["latency_by_trial"] == block["cued"]["latency_by_trial"]
+    with pytest.raises(ConfigError, match="cue_channel"):
+        protocol_override(tiny_task, "cued")
+
+
+@pytest.mark.parametrize("agent", [{}, {"kind": "lstm", "hidden_size": 8},
+                                   {"kind": "transformer", "n_layer": 1, "n_head": 1,
+                                    "n_embd": 8, "context_window": 32}])
+def test_init_from_adds_the_cue_channel_with_zero_weights(tiny_task, tmp_path, agent):
+    from snn_icl.config import task_to_dict
+    from snn_icl.storage.checkpoint import save_checkpoint
+    from snn_icl.train.run_dir import _init_weights
+
+    data = task_to_dict(tiny_task)
+    if agent:
+        data["agent"] = agent
+    source_task = task_from_dict(data, "t.toml")
+    source = make_agent(source_task)
+    save_checkpoint(tmp_path / "src.safetensors", source_task, source)
+    data["env"]["cue_channel"] = True
+    data["train"]["init_from"] = str(tmp_path / "src.safetensors")
+    task = task_from_dict(data, "t.toml")
+    grown = make_agent(task)
+    _init_weights(grown, task)
+    env, env_src = WaterMaze(task.env, 3, 5), WaterMaze(source_task.env, 3, 5)
+    obs, obs_src = env.reset(), env_src.reset()  # uncued: the same behaviour as the source
+    g = torch.Generator().manual_seed(0)
+    out = grown.act(obs, grown.initial_state(3), generator=g)
+    out_src = source.act(obs_src, source.initial_state(3), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.policy.mean, out_src.policy.mean)
+    (name, axis), = type(grown).input_weights.items()
+    w = grown.state_dict()[name]
+    extra = w.narrow(axis, source_task.env.obs_dim, task.env.obs_dim - source_task.env.obs_dim)
+    assert extra.abs().sum() == 0
+    data["env"]["place_grid"] = 5  # another observation: refused
+    with pytest.raises(ConfigError, match="observation entries"):
+        other = task_from_dict(data, "t.toml")
+        _init_weights(make_agent(other), other)

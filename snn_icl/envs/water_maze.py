@@ -286,7 +286,7 @@ def reset_state(
     places: torch.Tensor | None = None,
     novel: bool = False,
     novel_min_distance: float | None = None,
-    cued: bool = False,
+    cued: bool | torch.Tensor = False,
     reversal_trial: int = -1,
     reversal_platform: str | torch.Tensor = "opposite",
     reversal_displacement: tuple[float, float] | torch.Tensor | None = None,
@@ -326,7 +326,8 @@ def reset_state(
             :data:`NOVEL_CANDIDATES` uniform centres (drawn after everything else) at least
             ``novel_min_distance`` (default 2 platform radii) from every place of the set.
         cued: the platform is visible: the cue channel (``cfg.cue_channel``, required) carries
-            its place-cell code on every trial while it is present.
+            its place-cell code on every trial while it is present; a bool, or ``[B]`` bool
+            (one value per episode: training mixes cued and hidden-platform episodes).
         reversal_trial: trial index (>= 1) at whose start the platform moves to
             ``reversal_platform`` for the rest of the episode (a reversal, Morris 1984); -1: none.
             Trials before it keep the first platform.
@@ -402,7 +403,16 @@ def reset_state(
     if isinstance(iti_dark_steps, bool) or not isinstance(iti_dark_steps, numbers.Integral) \
             or iti_dark_steps < 0:
         raise ValueError(f"iti_dark_steps must be an integer >= 0, got {iti_dark_steps!r}")
-    if cued and not cfg.cue_channel:
+    if isinstance(cued, torch.Tensor):
+        if cued.dtype != torch.bool or cued.shape not in ((B,), ()):
+            raise ValueError(f"cued must be a bool or a [{B}] bool tensor, got {cued.dtype} of "
+                             f"shape {list(cued.shape)}")
+        cued_t = cued.to(device).expand(B).clone()
+    elif isinstance(cued, bool):
+        cued_t = torch.full((B,), cued, dtype=torch.bool, device=device)
+    else:
+        raise ValueError(f"cued must be true or false, got {cued!r}")
+    if bool(cued_t.any()) and not cfg.cue_channel:
         raise ValueError("cued=True needs the visible-platform input (WaterMazeConfig.cue_channel)")
     if novel:  # drawn last, so a novel run changes no other draw
         gap = 2.0 * cfg.platform_radius if novel_min_distance is None else float(novel_min_distance)
@@ -432,7 +442,7 @@ def reset_state(
         dark_steps=dark_t,
         dark_left=zeros,
         iti_dark_steps=torch.full((B,), int(iti_dark_steps), dtype=torch.long, device=device),
-        cued=torch.full((B,), bool(cued), dtype=torch.bool, device=device),
+        cued=cued_t,
         step=zeros,
         trial=zeros,
         trial_step=zeros,

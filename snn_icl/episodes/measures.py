@@ -248,13 +248,21 @@ def behaviour(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int,
 
 def training_metrics(rec: EpisodeRecord, cfg: WaterMazeConfig) -> dict[str, float]:
     """What a training batch logs: goals per episode, median latency of trials 1 and 2 and the
-    pooled median of trials 2-4 (NaN where no trial counts), as :func:`behaviour` defines them."""
-    b = behaviour(rec, cfg, 4)
+    pooled median of trials 2-4 (NaN where no trial counts), as :func:`behaviour` defines them.
+
+    A batch that mixes visible-platform (cued) episodes in measures these on its hidden-platform
+    episodes and adds ``latency_trial1_cued``, trial 1's median on the cued ones."""
     nan = lambda x: math.nan if x is None else x  # noqa: E731
+    extra: dict[str, float] = {}
+    if rec.cued is not None:
+        cued = behaviour(rec.select(torch.nonzero(rec.cued).flatten()), cfg, 1)
+        extra["latency_trial1_cued"] = nan(cued["latency_by_trial"][0])
+        rec = rec.select(torch.nonzero(~rec.cued).flatten())
+    b = behaviour(rec, cfg, 4)
     return {"goals_per_episode": b["goals_per_episode"],
             "latency_trial1": nan(b["latency_by_trial"][0]),
             "latency_trial2": nan(b["latency_by_trial"][1]),
-            "latency_trials2_4": nan(b["latency_trials2_4"])}
+            "latency_trials2_4": nan(b["latency_trials2_4"]), **extra}
 
 
 def _quadrant_fraction(pos: Tensor, centre: Tensor, where: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
-_EPISODE_AXIS0 = ("platform",)
+_EPISODE_AXIS0 = ("platform", "cued")
 """Fields whose episode axis is 0 (every other field is time-major, episodes on axis 1)."""
 
 
@@ -49,6 +49,8 @@ class EpisodeRecord:
     one platform per episode: :meth:`platforms`."""
     obs: Tensor | None = None
     """[T, B, obs_dim] observations acted on."""
+    cued: Tensor | None = None
+    """[B] bool: the platform was visible in this episode (envs with the cue channel only)."""
     dark: Tensor | None = None
     """[T, B] bool: the observation acted on at step t was a dark delay's (all zeros, actions
     ignored; the rollouts fill it)."""

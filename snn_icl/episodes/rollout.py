@@ -98,6 +98,8 @@ class StepRecorder:
         platform (``platform`` stays the episode's first one; ``platform_t`` follows moves)."""
         s = env.state
         self.platform = s.platform.clone()
+        # only with the cue channel, so the records of every other env stay as they were
+        self.cued = s.cued.clone() if env.config.cue_channel else None
         self.steps: dict[str, list[Tensor]] = {}
         for key, value in (("position", s.position.clone()), ("trial", s.trial.clone()),
                            ("on_platform", (s.rest_left > 0) & s.platform_present),
@@ -128,7 +130,7 @@ class StepRecorder:
         """The stacked record (time-major; spikes and thresholds concatenated over 1-ms steps)."""
         out = {key: (torch.cat if key in ("z", "A") else torch.stack)(values)
                for key, values in self.steps.items() if key not in drop}
-        return EpisodeRecord(**out, platform=self.platform)
+        return EpisodeRecord(**out, platform=self.platform, cued=self.cued)
 
 
 def rollout_batches(agent: Any, env_cfg: Any, episodes: int, seed: int, *, batch: int = 64,

@@ -15,8 +15,9 @@ Protocols (:class:`~snn_icl.config.ProtocolConfig`, docs/protocols.md): "dmp" is
 above (with ``iti_dark_steps``, dark after every trial and an episode lengthened by one delay
 per reported trial after the first); "reference" is dmp with the platforms from a fixed set of
 places (or novel places away from it); "reversal" runs episodes whose platform moves at the start
-of one trial and "probe" episodes with the probe trial only; for those the behaviour blocks are
-measured on the protocol's episodes. ``result["protocol"]`` holds the protocol's settings and,
+of one trial and "probe" episodes with the probe trial only; "cued" runs the episodes with the
+platform visible and again hidden (same platforms and releases); for those the behaviour blocks
+are measured on the protocol's episodes. ``result["protocol"]`` holds the protocol's settings and,
 except for dmp, its measures per condition.
 """
 
@@ -57,6 +58,13 @@ REFERENCE_KEYS = ("latency_trial1", "success_trial1", "latency_trials2_4", "one_
 """What ``result["protocol"][condition]`` holds for the reference protocol: trial-1 latency
 (median, swim steps) and success on the protocol's places (the in-weights measure on trained
 places), the one-shot ratio (the in-context measure, on novel places with ``novel = true``)."""
+
+
+CUED_KEYS = ("latency_by_trial", "success_by_trial", "path_efficiency_by_trial",
+             "latency_trials2_4", "one_shot_ratio")
+"""What ``result["protocol"][condition]`` holds for the cued protocol, under "cued" (platform
+visible) and "hidden" (the same episodes without the cue): trial 1 with the platform visible is
+the sensorimotor control, the hidden trials 2-4 the memory."""
 
 
 def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials: int = 6,
@@ -130,6 +138,13 @@ def _condition(agent: nn.Module, task: Any, env: Any, protocol: ProtocolConfig, 
     sim = run_condition(agent, task, episodes, seed, batch=batch, progress=progress,
                         desc=f"{name} {protocol.name}", env=env, **kw, **setting)
     block = behaviour(sim, env, n_trials, boot)
+    if protocol.name == "cued":
+        hidden = behaviour(run_condition(agent, task, episodes, seed, batch=batch,
+                                         progress=progress, desc=f"{name} hidden", env=env, **kw),
+                           env, n_trials)
+        block_of_protocol[name] = {"cued": {k: block[k] for k in CUED_KEYS},
+                                   "hidden": {k: hidden[k] for k in CUED_KEYS}}
+        return block
     measures = (reversal_measures(sim, env, protocol.reversal_trial)
                 if protocol.name == "reversal" else probe_measures(sim, env, probe_trial))
     block_of_protocol[name] = measures

@@ -166,6 +166,9 @@ class Agent(Protocol):
     """The state manipulations the memory analysis runs for this kind."""
     main_swaps: ClassVar[tuple[str, ...]]
     """Names of the decisive swap ablations, drawn as example paths."""
+    input_weights: ClassVar[dict[str, int]]
+    """State-dict names of the weights that read the observation, with the axis that indexes
+    it: fine-tuning onto a larger observation (the cue channel) grows them with zeros."""
     obs_dim: int
 
     @classmethod

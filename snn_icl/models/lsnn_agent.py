@@ -151,6 +151,7 @@ class LSNNAgent(nn.Module):
         Ablation("swap_all", "whole state from the partner", swap=("a", "v", "z", "r", "zeta")),
     )
     main_swaps: ClassVar[tuple[str, ...]] = ("swap_a", "swap_v_z")
+    input_weights: ClassVar[dict[str, int]] = {"net.w_in": 0}
 
     def __init__(self, obs_dim: int, cfg: LSNNConfig | None = None) -> None:
         super().__init__()

@@ -168,6 +168,9 @@ def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
         options.update(dark_after_trial=cfg.dark_after_trial,
                        dark_steps=torch.randint(0, longest + 1, (cfg.batch_episodes,),
                                                 generator=draw))
+    if cfg.cued_fraction:  # visible-platform episodes: own generator, as the delays
+        draw = torch.Generator().manual_seed(seed + 2)
+        options["cued"] = torch.rand(cfg.batch_episodes, generator=draw) < cfg.cued_fraction
     # [protocol] name = "reference": the platforms come from the task's set of places
     options.update(task.protocol.placement_kwargs(task.env, training=True))
     return rollout(state.agent, env, generator=state.generator, **options)

@@ -27,10 +27,13 @@ differs in rounding from one that stayed).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io as io_mod
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from snn_icl.envs.family import supervised
 from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, make_agent, replace,
@@ -222,9 +225,31 @@ def _init_weights(agent: Any, task: TaskConfig) -> None:
         kind = ckpt.meta.get("agent_kind")
         if kind != task.agent.kind:
             raise ValueError(f"it holds a {kind!r} agent, not {task.agent.kind!r}")
+        _grow_inputs(ckpt, agent, task)
         load_into(ckpt, agent)
     except (ValueError, OSError) as err:
         raise ConfigError(f"[train] init_from {source!r}: {one_line(err)}") from None
+
+
+def _grow_inputs(ckpt: Checkpoint, agent: Any, task: TaskConfig) -> None:
+    """Fine-tuning a network trained without the cue channel on a task with it: the cue cells
+    come last in the observation, so their input weights (the kind's ``input_weights``) start at
+    zero and the network starts out acting exactly as the source. Any other difference in the
+    observation is an error."""
+    saved = ckpt.task().env
+    if saved.obs_dim == task.env.obs_dim:
+        return
+    names = getattr(type(agent), "input_weights", {})
+    if (saved.cue_channel or not task.env.cue_channel or not names
+            or dataclasses.replace(task.env, cue_channel=False).obs_dim != saved.obs_dim):
+        raise ValueError(f"it reads {saved.obs_dim} observation entries, this task "
+                         f"{task.env.obs_dim} (only the cue channel can be added)")
+    extra = task.env.obs_dim - saved.obs_dim
+    for name, axis in names.items():
+        w = ckpt.tensors[f"agent.{name}"]
+        shape = list(w.shape)
+        shape[axis] = extra
+        ckpt.tensors[f"agent.{name}"] = torch.cat([w, w.new_zeros(shape)], axis)
 
 
 class RunFailed(ValueError):
