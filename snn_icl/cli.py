@@ -7,6 +7,7 @@ outputs atomically, so an error never destroys a result already on disk.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -121,15 +122,23 @@ def simulate(
     target: str = typer.Option("auto", "--target", help="brian2 code generation: cython "
                                "(compiled once, cached in ~/.cython/brian_extensions), numpy (no "
                                "compiler) or auto (cython where a compiler works)."),
+    protocol: str = typer.Option(None, "--protocol", help="The episodes' protocol: dmp, "
+                                 "reversal, probe, reference or cued (default: the task's "
+                                 "[protocol] table, else dmp). See docs/protocols.md."),
+    protocol_set: list[str] = typer.Option([], "--protocol-set", metavar="KEY=VALUE",
+                                           help="A [protocol] key, e.g. reversal_trial=3 "
+                                           "(repeatable; over the task's table)."),
     overwrite: bool = _overwrite(),
 ) -> None:
-    """Run an agent with frozen weights; save trajectories, spikes and thresholds."""
+    """Run an agent with frozen weights; save trajectories, spikes and thresholds, and the
+    protocol the episodes ran under (simulation.json)."""
     from snn_icl.storage import files
     from snn_icl.config import CONFIG_FILE, load_task, task_to_dict
     from snn_icl.experiments.figures import SIMULATION_FILE, SIMULATION_META
     from snn_icl.config import make_agent
-    from snn_icl.experiments.simulate import simulate as run_sim
+    from snn_icl.experiments.simulate import protocol_episodes, simulate as run_sim
     from snn_icl.episodes.measures import behaviour
+    from snn_icl.config import protocol_override
     from snn_icl.models import weights_sha256
 
     if backend not in ("torch", "brian2"):
@@ -144,20 +153,25 @@ def simulate(
         agent, cfg, counters = load_agent(path)
         weights = f"checkpoint {path} ({counters.get('iteration', '?')} iterations)"
     seed = cfg.seed if seed is None else seed
-    _require_episodes(cfg, episodes, record=True)
+    env, reset_kwargs, protocol_record = protocol_episodes(
+        cfg, protocol_override(cfg, protocol, protocol_set))
+    _require_episodes(dataclasses.replace(cfg, env=env), episodes, record=True)
     _claim(out, "simulation", overwrite)
     if backend == "brian2":
         from snn_icl.brian2.export import simulate_brian2
 
-        sim = simulate_brian2(cfg, agent, episodes, seed, target=target, deterministic=deterministic)
+        sim = simulate_brian2(cfg, agent, episodes, seed, target=target, deterministic=deterministic,
+                              env=env, **reset_kwargs)
     else:
-        sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic)
-    files.write_toml(out / CONFIG_FILE, task_to_dict(cfg))
+        sim = run_sim(cfg, agent, episodes, seed, deterministic=deterministic, env=env,
+                      **reset_kwargs)
+    files.write_toml(out / CONFIG_FILE, task_to_dict(dataclasses.replace(cfg, env=env)))
     files.save_tensors(out / SIMULATION_FILE, sim.without(*SIMULATION_DROPS).tensors())
-    summary = behaviour(sim, cfg.env, 8)
+    summary = behaviour(sim, env, 8)
     files.write_json(out / SIMULATION_META, {
         "task": cfg.name, "source": str(task), "episodes": episodes, "seed": seed,
         "deterministic": deterministic, "weights": weights, "backend": backend,
+        "protocol": protocol_record, "probe_trial": protocol_record["probe_trial"],
         "weights_sha256": weights_sha256(agent), "summary": summary, "versions": files.versions()})
     typer.echo(f"wrote {out / SIMULATION_FILE}: {episodes} episodes, "
                f"{summary['goals_per_episode']:.2f} goals per episode")

@@ -14,8 +14,8 @@ from snn_icl.episodes.measures import trial_table
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.storage.files import load_tensors
 
-pynwb = pytest.importorskip("pynwb")
-nwbinspector = pytest.importorskip("nwbinspector")
+import nwbinspector  # noqa: E402  (dev dependencies: a missing one must fail, not skip)
+import pynwb  # noqa: E402
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 runner = CliRunner()
@@ -149,3 +149,32 @@ def test_missing_pynwb_is_one_line(sim_dir, tmp_path, monkeypatch):
     result = runner.invoke(app, ["export-nwb", str(sim_dir), "--out", str(tmp_path / "x.nwb")])
     assert result.exit_code == 2
     assert "pip install 'snn-icl[nwb]'" in result.output and "Traceback" not in result.output
+
+
+def test_a_protocol_is_simulated_recorded_and_exported(tmp_path):
+    """simulate --protocol: the episodes run under it, simulation.json records it, and the NWB
+    trials table gives each trial the platform in force (the new one after a reversal)."""
+    import json
+
+    from snn_icl.episodes.measures import platform_by_trial
+
+    sim = tmp_path / "sim"
+    result = runner.invoke(app, ["simulate", str(TASKS / "water_maze_tiny.toml"), "-n", "2",
+                                 "--out", str(sim), "--protocol", "reversal",
+                                 "--protocol-set", "reversal_trial=1"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((sim / "simulation.json").read_text())
+    assert meta["protocol"]["name"] == "reversal" and meta["protocol"]["reversal_trial"] == 1
+    rec = EpisodeRecord.from_tensors(load_tensors(sim / "simulation.safetensors"))
+    platforms = platform_by_trial(rec, 2)
+    torch.testing.assert_close(platforms[:, 1], -platforms[:, 0])  # "opposite"
+    out = tmp_path / "rev.nwb"
+    assert runner.invoke(app, ["export-nwb", str(sim), "--out", str(out)]).exit_code == 0
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        trials = io.read().trials.to_dataframe()
+    assert set(trials["protocol"]) == {"reversal"}
+    assert trials["platform_x"].iloc[1] == pytest.approx(float(platforms[0, 1, 0]))
+    assert trials["platform_x"].iloc[1] == pytest.approx(-trials["platform_x"].iloc[0])
+    bad = runner.invoke(app, ["simulate", str(TASKS / "water_maze_tiny.toml"), "--out",
+                              str(tmp_path / "x"), "--protocol", "cued"])
+    assert bad.exit_code == 2 and "cue_channel" in bad.output

@@ -189,7 +189,6 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, tiny_task_pat
 
 
 def test_the_slurm_backend_runs_the_grid_with_submitit_locally(tmp_path, tiny_task_path):
-    pytest.importorskip("submitit")
     out = tmp_path / "sw"
     result = _sweep(tiny_task_path, out, "--backend", "slurm", "--cluster", "local",
                     "--partition", "cpu", "--time-min", "5", "--cpus", "1")

@@ -168,21 +168,21 @@ def rollout_batches_backend(agent: Any, env_cfg: Any, episodes: int, seed: int, 
                             backend: str = "brian2", batch: int = 64,
                             options: BiologyOptions | None = None, target: str = "auto",
                             dtype: torch.dtype = torch.float64, deterministic: bool = True,
-                            record: bool = False) -> dict[str, Tensor]:
+                            record: bool = False, **reset_kwargs: Any) -> dict[str, Tensor]:
     """``episodes`` episodes in batches of at most ``batch``, for either simulator, with the env
     seeds and action-noise generator of :func:`snn_icl.episodes.rollout.rollout_batches` (with the default
     batch of 64 these are the episodes of :func:`snn_icl.experiments.evaluate.evaluate`).
 
     ``record``: also spikes ``z`` and thresholds ``A`` (Brian2: discrete map only). ``dtype`` is
     the env's (and, for torch, the agent's) dtype; Brian2 is always float64. The agent is
-    converted in place to ``dtype``.
+    converted in place to ``dtype``. ``reset_kwargs`` go to the env's reset (a protocol).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     agent.to(dtype)
     if backend == "torch":
         return rollout_batches(agent, env_cfg, episodes, seed, batch=batch, dtype=dtype,
-                               deterministic=deterministic, record=record)
+                               deterministic=deterministic, record=record, **reset_kwargs)
     spec = spec_from_agent(agent)
     nets: dict[int, BrianLSNN] = {}
 
@@ -194,20 +194,23 @@ def rollout_batches_backend(agent: Any, env_cfg: Any, episodes: int, seed: int, 
 
     return rollout_batches(agent, env_cfg, episodes, seed, batch=batch, dtype=dtype,
                            runner=brian2_rollout, batch_kwargs=per_batch,
-                           deterministic=deterministic, record=record)
+                           deterministic=deterministic, record=record, **reset_kwargs)
 
 
 def simulate_brian2(task: Any, agent: Any, episodes: int, seed: int, *, target: str = "auto",
-                    deterministic: bool = False, batch: int = 16) -> dict[str, Tensor]:
+                    deterministic: bool = False, batch: int = 16, env: Any = None,
+                    **reset_kwargs: Any) -> dict[str, Tensor]:
     """:func:`snn_icl.experiments.simulate.simulate` with the network in Brian2: the same episodes (env seeds,
-    action-noise generator, env dtype = the agent's), spikes ``z`` and thresholds ``A`` recorded."""
+    action-noise generator, env dtype = the agent's), spikes ``z`` and thresholds ``A`` recorded.
+    ``env`` (default the task's) and ``reset_kwargs``: a protocol's episodes."""
     from snn_icl.models import frozen
 
     spec_from_agent(agent)  # a clear error for anything but an LSNN agent
     frozen(agent)
-    return rollout_batches_backend(agent, task.env, episodes, seed, backend="brian2", batch=batch,
-                                   target=target, dtype=agent.net.w_in.dtype,
-                                   deterministic=deterministic, record=True)
+    return rollout_batches_backend(agent, task.env if env is None else env, episodes, seed,
+                                   backend="brian2", batch=batch, target=target,
+                                   dtype=agent.net.w_in.dtype, deterministic=deterministic,
+                                   record=True, **reset_kwargs)
 
 
 # ----------------------------------------------------------------------------- behaviour

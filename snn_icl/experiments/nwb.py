@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from snn_icl.config import CONFIG_FILE, load_task, task_to_dict
-from snn_icl.episodes.measures import release_by_trial, trial_table
+from snn_icl.episodes.measures import platform_by_trial, release_by_trial, trial_table
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.experiments.figures import SIMULATION_FILE, SIMULATION_META
 from snn_icl.storage import files
@@ -96,9 +96,12 @@ def _trials(rec: EpisodeRecord, task: Any, meta: dict[str, Any], step_s: float) 
     n_trials = int(trial.max()) + 1
     table = trial_table(rec, task.env, n_trials)
     release = release_by_trial(rec, n_trials)[0]
+    platform = platform_by_trial(rec, n_trials)[0]  # the one in force: a reversal moves it
     steps = rec.steps
     probe = meta.get("probe_trial", -1)
     probe = probe if isinstance(probe, int) else -1
+    protocol = meta.get("protocol", "dmp")  # a name (older simulations) or the settings
+    protocol = str(protocol.get("name", "dmp") if isinstance(protocol, dict) else protocol)
     rows = []
     for k in range(n_trials):
         latency = float(table["latency"][0, k])
@@ -111,10 +114,10 @@ def _trials(rec: EpisodeRecord, task: Any, meta: dict[str, Any], step_s: float) 
         rows.append({
             "start_time": start * step_s, "stop_time": stop * step_s,
             "release_x": float(release[k, 0]), "release_y": float(release[k, 1]),
-            "platform_x": float(rec.platform[0, 0]), "platform_y": float(rec.platform[0, 1]),
+            "platform_x": float(platform[k, 0]), "platform_y": float(platform[k, 1]),
             "latency": latency, "found": bool(table["success"][0, k] == 1),
             "censored": bool(table["censored"][0, k]),
-            "protocol": str(meta.get("protocol", "dmp")), "probe": k == probe,
+            "protocol": protocol, "probe": k == probe,
         })
     return rows
 
@@ -122,13 +125,15 @@ def _trials(rec: EpisodeRecord, task: Any, meta: dict[str, Any], step_s: float) 
 TRIAL_COLUMNS = {
     "release_x": "release point x (pool radii, pool centre at 0)",
     "release_y": "release point y (pool radii, pool centre at 0)",
-    "platform_x": "platform centre x (pool radii)",
-    "platform_y": "platform centre y (pool radii)",
+    "platform_x": "centre x of the platform in force in this trial (pool radii; after a reversal "
+                  "the new one)",
+    "platform_y": "centre y of the platform in force in this trial (pool radii)",
     "latency": "escape latency (swim steps); a trial still running at the end of the episode is "
                "censored at the trial time-out (see 'censored')",
     "found": "the trial reached the platform (not a time-out, not censored)",
     "censored": "the trial was still running when the episode ended",
-    "protocol": "task protocol ('dmp': delayed matching to place, one platform per episode)",
+    "protocol": "protocol of the episode (docs/protocols.md: 'dmp' delayed matching to place, "
+                "'reversal', 'probe', 'reference', 'cued')",
     "probe": "probe trial (platform removed)",
 }
 
