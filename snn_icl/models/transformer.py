@@ -109,10 +109,12 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(n_embd, 3 * n_embd)  # q, k, v for all heads in one matmul
         self.c_proj = nn.Linear(n_embd, n_embd)
 
-    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor,
-                visible: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor, visible: Tensor,
+                weights: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """x (B, T, C), past_k/v (B, nh, P, hs), visible (B, 1, T, P+T) ->
-        y (B, T, C), k/v (B, nh, P+T, hs), attention (B, nh, T, P+T)."""
+        y (B, T, C), k/v (B, nh, P+T, hs), attention (B, nh, T, P+T), or None without
+        ``weights`` (then torch's fused attention: half the time of the explicit one in a
+        training update, equal to it to float rounding)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
@@ -120,6 +122,9 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = torch.cat([past_k, k], dim=2)  # (B, nh, P+T, hs)
         v = torch.cat([past_v, v], dim=2)  # (B, nh, P+T, hs)
+        if not weights:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+            return self.c_proj(y.transpose(1, 2).reshape(B, T, C)), k, v, None
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, P+T)
         att = att.masked_fill(~visible, float("-inf"))  # every token sees itself: no empty row
         att = F.softmax(att, dim=-1)
@@ -149,9 +154,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(n_embd)
         self.mlp = MLP(n_embd)
 
-    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor,
-                visible: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        y, k, v, att = self.attn(self.ln_1(x), past_k, past_v, visible)
+    def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor, visible: Tensor,
+                weights: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        y, k, v, att = self.attn(self.ln_1(x), past_k, past_v, visible, weights)
         x = x + y
         x = x + self.mlp(self.ln_2(x))
         return x, k, v, att
@@ -230,11 +235,12 @@ class TransformerAgent(nn.Module):
         start = torch.full((batch,), step, dtype=torch.long, device=w.device)
         return TransformerState(empty, empty.clone(), step, start)
 
-    def forward(self, x: Tensor, state: TransformerState | None = None
-                ) -> tuple[Tensor, TransformerState, list[Tensor]]:
+    def forward(self, x: Tensor, state: TransformerState | None = None, *, weights: bool = True
+                ) -> tuple[Tensor, TransformerState, list[Tensor | None]]:
         """T new tokens after ``state``: x [T, B, obs_dim] -> final features [T, B, n_embd], the
         state after them (caches cut to the last W - 1 tokens) and per layer the attention
-        [B, nh, T, C + T] over the C cached keys and the T new ones."""
+        [B, nh, T, C + T] over the C cached keys and the T new ones (None without ``weights``:
+        the fused kernel, for training)."""
         x = x.to(self.pos.weight).transpose(0, 1)  # (B, T, obs_dim)
         B, T, _ = x.shape
         if state is None:
@@ -252,7 +258,7 @@ class TransformerAgent(nn.Module):
         keep = self.context_window - 1  # keys a later token can still see
         ks, vs, atts = [], [], []
         for block, past_k, past_v in zip(self.blocks, state.k, state.v):
-            h, k, v, att = block(h, past_k, past_v, visible)
+            h, k, v, att = block(h, past_k, past_v, visible, weights)
             ks.append(k[:, :, k.shape[2] - min(keep, k.shape[2]):])
             vs.append(v[:, :, v.shape[2] - min(keep, v.shape[2]):])
             atts.append(att)
@@ -273,7 +279,7 @@ class TransformerAgent(nn.Module):
 
     def evaluate_sequence(self, net_input: Tensor, state: TransformerState | None) -> PolicyOutput:
         """Re-run an episode: net_input [T, B, obs_dim] -> policy [T, B] (banded causal mask)."""
-        features, _, _ = self(net_input, state)
+        features, _, _ = self(net_input, state, weights=False)
         return read_heads(self, features)
 
     def reset_state(self, state: TransformerState, mask: Tensor) -> TransformerState:
