@@ -36,8 +36,8 @@ MEASURES: dict[str, tuple[tuple[str, str], ...]] = {
              ("hidden_latency_trial1", "trial 1 latency, platform hidden"),
              ("cued_latency_trials2_4", "trials 2-4 latency, visible"),
              ("hidden_latency_trials2_4", "trials 2-4 latency, hidden"),
-             ("cued_path_efficiency_trial1", "trial 1 path efficiency, visible"),
-             ("hidden_path_efficiency_trial1", "trial 1 path efficiency, hidden")),
+             ("cued_path_efficiency_trial1", "trial 1 path / straight line, visible"),
+             ("hidden_path_efficiency_trial1", "trial 1 path / straight line, hidden")),
 }
 """Per protocol: (key, description) of the measures pooled over networks."""
 

@@ -41,6 +41,11 @@ def _latency_panel(ax: Any, summary: dict[str, Any], colours: list[Any]) -> None
             ax.errorbar(x, y, yerr=None if np.isnan(ci).all() else ci, color=colour, ls=style,
                         marker="o", ms=3, capsize=2,
                         label=f"{label} ({view})" if view else f"{label} (n={entry['n']})")
+    probe = summary["settings"].get("probe_trial")
+    if summary["protocol"] == "probe" and probe is not None:  # its "latency" is the time-out
+        ax.axvspan(probe + 0.5, probe + 1.5, color="0.9", zorder=0)
+        ax.text(probe + 1, ax.get_ylim()[0], "probe\n(no platform)", fontsize=7, ha="center",
+                va="bottom")
     if summary["protocol"] == "reversal":
         k = summary["settings"]["reversal_trial"] + 1
         ax.axvline(k - 0.5, color="0.5", lw=0.8, ls=":")
