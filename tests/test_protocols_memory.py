@@ -274,11 +274,12 @@ def test_cued_can_be_set_per_episode():
 def test_training_metrics_split_cued_from_hidden_episodes():
     from snn_icl.episodes.measures import training_metrics
 
-    env = WaterMaze(CUED, num_envs=6, seed=0)
+    cfg = dataclasses.replace(CUED, episode_steps=45)  # trial 1 and the start of trial 2
+    env = WaterMaze(cfg, num_envs=6, seed=0)
     cued = torch.tensor([True, False] * 3)
-    rec = rollout(CueFollower(CUED), env, deterministic=True, cued=cued)
+    rec = rollout(CueFollower(cfg), env, deterministic=True, cued=cued)
     assert torch.equal(rec.cued, cued)
-    m = training_metrics(rec, CUED)
+    m = training_metrics(rec, cfg)
     # trial 1 with the platform visible is a straight swim; hidden, the eastward swim times out
     assert m["latency_trial1_cued"] <= 19 and m["latency_trial1"] == CFG.trial_timeout  # 1.9 / v_max
     plain_env = WaterMaze(CFG, 2, 0)

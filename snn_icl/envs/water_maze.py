@@ -407,12 +407,14 @@ def reset_state(
         if cued.dtype != torch.bool or cued.shape not in ((B,), ()):
             raise ValueError(f"cued must be a bool or a [{B}] bool tensor, got {cued.dtype} of "
                              f"shape {list(cued.shape)}")
+        any_cued = not cfg.cue_channel and bool(cued.any())  # read only where it matters
         cued_t = cued.to(device).expand(B).clone()
     elif isinstance(cued, bool):
+        any_cued = cued
         cued_t = torch.full((B,), cued, dtype=torch.bool, device=device)
     else:
         raise ValueError(f"cued must be true or false, got {cued!r}")
-    if bool(cued_t.any()) and not cfg.cue_channel:
+    if any_cued and not cfg.cue_channel:
         raise ValueError("cued=True needs the visible-platform input (WaterMazeConfig.cue_channel)")
     if novel:  # drawn last, so a novel run changes no other draw
         gap = 2.0 * cfg.platform_radius if novel_min_distance is None else float(novel_min_distance)
