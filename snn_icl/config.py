@@ -441,8 +441,9 @@ def check_protocol(protocol: ProtocolConfig, env: WaterMazeConfig, where: str) -
                               f"episode of {env.episode_steps} steps can start), got {value!r}")
     if protocol.name == "cued" and not env.cue_channel:
         raise ConfigError(f"{where}: the cued protocol needs a network trained with the "
-                          "visible-platform input ([env] cue_channel = true, e.g. "
-                          "tasks/water_maze_cued.toml)")
+                          "visible-platform input ([env] cue_channel = true): pretrained:lsnn_cued, "
+                          "pretrained:lstm_cued, pretrained:transformer_cued, or train "
+                          "tasks/water_maze_cued.toml")
     if protocol.name == "reference":
         try:
             protocol.places(env)

@@ -95,17 +95,20 @@ def test_shipped_checkpoints_are_verified_on_load(kind, tmp_path):
 
 
 @pytest.mark.parametrize("name, task_file", [("lsnn_delay", "water_maze_delay.toml"),
-                                             ("lsnn_delay_lif", "water_maze_delay_lif.toml")])
-def test_shipped_delay_networks_are_their_task_files(name, task_file):
-    """The delay-trained LSNN and its beta = 0 control: their task files' agent, env and delay
-    curriculum, trained to the end, weights only."""
+                                             ("lsnn_delay_lif", "water_maze_delay_lif.toml"),
+                                             ("lsnn_cued", "water_maze_cued.toml"),
+                                             ("lstm_cued", "water_maze_cued_lstm.toml"),
+                                             ("transformer_cued", "water_maze_cued_transformer.toml")])
+def test_shipped_fine_tuned_networks_are_their_task_files(name, task_file):
+    """The delay-trained LSNN and its beta = 0 control, the networks with the visible-platform
+    input: their task files' agent, env and training table, trained to the end, weights only."""
     from snn_icl.storage.checkpoint import Checkpoint, resolve
 
     path = resolve(f"pretrained:{name}")
     agent, task, counters = load_agent(path)
     default = load_task(TASKS / task_file)
     assert task.agent == default.agent and task.env == default.env
-    assert task.train.dark_max_steps == default.train.dark_max_steps
+    assert task.train == default.train and task.protocol == default.protocol
     assert counters["iteration"] == default.train.iterations
     assert "optim_param_groups" not in Checkpoint(path).meta
-    assert agent.net.params.beta == default.agent.beta
+    assert agent.obs_dim == default.env.obs_dim

@@ -36,10 +36,14 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "icl_lstm": "icl_regression_lstm.safetensors",
               "icl_lsnn": "icl_regression_lsnn.safetensors",
               "lsnn_delay": "lsnn_delay_water_maze.safetensors",
-              "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors"}
+              "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors",
+              "lsnn_cued": "lsnn_cued_water_maze.safetensors",
+              "lstm_cued": "lstm_cued_water_maze.safetensors",
+              "transformer_cued": "transformer_cued_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/): the water-maze agents by kind,
-the in-context regression predictors as icl_KIND (docs/icl_regression.md), and the LSNN
-fine-tuned with silent delays and its beta = 0 control (docs/silent_memory.md)."""
+the in-context regression predictors as icl_KIND (docs/icl_regression.md), the LSNN
+fine-tuned with silent delays and its beta = 0 control (docs/silent_memory.md), and the three
+agents fine-tuned with the visible-platform input, KIND_cued (docs/protocols.md)."""
 
 
 def pretrained_path(kind: str = "lsnn") -> Path:
