@@ -384,8 +384,13 @@ Run
   python {script} --episodes 32 --target cython # compiled (cached in ~/.cython/brian_extensions)
   python {script} --input reference_input.npy --out z.npz
       then: numpy.array_equal(numpy.load("z.npz")["z"], numpy.load("reference_spikes.npy"))
+  python {script} --episodes 8 --reversal-trial 4   # the platform moves to the opposite place at trial 5
+  python {script} --episodes 8 --probe-trial 3       # trial 4 without the platform
+  python {script} --episodes 8 --dark-after-trial 0 --dark-steps 25   # a silent delay after trial 1
   python {script} --help      # biology knobs: --delay-ms, --noise-sigma, --silenced-fraction,
-                                #   --integration {{discrete,exact,euler}}, --dt-ms
+                                #   --integration {{discrete,exact,euler}}, --dt-ms; protocols:
+                                #   --probe-trial, --probe-steps, --dark-after-trial, --dark-steps,
+                                #   --iti-dark-steps, --reversal-trial, --reversal, --displacement
 
 Network: n = {n} neurons ({n_regular} regular, then {n_adaptive} adaptive), {n_in} inputs,
 {ms} ms per env step, dt = 1 ms. In Python: from lsnn_brian2 import LSNNSpec, BrianLSNN;
