@@ -91,7 +91,8 @@ def _pool_by_trial(rows: list[list[float | None]]) -> dict[str, list[Any]]:
 
 def summarise(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """``{label: [eval JSON, ...]}`` -> the pooled summary (see the module docstring):
-    ``{"protocol", "seed", "seed_kind", "episodes", "settings", "agents": {label: {"n",
+    ``{"protocol", "seed", "seed_kind", "episodes", "settings", "straight_swim" (trial 1's
+    median straight-swim latency, swim steps), "agents": {label: {"n",
     measure: {"mean", "ci95", "values"}, "<x>latency_by_trial": {"mean", "ci95"}}}}``."""
     name = _check_same(groups)
     first = next(iter(groups.values()))[0]
@@ -108,7 +109,8 @@ def summarise(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             entry[key] = _pool_by_trial([m[key] for m in per])
         agents[label] = entry
     return {"protocol": name, "seed": first.get("seed"), "seed_kind": first.get("seed_kind"),
-            "episodes": first.get("episodes"), "settings": settings, "agents": agents}
+            "episodes": first.get("episodes"), "settings": settings,
+            "straight_swim": first.get("optimal_latency_by_trial", [None])[0], "agents": agents}
 
 
 def _cell(m: dict[str, Any]) -> str:

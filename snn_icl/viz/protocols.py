@@ -50,6 +50,10 @@ def _latency_panel(ax: Any, summary: dict[str, Any], colours: list[Any]) -> None
         k = summary["settings"]["reversal_trial"] + 1
         ax.axvline(k - 0.5, color="0.5", lw=0.8, ls=":")
         ax.text(k - 0.45, ax.get_ylim()[1] * 0.95, "platform moved", fontsize=7, va="top")
+    if summary.get("straight_swim") is not None:
+        ax.axhline(summary["straight_swim"], color="0.6", lw=0.8, ls=":")
+        ax.text(1.1, summary["straight_swim"], "straight swim", fontsize=7, ha="left",
+                va="top", color="0.4")
     ax.set_xlabel("trial")
     ax.set_ylabel("median escape latency (swim steps)")
     ax.legend(frameon=False, fontsize=7)
@@ -71,6 +75,8 @@ def _bar_panel(ax: Any, summary: dict[str, Any], colours: list[Any]) -> None:
             ax.plot(np.full(len(dots), xi), dots, "k.", ms=3)
     if name in ("dmp", "probe", "reversal"):
         ax.axhline(0.25, color="0.5", lw=0.8, ls=":")
+    elif summary.get("straight_swim") is not None:  # latency bars
+        ax.axhline(summary["straight_swim"], color="0.6", lw=0.8, ls=":")
     ax.set_xticks(np.arange(len(groups)), [text for _, text in groups])
     ax.set_ylabel(RIGHT_AXIS[name])
     ax.legend(frameon=False, fontsize=7)
