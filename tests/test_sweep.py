@@ -50,6 +50,12 @@ def test_grid_expansion_and_naming(tmp_path, tiny_task):
     assert sw.parse_set("agent.tau_a=600,1200.5") == ("agent", "tau_a", [600, 1200.5])
     assert sw.parse_set("eval.deterministic=true,false")[2] == [True, False]
     assert sw.parse_set('agent.kind=lstm,"lsnn"')[2] == ["lstm", "lsnn"]
+    # the [protocol] table too: reference training over sizes of the set of places
+    specs, resolved = sw.expand([tiny_task], [sw.parse_set("protocol.n_places=1,4"),
+                                              sw.parse_set('protocol.name="reference"')],
+                                [0], tmp_path)
+    assert [cfg.protocol.n_places for cfg in resolved.values()] == [1, 4]
+    assert {cfg.protocol.name for cfg in resolved.values()} == {"reference"}
     for bad in ("lr=1", "train.lr", "train.lr=", "bogus.x=1", "train.lr=1,1"):
         with pytest.raises(ValueError, match="--set"):
             sw.parse_set(bad)

@@ -34,7 +34,7 @@ from snn_icl.train.errors import one_line
 SWEEP_FILE = "sweep.json"
 TASK_FILE = "task.toml"
 LOG_FILE = "train.log"
-TABLES = ("env", "agent", "train", "eval")
+TABLES = ("env", "agent", "train", "eval", "protocol")
 SUBMITIT_MISSING = "the slurm backend needs submitit: pip install 'snn-icl[sweep]'"
 _SAFE = re.compile(r"[^A-Za-z0-9_.,=+-]")
 NAME_MAX = 120
