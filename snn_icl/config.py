@@ -389,8 +389,7 @@ class ProtocolConfig:
 
     def placement_kwargs(self, env: WaterMazeConfig, *, training: bool = False) -> dict[str, Any]:
         """The env's reset options that place the platform: for "reference" the set of places
-        (and ``novel`` outside training: training episodes always use the set); {} otherwise.
-        The PPO trainer passes these to every training episode."""
+        (and ``novel`` outside training: training episodes always use the set); {} otherwise."""
         if self.name != "reference":
             return {}
         kw: dict[str, Any] = {"places": self.places(env)}
@@ -398,6 +397,15 @@ class ProtocolConfig:
             kw["novel"] = True
             kw["novel_min_distance"] = self.novel_min_distance
         return kw
+
+    def training_kwargs(self, task: "TaskConfig") -> dict[str, Any]:
+        """The env's reset options of training episodes under this protocol: reference places,
+        the reversal, the probe; dmp and cued add none (``iti_dark_steps`` acts in evaluation
+        only, silent delays in training are ``[train] dark_max_steps``; visible platforms in
+        training are ``[train] cued_fraction``)."""
+        if self.name in ("reversal", "probe"):
+            return self.reset_kwargs(task)
+        return self.placement_kwargs(task.env, training=True)
 
     def probe(self, task: "TaskConfig") -> int:
         """The probe trial's index: ``probe_trial``, or the task's [eval] probe_trial."""

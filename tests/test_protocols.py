@@ -220,3 +220,31 @@ def test_cli_protocol_figure_writes_and_refuses_bad_input(tmp_path):
         bad = CliRunner().invoke(app, ["protocol-figure", *args, "--out", str(tmp_path / "x")])
         assert bad.exit_code == 2 and word in bad.output, bad.output
         assert len(bad.output.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- in training
+def test_the_trainer_runs_the_protocols_episodes(tiny_task, monkeypatch):
+    from snn_icl.config import make_agent, replace
+    from snn_icl.episodes.measures import platform_by_trial
+    from snn_icl.train.ppo import collect, new_state
+
+    def batch(**protocol):
+        task = replace(tiny_task, protocol=protocol, train={"batch_episodes": 8})
+        return collect(new_state(task, make_agent(task)), task)
+
+    reversed_ = platform_by_trial(batch(name="reversal", reversal_trial=1), 2)
+    torch.testing.assert_close(reversed_[:, 1], -reversed_[:, 0])
+    kept = platform_by_trial(batch(), 2)
+    torch.testing.assert_close(kept[:, 1], kept[:, 0])
+    # the probe: the trainer's reset asks for it (what the env does with it is tested above)
+    import snn_icl.train.ppo as ppo
+
+    seen = {}
+
+    def spy(agent, env, **kwargs):
+        seen.update(kwargs)
+        return rollout(agent, env, **kwargs)
+
+    monkeypatch.setattr(ppo, "rollout", spy)
+    batch(name="probe", probe_trial=1, probe_steps=4)
+    assert seen["probe_trial"] == 1 and seen["probe_steps"] == 4

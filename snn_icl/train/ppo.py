@@ -171,8 +171,8 @@ def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
     if cfg.cued_fraction:  # visible-platform episodes: own generator, as the delays
         draw = torch.Generator().manual_seed(seed + 2)
         options["cued"] = torch.rand(cfg.batch_episodes, generator=draw) < cfg.cued_fraction
-    # [protocol] name = "reference": the platforms come from the task's set of places
-    options.update(task.protocol.placement_kwargs(task.env, training=True))
+    # the [protocol] table: reference places, a reversal or a probe in every training episode
+    options.update(task.protocol.training_kwargs(task))
     return rollout(state.agent, env, generator=state.generator, **options)
 
 
