@@ -87,6 +87,20 @@ def _device(default: str | None, what: str) -> Any:
                         "numba kernels are CPU-only). See docs/usage.md, Devices.")
 
 
+def _protocol(what: str) -> Any:
+    return typer.Option(None, "--protocol", help=f"{what}: dmp (the standard evaluation), "
+                        "reversal (the platform moves at the start of one trial), probe, "
+                        "reference (platforms from a fixed set of places) or cued (the "
+                        "visible-platform control) (default: the task's [protocol] table, else "
+                        "dmp). See docs/protocols.md.")
+
+
+def _protocol_set() -> Any:
+    return typer.Option([], "--protocol-set", metavar="KEY=VALUE",
+                        help="A [protocol] key, e.g. reversal_trial=3 (repeatable; over the "
+                        "task's table).")
+
+
 def _require_episodes(task: Any, episodes: int, record: bool = False) -> None:
     from snn_icl.config import episodes_bytes, require_memory
 
@@ -122,12 +136,8 @@ def simulate(
     target: str = typer.Option("auto", "--target", help="brian2 code generation: cython "
                                "(compiled once, cached in ~/.cython/brian_extensions), numpy (no "
                                "compiler) or auto (cython where a compiler works)."),
-    protocol: str = typer.Option(None, "--protocol", help="The episodes' protocol: dmp, "
-                                 "reversal, probe, reference or cued (default: the task's "
-                                 "[protocol] table, else dmp). See docs/protocols.md."),
-    protocol_set: list[str] = typer.Option([], "--protocol-set", metavar="KEY=VALUE",
-                                           help="A [protocol] key, e.g. reversal_trial=3 "
-                                           "(repeatable; over the task's table)."),
+    protocol: str = _protocol("The episodes' protocol"),
+    protocol_set: list[str] = _protocol_set(),
     overwrite: bool = _overwrite(),
 ) -> None:
     """Run an agent with frozen weights; save trajectories, spikes and thresholds, and the
@@ -231,14 +241,8 @@ def evaluate(
                       "are test seeds, reserved for final numbers; all others are validation "
                       "seeds.", None),
     out: Path = typer.Option(Path("eval.json"), "--out", "-o", help="Where to write the JSON."),
-    protocol: str = typer.Option(None, "--protocol", help="Evaluation protocol: dmp (the "
-                                 "standard evaluation), reversal (the platform moves at the start "
-                                 "of one trial), probe, reference (platforms from a fixed set "
-                                 "of places) or cued (the visible-platform control) (default: the task's [protocol] table, else dmp). "
-                                 "See docs/protocols.md."),
-    protocol_set: list[str] = typer.Option([], "--protocol-set", metavar="KEY=VALUE",
-                                           help="A [protocol] key, e.g. reversal_trial=3 "
-                                           "(repeatable; over the task's table)."),
+    protocol: str = _protocol("Evaluation protocol"),
+    protocol_set: list[str] = _protocol_set(),
     device: str = _device("cpu", "the evaluation"),
 ) -> None:
     """Frozen-weight evaluation on held-out platforms, with no-memory and random controls
@@ -366,12 +370,10 @@ def protocol_figure(
 
     pooled: dict[str, list[dict[str, Any]]] = {}
     for group in groups:
-        label, sep, paths = group.partition("=")
-        if not sep or not label or not paths:
-            raise ValueError(f"{group!r}: expected LABEL=EVAL.json[,EVAL.json...]")
+        label, paths = _pooled(group, "expected LABEL=EVAL.json[,EVAL.json...]")
         if label in pooled:
             raise ValueError(f"label {label!r} is given twice")
-        pooled[label] = [_eval_json(Path(p)) for p in paths.split(",")]
+        pooled[label] = [_eval_json(Path(p)) for p in paths]
     summary = summarise(pooled)
     _claim(out, "protocol-figure", overwrite)
     files.write_json(out / "protocol.json", summary)
@@ -527,6 +529,15 @@ def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed
     return results
 
 
+def _pooled(item: str, usage: str) -> tuple[str, list[str]]:
+    """``LABEL=A,B,...`` -> (label, [A, B, ...]): one condition over training seeds."""
+    label, sep, rest = item.partition("=")
+    members = [m for m in rest.split(",") if m]
+    if not sep or not label or not members:
+        raise ValueError(f"{item!r}: {usage}")
+    return label, members
+
+
 def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Conditions pooled over training seeds (``LABEL=SRC,SRC,...``, or a sweep directory: one
     condition per task and setting) and single networks, in the order given."""
@@ -536,11 +547,8 @@ def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[s
     groups: dict[str, list[str]] = {}
     singles: list[str] = []
     for source in sources:
-        label, sep, rest = source.partition("=")
-        if sep:
-            members = [m for m in rest.split(",") if m]
-            if not label or not members:
-                raise ValueError(f"{source!r}: a pooled condition is LABEL=SRC,SRC,...")
+        if "=" in source:
+            label, members = _pooled(source, "a pooled condition is LABEL=SRC,SRC,...")
             groups[label] = members
         elif Path(source).is_dir() and (Path(source) / SWEEP_FILE).is_file():
             groups.update({k: [str(p) for p in v] for k, v in sweep_groups(source).items()})

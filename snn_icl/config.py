@@ -383,6 +383,15 @@ class ProtocolConfig:
                               "probe_trial", "probe_steps") + dark,
                 "cued": ("name",)}[self.name]
 
+    def settings(self, env: WaterMazeConfig, **resolved: Any) -> dict[str, Any]:
+        """What a result records of the protocol: its :meth:`keys` (``resolved`` put over them,
+        e.g. the probe trial in force) and, for "reference", the places."""
+        fields = {**dataclasses.asdict(self), **resolved}
+        out = {key: fields[key] for key in self.keys()}
+        if self.name == "reference":
+            out["places"] = self.places(env).tolist()
+        return out
+
     def places(self, env: WaterMazeConfig) -> "torch.Tensor":
         """reference: the set of places ``[n_places, 2]`` (pool radii) of ``places_seed``."""
         return reference_places(env, self.n_places, self.places_seed)

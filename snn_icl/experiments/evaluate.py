@@ -23,7 +23,6 @@ except for dmp, its measures per condition.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from typing import Any, Callable
@@ -36,7 +35,7 @@ from snn_icl.config import ProtocolConfig, seed_kind
 from snn_icl.episodes.measures import behaviour, probe_measures, reversal_measures
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.episodes.rollout import rollout_batches
-from snn_icl.models import frozen, weights_sha256
+from snn_icl.models import frozen, past_trained_length, weights_sha256
 
 
 def run_condition(agent: nn.Module | None, task: Any, episodes: int, seed: int, *,
@@ -82,30 +81,20 @@ def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials:
                               "n_trials": n_trials}
     probe_trial = protocol.probe(task)
     probe_kw = {"probe_trial": probe_trial, "probe_steps": protocol.probe_steps}
-    fields = {**dataclasses.asdict(protocol), "probe_trial": probe_trial}
-    block_of_protocol: dict[str, Any] = {key: fields[key] for key in protocol.keys()}
-    if protocol.name == "reference":
-        block_of_protocol["places"] = protocol.places(task.env).tolist()
+    block_of_protocol = protocol.settings(task.env, probe_trial=probe_trial)
     # dark inter-trial intervals: one delay more per reported trial after the first
     env = protocol.env(task.env, n_trials - 1)
     if env != task.env:
         block_of_protocol["episode_steps"] = env.episode_steps
-    extend = getattr(agent, "extend_positions", None)
-    if extend is not None and env.episode_steps > task.env.episode_steps:
-        agent.extend_positions = True  # the transformer past its trained episode length
     boot = torch.Generator().manual_seed(seed)
-    try:
-        with torch.no_grad():
-            for name, kw in tqdm(conditions.items(), desc="evaluate", disable=not progress):
-                block = _condition(agent, task, env, protocol, episodes, seed, n_trials, batch,
-                                   progress, name, kw, probe_kw, boot, block_of_protocol)
-                if name == "agent":
-                    result.update(block)
-                else:
-                    result[name] = block
-    finally:
-        if extend is not None:
-            agent.extend_positions = extend
+    with past_trained_length(agent, env.episode_steps > task.env.episode_steps), torch.no_grad():
+        for name, kw in tqdm(conditions.items(), desc="evaluate", disable=not progress):
+            block = _condition(agent, task, env, protocol, episodes, seed, n_trials, batch,
+                               progress, name, kw, probe_kw, boot, block_of_protocol)
+            if name == "agent":
+                result.update(block)
+            else:
+                result[name] = block
     result["protocol"] = block_of_protocol
     after = weights_sha256(agent)
     if after != before:

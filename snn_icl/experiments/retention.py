@@ -38,7 +38,7 @@ from snn_icl.analysis.silent_memory import state_bytes
 from snn_icl.episodes.measures import behaviour, probe_measures
 from snn_icl.models import weights_sha256
 from snn_icl.episodes.rollout import rollout_batches
-from snn_icl.models import frozen
+from snn_icl.models import frozen, past_trained_length
 
 DEFAULT_DELAYS = (0, 5, 10, 25, 50, 100, 200, 250, 300, 400)
 """Dark delays (env steps) of ``snn-icl retention``."""
@@ -77,9 +77,6 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
         raise ValueError(f"delays must be env-step counts >= 0, got {delays!r}")
     frozen(agent)
     before = weights_sha256(agent)
-    extend = getattr(agent, "extend_positions", None)
-    if extend is not None:
-        agent.extend_positions = True
     boot = torch.Generator().manual_seed(seed)
     rows: dict[str, list[Any]] = {k: [] for k in ("latency_trial1", "latency_trial2",
                                                   "latency_trial2_ci", "success_trial2",
@@ -89,7 +86,7 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
     if probe:
         rows["probe_trial2"] = []
     n_delays, n_trials = (ITI_TRIALS - 1, ITI_TRIALS) if every_trial else (1, 2)
-    try:
+    with past_trained_length(agent):  # every delay lengthens the episode
         for delay in tqdm(delays, desc="delays", disable=not progress):
             env_cfg = dataclasses.replace(task.env,
                                           episode_steps=task.env.episode_steps + n_delays * delay)
@@ -121,9 +118,6 @@ def retention(agent: nn.Module, task: Any, delays: Sequence[int], episodes: int,
         # what the memory costs: the state after a trial 1 that times out, its rest, the delay
         carried = state_bytes(agent, task.env.obs_dim,
                               [task.env.trial_timeout + task.env.rest_steps + d for d in delays])
-    finally:
-        if extend is not None:
-            agent.extend_positions = extend
     after = weights_sha256(agent)
     if after != before:
         raise RuntimeError(f"weights changed during the retention test (sha256 {before} -> {after})")

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from snn_icl.config import ProtocolConfig, TaskConfig
-from snn_icl.models import frozen
+from snn_icl.models import frozen, past_trained_length
 from snn_icl.episodes.rollout import rollout_batches
 
 SIMULATED_TRIALS = 6
@@ -25,10 +25,8 @@ def protocol_episodes(task: TaskConfig, protocol: ProtocolConfig | None
     kwargs = protocol.reset_kwargs(task)
     if protocol.name in ("dmp", "reference") and protocol.probe_trial is not None:
         kwargs.update(probe_trial=protocol.probe_trial, probe_steps=protocol.probe_steps)
-    record: dict[str, Any] = {key: getattr(protocol, key) for key in protocol.keys()}
-    if protocol.name == "reference":
-        record["places"] = protocol.places(task.env).tolist()
-    record["probe_trial"] = kwargs.get("probe_trial")
+    record = protocol.settings(task.env, probe_trial=kwargs.get("probe_trial"))
+    record["probe_trial"] = kwargs.get("probe_trial")  # also where the protocol has no such key
     return protocol.env(task.env, SIMULATED_TRIALS - 1), kwargs, record
 
 
@@ -40,14 +38,8 @@ def simulate(task: TaskConfig, agent: nn.Module, episodes: int, seed: int, *,
     ``env`` (default the task's) and ``reset_kwargs``: a protocol's episodes
     (:func:`protocol_episodes`)."""
     frozen(agent)
-    extend = getattr(agent, "extend_positions", None)
     env = task.env if env is None else env
-    if extend is not None and env.episode_steps > task.env.episode_steps:
-        agent.extend_positions = True  # the transformer past its trained episode length
-    try:
+    with past_trained_length(agent, env.episode_steps > task.env.episode_steps):
         return rollout_batches(agent, env, episodes, seed, batch=batch, progress=progress,
                                desc="simulate", record=record, deterministic=deterministic,
                                **reset_kwargs)
-    finally:
-        if extend is not None:
-            agent.extend_positions = extend

@@ -11,12 +11,13 @@ The supervised in-context tasks (snn_icl.envs.family) use sequence predictors in
 from snn_icl.models import lsnn_agent, lstm, transformer  # noqa: F401  (registers the kinds)
 from snn_icl.models import lsa, seq_recurrent, seq_transformer  # noqa: F401  (predictor kinds)
 from snn_icl.models.agent import (Ablation, Agent, AnalysisView, agent_class, agent_kinds,
-                                  build_agent, frozen, register_agent, weights_sha256)
+                                  build_agent, frozen, past_trained_length, register_agent,
+                                  weights_sha256)
 from snn_icl.models.lsnn_agent import LSNNAgent, LSNNConfig
 from snn_icl.models.lstm import LSTMAgent, LSTMConfig
 from snn_icl.models.transformer import TransformerAgent, TransformerConfig
 from snn_icl.models.predictor import build_predictor, predictor_class, predictor_kinds
 
 __all__ = ["Ablation", "Agent", "AnalysisView", "agent_class", "agent_kinds", "build_agent",
-           "frozen", "register_agent", "weights_sha256", "LSNNAgent", "LSNNConfig", "LSTMAgent",
+           "frozen", "past_trained_length", "register_agent", "weights_sha256", "LSNNAgent", "LSNNConfig", "LSTMAgent",
            "LSTMConfig", "TransformerAgent", "TransformerConfig", "build_predictor", "predictor_class", "predictor_kinds"]

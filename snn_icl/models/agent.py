@@ -15,9 +15,10 @@ consumed (``ActOutput.net_input``), so stochastic input encodings are replayed, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Iterator, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -266,6 +267,22 @@ def build_agent(cfg: Any, obs_dim: int, episode_steps: int, seed: int | None = N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls.from_config(cfg, obs_dim, episode_steps)
+
+
+@contextlib.contextmanager
+def past_trained_length(agent: nn.Module, longer: bool = True) -> Iterator[nn.Module]:
+    """Inside the block, a kind with a fixed episode length (the transformer's position table,
+    ``extend_positions``) may run episodes longer than it was trained on (dark delays); a no-op
+    for the other kinds and when not ``longer``. The setting is restored on leaving."""
+    extend = getattr(agent, "extend_positions", None)
+    if extend is None or not longer:
+        yield agent
+        return
+    agent.extend_positions = True
+    try:
+        yield agent
+    finally:
+        agent.extend_positions = extend
 
 
 def frozen(agent: nn.Module) -> nn.Module:
