@@ -110,18 +110,24 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(n_embd, n_embd)
 
     def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor, visible: Tensor,
-                weights: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+                weights: bool = True, out: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """x (B, T, C), past_k/v (B, nh, P, hs), visible (B, 1, T, P+T) ->
         y (B, T, C), k/v (B, nh, P+T, hs), attention (B, nh, T, P+T), or None without
         ``weights`` (then torch's fused attention: half the time of the explicit one in a
-        training update, equal to it to float rounding)."""
+        training update, equal to it to float rounding). ``out``: two (B, nh, P+T, hs) tensors
+        that receive k and v (no autograd; lets the caller keep all layers in one buffer)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = torch.cat([past_k, k], dim=2)  # (B, nh, P+T, hs)
-        v = torch.cat([past_v, v], dim=2)  # (B, nh, P+T, hs)
+        if out is None:
+            k = torch.cat([past_k, k], dim=2)  # (B, nh, P+T, hs)
+            v = torch.cat([past_v, v], dim=2)  # (B, nh, P+T, hs)
+        else:
+            k = torch.cat([past_k, k], dim=2, out=out[0])
+            v = torch.cat([past_v, v], dim=2, out=out[1])
         if not weights:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
             return self.c_proj(y.transpose(1, 2).reshape(B, T, C)), k, v, None
@@ -155,8 +161,9 @@ class Block(nn.Module):
         self.mlp = MLP(n_embd)
 
     def forward(self, x: Tensor, past_k: Tensor, past_v: Tensor, visible: Tensor,
-                weights: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        y, k, v, att = self.attn(self.ln_1(x), past_k, past_v, visible, weights)
+                weights: bool = True, out: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        y, k, v, att = self.attn(self.ln_1(x), past_k, past_v, visible, weights, out)
         x = x + y
         x = x + self.mlp(self.ln_2(x))
         return x, k, v, att
@@ -255,14 +262,27 @@ class TransformerAgent(nn.Module):
         k_steps = torch.arange(t0 - n_cached, t0 + T, device=device)
         visible = visible_keys(q_steps, k_steps, state.start.to(device), self.context_window)
         h = self.embed(x) + self.pos(q_steps.clamp(max=self.max_steps - 1))  # (B, T, C)
-        keep = self.context_window - 1  # keys a later token can still see
-        ks, vs, atts = [], [], []
-        for block, past_k, past_v in zip(self.blocks, state.k, state.v):
-            h, k, v, att = block(h, past_k, past_v, visible, weights)
-            ks.append(k[:, :, k.shape[2] - min(keep, k.shape[2]):])
-            vs.append(v[:, :, v.shape[2] - min(keep, v.shape[2]):])
-            atts.append(att)
-        new = TransformerState(torch.stack(ks), torch.stack(vs), t0 + T, state.start)
+        n_keys = n_cached + T
+        lo = n_keys - min(self.context_window - 1, n_keys)  # drop keys no later token can see
+        atts = []
+        if torch.is_grad_enabled():  # training: autograd through torch.cat, then one stack
+            ks, vs = [], []
+            for block, past_k, past_v in zip(self.blocks, state.k, state.v):
+                h, k, v, att = block(h, past_k, past_v, visible, weights)
+                ks.append(k[:, :, lo:])
+                vs.append(v[:, :, lo:])
+                atts.append(att)
+            new = TransformerState(torch.stack(ks), torch.stack(vs), t0 + T, state.start)
+        else:
+            # acting: every layer's keys go straight into one buffer and the state keeps a view
+            # of it, which halves the copying per env step (the stack of the branch above was
+            # the acting loop's largest cost); earlier states are never written to
+            kbuf = h.new_empty(self.n_layer, B, self.n_head, n_keys, self.head_size)
+            vbuf = torch.empty_like(kbuf)
+            for l, (block, past_k, past_v) in enumerate(zip(self.blocks, state.k, state.v)):
+                h, _, _, att = block(h, past_k, past_v, visible, weights, (kbuf[l], vbuf[l]))
+                atts.append(att)
+            new = TransformerState(kbuf[:, :, :, lo:], vbuf[:, :, :, lo:], t0 + T, state.start)
         return self.ln_f(h).transpose(0, 1), new, atts
 
     def act(self, obs: Tensor, state: TransformerState | None, *,
