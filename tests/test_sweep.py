@@ -235,6 +235,9 @@ def test_report_tables_and_figure(sweep_history, tmp_path):
                 "probe_target_quadrant_fraction", "goals_per_episode", "training_env_steps"):
         assert row[f"{key}_n"] == 2 and row[f"{key}_ci95"] is not None, key
     assert row["training_env_steps_mean"] == 2 * 4 * 30 and row["training_env_steps_ci95"] == 0
+    # two iterations cannot fill the criterion's 50-iteration window: no run enters that mean
+    assert row["criterion_env_steps_n"] == 0 and row["criterion_env_steps_mean"] is None
+    assert all(r["criterion_env_steps"] is None for r in data["runs"])
     assert len(data["runs"]) == 2 and data["seed_kind"] == "validation"  # the default seed 1
     curves = data["curves"]["water_maze_tiny/iterations=2"]
     assert curves["env_steps"] == [120.0, 240.0]

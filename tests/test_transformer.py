@@ -67,6 +67,33 @@ def test_cached_acting_equals_full_sequence(window):
         torch.testing.assert_close(full.mean[:window], replay.mean[:window], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("window", [64, 7])
+def test_acting_without_autograd_matches_and_keeps_earlier_states(window):
+    """The rollout acts under no_grad, where every layer's keys go into one buffer per step; it
+    must give the autograd path's numbers exactly, and never write into an earlier state."""
+    agent = _agent(window)
+    obs = _obs(20, 3)
+    reset = torch.tensor([True, False, True])
+    runs = []
+    for grad in (True, False):
+        state, states, means = agent.initial_state(3), [], []
+        with torch.set_grad_enabled(grad):
+            for t in range(20):
+                if t == 9:
+                    state = agent.reset_state(state, reset)
+                out = agent.act(obs[t], state)
+                state = out.state
+                states.append((state.k.clone(), state.v.clone(), state))
+                means.append(out.policy.mean.detach())
+        runs.append((torch.stack(means), states))
+    (grad_means, grad_states), (buf_means, buf_states) = runs
+    assert torch.equal(grad_means, buf_means)
+    for (gk, gv, _), (bk, bv, st) in zip(grad_states, buf_states):
+        assert torch.equal(gk, bk) and torch.equal(gv, bv)
+        assert torch.equal(st.k, bk) and torch.equal(st.v, bv), "a later step wrote into it"
+    assert buf_states[-1][0].shape[3] == min(window - 1, 20)
+
+
 def test_sequence_continues_from_a_cached_state():
     agent = _agent(window=5)
     obs = _obs(20, 2)

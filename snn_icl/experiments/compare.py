@@ -63,7 +63,7 @@ def steps_to_criterion(rows: list[dict[str, str]], env: WaterMazeConfig, optimum
     return int(float(rows[end]["episodes"])) * env.episode_steps
 
 
-def _training_rows(checkpoint: Any, iteration: int | None) -> list[dict[str, str]]:
+def training_rows(checkpoint: Any, iteration: int | None) -> list[dict[str, str]]:
     """The checkpoint's metrics.csv rows up to its iteration ([] when none is kept)."""
     path = metrics_path(checkpoint)
     if not path.is_file():
@@ -88,7 +88,7 @@ def compare(sources: list[str], episodes: int, seed: int, *,
         results[name] = r
         optimum = r["optimal_latency_trials2_4"]
         n_episodes = counters.get("episodes")
-        history = _training_rows(path, counters.get("iteration"))
+        history = training_rows(path, counters.get("iteration"))
         rows.append({
             "model": name,
             "kind": task.agent.kind,

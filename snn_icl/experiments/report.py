@@ -21,6 +21,7 @@ import numpy as np
 from snn_icl.config import seed_kind
 from snn_icl.envs.family import supervised
 from snn_icl.experiments import icl_bursty, icl_regression
+from snn_icl.experiments.compare import steps_to_criterion, training_rows
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.experiments.sweep import SWEEP_FILE
 from snn_icl.storage import files
@@ -35,6 +36,7 @@ MEASURES = [
     ("probe_target_quadrant_fraction", "probe: time in target quadrant"),
     ("goals_per_episode", "goals per episode"),
     ("training_env_steps", "training env steps"),
+    ("criterion_env_steps", "env steps to one-shot criterion"),
 ]
 CURVES = ("goals_per_episode", "latency_trials2_4")
 PANELS = (("goals_per_episode", "goals per episode"),
@@ -132,7 +134,10 @@ def difference_ci(a: list[float], b: list[float]) -> dict[str, Any]:
     return {"difference": diff, "ci95": float(t.ppf(0.975, df) * se)}
 
 
-def _run_measures(result: dict[str, Any], counters: dict[str, Any], task: Any) -> dict[str, Any]:
+def _run_measures(result: dict[str, Any], counters: dict[str, Any], task: Any,
+                  history: list[dict[str, str]]) -> dict[str, Any]:
+    """One water-maze run's row; ``history`` its training metrics rows (for the criterion: a run
+    that never met it has None there and is left out of that measure's mean)."""
     episodes = counters.get("episodes")
     return {
         "latency_trial1": result["latency_by_trial"][0],
@@ -142,6 +147,8 @@ def _run_measures(result: dict[str, Any], counters: dict[str, Any], task: Any) -
         "probe_target_quadrant_fraction": result["probe_target_quadrant_fraction"],
         "goals_per_episode": result["goals_per_episode"],
         "training_env_steps": None if episodes is None else int(episodes) * task.env.episode_steps,
+        "criterion_env_steps": steps_to_criterion(history, task.env,
+                                                  result["optimal_latency_trials2_4"]),
     }
 
 
@@ -216,7 +223,8 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
         sch = scheme(task)
         if sch["family"] == "water_maze":
             result = evaluate(agent, task, episodes, seed, progress=False)
-            measures = _run_measures(result, counters, task)
+            history = training_rows(resolve(run), counters.get("iteration"))
+            measures = _run_measures(result, counters, task, history)
         elif sch["family"] == "icl_bursty":
             result = icl_bursty.evaluate(agent, task, seed, n_tasks=episodes)
             measures = {k: result[k] for k, _ in BURSTY_MEASURES if k in result}
