@@ -688,8 +688,12 @@ def load_task(path: str | Path) -> TaskConfig:
 
 
 def task_to_dict(task: TaskConfig) -> dict[str, Any]:
-    """The resolved config as plain data (every default filled in), for saving as TOML."""
-    return dataclasses.asdict(task)
+    """The resolved config as plain data (every default filled in), for saving as TOML; the
+    agent table starts with its kind (inherited fields come first in a dataclass)."""
+    data = dataclasses.asdict(task)
+    agent = data["agent"]
+    data["agent"] = {"kind": agent.pop("kind"), **agent}
+    return data
 
 
 def replace(task: TaskConfig, **tables: dict[str, Any]) -> TaskConfig:

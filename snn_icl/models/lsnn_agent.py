@@ -25,55 +25,32 @@ from snn_icl.models.agent import (INTACT, Ablation, ActOutput, AnalysisView, Pol
                                   add_policy_heads, check_component, check_value, read_heads, register_agent,
                                   random_like, zero_by_copy)
 from snn_icl.models.lsnn import LSNN
-from snn_icl.neurons import ALIFParams
+from snn_icl.models.lsnn_config import LSNNNetworkConfig
 
-_NEURON = ALIFParams()  # the neuron defaults, written once (snn_icl.neurons.alif)
 
 
 @dataclass(frozen=True)
-class LSNNConfig:
-    """The ``[agent]`` table of ``kind = "lsnn"``: sizes, neuron parameters (ms) and how
-    observations enter the network. Neuron defaults are :class:`~snn_icl.neurons.ALIFParams`'."""
+class LSNNConfig(LSNNNetworkConfig):
+    """The ``[agent]`` table of ``kind = "lsnn"``: sizes and neuron parameters (ms, shared with
+    the sequence predictor: :class:`~snn_icl.models.lsnn_config.LSNNNetworkConfig`) and how
+    observations enter the network. Neuron defaults are :class:`~snn_icl.neurons.alif.ALIFParams`'."""
 
     kind: Literal["lsnn"] = "lsnn"
-    n_regular: int = 100
-    """Regular (non-adapting, beta = 0) neurons."""
-    n_adaptive: int = 100
-    """Adaptive neurons (beta > 0, threshold adaptation with tau_a)."""
-    tau_m: float = _NEURON.tau_m_ms
-    """Membrane time constant (ms)."""
-    tau_a: float = _NEURON.tau_a_ms
-    """Threshold adaptation time constant (ms); long enough to span trials."""
-    v_th: float = _NEURON.v_th
-    """Baseline threshold."""
-    beta: float = _NEURON.beta
-    """Adaptation strength of adaptive neurons."""
-    n_ref: int = _NEURON.n_ref
-    """Refractory period (1-ms network steps)."""
-    gamma: float = _NEURON.gamma
-    """Pseudo-derivative dampening."""
     backend: Literal["bellec", "norse"] = "bellec"
     """Neuron dynamics: Bellec et al. 2018 (default) or norse's LSNN cell."""
     ms_per_step: int = 5
     """1-ms network steps per env step (the observation is held for this long)."""
     input_mode: Literal["current", "poisson"] = "current"
-    """Observation as a constant current, or as Poisson spikes with rate obs * max_rate_hz."""
-    input_scale: float = 1.0
-    """Multiplier on the observation current (input_mode = current)."""
+    """Observation as a constant current (times ``input_scale``), or as Poisson spikes with rate
+    obs * max_rate_hz."""
     max_rate_hz: float = 200.0
     """Input rate of a fully active channel (input_mode = poisson), Hz."""
-    tau_out: float = 20.0
-    """Readout filter time constant (ms)."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy (action units)."""
 
     def __post_init__(self) -> None:
-        check_value(self.n_regular >= 0, "n_regular", "must be >= 0", self.n_regular)
-        check_value(self.n_adaptive >= 0, "n_adaptive", "must be >= 0", self.n_adaptive)
-        check_value(self.n_regular + self.n_adaptive >= 1, "n_regular + n_adaptive",
-               "must be >= 1 (zero neurons)", self.n_regular + self.n_adaptive)
-        for key in ("tau_out", "max_rate_hz", "input_scale"):
-            check_value(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
+        super().__post_init__()
+        check_value(self.max_rate_hz > 0, "max_rate_hz", "must be > 0", self.max_rate_hz)
         check_value(self.ms_per_step >= 1, "ms_per_step", "must be >= 1", self.ms_per_step)
         check_value(self.input_mode in ("current", "poisson"), "input_mode",
                     "must be 'current' or 'poisson'", self.input_mode)
@@ -81,11 +58,6 @@ class LSNNConfig:
                     self.backend)
         check_value(self.max_rate_hz * 1e-3 <= 1.0, "max_rate_hz",
                "must be <= 1000 (at most one spike per 1-ms step)", self.max_rate_hz)
-        self.neuron_params()  # the neuron keys are checked by ALIFParams
-
-    @property
-    def n(self) -> int:
-        return self.n_regular + self.n_adaptive
 
     def raster_kwargs(self) -> dict[str, Any]:
         """What a raster of this network needs besides the spikes (viz.plots.plot_raster)."""
@@ -100,10 +72,6 @@ class LSNNConfig:
         """Trained parameters: input and recurrent weights, heads."""
         return self.n * (obs_dim + self.n + 3)
 
-    def neuron_params(self) -> ALIFParams:
-        """The neuron parameters of this config (1-ms steps)."""
-        return ALIFParams(tau_m_ms=self.tau_m, tau_a_ms=self.tau_a, v_th=self.v_th,
-                          beta=self.beta, n_ref=self.n_ref, gamma=self.gamma)
 
 
 class LSNNAgentState(NamedTuple):

@@ -20,10 +20,8 @@ from torch import Tensor, nn
 
 from snn_icl.models.agent import check_value
 from snn_icl.models.lsnn import LSNN
+from snn_icl.models.lsnn_config import LSNNNetworkConfig
 from snn_icl.models.predictor import register_predictor
-from snn_icl.neurons.alif import ALIFParams
-
-_NEURON = ALIFParams()
 
 
 @dataclass(frozen=True)
@@ -68,48 +66,22 @@ class SeqLSTM(nn.Module):
 
 
 @dataclass(frozen=True)
-class SeqLSNNConfig:
-    """The ``[agent]`` table of ``kind = "lsnn"`` in a supervised task (neuron defaults:
-    :class:`~snn_icl.neurons.alif.ALIFParams`)."""
+class SeqLSNNConfig(LSNNNetworkConfig):
+    """The ``[agent]`` table of ``kind = "lsnn"`` in a supervised task: the water-maze LSNN's
+    sizes and neuron parameters (:class:`~snn_icl.models.lsnn_config.LSNNNetworkConfig`), each
+    token held as a current for ``ms_per_token`` ms."""
 
     kind: Literal["lsnn"] = "lsnn"
-    n_regular: int = 100
-    n_adaptive: int = 100
-    tau_m: float = _NEURON.tau_m_ms
-    """Membrane time constant (ms)."""
-    tau_a: float = _NEURON.tau_a_ms
-    """Threshold adaptation time constant (ms)."""
-    v_th: float = _NEURON.v_th
-    beta: float = _NEURON.beta
-    n_ref: int = _NEURON.n_ref
-    gamma: float = _NEURON.gamma
     ms_per_token: int = 20
     """1-ms network steps each token is held for."""
-    input_scale: float = 1.0
-    """Multiplier on the token current."""
-    tau_out: float = 20.0
-    """Readout filter time constant (ms)."""
     w_rec_scale: float = 1.0
     """Initial recurrent weights are N(0, 1)/sqrt(n) times this (below 1: weaker recurrent
     drive, lower rates at the start)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_value(self.w_rec_scale >= 0, "w_rec_scale", "must be >= 0", self.w_rec_scale)
-        check_value(self.n_regular >= 0 and self.n_adaptive >= 0
-                    and self.n_regular + self.n_adaptive >= 1, "n_regular + n_adaptive",
-                    "must be >= 1 with both >= 0", (self.n_regular, self.n_adaptive))
         check_value(self.ms_per_token >= 1, "ms_per_token", "must be >= 1", self.ms_per_token)
-        for key in ("input_scale", "tau_out"):
-            check_value(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
-        self.neuron_params()
-
-    @property
-    def n(self) -> int:
-        return self.n_regular + self.n_adaptive
-
-    def neuron_params(self) -> ALIFParams:
-        return ALIFParams(tau_m_ms=self.tau_m, tau_a_ms=self.tau_a, v_th=self.v_th,
-                          beta=self.beta, n_ref=self.n_ref, gamma=self.gamma)
 
     def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
         return self.ms_per_token * (6 * self.n + obs_dim)
