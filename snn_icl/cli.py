@@ -325,6 +325,50 @@ def _evaluate_supervised(model: Any, cfg: Any, counters: dict[str, Any], path: P
                f"{al['pred_diff_rel']:.3f} (relative)")
 
 
+@app.command("bursty-curves", short_help="Bursty ICL/IWL learning curves: table and figure.")
+@_clean_errors
+def bursty_curves(
+    source: Path = typer.Argument(..., metavar="DIR",
+                                  help="A directory of metrics CSVs of bursty-classification "
+                                  "runs (*_metrics.csv, e.g. snn_icl/pretrained/icl_bursty) or "
+                                  "of run directories (*/metrics.csv)."),
+    out: Path = typer.Option(Path("bursty_curves"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """When in-context learning emerges and whether it lasts, per run: iteration at which
+    novel-class ICL first reaches 0.9, peaks and final values of ICL and IWL (curves.md,
+    curves.json), and the three held-out accuracies along training (curves.png;
+    docs/icl_bursty.md)."""
+    from snn_icl.envs.icl_bursty import BurstyConfig
+    from snn_icl.experiments.icl_bursty import MEASURES, curve_summary, curves_table, read_curves
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.viz.icl import plot_bursty_curves
+
+    if not source.is_dir():
+        raise ValueError(f"{source}: not a directory")
+    paths = {p.name.removesuffix("_metrics.csv"): p for p in sorted(source.glob("*_metrics.csv"))}
+    paths.update({p.parent.name: p for p in sorted(source.glob("*/metrics.csv"))})
+    if not paths:
+        raise ValueError(f"{source} holds no *_metrics.csv and no */metrics.csv")
+    curves, summaries = {}, {}
+    for name, path in paths.items():
+        try:
+            curves[name] = read_curves(path)
+        except KeyError as err:
+            raise ValueError(f"{path} has no column {err} (not a bursty-classification run)") from None
+        if not curves[name]["iteration"]:
+            raise ValueError(f"{path} has no tracked rows (columns {', '.join(MEASURES)})")
+        summaries[name] = curve_summary(path)
+    _claim(out, "bursty-curves", overwrite)
+    table = curves_table(summaries)
+    files.write_text(out / "curves.md", table)
+    files.write_json(out / "curves.json", summaries)
+    plots.save(plot_bursty_curves(curves, 1 / BurstyConfig().n_labels), out / "curves.png")
+    typer.echo(table)
+    typer.echo(f"wrote {out}/curves.md, curves.json, curves.png")
+
+
 @app.command(short_help="Several agents on the same episodes: table and figure.")
 @_clean_errors
 def compare(

@@ -270,3 +270,25 @@ def test_curve_summary_finds_emergence_peak_and_drop(tmp_path):
     assert s["icl_novel_accuracy"]["peak"] == 0.99 and s["icl_novel_accuracy"]["peak_iteration"] == 201
     assert s["icl_novel_accuracy"]["drop_after_peak"] == pytest.approx(0.39)
     assert s["iwl_accuracy"]["final"] == pytest.approx(0.5) and s["iterations"] == 251
+
+
+def test_bursty_curves_command_tables_and_draws_every_run(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    header = "iteration,loss,icl_novel_accuracy,icl_flip_accuracy,iwl_accuracy"
+    (runs / "late_metrics.csv").write_text(header + "\n1,1,0.03,0.03,0.0\n51,1,0.95,0.9,0.1\n")
+    (runs / "never_metrics.csv").write_text(header + "\n1,1,0.03,0.03,0.0\n51,1,0.5,0.5,0.2\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["bursty-curves", str(runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    md = (out / "curves.md").read_text()
+    assert "| late | 51 | 1 | 0.950 (51) / 0.950 |" in md and "| never | never | - |" in md
+    assert set(json.loads((out / "curves.json").read_text())) == {"late", "never"}
+    assert (out / "curves.png").stat().st_size > 0
+    # a directory of other CSVs stops with one line naming the file
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x_metrics.csv").write_text("iteration,loss\n1,1\n")
+    bad = runner.invoke(app, ["bursty-curves", str(tmp_path / "other"), "--out",
+                        str(tmp_path / "o2")])
+    assert bad.exit_code == 2 and "x_metrics.csv has no tracked rows" in bad.output
+    assert not (tmp_path / "o2" / "curves.md").exists()

@@ -91,3 +91,29 @@ def curve_summary(path: Any, threshold: float = 0.9) -> dict[str, Any]:
         out[key] = {"peak": v[peak], "peak_iteration": its[peak], "final": v[-1],
                     "drop_after_peak": v[peak] - v[-1]}
     return out
+
+
+def read_curves(path: Any) -> dict[str, list[float]]:
+    """The tracked rows of a run's metrics.csv: ``iteration`` and the three held-out accuracies
+    (:data:`MEASURES`), each a list along training."""
+    import csv
+    from pathlib import Path
+
+    with Path(path).open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get(MEASURES[0])]
+    return {key: [float(r[key]) for r in rows] for key in ("iteration", *MEASURES)}
+
+
+def curves_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """Markdown: per run (name -> :func:`curve_summary`) when novel-class ICL crossed the
+    threshold and where its final rise began, the peaks and final values, and the last tracked
+    iteration."""
+    lines = ["| run | ICL >= 0.9 at iteration | rise from | novel ICL peak (it) / final | "
+             "flip ICL final | IWL peak / final | tracked to |", "|---|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        n, f, w = (s[k] for k in MEASURES)
+        lines.append(f"| {name} | {s['icl_emergence_iteration'] or 'never'} | "
+                     f"{s['icl_rise_from'] or '-'} | {n['peak']:.3f} ({n['peak_iteration']}) / "
+                     f"{n['final']:.3f} | {f['final']:.3f} | {w['peak']:.3f} / {w['final']:.3f} | "
+                     f"{s['iterations']} |")
+    return "\n".join(lines) + "\n"

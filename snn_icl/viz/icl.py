@@ -91,3 +91,33 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     ax.set_title("(c) probes of X^T Y and w_OLS at the query", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+BURSTY_LABELS = {"icl_novel_accuracy": "ICL, novel classes",
+                 "icl_flip_accuracy": "ICL, flipped labels",
+                 "iwl_accuracy": "IWL (query class not in context)"}
+
+
+def plot_bursty_curves(curves: dict[str, dict[str, list[float]]], chance: float,
+                       per_iteration: str = "training iteration") -> Figure:
+    """The three held-out accuracies of bursty classification against training, one line per
+    run (name -> :func:`snn_icl.experiments.icl_bursty.read_curves`); runs whose names differ
+    only in a trailing ``_seedN`` share a colour. ``chance`` (1 / labels) is drawn dotted."""
+    import re
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), sharey=True)
+    groups: dict[str, int] = {}
+    for name, c in curves.items():
+        group = re.sub(r"_seed\d+$", "", name)
+        first = group not in groups
+        colour = plt.get_cmap("tab10")(groups.setdefault(group, len(groups)) % 10)
+        for ax, key in zip(axes, BURSTY_LABELS):
+            ax.plot(c["iteration"], c[key], lw=1.1, color=colour, label=group if first else None)
+    for ax, (key, label) in zip(axes, BURSTY_LABELS.items()):
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel(f"{per_iteration}; seeds share a colour", fontsize=8)
+        ax.axhline(chance, color="grey", ls=":", lw=1)
+    axes[0].set_ylabel("held-out accuracy")
+    axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    return fig
