@@ -92,6 +92,22 @@ def test_mean_ci_uses_the_t_distribution():
     assert mean_ci([]) == {"n": 0, "mean": None, "ci95": None}
 
 
+def test_pairwise_differences_between_conditions_use_welch():
+    from snn_icl.experiments.report import differences_markdown, pairwise_differences
+
+    runs = {"lsnn": [{"one_shot_ratio": x} for x in (1.0, 2.0, 3.0)],
+            "lstm": [{"one_shot_ratio": x} for x in (3.0, 4.0, 5.0)],
+            "transformer": [{"one_shot_ratio": x} for x in (2.0, None, 2.0)]}
+    diffs = pairwise_differences(runs, ("one_shot_ratio",))
+    assert [(d["from"], d["to"]) for d in diffs] == [("lsnn", "lstm"), ("lsnn", "transformer"),
+                                                    ("lstm", "transformer")]
+    # equal variances (1) and n = 3 on each side: Welch's df is 4, se sqrt(2/3)
+    assert diffs[0]["difference"] == 2.0 and diffs[0]["ci95"] == pytest.approx(2.7764 * 0.8165, rel=1e-3)
+    assert diffs[1]["difference"] == 0.0 and diffs[1]["ci95"] is not None  # the None is left out
+    md = differences_markdown(diffs)
+    assert "| ratio trial 1 / 2-4 | lstm - lsnn | +2.0000 | -0.2670 to +4.2670 |" in md
+
+
 def test_bad_sweep_inputs_stop_with_one_line(tmp_path, tiny_task_path):
     for args, culprit in ((["--seeds", "2-1"], "--seeds"), (["--seeds", "0", "--set", "train.lr=2"], "lr"),
                           (["--seeds", "0", "--backend", "pbs"], "--backend")):

@@ -262,24 +262,42 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
            "skipped": skipped}
     if details:
         out["in_context"] = {cond: _in_context_summary(d) for cond, d in details.items()}
-        losses = {c: [r["loss"] for r in conditions[c]["runs"]] for c in details}
-        out["loss_differences"] = [
-            {"from": a, "to": b, **difference_ci(losses[a], losses[b])}
-            for i, a in enumerate(losses) for b in list(losses)[i + 1:]]
+        out["loss_differences"] = pairwise_differences(
+            {c: conditions[c]["runs"] for c in details}, ("loss",))
+    maze = {c: v["runs"] for c, v in conditions.items() if v["scheme"]["family"] == "water_maze"}
+    if len(maze) > 1:
+        out["differences"] = pairwise_differences(maze, DIFFERENCES)
     return out
 
 
+DIFFERENCES = ("latency_trials2_4", "one_shot_ratio", "probe_target_quadrant_fraction")
+"""The water-maze measures compared between every pair of conditions (Welch 95 % CI)."""
+
+
+def pairwise_differences(runs: dict[str, list[dict[str, Any]]],
+                         measures: tuple[str, ...]) -> list[dict[str, Any]]:
+    """For each measure and each pair of conditions A, B (in order): mean of B - mean of A
+    across their runs with a Welch 95 % CI (:func:`difference_ci`)."""
+    names = list(runs)
+    return [{"measure": m, "from": a, "to": b,
+             **difference_ci([r[m] for r in runs[a]], [r[m] for r in runs[b]])}
+            for m in measures for i, a in enumerate(names) for b in names[i + 1:]]
+
+
 def differences_markdown(diffs: list[dict[str, Any]]) -> str:
-    """The pairwise differences of the loss at k = N between conditions (Welch 95 % CI)."""
+    """The pairwise differences between conditions (:func:`pairwise_differences`; entries
+    without a ``measure`` are the loss at k = N of an older report), one table."""
     if not diffs:
         return ""
-    lines = ["", "| loss at k = N: condition B - condition A | difference | 95 % CI (Welch) |",
-             "|---|---|---|"]
+    labels = dict(MEASURES + REGRESSION_MEASURES)
+    lines = ["", "| measure | condition B - condition A | difference | 95 % CI (Welch) |",
+             "|---|---|---|---|"]
     for d in diffs:
         ci = "n/a" if d["ci95"] is None else (f"{d['difference'] - d['ci95']:+.4f} to "
                                               f"{d['difference'] + d['ci95']:+.4f}")
         diff = "n/a" if d["difference"] is None else f"{d['difference']:+.4f}"
-        lines.append(f"| {d['to']} - {d['from']} | {diff} | {ci} |")
+        measure = labels.get(d.get("measure", "loss"), d.get("measure"))
+        lines.append(f"| {measure} | {d['to']} - {d['from']} | {diff} | {ci} |")
     return "\n".join(lines) + "\n"
 
 
