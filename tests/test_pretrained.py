@@ -98,7 +98,10 @@ def test_shipped_checkpoints_are_verified_on_load(kind, tmp_path):
                                              ("lsnn_delay_lif", "water_maze_delay_lif.toml"),
                                              ("lsnn_cued", "water_maze_cued.toml"),
                                              ("lstm_cued", "water_maze_cued_lstm.toml"),
-                                             ("transformer_cued", "water_maze_cued_transformer.toml")])
+                                             ("transformer_cued", "water_maze_cued_transformer.toml"),
+                                             ("lsnn_equal", "water_maze_equal_lsnn.toml"),
+                                             ("lstm_equal", "water_maze_equal_lstm.toml"),
+                                             ("transformer_equal", "water_maze_equal_transformer.toml")])
 def test_shipped_fine_tuned_networks_are_their_task_files(name, task_file):
     """The delay-trained LSNN and its beta = 0 control, the networks with the visible-platform
     input: their task files' agent, env and training table, trained to the end, weights only."""

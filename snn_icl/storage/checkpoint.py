@@ -39,11 +39,15 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors",
               "lsnn_cued": "lsnn_cued_water_maze.safetensors",
               "lstm_cued": "lstm_cued_water_maze.safetensors",
-              "transformer_cued": "transformer_cued_water_maze.safetensors"}
+              "transformer_cued": "transformer_cued_water_maze.safetensors",
+              "lsnn_equal": "lsnn_equal_water_maze.safetensors",
+              "lstm_equal": "lstm_equal_water_maze.safetensors",
+              "transformer_equal": "transformer_equal_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/): the water-maze agents by kind,
 the in-context regression predictors as icl_KIND (docs/icl_regression.md), the LSNN
 fine-tuned with silent delays and its beta = 0 control (docs/silent_memory.md), and the three
-agents fine-tuned with the visible-platform input, KIND_cued (docs/protocols.md)."""
+agents fine-tuned with the visible-platform input, KIND_cued (docs/protocols.md), and training
+seed 0 of each kind from the equal-budget comparison, KIND_equal (docs/comparison.md)."""
 
 
 def pretrained_path(kind: str = "lsnn") -> Path:
