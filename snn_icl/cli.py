@@ -359,7 +359,7 @@ def bursty_curves(
             raise ValueError(f"{path} has no column {err} (not a bursty-classification run)") from None
         if not curves[name]["iteration"]:
             raise ValueError(f"{path} has no tracked rows (columns {', '.join(MEASURES)})")
-        summaries[name] = curve_summary(path)
+        summaries[name] = curve_summary(curves[name])
     _claim(out, "bursty-curves", overwrite)
     table = curves_table(summaries)
     files.write_text(out / "curves.md", table)

@@ -265,7 +265,7 @@ def test_curve_summary_finds_emergence_peak_and_drop(tmp_path):
         lines.append(f"{i * 50 + 1},1.0,{v},{v},{0.1 * i}")
         lines.append(f"{i * 50 + 2},1.0,,,")  # untracked rows are skipped
     path.write_text("\n".join(lines) + "\n")
-    s = ev.curve_summary(path)
+    s = ev.curve_summary(ev.read_curves(path))
     assert s["icl_emergence_iteration"] == 151 and s["icl_rise_from"] == 101
     assert s["icl_novel_accuracy"]["peak"] == 0.99 and s["icl_novel_accuracy"]["peak_iteration"] == 201
     assert s["icl_novel_accuracy"]["drop_after_peak"] == pytest.approx(0.39)

@@ -63,8 +63,19 @@ def evaluate(model: nn.Module, task: Any, seed: int, *, n_tasks: int = 4096) -> 
     return result
 
 
-def curve_summary(path: Any, threshold: float = 0.9) -> dict[str, Any]:
-    """The tracked accuracies of a run's metrics.csv (``train.track_every`` rows), summarised:
+def read_curves(path: Any) -> dict[str, list[float]]:
+    """The tracked rows of a run's metrics.csv (``train.track_every`` rows): ``iteration`` and
+    the three held-out accuracies (:data:`MEASURES`), each a list along training."""
+    import csv
+    from pathlib import Path
+
+    with Path(path).open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get(MEASURES[0])]
+    return {key: [float(r[key]) for r in rows] for key in ("iteration", *MEASURES)}
+
+
+def curve_summary(curves: dict[str, list[float]], threshold: float = 0.9) -> dict[str, Any]:
+    """A run's tracked accuracies (:func:`read_curves`), summarised:
 
     - ``icl_emergence_iteration``: first tracked iteration whose novel-class ICL accuracy is
       >= ``threshold`` (None if never), and ``icl_rise_from``: the last tracked iteration before
@@ -73,35 +84,19 @@ def curve_summary(path: Any, threshold: float = 0.9) -> dict[str, Any]:
       ``drop_after_peak`` = peak - final (transience: a drop of ICL after its peak);
     - ``iterations``: the last tracked iteration.
     """
-    import csv
-    from pathlib import Path
-
-    with Path(path).open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get(MEASURES[0])]
-    its = [int(float(r["iteration"])) for r in rows]
+    its = [int(i) for i in curves["iteration"]]
     out: dict[str, Any] = {"iterations": its[-1] if its else None, "threshold": threshold}
-    novel = [float(r[MEASURES[0]]) for r in rows]
+    novel = curves[MEASURES[0]]
     hit = next((i for i, v in enumerate(novel) if v >= threshold), None)
     out["icl_emergence_iteration"] = None if hit is None else its[hit]
     below = [i for i in range(hit or 0) if novel[i] < 0.6]
     out["icl_rise_from"] = its[below[-1]] if hit is not None and below else None
     for key in MEASURES:
-        v = [float(r[key]) for r in rows]
+        v = curves[key]
         peak = max(range(len(v)), key=v.__getitem__)
         out[key] = {"peak": v[peak], "peak_iteration": its[peak], "final": v[-1],
                     "drop_after_peak": v[peak] - v[-1]}
     return out
-
-
-def read_curves(path: Any) -> dict[str, list[float]]:
-    """The tracked rows of a run's metrics.csv: ``iteration`` and the three held-out accuracies
-    (:data:`MEASURES`), each a list along training."""
-    import csv
-    from pathlib import Path
-
-    with Path(path).open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get(MEASURES[0])]
-    return {key: [float(r[key]) for r in rows] for key in ("iteration", *MEASURES)}
 
 
 def curves_table(summaries: dict[str, dict[str, Any]]) -> str:
