@@ -219,11 +219,12 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
         if status != "done":
             skipped.append(f"{entry['dir']} (status: {status or 'not started'})")
             continue
-        agent, task, counters = load_agent(resolve(run))
+        checkpoint = resolve(run)
+        agent, task, counters = load_agent(checkpoint)
         sch = scheme(task)
         if sch["family"] == "water_maze":
             result = evaluate(agent, task, episodes, seed, progress=False)
-            history = training_rows(resolve(run), counters.get("iteration"))
+            history = training_rows(checkpoint, counters.get("iteration"))
             measures = _run_measures(result, counters, task, history)
         elif sch["family"] == "icl_bursty":
             result = icl_bursty.evaluate(agent, task, seed, n_tasks=episodes)
@@ -285,8 +286,7 @@ def pairwise_differences(runs: dict[str, list[dict[str, Any]]],
 
 
 def differences_markdown(diffs: list[dict[str, Any]]) -> str:
-    """The pairwise differences between conditions (:func:`pairwise_differences`; entries
-    without a ``measure`` are the loss at k = N of an older report), one table."""
+    """The pairwise differences between conditions (:func:`pairwise_differences`), one table."""
     if not diffs:
         return ""
     labels = dict(MEASURES + REGRESSION_MEASURES)
@@ -296,8 +296,7 @@ def differences_markdown(diffs: list[dict[str, Any]]) -> str:
         ci = "n/a" if d["ci95"] is None else (f"{d['difference'] - d['ci95']:+.4f} to "
                                               f"{d['difference'] + d['ci95']:+.4f}")
         diff = "n/a" if d["difference"] is None else f"{d['difference']:+.4f}"
-        measure = labels.get(d.get("measure", "loss"), d.get("measure"))
-        lines.append(f"| {measure} | {d['to']} - {d['from']} | {diff} | {ci} |")
+        lines.append(f"| {labels[d['measure']]} | {d['to']} - {d['from']} | {diff} | {ci} |")
     return "\n".join(lines) + "\n"
 
 
