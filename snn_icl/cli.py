@@ -296,33 +296,15 @@ def evaluate(
 def _evaluate_supervised(model: Any, cfg: Any, counters: dict[str, Any], path: Path,
                          tasks: int | None, seed: int | None, out: Path) -> None:
     """`evaluate` of an in-context model, per family (--episodes counts test sequences)."""
+    from snn_icl.experiments.in_context_families import family_of
     from snn_icl.storage import files
     from snn_icl.storage.checkpoint import provenance
 
     seed = cfg.eval.seed if seed is None else seed
-    n = 4096 if tasks is None else tasks
-    if cfg.env.family == "icl_bursty":
-        from snn_icl.experiments.icl_bursty import evaluate as bursty_eval
-
-        result = bursty_eval(model, cfg, seed, n_tasks=n)
-        files.write_json(out, {**provenance(path, cfg, counters), **result,
-                               "versions": files.versions()})
-        typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): ICL on novel classes "
-                   f"{result['icl_novel_accuracy']:.3f}, ICL with flipped labels "
-                   f"{result['icl_flip_accuracy']:.3f} (trained label "
-                   f"{result['flip_trained_label_fraction']:.3f}), IWL "
-                   f"{result['iwl_accuracy']:.3f}; chance {result['chance']:.3f}")
-        return
-    from snn_icl.experiments.icl_regression import evaluate as run_eval
-
-    result = run_eval(model, cfg, seed, n_tasks=n)
+    fam = family_of(cfg)
+    result = fam.evaluate(model, cfg, seed, n_tasks=4096 if tasks is None else tasks)
     files.write_json(out, {**provenance(path, cfg, counters), **result, "versions": files.versions()})
-    r, al = result["references"], result["alignment"]["gd1"]
-    typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): loss {result['loss']:.4f}; "
-               f"one GD step {r['gd1']['loss']:.4f} (eta {r['gd1']['eta']:.3f}), two "
-               f"{r['gd2']['loss']:.4f}, least squares {r['least_squares']['loss']:.2g}; "
-               f"vs GD: cosine {al['model_cos']:.4f}, prediction difference "
-               f"{al['pred_diff_rel']:.3f} (relative)")
+    typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): {fam.summary(result)}")
 
 
 @app.command("bursty-curves", short_help="Bursty ICL/IWL learning curves: table and figure.")
@@ -393,6 +375,56 @@ def compare(
     plots.save(plots.plot_comparison(results), out / "compare.png")
     typer.echo(markdown_table(rows))
     typer.echo(f"wrote {out}/compare.md, compare.csv, compare.json, compare.png")
+
+
+@app.command("time-to-targets", short_help="A run's snapshots on held-out episodes: time to each target.")
+@_clean_errors
+def time_to_targets(
+    runs: list[str] = typer.Argument(..., metavar="LABEL=RUN | RUN",
+                                     help="Run directories trained with [train] snapshot_every "
+                                     "(optionally labelled for the figure)."),
+    seeds: str = typer.Option("5", "--seeds", help="Evaluation seeds: 5, 0-2 or 1000000,1000001. "
+                              "A target is met when every seed meets it."),
+    episodes: int = typer.Option(256, "--episodes", "-n", min=1, help="Held-out episodes per seed."),
+    budget: float = typer.Option(None, "--budget-min", min=0,
+                                 help="A time budget (min) drawn on the figure."),
+    out: Path = typer.Option(Path("time_to_targets"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """Evaluate every snapshot of a run (and its final checkpoint) frozen on held-out episodes and
+    give the training time (iterations, env steps, the run's wall time) at which each one-shot
+    target, and all of them, is first met and met from then on (LABEL.md, LABEL.json, one figure
+    for all runs: targets.png; docs/comparison.md#time-to-a-one-shot-lsnn)."""
+    from snn_icl.config import NAME_PATTERN
+    from snn_icl.experiments.sweep import parse_seeds
+    from snn_icl.experiments.time_to_targets import markdown, snapshots, time_to_targets as run_ttt
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.viz.targets import plot_time_to_targets
+
+    seed_list = parse_seeds(seeds)
+    labelled = {}
+    for item in runs:
+        label, _, path = item.rpartition("=")
+        path_ = Path(path)
+        label = label or path_.name
+        if not NAME_PATTERN.fullmatch(label):
+            raise ValueError(f"{item}: the label {label!r} must be a file name (letters, digits, "
+                             "'_', '.', '+', '-')")
+        if label in labelled:
+            raise ValueError(f"two runs are labelled {label!r}; name them LABEL=RUN")
+        snapshots(path_)  # every run is checked before anything is evaluated
+        labelled[label] = path_
+    _claim(out, "time-to-targets", overwrite)
+    results = {}
+    for label, path_ in labelled.items():
+        results[label] = run_ttt(path_, episodes, seed_list)
+        table = markdown(results[label])
+        files.write_text(out / f"{label}.md", table)
+        files.write_json(out / f"{label}.json", results[label])
+        typer.echo(f"{label}:\n{table}")
+    plots.save(plot_time_to_targets(results, budget_min=budget), out / "targets.png")
+    typer.echo(f"wrote {out}/" + ", ".join(f"{k}.md, {k}.json" for k in results) + ", targets.png")
 
 
 @app.command("protocol-figure", short_help="One protocol's evaluations: table and figure.")

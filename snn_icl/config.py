@@ -155,6 +155,9 @@ class TrainConfig:
     """Target firing rate of every neuron for rate_reg (Hz)."""
     checkpoint_minutes: float = 5.0
     """Wall time between checkpoints."""
+    snapshot_every: int = 0
+    """Iterations between weights-only snapshots kept in RUN/snapshots/ (0: none): the
+    learning curve evaluated on held-out episodes afterwards (``snn-icl time-to-targets``)."""
     threads: int = 2
     """torch CPU threads."""
     device: str = "cpu"
@@ -235,7 +238,7 @@ class TrainConfig:
         _check(0 <= self.lr_anneal_iterations <= self.iterations, "lr_anneal_iterations",
                f"must be in [0, iterations = {self.iterations}]", self.lr_anneal_iterations)
         for key in ("entropy_coef", "value_coef", "rate_reg", "lr_final", "weight_decay",
-                    "track_every"):
+                    "track_every", "snapshot_every"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
         _check_stages(self, "atlantis_from_iteration", ("atlantis_fraction", "atlantis_max_delay"))
         _check(all(0 <= f <= 1 for f in self.atlantis_fraction), "atlantis_fraction",

@@ -20,7 +20,7 @@ import numpy as np
 
 from snn_icl.config import seed_kind
 from snn_icl.envs.family import supervised
-from snn_icl.experiments import icl_bursty, icl_regression
+from snn_icl.experiments.in_context_families import FAMILIES, family_of
 from snn_icl.experiments.compare import steps_to_criterion, training_rows
 from snn_icl.experiments.evaluate import evaluate
 from snn_icl.experiments.sweep import SWEEP_FILE
@@ -45,31 +45,6 @@ PANELS = (("goals_per_episode", "goals per episode"),
 DELAY_PANELS = (("latency_trial2", "median latency trial 2, after the delay"),
                 ("rate_dark_hz", "mean rate in the dark delay (Hz)"))
 
-REGRESSION_MEASURES = [
-    ("loss", "loss at k = N"),
-    ("loss_vs_gd1", "loss / one GD step"),
-    ("loss_vs_gd2", "loss / two GD steps"),
-    ("model_cos", "cosine with GD's sensitivity"),
-    ("pred_diff_rel", "prediction difference from GD (relative)"),
-    ("loss_k_half", "loss at k = N/2"),
-    ("training_tasks", "training tasks"),
-]
-REGRESSION_PANELS = (("loss", "training loss (mixed k)"),
-                     ("held_out_loss", "held-out loss at k = N"))
-
-BURSTY_MEASURES = [
-    ("icl_novel_accuracy", "ICL accuracy, novel classes"),
-    ("icl_flip_accuracy", "ICL accuracy, flipped labels"),
-    ("flip_trained_label_fraction", "flipped labels: trained label answered"),
-    ("iwl_accuracy", "IWL accuracy (query class not in context)"),
-    ("training_accuracy", "accuracy, training distribution"),
-    ("training_tasks", "training sequences"),
-]
-BURSTY_PANELS = (("icl_novel_accuracy", "ICL accuracy, novel classes (held out)"),
-                 ("icl_flip_accuracy", "ICL accuracy, flipped labels (held out)"),
-                 ("iwl_accuracy", "IWL accuracy (held out)"))
-
-
 def scheme(task: Any) -> dict[str, Any]:
     """What the report measures for the task's family: table columns, curve panels, x axis."""
     if supervised(task.env) is None:
@@ -77,21 +52,9 @@ def scheme(task: Any) -> dict[str, Any]:
         delays = DELAY_PANELS if any(task.train.dark_max_steps) else ()
         return {"family": "water_maze", "measures": MEASURES, "panels": PANELS + delays,
                 "x_label": "training env steps"}
-    if task.env.family == "icl_bursty":
-        return {"family": "icl_bursty", "measures": BURSTY_MEASURES, "panels": BURSTY_PANELS,
-                "x_label": "training sequences"}
-    return {"family": task.env.family, "measures": REGRESSION_MEASURES,
-            "panels": REGRESSION_PANELS, "x_label": "training tasks"}
-
-
-def _regression_measures(result: dict[str, Any], counters: dict[str, Any]) -> dict[str, Any]:
-    ref, by_k = result["references"], result["loss_by_k"]
-    half = by_k["k"].index(result["n_examples"] // 2)
-    return {"loss": result["loss"], "loss_vs_gd1": result["loss"] / ref["gd1"]["loss"],
-            "loss_vs_gd2": result["loss"] / ref["gd2"]["loss"],
-            "model_cos": result["alignment"]["gd1"]["model_cos"],
-            "pred_diff_rel": result["alignment"]["gd1"]["pred_diff_rel"],
-            "loss_k_half": by_k["model"][half], "training_tasks": counters.get("episodes")}
+    fam = family_of(task)
+    return {"family": task.env.family, "measures": fam.measures, "panels": fam.panels,
+            "x_label": fam.x_label}
 
 
 def _present(values: list[float | None]) -> list[float]:
@@ -226,17 +189,15 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
             result = evaluate(agent, task, episodes, seed, progress=False)
             history = training_rows(checkpoint, counters.get("iteration"))
             measures = _run_measures(result, counters, task, history)
-        elif sch["family"] == "icl_bursty":
-            result = icl_bursty.evaluate(agent, task, seed, n_tasks=episodes)
-            measures = {k: result[k] for k, _ in BURSTY_MEASURES if k in result}
-            measures["training_tasks"] = counters.get("episodes")
         else:
-            result = icl_regression.evaluate(agent, task, seed, n_tasks=episodes)
-            measures = _regression_measures(result, counters)
-            details.setdefault(cond, {"loss_by_k": [], "probes": [], "references": None})
-            details[cond]["loss_by_k"].append(result["loss_by_k"])
-            details[cond]["probes"].append(result["probes"])
-            details[cond]["references"] = result["references"]
+            fam = family_of(task)
+            result = fam.evaluate(agent, task, seed, n_tasks=episodes)
+            measures = fam.run_measures(result, counters)
+            if "loss_by_k" in result:  # regression: loss against k and the probes, per condition
+                details.setdefault(cond, {"loss_by_k": [], "probes": [], "references": None})
+                details[cond]["loss_by_k"].append(result["loss_by_k"])
+                details[cond]["probes"].append(result["probes"])
+                details[cond]["references"] = result["references"]
         runs.append({"dir": entry["dir"], "condition": cond, "seed": entry["seed"], **measures})
         c = conditions.setdefault(cond, {"task": task.name, "agent": task.agent.kind,
                                           "setting": entry["setting"], "runs": [], "curves": [],
@@ -289,7 +250,7 @@ def differences_markdown(diffs: list[dict[str, Any]]) -> str:
     """The pairwise differences between conditions (:func:`pairwise_differences`), one table."""
     if not diffs:
         return ""
-    labels = dict(MEASURES + REGRESSION_MEASURES)
+    labels = dict(MEASURES + [m for f in FAMILIES.values() for m in f.measures])
     lines = ["", "| measure | condition B - condition A | difference | 95 % CI (Welch) |",
              "|---|---|---|---|"]
     for d in diffs:
@@ -322,7 +283,7 @@ def _num(x: float | None) -> str:
 
 
 def _measures_of(family: str) -> list[tuple[str, str]]:
-    return {"water_maze": MEASURES, "icl_bursty": BURSTY_MEASURES}.get(family, REGRESSION_MEASURES)
+    return MEASURES if family == "water_maze" else FAMILIES[family].measures
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -6,6 +6,8 @@ with :mod:`snn_icl.train.supervised`; both through the same run directory.
     RUN/config.toml              the resolved task (every default filled in)
     RUN/checkpoint.safetensors   latest good state (weights, Adam, RNG, counters) + .json copy
     RUN/metrics.csv              one row per iteration
+    RUN/snapshots/               weights-only copies every ``[train] snapshot_every`` iterations
+                                 (iteration_NNNNNN.safetensors + .json; kept, never resumed from)
     RUN/tb/                      TensorBoard events (when tensorboard is installed)
     RUN/run.json                 seed, versions, status ("running", "done", "failed: ...") and
                                  the counters of the last checkpoint (what --resume continues)
@@ -102,6 +104,11 @@ class _MetricsLog:
             self.tb.close()
 
 
+def snapshot_path(run: Path, iteration: int) -> Path:
+    """RUN/snapshots/iteration_NNNNNN.safetensors: the weights after ``iteration`` iterations."""
+    return run / "snapshots" / f"iteration_{iteration:06d}.safetensors"
+
+
 def _tensorboard(path: Path, purge_step: int) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -189,6 +196,11 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
     def on_iteration(s: TrainState, metrics: dict[str, float]) -> None:
         nonlocal last_save
         log.write(metrics)
+        every = task.train.snapshot_every
+        if every and s.iteration % every == 0:
+            save_checkpoint(snapshot_path(run, s.iteration), task, s.agent,
+                            iteration=s.iteration, episodes=s.episodes,
+                            wall_time_s=s.wall_time_s)
         if time.monotonic() - last_save >= 60 * task.train.checkpoint_minutes:
             checkpoint(s)
             last_save = time.monotonic()
