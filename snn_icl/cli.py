@@ -394,7 +394,7 @@ def time_to_targets(
     """Evaluate every snapshot of a run (and its final checkpoint) frozen on held-out episodes and
     give the training time (iterations, env steps, the run's wall time) at which each one-shot
     target, and all of them, is first met and met from then on (LABEL.md, LABEL.json, one figure
-    for all runs: targets.png; docs/comparison.md#time-to-a-one-shot-lsnn)."""
+    for all runs: targets.png; docs/speed.md#time-to-a-trained-one-shot-lsnn)."""
     from snn_icl.config import NAME_PATTERN
     from snn_icl.experiments.sweep import parse_seeds
     from snn_icl.experiments.time_to_targets import markdown, snapshots, time_to_targets as run_ttt

@@ -39,6 +39,9 @@ def plot_time_to_targets(results: dict[str, dict[str, Any]], *,
             op, level = bound
             ax.axhline(level, color="k", ls="--", lw=1)
             lo, hi = ax.get_ylim()
+            # the met side stays visible even when no value reaches the target yet
+            pad = 0.1 * (max(hi, level) - min(lo, level))
+            lo, hi = min(lo, level - pad), max(hi, level + pad)
             ax.axhspan(level, hi if op == ">=" else lo, color="0.9", zorder=0)
             ax.set_ylim(lo, hi)
         if budget_min is not None:
