@@ -405,7 +405,9 @@ def time_to_targets(
     seed_list = parse_seeds(seeds)
     labelled = {}
     for item in runs:
-        label, _, path = item.rpartition("=")
+        label, sep, path = item.partition("=")
+        if not sep or Path(item).exists() or "/" in label:  # a sweep's run paths hold "="
+            label, path = "", item
         path_ = Path(path)
         label = label or path_.name
         if not NAME_PATTERN.fullmatch(label):

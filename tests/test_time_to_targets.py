@@ -73,3 +73,15 @@ def test_first_and_kept_times_follow_the_met_pattern():
     assert times["probe"]["kept"]["iteration"] == 4
     never = first_times([_row(1, True), _row(2, False)])
     assert never[ALL]["first"]["iteration"] == 1 and never[ALL]["kept"] is None
+
+
+def test_a_sweep_run_path_with_an_equals_sign_is_a_path_not_a_label(snapshot_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "lr=0.1" / "seed0"
+    shutil.copytree(snapshot_run, run)
+    out = tmp_path / "ttt"
+    result = runner.invoke(app, ["time-to-targets", str(run), "--seeds", "3", "-n", "2",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "seed0.json").is_file()
