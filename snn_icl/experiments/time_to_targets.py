@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from snn_icl.config import seed_kind
 from snn_icl.experiments.evaluate import evaluate, one_shot_targets
-from snn_icl.storage.checkpoint import CHECKPOINT_FILE, load_agent
+from snn_icl.storage.checkpoint import CHECKPOINT_FILE, load_agent, read_metadata
+from snn_icl.train.run_dir import snapshot_paths
 
 ALL = "all targets"
 """The row key of the targets taken together."""
@@ -30,13 +31,14 @@ def snapshots(run: Path) -> list[Path]:
     """The run's snapshots in training order, then its final checkpoint when it is newer.
 
     Raises ValueError when ``run`` holds neither."""
-    found = sorted((run / "snapshots").glob("iteration_*.safetensors"))
+    found = snapshot_paths(run)
     final = run / CHECKPOINT_FILE
-    if final.is_file():
-        last = int(found[-1].stem.removeprefix("iteration_")) if found else -1
-        _, _, counters = load_agent(final)
-        if int(counters["iteration"]) > last:
-            found.append(final)
+
+    def iteration(path: Path) -> int:  # the header only: the weights are loaded once, later
+        return int(read_metadata(path)["counters"]["iteration"])
+
+    if final.is_file() and (not found or iteration(final) > iteration(found[-1])):
+        found.append(final)
     if not found:
         raise ValueError(f"{run} holds no snapshots/iteration_*.safetensors and no {CHECKPOINT_FILE} "
                          "(train with [train] snapshot_every > 0)")

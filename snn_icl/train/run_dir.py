@@ -109,6 +109,11 @@ def snapshot_path(run: Path, iteration: int) -> Path:
     return run / "snapshots" / f"iteration_{iteration:06d}.safetensors"
 
 
+def snapshot_paths(run: Path) -> list[Path]:
+    """The run's snapshots (:func:`snapshot_path`) in training order."""
+    return sorted(snapshot_path(run, 0).parent.glob("iteration_*.safetensors"))
+
+
 def _tensorboard(path: Path, purge_step: int) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
