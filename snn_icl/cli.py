@@ -429,6 +429,63 @@ def time_to_targets(
     typer.echo(f"wrote {out}/" + ", ".join(f"{k}.md, {k}.json" for k in results) + ", targets.png")
 
 
+@app.command(short_help="Behaviour along training: every snapshot under one or more protocols.")
+@_clean_errors
+def course(
+    sources: list[str] = typer.Argument(..., metavar="RUN | LABEL=RUN,RUN,... | SWEEP_DIR",
+                                        help="Run directories trained with [train] snapshot_every: "
+                                        "single runs, LABEL=RUN,RUN,... (one condition over "
+                                        "training seeds) or a sweep directory (one condition per "
+                                        "task and setting)."),
+    views: list[str] = typer.Option([], "--view", metavar="NAME[:KEY=VALUE,...]",
+                                    help="A protocol view, e.g. 'trained' and "
+                                    "'novel:novel=true' (repeatable; default: one view, "
+                                    "'default', with the run's own [protocol] table)."),
+    protocol: str = _protocol("Every view"),
+    protocol_set: list[str] = _protocol_set(),
+    every: int = typer.Option(1, "--every", min=1, help="Every N-th snapshot (the last always)."),
+    episodes: int = typer.Option(256, "--episodes", "-n", min=1,
+                                 help="Held-out episodes per snapshot and view."),
+    seed: int = _seed("Evaluation seed (the same episodes at every snapshot).", 1),
+    workers: int = typer.Option(1, "--workers", min=1, help="Runs evaluated at once, one process "
+                                "and torch thread each."),
+    out: Path = typer.Option(Path("course"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """Evaluate every snapshot of each run frozen on held-out episodes under each view and draw
+    trial-1 latency, success, trials 2-4 latency, one-shot ratio and probe preference against
+    training iterations, mean and 95 % t-band across training seeds (course.json, course.md,
+    course.png; docs/protocols.md, the reference memory along training)."""
+    from snn_icl.experiments.time_to_targets import snapshots
+    from snn_icl.experiments.training_course import courses, markdown, parse_view, pool
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.viz.course import plot_course
+
+    groups, singles = _retention_sources(sources)
+    for single in singles:
+        if Path(single).name in groups:
+            raise ValueError(f"two conditions are labelled {Path(single).name!r}; name them LABEL=RUN")
+        groups[Path(single).name] = [single]
+    runs = {label: [Path(m) for m in members] for label, members in groups.items()}
+    parsed = dict(parse_view(v) for v in views) if views else {"default": []}
+    if views and len(parsed) != len(views):
+        raise ValueError("two --view options share a name")
+    for members in runs.values():
+        for run in members:
+            snapshots(run)  # every run is checked before anything is evaluated
+    settings = {name: list(protocol_set) + extra for name, extra in parsed.items()}
+    _claim(out, "course", overwrite)
+    pooled = pool(courses(runs, settings, episodes, seed, protocol=protocol, every=every,
+                          workers=workers))
+    pooled["versions"] = files.versions()
+    files.write_json(out / "course.json", pooled)
+    files.write_text(out / "course.md", markdown(pooled))
+    plots.save(plot_course(pooled), out / "course.png")
+    typer.echo(markdown(pooled))
+    typer.echo(f"wrote {out}/course.json, course.md, course.png")
+
+
 @app.command("protocol-figure", short_help="One protocol's evaluations: table and figure.")
 @_clean_errors
 def protocol_figure(
@@ -607,10 +664,27 @@ def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed
     return results
 
 
+def _split_paths(text: str) -> list[str]:
+    """Comma-separated sources, where a source may itself hold commas (a sweep's run directories
+    are named like ``lr=0.001,tau_a=600/seed0``): the longest run of pieces that names an existing
+    path is one source."""
+    pieces, out, i = text.split(","), [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):
+            if j > i + 1 and Path(",".join(pieces[i:j])).exists():
+                out.append(",".join(pieces[i:j]))
+                i = j
+                break
+        else:
+            out.append(pieces[i])
+            i += 1
+    return out
+
+
 def _pooled(item: str, usage: str) -> tuple[str, list[str]]:
     """``LABEL=A,B,...`` -> (label, [A, B, ...]): one condition over training seeds."""
     label, sep, rest = item.partition("=")
-    members = [m for m in rest.split(",") if m]
+    members = [m for m in _split_paths(rest) if m]
     if not sep or not label or not members:
         raise ValueError(f"{item!r}: {usage}")
     return label, members
@@ -625,11 +699,11 @@ def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[s
     groups: dict[str, list[str]] = {}
     singles: list[str] = []
     for source in sources:
-        if "=" in source:
+        if Path(source).is_dir() and (Path(source) / SWEEP_FILE).is_file():
+            groups.update({k: [str(p) for p in v] for k, v in sweep_groups(source).items()})
+        elif "=" in source and not Path(source).exists():  # a sweep's run paths hold "="
             label, members = _pooled(source, "a pooled condition is LABEL=SRC,SRC,...")
             groups[label] = members
-        elif Path(source).is_dir() and (Path(source) / SWEEP_FILE).is_file():
-            groups.update({k: [str(p) for p in v] for k, v in sweep_groups(source).items()})
         else:
             singles.append(source)
     return groups, singles

@@ -68,15 +68,19 @@ the sensorimotor control, the hidden trials 2-4 the memory."""
 
 def evaluate(agent: nn.Module, task: Any, episodes: int, seed: int, *, n_trials: int = 6,
              batch: int = 64, progress: bool = True,
-             protocol: ProtocolConfig | None = None) -> dict[str, Any]:
+             protocol: ProtocolConfig | None = None, controls: bool = True) -> dict[str, Any]:
     """The full evaluation of a frozen agent with both controls (see the module docstring);
-    ``protocol`` defaults to the task's [protocol] table."""
+    ``protocol`` defaults to the task's [protocol] table. ``controls=False`` runs the agent
+    alone (no "control_no_memory" and "control_random" blocks): a third of the work, for
+    measures read along training."""
     if protocol is None:
         protocol = getattr(task, "protocol", None) or ProtocolConfig()
     frozen(agent)
     before = weights_sha256(agent)
     conditions = {"agent": {}, "control_no_memory": {"reset_memory_each_trial": True},
                   "control_random": {"policy": "random"}}
+    if not controls:
+        conditions = {"agent": {}}
     result: dict[str, Any] = {"episodes": episodes, "seed": seed, "seed_kind": seed_kind(seed),
                               "n_trials": n_trials}
     probe_trial = protocol.probe(task)

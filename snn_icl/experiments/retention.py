@@ -325,31 +325,8 @@ def retention_many(sources: list[str], delays: list[int], episodes: int, seed: i
     """:func:`retention` of each network in ``sources`` (checkpoints, run directories,
     pretrained names), in order; with ``workers`` > 1 in that many processes at once, one torch
     thread each (the same numbers as one by one: every network sees the same episodes)."""
-    from tqdm.auto import tqdm
+    from snn_icl.experiments.workers import in_processes
 
     args = (delays, episodes, seed, every_trial, probe)
-    bar = tqdm(total=len(sources), desc="networks", disable=not progress)
-    if workers <= 1 or len(sources) <= 1:
-        out = []
-        for source in sources:
-            out.append(_measure_one(source, *args))
-            bar.update(1)
-        bar.close()
-        return out
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from snn_icl.experiments.sweep import die_with
-
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["snn_icl.experiments.retention"])
-    results: list[dict[str, Any] | None] = [None] * len(sources)
-    with ProcessPoolExecutor(max_workers=min(workers, len(sources)), mp_context=ctx,
-                             initializer=die_with, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(_measure_one, s, *args): i for i, s in enumerate(sources)}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            bar.update(1)
-    bar.close()
-    return results  # type: ignore[return-value]
+    return in_processes(_measure_one, [(s, *args) for s in sources], workers=workers,
+                        preload="snn_icl.experiments.retention", progress=progress)

@@ -233,6 +233,17 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
     return state
 
 
+def fine_tuning_start(task: TaskConfig) -> Any:
+    """The network a fine-tuning run starts from (iteration 0): the task's agent with the
+    weights of ``[train] init_from``, on the CPU. ConfigError when the task has no init_from, or
+    when its source is missing or foreign."""
+    if not task.train.init_from:
+        raise ConfigError(f"{task.name}: [train] init_from is not set (not a fine-tuning run)")
+    agent = make_agent(task)
+    _init_weights(agent, task)
+    return agent
+
+
 def _init_weights(agent: Any, task: TaskConfig) -> None:
     """Fine-tuning: the weights of ``[train] init_from`` (same agent kind and tensor shapes;
     the neuron settings stay this task's). A missing or foreign checkpoint is a ConfigError."""
