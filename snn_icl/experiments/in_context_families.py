@@ -32,6 +32,9 @@ class InContextFamily:
     """Learning-curve panels (metrics.csv column, label)."""
     x_label: str
     """What the learning curves' x counts."""
+    loss_by_k: bool = False
+    """Whether the evaluation has a loss against the number of in-context examples and probes
+    (``loss_by_k``, ``probes``, ``references``) that the report pools per condition."""
 
 
 REGRESSION_MEASURES = [
@@ -88,7 +91,7 @@ FAMILIES: dict[str, InContextFamily] = {
     "icl_regression": InContextFamily(
         icl_regression.evaluate, _regression_summary, REGRESSION_MEASURES, _regression_measures,
         (("loss", "training loss (mixed k)"), ("held_out_loss", "held-out loss at k = N")),
-        "training tasks"),
+        "training tasks", loss_by_k=True),
     "icl_bursty": InContextFamily(
         icl_bursty.evaluate, _bursty_summary, BURSTY_MEASURES, _bursty_measures,
         (("icl_novel_accuracy", "ICL accuracy, novel classes (held out)"),

@@ -193,7 +193,7 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
             fam = family_of(task)
             result = fam.evaluate(agent, task, seed, n_tasks=episodes)
             measures = fam.run_measures(result, counters)
-            if "loss_by_k" in result:  # regression: loss against k and the probes, per condition
+            if fam.loss_by_k:  # loss against k and the probes, pooled per condition
                 details.setdefault(cond, {"loss_by_k": [], "probes": [], "references": None})
                 details[cond]["loss_by_k"].append(result["loss_by_k"])
                 details[cond]["probes"].append(result["probes"])
