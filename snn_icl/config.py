@@ -149,8 +149,9 @@ class TrainConfig:
     """Supervised families: iterations between held-out checks logged in metrics.csv (the
     family's tracked measures, on fresh evaluation-parity tasks; 0: none)."""
     rate_reg: float = 0.0
-    """Firing-rate regularisation (spiking agents): rate_reg * mean_i (rate_i - target)^2, rates
-    in spikes per ms (Bellec et al. 2018 keep LSNN rates near a target the same way)."""
+    """Firing-rate regularisation (spiking agents, PPO and supervised families): rate_reg *
+    mean_i (rate_i - target)^2, rates in spikes per ms (Bellec et al. 2018 keep LSNN rates near
+    a target the same way)."""
     target_rate_hz: float = 20.0
     """Target firing rate of every neuron for rate_reg (Hz)."""
     checkpoint_minutes: float = 5.0

@@ -4,6 +4,8 @@ supervised trainer and the evaluation (docs/icl_regression.md)."""
 import csv
 import json
 
+import math
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -172,6 +174,47 @@ def test_every_predictor_kind_trains_a_step_and_exposes_features(tmp_path, kind)
     assert model(reg.tokens(b)).shape == (5, 1)
     feats = model.features(reg.tokens(b))
     assert feats and all(f.shape[0] == 5 and bool(torch.isfinite(f).all()) for f in feats.values())
+
+
+def test_lsnn_population_code_spreads_each_number_over_tuning_curves(tmp_path):
+    from snn_icl.models.seq_recurrent import tuning
+
+    code = tuning(torch.tensor([[-3.0, 0.0, 0.4]]), 7, 3.0)  # centres -3, -2, ..., 3; width 1
+    assert code.shape == (1, 21)
+    assert code[0, :7].argmax() == 0 and code[0, 7:14].argmax() == 3
+    assert code[0, 14 + 3] == pytest.approx(math.exp(-0.5 * 0.4 ** 2))  # 0.4 from centre 0
+    assert code[0, 14 + 4] > code[0, 14 + 2]  # nearer to centre 1 than to -1
+    task = replace(load_task(_tiny(tmp_path)), agent={"kind": "lsnn", "n_regular": 8,
+                                                      "n_adaptive": 8, "ms_per_token": 3,
+                                                      "population": 5},
+                   train={"iterations": 1, "batch_episodes": 8})
+    files.write_toml(tmp_path / "pop.toml", task_to_dict(task))
+    train_run(tmp_path / "pop.toml", tmp_path / "pop", progress=False)
+    model, back, _ = load_agent(tmp_path / "pop" / "checkpoint.safetensors")
+    assert model.net.w_in.shape[0] == 5 * back.env.obs_dim  # 5 cells per token number
+    assert model(reg.tokens(reg.sample(back.env, 3, G(2)))).shape == (3, 1)
+    with pytest.raises(ConfigError, match="population"):
+        replace(task, agent={"kind": "lsnn", "population": 1})
+
+
+def test_rate_regulariser_acts_on_the_supervised_lsnn(tmp_path):
+    import csv
+
+    rows = {}
+    for reg_strength in (0.0, 100.0):
+        task = replace(load_task(_tiny(tmp_path)), agent={"kind": "lsnn", "n_regular": 8,
+                                                          "n_adaptive": 8, "ms_per_token": 3},
+                       train={"iterations": 2, "batch_episodes": 8, "rate_reg": reg_strength,
+                              "target_rate_hz": 200.0})
+        name = f"r{int(reg_strength)}"
+        files.write_toml(tmp_path / f"{name}.toml", task_to_dict(task))
+        train_run(tmp_path / f"{name}.toml", tmp_path / name, progress=False)
+        with open(tmp_path / name / "metrics.csv") as f:
+            rows[reg_strength] = list(csv.DictReader(f))
+    plain, held = rows[0.0], rows[100.0]
+    assert float(plain[0]["rate_hz"]) == pytest.approx(float(held[0]["rate_hz"]))  # same start
+    assert float(held[0]["loss"]) > float(plain[0]["loss"])  # the penalty is in the loss
+    assert float(held[1]["rate_hz"]) != pytest.approx(float(plain[1]["rate_hz"]))  # and acts
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Both read the tokens one after another and predict from their state at the end of the query
 token with a linear readout. The LSNN is the water-maze network (snn_icl.models.lsnn, Bellec et
 al. 2018 neurons): each token is held as an input current ``input_scale * token`` for
-``ms_per_token`` 1-ms steps (learnt input weights ``w_in`` carry the signs and scales of x and y),
+``ms_per_token`` 1-ms steps (learnt input weights ``w_in`` carry the signs and scales of x and y;
+with ``population`` > 0 each number is first spread over Gaussian tuning curves),
 and the readout is the low-pass-filtered spike train (time constant ``tau_out`` ms) at the last
 ms of the query token. Memory of the examples must live in the network's state: membrane
 potentials, ongoing spikes and the adaptive thresholds (tau_a).
@@ -77,17 +78,42 @@ class SeqLSNNConfig(LSNNNetworkConfig):
     w_rec_scale: float = 1.0
     """Initial recurrent weights are N(0, 1)/sqrt(n) times this (below 1: weaker recurrent
     drive, lower rates at the start)."""
+    population: int = 0
+    """Input cells per token number: 0 feeds each number as a signed current; P >= 2 encodes it
+    by P Gaussian tuning curves (Bellec et al. 2018's population code for real values), centres
+    evenly spaced on [-population_range, population_range], width their spacing, so that a
+    product of two numbers becomes a conjunction of two active cells."""
+    population_range: float = 3.0
+    """The outermost tuning-curve centres (the token's units; y = w.x at d = 10 has sd 1.8)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_value(self.w_rec_scale >= 0, "w_rec_scale", "must be >= 0", self.w_rec_scale)
         check_value(self.ms_per_token >= 1, "ms_per_token", "must be >= 1", self.ms_per_token)
+        check_value(self.population == 0 or self.population >= 2, "population",
+                    "must be 0 (signed currents) or >= 2 tuning curves", self.population)
+        check_value(self.population_range > 0, "population_range", "must be > 0",
+                    self.population_range)
+
+    def input_cells(self, numbers: int) -> int:
+        """Input channels for tokens of ``numbers`` entries."""
+        return numbers * self.population if self.population else numbers
 
     def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
-        return self.ms_per_token * (6 * self.n + obs_dim)
+        return self.ms_per_token * (6 * self.n + self.input_cells(obs_dim))
 
     def weight_floats(self, obs_dim: int, episode_steps: int) -> float:
-        return self.n * (obs_dim + self.n + 2)
+        return self.n * (self.input_cells(obs_dim) + self.n + 2)
+
+
+def tuning(tokens: Tensor, population: int, half_range: float) -> Tensor:
+    """Gaussian population code: tokens [..., D] -> [..., D * population] in [0, 1]; centres
+    evenly spaced on [-half_range, half_range], width (sd) their spacing."""
+    centres = torch.linspace(-half_range, half_range, population, dtype=tokens.dtype,
+                             device=tokens.device)
+    width = 2 * half_range / (population - 1)
+    act = torch.exp(-0.5 * ((tokens.unsqueeze(-1) - centres) / width) ** 2)
+    return act.flatten(-2)
 
 
 @register_predictor
@@ -100,7 +126,7 @@ class SeqLSNN(nn.Module):
     def __init__(self, d_in: int, d_out: int, cfg: SeqLSNNConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.net = LSNN(d_in, cfg.n_regular, cfg.n_adaptive, cfg.neuron_params())
+        self.net = LSNN(cfg.input_cells(d_in), cfg.n_regular, cfg.n_adaptive, cfg.neuron_params())
         with torch.no_grad():
             self.net.w_rec.mul_(cfg.w_rec_scale)
         self.head = nn.Linear(cfg.n, d_out)
@@ -112,6 +138,8 @@ class SeqLSNN(nn.Module):
 
     def run(self, tokens: Tensor, record: bool = False):
         """Hold each token for ms_per_token ms: spikes [T * ms, B, n] (and the trace)."""
+        if self.cfg.population:
+            tokens = tuning(tokens, self.cfg.population, self.cfg.population_range)
         T, B, D = tokens.shape
         x = tokens.unsqueeze(1).expand(T, self.cfg.ms_per_token, B, D).reshape(-1, B, D)
         return self.net(x * self.cfg.input_scale, record=record)
@@ -125,8 +153,13 @@ class SeqLSNN(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens [T, B, d_in] -> [B, d_out] from the filtered spikes at the query's end."""
+        return self.forward_and_rate(tokens)[0]
+
+    def forward_and_rate(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """The prediction [B, d_out] and every neuron's firing rate over the sequence [n]
+        (spikes per ms; what the trainer's ``rate_reg`` holds near ``target_rate_hz``)."""
         z, _ = self.run(tokens)
-        return self.head(self._filtered(z))
+        return self.head(self._filtered(z)), z.mean(dim=(0, 1))
 
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         """At the end of the query token: filtered spikes, thresholds' adaptation a, voltages v."""

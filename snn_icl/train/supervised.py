@@ -3,7 +3,8 @@
 One iteration: draw ``batch_episodes`` fresh tasks of the family (each a sequence ending in a
 query), run the predictor over the whole sequence, take one Adam step on the family's loss at
 the query (learning rate ``train.lr_at(iteration)``, global gradient-norm clip
-``max_grad_norm``, L2 ``weight_decay``). The weights are meta-learnt across tasks; what a single
+``max_grad_norm``, L2 ``weight_decay``; for a spiking predictor the firing rates are logged as
+``rate_hz`` and ``rate_reg`` holds them near ``target_rate_hz``). The weights are meta-learnt across tasks; what a single
 task needs must be inferred from its context at test time, with the weights frozen.
 
 Reproducible and resumable like PPO (:mod:`snn_icl.train.ppo`, whose :class:`TrainState` this
@@ -42,8 +43,17 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
     device = module_device(state.agent)
     tokens, batch = tokens.to(device), to_device(batch, device)
     state.agent.train()
-    pred = state.agent(tokens)
-    loss = family.loss(pred, batch)
+    cfg = task.train
+    rate_stats: dict[str, float] = {}
+    if hasattr(state.agent, "forward_and_rate"):  # spiking: rates logged, held by rate_reg
+        pred, rate = state.agent.forward_and_rate(tokens)
+        loss = family.loss(pred, batch)
+        rate_stats["rate_hz"] = float(rate.detach().mean()) * 1e3
+        if cfg.rate_reg > 0:
+            loss = loss + cfg.rate_reg * (rate - cfg.target_rate_hz * 1e-3).pow(2).mean()
+    else:
+        pred = state.agent(tokens)
+        loss = family.loss(pred, batch)
     _check_finite("loss", loss.detach(), state.iteration)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -55,7 +65,7 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
             raise NonFiniteError(f"non-finite weights after iteration {state.iteration + 1}: "
                                  "training stopped")
     return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
-            **family.metrics(pred.detach(), batch)}
+            **family.metrics(pred.detach(), batch), **rate_stats}
 
 
 def train(task: TaskConfig, state: TrainState, *,
