@@ -310,10 +310,9 @@ def sweep_groups(sweep_dir: Any) -> dict[str, list[Any]]:
 
 def _measure_one(source: str, delays: list[int], episodes: int, seed: int, every_trial: bool,
                  probe: bool) -> dict[str, Any]:
-    """One network's :func:`retention` (a worker of :func:`retention_many`: one torch thread)."""
+    """One network's :func:`retention` (a call of :func:`retention_many`)."""
     from snn_icl.storage.checkpoint import load_agent, resolve
 
-    torch.set_num_threads(1)
     agent, task, _ = load_agent(resolve(source))
     return retention(agent, task, delays, episodes, seed, every_trial=every_trial, probe=probe,
                      progress=False)

@@ -69,6 +69,7 @@ def course_of_run(run: Path, views: dict[str, list[str]], episodes: int, seed: i
     paths = [p for i, p in enumerate(paths) if i % every == 0 or i == len(paths) - 1]
     _, task0, _ = load_agent(paths[-1])
     chosen = {name: protocol_override(task0, protocol, settings) for name, settings in views.items()}
+
     def measured(agent: Any, task: Any) -> dict[str, dict[str, float | None]]:
         out = {}
         for name, proto in chosen.items():
@@ -95,11 +96,7 @@ def course_of_run(run: Path, views: dict[str, list[str]], episodes: int, seed: i
 
 def _course_one(run: str, views: dict[str, list[str]], episodes: int, seed: int,
                 protocol: str | None, every: int) -> dict[str, Any]:
-    """:func:`course_of_run` in a worker of :func:`courses` (no progress bar, one torch thread:
-    runs are evaluated side by side, and a 64-episode batch is too small for two)."""
-    import torch
-
-    torch.set_num_threads(1)
+    """:func:`course_of_run` in a worker of :func:`courses` (no progress bar)."""
     return course_of_run(Path(run), views, episodes, seed, protocol=protocol, every=every,
                          progress=False)
 

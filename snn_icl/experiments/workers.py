@@ -25,15 +25,22 @@ def _start(parent: int) -> None:
 def in_processes(fn: Callable[..., Any], calls: list[tuple[Any, ...]], *, workers: int = 1,
                  preload: str | None = None, desc: str = "networks",
                  progress: bool = True) -> list[Any]:
-    """``[fn(*args) for args in calls]``, in that order; with ``workers`` > 1 in that many
-    processes at once. ``fn`` must be a module-level function (``preload``: its module, imported
+    """``[fn(*args) for args in calls]``, in that order, one torch thread each; with ``workers``
+    > 1 in that many processes at once. ``fn`` must be a module-level function (``preload``: its module, imported
     once by the forkserver). The numbers are the same as one by one: each call seeds itself."""
     bar = tqdm(total=len(calls), desc=desc, disable=not progress)
     if workers <= 1 or len(calls) <= 1:
-        out = []
-        for args in calls:
-            out.append(fn(*args))
-            bar.update(1)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in the workers: the same speed whatever else runs
+        try:
+            out = []
+            for args in calls:
+                out.append(fn(*args))
+                bar.update(1)
+        finally:
+            torch.set_num_threads(threads)
         bar.close()
         return out
     import multiprocessing

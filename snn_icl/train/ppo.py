@@ -60,6 +60,12 @@ class TrainState:
     """Training wall time so far (seconds, summed over resumed segments)."""
 
 
+def rate_penalty(rate: Tensor, cfg: Any) -> Tensor:
+    """``rate_reg * mean_i (rate_i - target)^2``: rates [..., n] in spikes per ms against
+    ``target_rate_hz`` ([train] rate_reg; PPO and the supervised trainer)."""
+    return cfg.rate_reg * (rate - cfg.target_rate_hz * 1e-3).pow(2).mean()
+
+
 def new_state(task: TaskConfig, agent: nn.Module) -> TrainState:
     """A fresh run: Adam on the agent's parameters, generator seeded from the task seed."""
     optimizer = torch.optim.Adam(agent.parameters(), lr=task.train.lr, eps=1e-5,
@@ -110,8 +116,7 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
             loss = pg_loss + cfg.value_coef * v_loss - cfg.entropy_coef * entropy
             if policy.rate is not None:
                 if cfg.rate_reg > 0:
-                    rate_loss = (policy.rate - cfg.target_rate_hz * 1e-3).pow(2).mean()
-                    loss = loss + cfg.rate_reg * rate_loss
+                    loss = loss + rate_penalty(policy.rate, cfg)
                 stats.setdefault("rate_hz", []).append(policy.rate.mean().item() * 1e3)
                 loss = loss + _dark_rate_terms(policy, batch, mb,
                                                cfg.dark_rate_reg_at(state.iteration), stats)

@@ -4,8 +4,9 @@ One iteration: draw ``batch_episodes`` fresh tasks of the family (each a sequenc
 query), run the predictor over the whole sequence, take one Adam step on the family's loss at
 the query (learning rate ``train.lr_at(iteration)``, global gradient-norm clip
 ``max_grad_norm``, L2 ``weight_decay``; for a spiking predictor the firing rates are logged as
-``rate_hz`` and ``rate_reg`` holds them near ``target_rate_hz``). The weights are meta-learnt across tasks; what a single
-task needs must be inferred from its context at test time, with the weights frozen.
+``rate_hz`` and ``rate_reg`` holds them near ``target_rate_hz``). The weights are meta-learnt
+across tasks; what a single task needs must be inferred from its context at test time, with the
+weights frozen.
 
 Reproducible and resumable like PPO (:mod:`snn_icl.train.ppo`, whose :class:`TrainState` this
 shares): the tasks of iteration i come from a generator seeded with
@@ -28,7 +29,7 @@ from snn_icl.episodes.rollout import env_seed
 from snn_icl.models.agent import module_device
 from snn_icl.train.errors import NonFiniteError
 from snn_icl.train.loop import run_iterations
-from snn_icl.train.ppo import TrainState, _check_finite
+from snn_icl.train.ppo import TrainState, _check_finite, rate_penalty
 
 TRACK_SEED = 7_777_777
 """Evaluation seed of the held-out checks logged during training (``train.track_every``)."""
@@ -43,17 +44,15 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
     device = module_device(state.agent)
     tokens, batch = tokens.to(device), to_device(batch, device)
     state.agent.train()
-    cfg = task.train
     rate_stats: dict[str, float] = {}
     if hasattr(state.agent, "forward_and_rate"):  # spiking: rates logged, held by rate_reg
         pred, rate = state.agent.forward_and_rate(tokens)
-        loss = family.loss(pred, batch)
         rate_stats["rate_hz"] = float(rate.detach().mean()) * 1e3
-        if cfg.rate_reg > 0:
-            loss = loss + cfg.rate_reg * (rate - cfg.target_rate_hz * 1e-3).pow(2).mean()
     else:
-        pred = state.agent(tokens)
-        loss = family.loss(pred, batch)
+        pred, rate = state.agent(tokens), None
+    loss = family.loss(pred, batch)
+    if rate is not None and task.train.rate_reg > 0:
+        loss = loss + rate_penalty(rate, task.train)
     _check_finite("loss", loss.detach(), state.iteration)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
