@@ -99,3 +99,18 @@ def test_a_fine_tuning_run_starts_at_its_source(reference_runs, tmp_path):
     # iteration 0 is the source's network on the same episodes
     source_course = course_of_run(reference_runs[0], {"v": []}, 4, 3, progress=False)
     assert fine["rows"][0]["measures"] == source_course["rows"][-1]["measures"]
+
+
+def test_evaluate_without_controls_gives_the_agents_numbers_alone(reference_runs):
+    from snn_icl.experiments.evaluate import evaluate
+    from snn_icl.storage.checkpoint import load_agent
+
+    agent, task, _ = load_agent(reference_runs[0] / "checkpoint.safetensors")
+    full = evaluate(agent, task, 4, 3, progress=False)
+    alone = evaluate(agent, task, 4, 3, progress=False, controls=False)
+    assert "control_no_memory" in full and "control_random" in full
+    assert "control_no_memory" not in alone and "control_random" not in alone
+    for key in ("latency_by_trial", "success_by_trial", "one_shot_ratio"):
+        assert alone[key] == full[key]
+    assert alone["protocol"]["agent"] == full["protocol"]["agent"]  # the reference measures
+    assert "control_no_memory" not in alone["protocol"]
