@@ -351,6 +351,51 @@ def bursty_curves(
     typer.echo(f"wrote {out}/curves.md, curves.json, curves.png")
 
 
+@app.command("bursty-map", short_help="Bursty ICL/IWL at the end of training against K, B, eps, alpha.")
+@_clean_errors
+def bursty_map(
+    sources: list[str] = typer.Argument(..., metavar="AXIS=REPORT[,REPORT...]",
+                                        help="An axis (n_classes, burstiness, eps or alpha) and the "
+                                        "sweep reports (directories of `snn-icl report`, or their "
+                                        "report.json) whose conditions vary it; one panel per axis."),
+    out: Path = typer.Option(Path("bursty_map"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """Reddy (2023)'s data-dependence map: held-out novel-class ICL, flipped-label ICL and IWL
+    accuracy at the end of training against K, B, eps or alpha, mean and 95 % CI across
+    training seeds, one panel per axis (map.md, map.json, map.png; docs/icl_bursty.md)."""
+    from snn_icl.envs.icl_bursty import BurstyConfig
+    from snn_icl.experiments.icl_bursty_map import AXES, map_points, map_table
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+    from snn_icl.viz.icl import plot_bursty_map
+
+    usage = f"give AXIS=REPORT[,REPORT...] with AXIS one of {', '.join(AXES)}"
+    rows: dict[str, list[dict]] = {}
+    for item in sources:
+        axis, reports = _pooled(item, usage)
+        if axis not in AXES:
+            raise ValueError(f"{item!r}: {usage}")
+        for report in reports:
+            path = Path(report)
+            path = path / "report.json" if path.is_dir() else path
+            if not path.is_file():
+                raise ValueError(f"{report}: no report.json (give a directory of `snn-icl report`)")
+            rows.setdefault(axis, []).extend(files.read_json(path).get("rows", []))
+    panels = {axis: map_points(r, axis) for axis, r in rows.items()}
+    empty = [axis for axis, groups in panels.items() if not groups]
+    if empty:
+        raise ValueError(f"no bursty-classification condition varies {', '.join(empty)} in the "
+                         "reports given")
+    _claim(out, "bursty-map", overwrite)
+    table = map_table(panels)
+    files.write_text(out / "map.md", table)
+    files.write_json(out / "map.json", panels)
+    plots.save(plot_bursty_map(panels, 1 / BurstyConfig().n_labels, AXES), out / "map.png")
+    typer.echo(table)
+    typer.echo(f"wrote {out}/map.md, map.json, map.png")
+
+
 @app.command(short_help="Several agents on the same episodes: table and figure.")
 @_clean_errors
 def compare(

@@ -245,6 +245,16 @@ def test_sweep_and_report_of_a_bursty_grid(tmp_path):
     assert c["x_label"] == "training sequences" and c["env_steps"][-1] == 20 * 64
     assert set(ev.MEASURES) <= set(c)
     assert "ICL accuracy, novel classes" in (rep / "report.md").read_text()
+    assert {row["changes"]["env.burstiness"] for row in report["rows"]} == {0, 2}
+    # the map reads the report's rows: one panel along B with both conditions
+    r = runner.invoke(app, ["bursty-map", f"burstiness={rep}", "--out", str(tmp_path / "map")])
+    assert r.exit_code == 0, r.output
+    panel = json.loads((tmp_path / "map" / "map.json").read_text())["burstiness"]
+    (points,) = panel.values()
+    assert [p["value"] for p in points] == [0, 2] and all(p["n_seeds"] == 1 for p in points)
+    by_b = {row["changes"]["env.burstiness"]: row for row in report["rows"]}
+    assert points[1]["iwl_accuracy_mean"] == by_b[2]["iwl_accuracy_mean"]
+    assert (tmp_path / "map" / "map.png").stat().st_size > 0
 
 
 def test_shipped_task_files_load():
@@ -292,3 +302,45 @@ def test_bursty_curves_command_tables_and_draws_every_run(tmp_path):
                         str(tmp_path / "o2")])
     assert bad.exit_code == 2 and "x_metrics.csv has no tracked rows" in bad.output
     assert not (tmp_path / "o2" / "curves.md").exists()
+
+
+def _row(setting, icl, iwl, agent="transformer", changes=None):
+    row = {"family": "icl_bursty", "agent": agent, "setting": setting, "n_seeds": 3,
+           "icl_novel_accuracy_mean": icl, "icl_novel_accuracy_ci95": 0.1,
+           "icl_flip_accuracy_mean": icl, "icl_flip_accuracy_ci95": None,
+           "iwl_accuracy_mean": iwl, "iwl_accuracy_ci95": 0.05}
+    return row if changes is None else {**row, "changes": changes}
+
+
+def test_map_points_group_by_the_other_settings_and_sort_along_the_axis():
+    from snn_icl.experiments.icl_bursty_map import map_points, map_table
+
+    rows = [_row("n_classes=512,eps=1.0", 0.9, 0.1, changes={"env.n_classes": 512, "env.eps": 1.0}),
+            _row("n_classes=512,eps=0.0", 0.2, 0.8, changes={"env.n_classes": 512, "env.eps": 0.0}),
+            _row("n_classes=128,eps=0.0", 0.1, 0.9, changes={"env.n_classes": 128, "env.eps": 0.0}),
+            _row("eps=0.5", 0.5, 0.5, agent="lstm"),  # an older report: the setting name is read
+            {"family": "icl_regression", "agent": "lsa", "setting": "eps=0.5", "n_seeds": 1}]
+    groups = map_points(rows, "eps")
+    assert set(groups) == {"transformer n_classes=512", "transformer n_classes=128", "lstm"}
+    assert [p["value"] for p in groups["transformer n_classes=512"]] == [0.0, 1.0]
+    assert groups["transformer n_classes=512"][0]["iwl_accuracy_mean"] == 0.8
+    assert map_points(rows, "burstiness") == {}
+    table = map_table({"eps": groups})
+    assert "| within-class noise eps | lstm | 0.5 | 3 | 0.500 ± 0.100 | 0.500 | 0.500 ± 0.050 |" in table
+    with pytest.raises(ValueError, match="two conditions of transformer at eps = 0"):
+        map_points(rows + [_row("eps=0", 0.3, 0.3)] * 2, "eps")
+    with pytest.raises(ValueError, match="unknown axis 'lr'"):
+        map_points(rows, "lr")
+
+
+def test_bursty_map_command_stops_on_a_bad_axis_or_a_report_without_the_axis(tmp_path):
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "report.json").write_text(json.dumps({"rows": [_row("eps=0.1", 0.5, 0.5)]}))
+    for args, message in ((["lr=" + str(rep)], "AXIS one of n_classes"),
+                          (["eps=" + str(tmp_path / "nowhere")], "no report.json"),
+                          (["burstiness=" + str(rep)], "no bursty-classification condition varies burstiness")):
+        r = runner.invoke(app, ["bursty-map", *args, "--out", str(tmp_path / "m")])
+        assert r.exit_code == 2 and message in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()

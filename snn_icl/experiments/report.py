@@ -161,7 +161,8 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
     ``episodes`` from ``seed`` for every run) and summarise per condition.
 
     Returns ``{"sweep", "episodes", "seed", "rows", "runs", "curves", "skipped"}``: ``rows`` one
-    per condition (keys: condition, task, agent, setting, n_seeds, and per measure
+    per condition (keys: condition, task, agent, setting, changes (``table.key`` -> value of the
+    setting), n_seeds, and per measure
     ``MEASURE_mean``, ``MEASURE_ci95``, ``MEASURE_n``), ``runs`` each run's measures,
     ``curves`` the learning curves per condition, ``skipped`` the runs not evaluated and why.
     """
@@ -200,7 +201,8 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
                 details[cond]["references"] = result["references"]
         runs.append({"dir": entry["dir"], "condition": cond, "seed": entry["seed"], **measures})
         c = conditions.setdefault(cond, {"task": task.name, "agent": task.agent.kind,
-                                          "setting": entry["setting"], "runs": [], "curves": [],
+                                          "setting": entry["setting"],
+                                          "changes": entry.get("changes", {}), "runs": [], "curves": [],
                                           "scheme": sch})
         c["runs"].append(measures)
         keys = tuple(k for k, _ in sch["panels"])
@@ -210,7 +212,8 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
     for cond, c in conditions.items():
         sch = c["scheme"]
         row: dict[str, Any] = {"condition": cond, "task": c["task"], "agent": c["agent"],
-                               "setting": c["setting"], "family": sch["family"],
+                               "setting": c["setting"], "changes": c["changes"],
+                               "family": sch["family"],
                                "n_seeds": len(c["runs"])}
         for key, _ in sch["measures"]:
             stats = mean_ci([r[key] for r in c["runs"]])
@@ -315,7 +318,7 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
     fields = ["condition", "task", "agent", "setting", "family", "n_seeds",
               *(f"{key}_{s}" for key, _ in measures for s in ("mean", "ci95", "n"))]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

@@ -121,3 +121,34 @@ def plot_bursty_curves(curves: dict[str, dict[str, list[float]]], chance: float,
     axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
+
+
+def plot_bursty_map(panels: dict[str, dict[str, list[dict[str, Any]]]], chance: float,
+                    axis_labels: dict[str, str]) -> Figure:
+    """Reddy (2023)'s data dependence: one panel per axis (axis -> group -> points, see
+    :func:`snn_icl.experiments.icl_bursty_map.map_points`), novel-class ICL (solid, filled) and
+    IWL (dashed, open) accuracy at the end of training against the axis value, mean and 95 % CI
+    across training seeds as error bars; K on a log axis; ``chance`` (1 / labels) dotted;
+    ``axis_labels``: axis -> its label."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), sharey=True,
+                             squeeze=False)
+    for ax, (axis, groups) in zip(axes[0], panels.items()):
+        for i, (group, points) in enumerate(groups.items()):
+            colour = plt.get_cmap("tab10")(i % 10)
+            x = np.array([p["value"] for p in points])
+            for key, style, fill, label in (("icl_novel_accuracy", "-o", colour, "ICL"),
+                                            ("iwl_accuracy", "--s", "white", "IWL")):
+                mean = _arr([p[f"{key}_mean"] for p in points])
+                ci = _arr([p[f"{key}_ci95"] if p[f"{key}_ci95"] is not None else 0.0
+                           for p in points])
+                ax.errorbar(x, mean, yerr=ci, fmt=style, color=colour, mfc=fill, lw=1.3,
+                            capsize=3, ms=5, label=f"{label}, {group}")
+        if axis == "n_classes":
+            ax.set_xscale("log", base=2)
+        ax.axhline(chance, color="grey", ls=":", lw=1)
+        ax.set_xlabel(axis_labels[axis])
+        ax.legend(fontsize=7, frameon=False)
+    axes[0][0].set_ylabel("held-out accuracy, end of training")
+    axes[0][0].set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    return fig
