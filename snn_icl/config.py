@@ -64,6 +64,8 @@ class ConfigError(ValueError):
     """A task file or config value that cannot be used; the message names the key."""
 
 
+OPTIMIZERS = ("adam", "adamw")
+"""[train] optimizer: Adam with L2 weight decay, or AdamW (decoupled)."""
 DEVICES = ("cpu", "cuda")
 """Devices a run can use (``[train] device``, ``--device``); "cuda:N" picks one GPU of several."""
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]{1,3})?")
@@ -144,7 +146,11 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
     weight_decay: float = 0.0
-    """L2 regularisation: Adam's weight_decay (lambda * w added to every gradient)."""
+    """Weight decay lambda. With optimizer "adam": L2 regularisation (lambda * w added to every
+    gradient, then rescaled by Adam's second moments). With "adamw": decoupled decay, w shrinks
+    by lr * lambda per step whatever its gradient (Loshchilov & Hutter 2019)."""
+    optimizer: str = "adam"
+    """"adam" (weight_decay is an L2 term in the loss) or "adamw" (decoupled weight decay)."""
     track_every: int = 0
     """Supervised families: iterations between held-out checks logged in metrics.csv (the
     family's tracked measures, on fresh evaluation-parity tasks; 0: none)."""
@@ -241,6 +247,8 @@ class TrainConfig:
         for key in ("entropy_coef", "value_coef", "rate_reg", "lr_final", "weight_decay",
                     "track_every", "snapshot_every"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
+        _check(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}",
+               self.optimizer)
         _check_stages(self, "atlantis_from_iteration", ("atlantis_fraction", "atlantis_max_delay"))
         _check(all(0 <= f <= 1 for f in self.atlantis_fraction), "atlantis_fraction",
                "must be in [0, 1]", self.atlantis_fraction)

@@ -242,3 +242,34 @@ def test_learning_rate_anneals_linearly_over_the_last_iterations(tmp_path, tiny_
     steps = task.train.epochs * task.train.minibatches  # Adam steps per iteration
     assert state.iteration == 5
     assert used == pytest.approx([task.train.lr_at(i) for i in range(5) for _ in range(steps)])
+
+
+def test_adamw_decays_weights_apart_from_the_gradient_and_adam_adds_l2(tiny_task):
+    """With a zero loss, AdamW shrinks every weight by lr * lambda while Adam's L2 term is a
+    gradient that Adam normalises, so each weight moves by about lr towards 0."""
+    from snn_icl.train.ppo import new_state
+
+    def one_step(optimizer):
+        task = replace(tiny_task, train={"optimizer": optimizer, "weight_decay": 0.1,
+                                         "lr": 1e-2})
+        state = new_state(task, make_agent(task))
+        w = next(p for p in state.agent.parameters() if p.dim() == 2)
+        before = w.detach().clone()
+        state.optimizer.zero_grad()
+        (0.0 * sum(p.sum() for p in state.agent.parameters())).backward()
+        state.optimizer.step()
+        return before, w.detach()
+
+    before, after = one_step("adamw")
+    torch.testing.assert_close(after, before * (1 - 1e-2 * 0.1))
+    before, after = one_step("adam")
+    moved = (before - after)[before.abs() > 0.05]
+    assert torch.allclose(moved.abs(), torch.full_like(moved, 1e-2), rtol=1e-2)
+    assert moved.numel() > 10
+    assert (moved.sign() == before[before.abs() > 0.05].sign()).all()
+
+
+def test_unknown_optimizer_is_a_config_error(tiny_task):
+    from snn_icl.config import ConfigError
+    with pytest.raises(ConfigError, match="optimizer"):
+        replace(tiny_task, train={"optimizer": "sgd"})

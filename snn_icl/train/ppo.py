@@ -67,9 +67,11 @@ def rate_penalty(rate: Tensor, cfg: Any) -> Tensor:
 
 
 def new_state(task: TaskConfig, agent: nn.Module) -> TrainState:
-    """A fresh run: Adam on the agent's parameters, generator seeded from the task seed."""
-    optimizer = torch.optim.Adam(agent.parameters(), lr=task.train.lr, eps=1e-5,
-                                 weight_decay=task.train.weight_decay)
+    """A fresh run: Adam (or AdamW, [train] optimizer) on the agent's parameters, generator
+    seeded from the task seed."""
+    adam = torch.optim.AdamW if task.train.optimizer == "adamw" else torch.optim.Adam
+    optimizer = adam(agent.parameters(), lr=task.train.lr, eps=1e-5,
+                     weight_decay=task.train.weight_decay)
     generator = torch.Generator().manual_seed(task.seed + 1)
     return TrainState(agent, optimizer, generator)
 
