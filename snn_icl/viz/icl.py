@@ -15,9 +15,11 @@ def _arr(values: list[Any]) -> np.ndarray:
 
 
 def short_names(conditions: list[str]) -> dict[str, str]:
-    """Condition (TASK/SETTING) -> a short label: the task without its "icl_regression_" prefix,
-    and those of the setting's key=value pairs that differ between the conditions."""
-    tasks = [c.split("/", 1)[0].replace("icl_regression_", "") for c in conditions]
+    """Condition (TASK/SETTING) -> a short label: the task without its "icl_regression_" or
+    "icl_bursty_" prefix, and those of the setting's key=value pairs that differ between the
+    conditions."""
+    tasks = [c.split("/", 1)[0].replace("icl_regression_", "").replace("icl_bursty_", "")
+             for c in conditions]
     pairs = [dict(p.split("=", 1) for p in (c.split("/", 1)[1] if "/" in c else "").split(",")
                   if "=" in p) for c in conditions]
     keys = sorted({k for p in pairs for k in p})

@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import FuncFormatter
 
+from snn_icl.viz.icl import short_names
+
 
 def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -451,6 +453,7 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
                              squeeze=False)
     colours = plt.get_cmap("tab10")
     for row, ((panels, x_label), conds) in zip(axes, groups.items()):
+        label_of = short_names(conds)  # the settings that tell the conditions apart
         for i, cond in enumerate(conds):
             c = curves[cond]
             x = np.asarray(c.get("env_steps", []), float)
@@ -464,7 +467,7 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
 
                 mean = arr("mean")
                 m = np.isfinite(mean)  # a measure tracked every few iterations: its rows only
-                ax.plot(x[m], mean[m], color=colours(i % 10), lw=1.5, label=cond)
+                ax.plot(x[m], mean[m], color=colours(i % 10), lw=1.5, label=label_of[cond])
                 ax.fill_between(x[m], arr("min")[m], arr("max")[m], color=colours(i % 10),
                                 alpha=0.18, lw=0)
         for ax, (_, label) in zip(row, panels):
