@@ -288,12 +288,15 @@ def test_bursty_curves_command_tables_and_draws_every_run(tmp_path):
     header = "iteration,loss,icl_novel_accuracy,icl_flip_accuracy,iwl_accuracy"
     (runs / "late_metrics.csv").write_text(header + "\n1,1,0.03,0.03,0.0\n51,1,0.95,0.9,0.1\n")
     (runs / "never_metrics.csv").write_text(header + "\n1,1,0.03,0.03,0.0\n51,1,0.5,0.5,0.2\n")
+    (runs / "fades_metrics.csv").write_text(header + "\n1,1,0.03,0.03,0.0\n51,1,0.5,0.5,0.2\n"
+                                            "101,1,0.1,0.1,0.9\n")
     out = tmp_path / "out"
     result = runner.invoke(app, ["bursty-curves", str(runs), "--out", str(out)])
     assert result.exit_code == 0, result.output
     md = (out / "curves.md").read_text()
-    assert "| late | 51 | 1 | 0.950 (51) / 0.950 |" in md and "| never | never | - |" in md
-    assert set(json.loads((out / "curves.json").read_text())) == {"late", "never"}
+    assert "| late | 51 | 1 | 0.950 (51) / 0.950 | 0.000 |" in md and "| never | never | - |" in md
+    assert "| fades | never | - | 0.500 (51) / 0.100 | 0.400 | 0.100 | 0.900 / 0.900 | 101 |" in md
+    assert set(json.loads((out / "curves.json").read_text())) == {"late", "never", "fades"}
     assert (out / "curves.png").stat().st_size > 0
     # a directory of other CSVs stops with one line naming the file
     (tmp_path / "other").mkdir()

@@ -101,14 +101,16 @@ def curve_summary(curves: dict[str, list[float]], threshold: float = 0.9) -> dic
 
 def curves_table(summaries: dict[str, dict[str, Any]]) -> str:
     """Markdown: per run (name -> :func:`curve_summary`) when novel-class ICL crossed the
-    threshold and where its final rise began, the peaks and final values, and the last tracked
-    iteration."""
+    threshold and where its final rise began, the peaks and final values, the fall of novel-class
+    ICL after its peak (the transience test), and the last tracked iteration."""
     lines = ["| run | ICL >= 0.9 at iteration | rise from | novel ICL peak (it) / final | "
-             "flip ICL final | IWL peak / final | tracked to |", "|---|---|---|---|---|---|---|"]
+             "novel ICL fall after peak | flip ICL final | IWL peak / final | tracked to |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, s in summaries.items():
         n, f, w = (s[k] for k in MEASURES)
         lines.append(f"| {name} | {s['icl_emergence_iteration'] or 'never'} | "
                      f"{s['icl_rise_from'] or '-'} | {n['peak']:.3f} ({n['peak_iteration']}) / "
-                     f"{n['final']:.3f} | {f['final']:.3f} | {w['peak']:.3f} / {w['final']:.3f} | "
+                     f"{n['final']:.3f} | {n['drop_after_peak']:.3f} | {f['final']:.3f} | "
+                     f"{w['peak']:.3f} / {w['final']:.3f} | "
                      f"{s['iterations']} |")
     return "\n".join(lines) + "\n"
