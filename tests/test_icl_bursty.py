@@ -307,6 +307,20 @@ def test_bursty_curves_command_tables_and_draws_every_run(tmp_path):
     assert not (tmp_path / "o2" / "curves.md").exists()
 
 
+def test_bursty_curves_figure_never_draws_two_groups_alike():
+    from snn_icl.viz.icl import plot_bursty_curves
+
+    curve = {"iteration": [1, 2], "icl_novel_accuracy": [0.1, 0.2],
+             "icl_flip_accuracy": [0.1, 0.2], "iwl_accuracy": [0.0, 0.1]}
+    names = [f"run{i}_seed{s}" for i in range(12) for s in (0, 1)]
+    fig = plot_bursty_curves({n: curve for n in names}, chance=1 / 32)
+    lines = fig.axes[0].get_lines()[: len(names)]
+    looks = {(ln.get_color() if isinstance(ln.get_color(), str) else tuple(ln.get_color()),
+              ln.get_linestyle()) for ln in lines}
+    assert len(looks) == 12  # one look per group of seeds, twelve groups from ten colours
+    assert lines[0].get_color() == lines[1].get_color()  # seeds of a group share it
+
+
 def _row(setting, icl, iwl, agent="transformer", changes=None):
     row = {"family": "icl_bursty", "agent": agent, "setting": setting, "n_seeds": 3,
            "icl_novel_accuracy_mean": icl, "icl_novel_accuracy_ci95": 0.1,

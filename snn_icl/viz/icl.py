@@ -104,7 +104,8 @@ def plot_bursty_curves(curves: dict[str, dict[str, list[float]]], chance: float,
                        per_iteration: str = "training iteration") -> Figure:
     """The three held-out accuracies of bursty classification against training, one line per
     run (name -> :func:`snn_icl.experiments.icl_bursty.read_curves`); runs whose names differ
-    only in a trailing ``_seedN`` share a colour. ``chance`` (1 / labels) is drawn dotted."""
+    only in a trailing ``_seedN`` share a colour and line style (ten colours, then the next
+    style, so that no two groups look alike). ``chance`` (1 / labels) is drawn dotted."""
     import re
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), sharey=True)
@@ -112,9 +113,12 @@ def plot_bursty_curves(curves: dict[str, dict[str, list[float]]], chance: float,
     for name, c in curves.items():
         group = re.sub(r"_seed\d+$", "", name)
         first = group not in groups
-        colour = plt.get_cmap("tab10")(groups.setdefault(group, len(groups)) % 10)
+        index = groups.setdefault(group, len(groups))
+        colour = plt.get_cmap("tab10")(index % 10)
+        style = ("-", "--", "-.", ":")[(index // 10) % 4]
         for ax, key in zip(axes, BURSTY_LABELS):
-            ax.plot(c["iteration"], c[key], lw=1.1, color=colour, label=group if first else None)
+            ax.plot(c["iteration"], c[key], lw=1.1, color=colour, ls=style,
+                    label=group if first else None)
     for ax, (key, label) in zip(axes, BURSTY_LABELS.items()):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel(f"{per_iteration}; seeds share a colour", fontsize=8)
