@@ -136,7 +136,7 @@ def plot_bursty_map(panels: dict[str, dict[str, list[dict[str, Any]]]], chance: 
     IWL (dashed, open) accuracy at the end of training against the axis value, mean and 95 % CI
     across training seeds as error bars; K on a log axis; ``chance`` (1 / labels) dotted;
     ``axis_labels``: axis -> its label."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), sharey=True,
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.6), sharey=True,
                              squeeze=False)
     for ax, (axis, groups) in zip(axes[0], panels.items()):
         for i, (group, points) in enumerate(groups.items()):
@@ -153,7 +153,7 @@ def plot_bursty_map(panels: dict[str, dict[str, list[dict[str, Any]]]], chance: 
             ax.set_xscale("log", base=2)
         ax.axhline(chance, color="grey", ls=":", lw=1)
         ax.set_xlabel(axis_labels[axis])
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     axes[0][0].set_ylabel("held-out accuracy, end of training")
     axes[0][0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
