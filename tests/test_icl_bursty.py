@@ -308,6 +308,8 @@ def test_bursty_curves_command_tables_and_draws_every_run(tmp_path):
 
 
 def test_bursty_curves_figure_never_draws_two_groups_alike():
+    import matplotlib.pyplot as plt
+
     from snn_icl.viz.icl import plot_bursty_curves
 
     curve = {"iteration": [1, 2], "icl_novel_accuracy": [0.1, 0.2],
@@ -319,6 +321,7 @@ def test_bursty_curves_figure_never_draws_two_groups_alike():
               ln.get_linestyle()) for ln in lines}
     assert len(looks) == 12  # one look per group of seeds, twelve groups from ten colours
     assert lines[0].get_color() == lines[1].get_color()  # seeds of a group share it
+    plt.close(fig)
 
 
 def _row(setting, icl, iwl, agent="transformer", changes=None):

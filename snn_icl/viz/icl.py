@@ -153,7 +153,9 @@ def plot_bursty_map(panels: dict[str, dict[str, list[dict[str, Any]]]], chance: 
             ax.set_xscale("log", base=2)
         ax.axhline(chance, color="grey", ls=":", lw=1)
         ax.set_xlabel(axis_labels[axis])
-        ax.legend(fontsize=7, frameon=False, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        # below the panel: inside, the legend covered the lines of the K panel
+        ax.legend(fontsize=7, frameon=False, ncol=2, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2))
     axes[0][0].set_ylabel("held-out accuracy, end of training")
     axes[0][0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
