@@ -331,6 +331,61 @@ def test_dimension_curriculum_grows_to_d_and_zeroes_the_rest():
                         "agent": {"kind": "lsa"}})
 
 
+def test_gated_curriculum_adds_a_coordinate_only_once_the_loss_has_closed_the_gap():
+    cfg = reg.RegressionConfig(d=3, n_examples=4, n_examples_min=0, curriculum_d_start=1,
+                               curriculum_gate=0.5, curriculum_window=5)
+    assert reg.least_squares_share(cfg, 1) == pytest.approx(1 / 5)  # only k = 0 is unsolved
+    assert reg.least_squares_share(cfg, 3) == pytest.approx((1 + 2 / 3 + 1 / 3) / 5)
+    assert reg.zero_loss(cfg, 1) == pytest.approx(1 / 6) and reg.zero_loss(cfg) == pytest.approx(0.5)
+    s = reg.gate_start(cfg)
+    for _ in range(50):  # predicting 0 closes none of the gap: it stays at one coordinate
+        s = reg.gate_step(cfg, s, reg.zero_loss(cfg, 1))
+    assert s.active == 1 and s.share == pytest.approx(1.0) and s.stage_iterations == 50
+    s = reg.gate_start(cfg)
+    for i in range(5):  # least squares' own loss closes all of it, after the window
+        assert s.active == 1, i
+        s = reg.gate_step(cfg, s, reg.zero_loss(cfg, 1) * reg.least_squares_share(cfg, 1))
+    assert s == reg.GateState(2, None, 0)
+    for _ in range(20):
+        s = reg.gate_step(cfg, s, 0.0)
+    assert s.active == 3 and s.stage_iterations == 15  # 5 at two coordinates; never past d
+    assert reg.gate_start(reg.RegressionConfig()) is None
+    base = {"family": "icl_regression", "d": 4}
+    with pytest.raises(ConfigError, match="needs curriculum_d_start"):
+        task_from_dict({"env": {**base, "curriculum_gate": 0.5}, "agent": {"kind": "lsa"}})
+    with pytest.raises(ConfigError, match="must be 0 when curriculum_gate"):
+        task_from_dict({"env": {**base, "curriculum_gate": 0.5, "curriculum_d_start": 1,
+                                "curriculum_iterations": 100}, "agent": {"kind": "lsa"}})
+    with pytest.raises(ConfigError, match="curriculum_gate must be in"):
+        task_from_dict({"env": {**base, "curriculum_gate": 1.5, "curriculum_d_start": 1},
+                        "agent": {"kind": "lsa"}})
+
+
+def test_gated_curriculum_trains_resumes_exactly_and_checkpoints_its_stage(tmp_path):
+    task = _tiny(tmp_path)  # also: sequences without examples, where the LSA's output is 0
+    text = task.read_text().replace("n_examples = 4\n", "n_examples = 4\nn_examples_min = 0\n"
+                                    "curriculum_d_start = 1\ncurriculum_gate = 0.5\n"
+                                    "curriculum_window = 10\n")
+    task.write_text(text)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train_run(task, whole, progress=False)
+    rows = list(csv.DictReader((whole / "metrics.csv").open()))
+    dims = [int(float(r["active_dimension"])) for r in rows]
+    assert dims[0] == 1 and dims[-1] == 3 and dims == sorted(dims)  # paced up, never back
+    first_two = dims.index(2)
+    assert first_two >= 10  # not before the window
+    train_run(task, parts, progress=False, stop_after=first_two + 5)  # stopped inside stage 2
+    saved = json.loads((parts / "checkpoint.json").read_text())["counters"]["curriculum"]
+    assert saved["active"] == 2 and saved["stage_iterations"] == 5
+    train_run(task, parts, resume=True, progress=False)
+    a, _, _ = load_agent(whole / "checkpoint.safetensors")
+    b, _, _ = load_agent(parts / "checkpoint.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    ends = [json.loads((r / "checkpoint.json").read_text())["counters"]["curriculum"]
+            for r in (whole, parts)]
+    assert ends[0] == ends[1] and ends[0]["active"] == 3
+
+
 def test_probes_find_what_a_state_holds_and_not_what_it_lacks():
     mix = torch.randn(4, 4, generator=G(12))  # a fixed invertible mixing of X^T Y
 

@@ -20,15 +20,27 @@ from snn_icl.envs.water_maze import WaterMazeConfig
 DEFAULT_FAMILY = "water_maze"
 
 
+class Curriculum(NamedTuple):
+    """A curriculum paced by training itself (not by the iteration count): its state is a
+    JSON-able dict that the trainer carries, checkpoints and hands to ``training_batch``."""
+
+    start: Callable[[Any], dict[str, Any] | None]
+    """cfg -> the state of a fresh run (None: the config asks for no such curriculum)."""
+    update: Callable[[Any, dict[str, Any], float], dict[str, Any]]
+    """(cfg, state, the batch's task loss) -> the state for the next batch."""
+
+
 class Supervised(NamedTuple):
     """A supervised task family."""
 
     config: type
     """Its ``[env]`` dataclass (fields ``family``, properties ``obs_dim``, ``episode_steps``
     (tokens of the longest sequence) and ``out_dim`` (numbers predicted at the query))."""
-    training_batch: Callable[[Any, int, torch.Generator, int], tuple[Tensor, Any]]
-    """(cfg, batch, generator, iteration) -> (tokens [T, B, obs_dim], the batch the loss
-    reads); ``iteration`` (0-based) lets a family follow a curriculum."""
+    training_batch: Callable[[Any, int, torch.Generator, int, dict[str, Any] | None],
+                             tuple[Tensor, Any]]
+    """(cfg, batch, generator, iteration, curriculum state) -> (tokens [T, B, obs_dim], the
+    batch the loss reads); ``iteration`` (0-based) and the state of :attr:`curriculum` (None
+    without one) let a family follow a curriculum."""
     loss: Callable[[Tensor, Any], Tensor]
     """(prediction at the query [B, out_dim], batch) -> scalar loss."""
     metrics: Callable[[Tensor, Any], dict[str, float]]
@@ -36,13 +48,28 @@ class Supervised(NamedTuple):
     track: Callable[[Any, Any, int], dict[str, float]] | None = None
     """(cfg, model, seed) -> held-out measures logged every ``train.track_every`` iterations
     (the model maps tokens [T, B, obs_dim] to predictions [B, out_dim])."""
+    curriculum: Curriculum | None = None
+    """A curriculum gated on the training loss, if the family has one."""
 
 
 def _regression_batch(cfg: icl_regression.RegressionConfig, batch: int,
-                      generator: torch.Generator, iteration: int) -> tuple[Tensor, Any]:
+                      generator: torch.Generator, iteration: int,
+                      curriculum: dict[str, Any] | None) -> tuple[Tensor, Any]:
+    active = (int(curriculum["active"]) if curriculum is not None
+              else icl_regression.active_dimension(cfg, iteration))
     b = icl_regression.sample(cfg, batch, generator, k=icl_regression.training_k(cfg, generator),
-                              active=icl_regression.active_dimension(cfg, iteration))
+                              active=active)
     return icl_regression.tokens(b), b
+
+
+def _regression_gate_start(cfg: icl_regression.RegressionConfig) -> dict[str, Any] | None:
+    state = icl_regression.gate_start(cfg)
+    return None if state is None else state._asdict()
+
+
+def _regression_gate_update(cfg: icl_regression.RegressionConfig, state: dict[str, Any],
+                            loss: float) -> dict[str, Any]:
+    return icl_regression.gate_step(cfg, icl_regression.GateState(**state), loss)._asdict()
 
 
 def _regression_loss(pred: Tensor, b: icl_regression.RegressionBatch) -> Tensor:
@@ -83,7 +110,7 @@ def _regression_track(cfg: icl_regression.RegressionConfig, model: Any, seed: in
 
 
 def _bursty_batch(cfg: icl_bursty.BurstyConfig, batch: int, generator: torch.Generator,
-                  iteration: int) -> tuple[Tensor, Any]:
+                  iteration: int, curriculum: dict[str, Any] | None) -> tuple[Tensor, Any]:
     b = icl_bursty.sample(cfg, batch, generator)
     return icl_bursty.tokens(b), b
 
@@ -115,7 +142,8 @@ def bursty_accuracies(cfg: icl_bursty.BurstyConfig, model: Any, seed: int,
 
 SUPERVISED: dict[str, Supervised] = {
     "icl_regression": Supervised(icl_regression.RegressionConfig, _regression_batch,
-                                 _regression_loss, _regression_metrics, _regression_track),
+                                 _regression_loss, _regression_metrics, _regression_track,
+                                 Curriculum(_regression_gate_start, _regression_gate_update)),
     "icl_bursty": Supervised(icl_bursty.BurstyConfig, _bursty_batch, icl_bursty.loss,
                              _bursty_metrics, bursty_accuracies),
 }

@@ -48,12 +48,30 @@ class RegressionConfig:
     ``curriculum_iterations`` (None: no curriculum). Evaluation always uses all d."""
     curriculum_iterations: int = 0
     """Training iterations over which the active dimension grows to d."""
+    curriculum_gate: float | None = None
+    """A curriculum gated on the loss instead of the clock (None: off): training starts with
+    ``curriculum_d_start`` coordinates and adds one when the training loss, as a moving average
+    of its share of predicting 0 on the active coordinates, has closed at least this share of
+    the gap between predicting 0 and least squares (:func:`gate_step`). In (0, 1]."""
+    curriculum_window: int = 100
+    """Time constant (iterations) of that moving average, and the fewest iterations a gated
+    stage lasts."""
 
     def __post_init__(self) -> None:
         _check(self.curriculum_d_start is None or 1 <= self.curriculum_d_start <= self.d,
                "curriculum_d_start", f"must be in [1, d = {self.d}]", self.curriculum_d_start)
         _check(self.curriculum_iterations >= 0, "curriculum_iterations", "must be >= 0",
                self.curriculum_iterations)
+        _check(self.curriculum_gate is None or 0 < self.curriculum_gate <= 1, "curriculum_gate",
+               "must be in (0, 1]", self.curriculum_gate)
+        _check(self.curriculum_gate is None or self.curriculum_d_start is not None,
+               "curriculum_gate", "needs curriculum_d_start (the coordinates to start with)",
+               self.curriculum_gate)
+        _check(self.curriculum_gate is None or self.curriculum_iterations == 0,
+               "curriculum_iterations", "must be 0 when curriculum_gate sets the pace",
+               self.curriculum_iterations)
+        _check(self.curriculum_window >= 1, "curriculum_window", "must be >= 1",
+               self.curriculum_window)
         _check(self.d >= 1, "d", "must be >= 1", self.d)
         _check(self.n_examples >= 1, "n_examples", "must be >= 1", self.n_examples)
         _check(self.n_examples_min is None or 0 <= self.n_examples_min <= self.n_examples,
@@ -133,6 +151,49 @@ def active_dimension(cfg: RegressionConfig, iteration: int) -> int:
     return min(cfg.d, cfg.curriculum_d_start + int(grown))
 
 
+class GateState(NamedTuple):
+    """Where a loss-gated curriculum stands (``curriculum_gate``)."""
+
+    active: int
+    """Coordinates of x and w in use."""
+    share: float | None
+    """Moving average of the training loss as a share of predicting 0 on the active
+    coordinates (None: the stage has just begun)."""
+    stage_iterations: int
+    """Iterations spent at ``active`` so far."""
+
+
+def least_squares_share(cfg: RegressionConfig, active: int) -> float:
+    """Expected loss of least squares (min norm) as a share of predicting 0, averaged over the
+    training context sizes k: ``max(0, active - k) / active`` per k. Exact without noise, where
+    min-norm least squares is the posterior mean of w ~ N(0, I) and no learner does better."""
+    ks = range(cfg.min_examples(), cfg.n_examples + 1)
+    return sum(max(0, active - k) / active for k in ks) / len(ks)
+
+
+def gate_start(cfg: RegressionConfig) -> GateState | None:
+    """The state a loss-gated curriculum starts from; None when ``curriculum_gate`` is off."""
+    if cfg.curriculum_gate is None or cfg.curriculum_d_start is None:
+        return None
+    return GateState(cfg.curriculum_d_start, None, 0)
+
+
+def gate_step(cfg: RegressionConfig, state: GateState, loss: float) -> GateState:
+    """The curriculum after one training batch of loss ``loss`` (at ``state.active``).
+
+    Adds a coordinate when the stage has lasted ``curriculum_window`` iterations and the moving
+    average share s of predicting 0 has closed ``curriculum_gate`` of the gap to least squares,
+    ``(1 - s) / (1 - least_squares_share) >= curriculum_gate``; the average restarts with the
+    new stage. At ``active == d`` it only keeps the average."""
+    share = loss / zero_loss(cfg, state.active)
+    ema = share if state.share is None else state.share + (share - state.share) / cfg.curriculum_window
+    n = state.stage_iterations + 1
+    closed = (1 - ema) / (1 - least_squares_share(cfg, state.active))
+    if state.active < cfg.d and n >= cfg.curriculum_window and closed >= (cfg.curriculum_gate or 1):
+        return GateState(state.active + 1, None, 0)
+    return GateState(state.active, ema, n)
+
+
 def tokens(b: RegressionBatch) -> Tensor:
     """The sequence as tokens [k + 1, B, d + 1]: ``[x_i; y_i]`` then the query ``[x_q; 0]``."""
     ctx = torch.cat([b.x, b.y.unsqueeze(-1)], dim=-1)  # [B, k, d+1]
@@ -145,8 +206,9 @@ def loss(pred: Tensor, b: RegressionBatch) -> Tensor:
     return 0.5 * (pred - b.y_q).pow(2).mean()
 
 
-def zero_loss(cfg: RegressionConfig) -> float:
-    """Expected loss of predicting 0 (the k = 0 optimum): 0.5 * (d * w_scale^2 * x_range^2 / 3
-    + noise_std^2)."""
-    return 0.5 * (cfg.d * cfg.w_scale ** 2 * cfg.x_range ** 2 / 3 + cfg.noise_std ** 2)
+def zero_loss(cfg: RegressionConfig, active: int | None = None) -> float:
+    """Expected loss of predicting 0 (the k = 0 optimum) with ``active`` coordinates in use
+    (default d): 0.5 * (active * w_scale^2 * x_range^2 / 3 + noise_std^2)."""
+    n = cfg.d if active is None else active
+    return 0.5 * (n * cfg.w_scale ** 2 * cfg.x_range ** 2 / 3 + cfg.noise_std ** 2)
 

@@ -58,6 +58,9 @@ class TrainState:
     """Training episodes collected so far."""
     wall_time_s: float = 0.0
     """Training wall time so far (seconds, summed over resumed segments)."""
+    curriculum: dict[str, Any] | None = None
+    """State of a curriculum paced by training (a supervised family's
+    :class:`~snn_icl.envs.family.Curriculum`; JSON-able, checkpointed); None without one."""
 
 
 def rate_penalty(rate: Tensor, cfg: Any) -> Tensor:

@@ -185,6 +185,7 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
         state.iteration = int(counters["iteration"])
         state.episodes = int(counters["episodes"])
         state.wall_time_s = float(counters["wall_time_s"])
+        state.curriculum = counters.get("curriculum")
         # the sidecar may lag a checkpoint written just before a kill: describe the one on disk
         files.write_json((run / CHECKPOINT).with_suffix(".json"), ckpt.meta)
     log = _MetricsLog(run, keep_until=state.iteration)
@@ -193,8 +194,10 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
 
     def checkpoint(s: TrainState) -> None:
         nonlocal saved_at
+        paced = {} if s.curriculum is None else {"curriculum": s.curriculum}
         save_checkpoint(run / CHECKPOINT, task, s.agent, s.optimizer, s.generator,
-                        iteration=s.iteration, episodes=s.episodes, wall_time_s=s.wall_time_s)
+                        iteration=s.iteration, episodes=s.episodes, wall_time_s=s.wall_time_s,
+                        **paced)
         saved_at = s.iteration
         _status(run, task, "running", s, saved_at)
 

@@ -40,7 +40,7 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
     family = supervised(task.env)
     gen = torch.Generator().manual_seed(env_seed(task.seed, state.iteration, training=True))
     tokens, batch = family.training_batch(task.env, task.train.batch_episodes, gen,
-                                           state.iteration)
+                                           state.iteration, state.curriculum)
     device = module_device(state.agent)
     tokens, batch = tokens.to(device), to_device(batch, device)
     state.agent.train()
@@ -50,19 +50,26 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
         rate_stats["rate_hz"] = float(rate.detach().mean()) * 1e3
     else:
         pred, rate = state.agent(tokens), None
-    loss = family.loss(pred, batch)
+    task_loss = loss = family.loss(pred, batch)
     if rate is not None and task.train.rate_reg > 0:
         loss = loss + rate_penalty(rate, task.train)
     _check_finite("loss", loss.detach(), state.iteration)
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(state.agent.parameters(), task.train.max_grad_norm)
-    _check_finite("gradient norm", grad_norm, state.iteration)
-    state.optimizer.step()
+    if loss.requires_grad:
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(state.agent.parameters(),
+                                                   task.train.max_grad_norm)
+        _check_finite("gradient norm", grad_norm, state.iteration)
+        state.optimizer.step()
+    else:  # nothing in the weights reaches the prediction (the LSA without context: 0)
+        grad_norm = torch.zeros(())
     for p in state.agent.parameters():
         if not bool(torch.isfinite(p).all()):
             raise NonFiniteError(f"non-finite weights after iteration {state.iteration + 1}: "
                                  "training stopped")
+    if state.curriculum is not None:  # paced by this batch's loss, before any penalty
+        state.curriculum = family.curriculum.update(task.env, state.curriculum,
+                                                    float(task_loss.detach()))
     return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
             **family.metrics(pred.detach(), batch), **rate_stats}
 
@@ -76,6 +83,8 @@ def train(task: TaskConfig, state: TrainState, *,
     if family is None:
         raise ValueError(f"{task.name}: the water maze trains with PPO, not the supervised trainer")
     every = task.train.track_every
+    if state.curriculum is None and family.curriculum is not None:  # a fresh run (a resumed
+        state.curriculum = family.curriculum.start(task.env)       # one restored its own)
 
     def measure(s: TrainState, metrics: dict[str, float]) -> dict[str, float]:
         if every and family.track is not None and (s.iteration % every == 0 or s.iteration == 1):
