@@ -480,8 +480,9 @@ def course(
     sources: list[str] = typer.Argument(..., metavar="RUN | LABEL=RUN,RUN,... | SWEEP_DIR",
                                         help="Run directories trained with [train] snapshot_every: "
                                         "single runs, LABEL=RUN,RUN,... (one condition over "
-                                        "training seeds) or a sweep directory (one condition per "
-                                        "task and setting)."),
+                                        "training seeds; a member may be a sweep's setting "
+                                        "directory SWEEP/TASK/SETTING, for its seeds) or a sweep "
+                                        "directory (one condition per task and setting)."),
     views: list[str] = typer.Option([], "--view", metavar="NAME[:KEY=VALUE,...]",
                                     help="A protocol view, e.g. 'trained' and "
                                     "'novel:novel=true' (repeatable; default: one view, "
@@ -583,7 +584,9 @@ def _eval_json(path: Path) -> dict[str, Any]:
 def retention(
     sources: list[str] = typer.Argument(..., help="Checkpoints, run directories, pretrained[:kind], "
                                         "LABEL=SRC,SRC,... (one condition over training seeds: mean "
-                                        "and 95 % CI) or a sweep directory (one condition per task)."),
+                                        "and 95 % CI; a SRC may be a sweep's SWEEP/TASK/SETTING "
+                                        "directory, for its seeds) or a sweep directory (one "
+                                        "condition per task)."),
     delays: str = typer.Option(None, "--delays", help="Comma-separated dark delays after trial 1 "
                                "(env steps; default: snn_icl.experiments.retention.DEFAULT_DELAYS, 0 to 400)."),
     episodes: int = typer.Option(128, "--episodes", "-n", min=1, help="Held-out episodes per point."),
@@ -735,6 +738,29 @@ def _pooled(item: str, usage: str) -> tuple[str, list[str]]:
     return label, members
 
 
+def _runs_of(member: str) -> list[str]:
+    """A member of ``LABEL=...``: a run; a sweep's setting directory (``SWEEP/TASK/SETTING``:
+    its finished seeds); or a sweep of one condition (its finished runs)."""
+    from snn_icl.experiments.retention import sweep_groups
+    from snn_icl.experiments.sweep import SWEEP_FILE
+    from snn_icl.storage import files
+
+    path = Path(member)
+    if not path.is_dir() or (path / "run.json").is_file():
+        return [member]
+    if (path / SWEEP_FILE).is_file():
+        groups = sweep_groups(path)
+        if len(groups) > 1:
+            raise ValueError(f"{path} holds {len(groups)} conditions ({', '.join(groups)}); "
+                             f"pool one of them as LABEL={path}/TASK/SETTING")
+        return [str(r) for r in next(iter(groups.values()))]
+    seeds = [d for d in path.glob("seed*") if d.name[4:].isdigit() and (d / "run.json").is_file()]
+    done = [d for d in seeds if files.read_json(d / "run.json").get("status") == "done"]
+    if not done:
+        raise ValueError(f"{path}: neither a run nor a sweep setting with a finished seed*/ run")
+    return [str(d) for d in sorted(done, key=lambda d: int(d.name[4:]))]
+
+
 def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Conditions pooled over training seeds (``LABEL=SRC,SRC,...``, or a sweep directory: one
     condition per task and setting) and single networks, in the order given."""
@@ -748,7 +774,7 @@ def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[s
             groups.update({k: [str(p) for p in v] for k, v in sweep_groups(source).items()})
         elif "=" in source and not Path(source).exists():  # a sweep's run paths hold "="
             label, members = _pooled(source, "a pooled condition is LABEL=SRC,SRC,...")
-            groups[label] = members
+            groups[label] = [run for m in members for run in _runs_of(m)]
         else:
             singles.append(source)
     return groups, singles

@@ -328,3 +328,17 @@ def test_killing_the_sweep_kills_its_workers_and_frees_their_runs(tmp_path):
                 time.sleep(0.2)
     finally:
         os.close(fd)
+
+
+def test_a_pooled_condition_names_a_sweep_setting_or_a_sweep_for_its_seeds(sweep_history, tmp_path):
+    from snn_icl.cli import _retention_sources
+
+    out = sweep_history["out"]
+    setting = out / "water_maze_tiny" / "iterations=2"
+    groups, singles = _retention_sources([f"by setting={setting}", f"by sweep={out}",
+                                          f"one run={out / RUNS[0]}"])
+    seeds = [str(out / d) for d in RUNS]
+    assert groups == {"by setting": seeds, "by sweep": seeds, "one run": seeds[:1]} and not singles
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="neither a run nor a sweep setting"):
+        _retention_sources([f"x={tmp_path / 'empty'}"])
