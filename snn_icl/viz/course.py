@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from snn_icl.viz.looks import colour, line_style
+
 
 def _array(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
@@ -23,18 +25,18 @@ def plot_course(pooled: dict[str, Any], measures: list[str] | None = None) -> Fi
     measures = measures or list(first["measures"][views[0]])
     fig, axes = plt.subplots(len(measures), len(views), figsize=(3.4 * len(views), 2.3 * len(measures)),
                              squeeze=False, sharex=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for j, view in enumerate(views):
         for i, m in enumerate(measures):
             ax = axes[i][j]
-            for (label, c), color in zip(conditions.items(), colors):
+            for n, (label, c) in enumerate(conditions.items()):
+                color = colour(n)
                 x = np.array(c["iterations"], dtype=float)
                 cell = c["measures"][view][m]
                 mean, ci = _array(cell["mean"]), _array(cell["ci95"])
                 for k, per_seed in enumerate(cell["values"]):
                     ax.plot([x[k]] * len(per_seed), _array(per_seed), ".", color=color, alpha=0.35,
                             ms=3)
-                ax.plot(x, mean, "-", color=color, label=f"{label} (n={len(c['runs'])})")
+                ax.plot(x, mean, ls=line_style(n), color=color, label=f"{label} (n={len(c['runs'])})")
                 ax.fill_between(x, mean - ci, mean + ci, color=color, alpha=0.2, lw=0)
             if i == 0:
                 ax.set_title(view, fontsize=10)

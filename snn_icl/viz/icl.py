@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from snn_icl.viz.looks import colour, line_style
+
 
 def _arr(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], float)
@@ -38,7 +40,6 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     condition (von Oswald et al. 2022); (c) held-out R^2 of linear probes of X^T Y and w_OLS
     from each condition's internal states (Akyuerek et al. 2022)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1.3, 1, 1.2]})
-    colours = plt.get_cmap("tab10")
     names_of = short_names(list(summary))
     ax = axes[0]
     refs = next(iter(summary.values()))["loss_by_k"]
@@ -50,12 +51,12 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     for i, (cond, s) in enumerate(summary.items()):
         k = np.asarray(s["loss_by_k"]["k"], float)
         if not shared:  # other tasks per condition (e.g. another d): its own GD reference
-            ax.plot(k, s["loss_by_k"]["gd1"], "--", color=colours(i % 10), lw=1.0,
+            ax.plot(k, s["loss_by_k"]["gd1"], "--", color=colour(i), lw=1.0,
                     label=f"one GD step, {names_of[cond]}")
         mean = _arr([m["mean"] for m in s["loss_by_k"]["model"]])
         ci = _arr([m["ci95"] if m["ci95"] is not None else 0.0 for m in s["loss_by_k"]["model"]])
-        ax.plot(k, mean, color=colours(i % 10), lw=1.6, label=names_of[cond])
-        ax.fill_between(k, mean - ci, mean + ci, color=colours(i % 10), alpha=0.2, lw=0)
+        ax.plot(k, mean, color=colour(i), ls=line_style(i), lw=1.6, label=names_of[cond])
+        ax.fill_between(k, mean - ci, mean + ci, color=colour(i), alpha=0.2, lw=0)
     ax.set_xlabel("in-context examples k")
     ax.set_ylabel("loss at the query (0.5 x MSE)")
     ax.set_ylim(bottom=0)
@@ -114,10 +115,8 @@ def plot_bursty_curves(curves: dict[str, dict[str, list[float]]], chance: float,
         group = re.sub(r"_seed\d+$", "", name)
         first = group not in groups
         index = groups.setdefault(group, len(groups))
-        colour = plt.get_cmap("tab10")(index % 10)
-        style = ("-", "--", "-.", ":")[(index // 10) % 4]
         for ax, key in zip(axes, BURSTY_LABELS):
-            ax.plot(c["iteration"], c[key], lw=1.1, color=colour, ls=style,
+            ax.plot(c["iteration"], c[key], lw=1.1, color=colour(index), ls=line_style(index),
                     label=group if first else None)
     for ax, (key, label) in zip(axes, BURSTY_LABELS.items()):
         ax.set_title(label, fontsize=10)
@@ -140,14 +139,14 @@ def plot_bursty_map(panels: dict[str, dict[str, list[dict[str, Any]]]], chance: 
                              squeeze=False)
     for ax, (axis, groups) in zip(axes[0], panels.items()):
         for i, (group, points) in enumerate(groups.items()):
-            colour = plt.get_cmap("tab10")(i % 10)
             x = np.array([p["value"] for p in points])
-            for key, style, fill, label in (("icl_novel_accuracy", "-o", colour, "ICL"),
+            for key, style, fill, label in (("icl_novel_accuracy", "-o", None, "ICL"),
                                             ("iwl_accuracy", "--s", "white", "IWL")):
                 mean = _arr([p[f"{key}_mean"] for p in points])
                 ci = _arr([p[f"{key}_ci95"] if p[f"{key}_ci95"] is not None else 0.0
                            for p in points])
-                ax.errorbar(x, mean, yerr=ci, fmt=style, color=colour, mfc=fill, lw=1.3,
+                ax.errorbar(x, mean, yerr=ci, fmt=style, color=colour(i),
+                            mfc=colour(i) if fill is None else fill, lw=1.3,
                             capsize=3, ms=5, label=f"{label}, {group}")
         if axis == "n_classes":
             ax.set_xscale("log", base=2)

@@ -15,6 +15,7 @@ from matplotlib.patches import Circle
 from matplotlib.ticker import FuncFormatter
 
 from snn_icl.viz.icl import short_names
+from snn_icl.viz.looks import colour, line_style
 
 
 def _np(x: Any) -> np.ndarray:
@@ -301,14 +302,13 @@ def plot_comparison(results: dict[str, dict[str, Any]], *, max_trials: int = 6,
     """Latency by trial (median, 95 % bands) of several agents on the same episodes, with the
     straight-swim optimum; and their probe-trial time in the target quadrant (chance 0.25)."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]})
-    colours = plt.get_cmap("tab10")
     for i, (name, r) in enumerate(results.items()):
         lat = np.array([np.nan if v is None else v for v in r["latency_by_trial"]], float)[:max_trials]
         ci = np.array([[np.nan if v is None else v for v in p] for p in r["latency_ci"]], float)[:max_trials]
         k = np.arange(1, len(lat) + 1)
-        ax.plot(k, lat, "o-", color=colours(i), label=name, ms=4)
-        ax.fill_between(k, ci[:, 0], ci[:, 1], color=colours(i), alpha=0.15, lw=0)
-        bx.bar(i, r["probe_target_quadrant_fraction"] or 0.0, color=colours(i))
+        ax.plot(k, lat, "o", ls=line_style(i), color=colour(i), label=name, ms=4)
+        ax.fill_between(k, ci[:, 0], ci[:, 1], color=colour(i), alpha=0.15, lw=0)
+        bx.bar(i, r["probe_target_quadrant_fraction"] or 0.0, color=colour(i))
     first = next(iter(results.values()))
     opt = np.array([np.nan if v is None else v for v in first["optimal_latency_by_trial"]], float)
     ax.plot(np.arange(1, len(opt[:max_trials]) + 1), opt[:max_trials], "k--", lw=1,
@@ -340,7 +340,6 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     else:
         fig, ax = plt.subplots(figsize=(7, 4.2))
-    colours = plt.get_cmap("tab10")
     styles = {"context_window": ("-.", "context window"), "tau_a": (":", "tau_a")}
     for i, (name, r) in enumerate(results.items()):
         d = np.asarray(r["delays"], float)
@@ -348,15 +347,15 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
         ci = np.array([[np.nan, np.nan] if v is None else [np.nan if x is None else x for x in v]
                        for v in r["latency_trial2_ci"]], float)
         first = np.array([np.nan if v is None else v for v in r["latency_trial1"]], float)
-        ax.plot(d, lat, "o-", color=colours(i), ms=4, label=f"{name}: trial 2")
-        ax.fill_between(d, ci[:, 0], ci[:, 1], color=colours(i), alpha=0.15, lw=0)
-        ax.axhline(np.nanmedian(first), color=colours(i), ls=":", lw=1)
+        ax.plot(d, lat, "o", ls=line_style(i), color=colour(i), ms=4, label=f"{name}: trial 2")
+        ax.fill_between(d, ci[:, 0], ci[:, 1], color=colour(i), alpha=0.15, lw=0)
+        ax.axhline(np.nanmedian(first), color=colour(i), ls=":", lw=1)
         for key, steps in r.get("memory_horizon", {}).items():
             ls, label = styles.get(key, ("--", key))
-            ax.axvline(steps, color=colours(i), ls=ls, lw=1.2)
+            ax.axvline(steps, color=colour(i), ls=ls, lw=1.2)
             ax.annotate(f"{name}: {label} = {steps:.0f} steps", (steps, 0.03),
                         xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points",
-                        rotation=90, va="bottom", fontsize=7, color=colours(i))
+                        rotation=90, va="bottom", fontsize=7, color=colour(i))
     first = next(iter(results.values()))
     opt = [v for v in first["optimal_trial2"] if v is not None]
     if opt:
@@ -373,7 +372,7 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
     if every:
         for i, (name, r) in enumerate(results.items()):
             ratio = np.array([np.nan if v is None else v for v in r["one_shot_ratio"]], float)
-            ax2.plot(np.asarray(r["delays"], float), ratio, "o-", color=colours(i), ms=4,
+            ax2.plot(np.asarray(r["delays"], float), ratio, "o", ls=line_style(i), color=colour(i), ms=4,
                      label=name)
         ax2.axhline(1.0, color="k", ls="--", lw=1, label="no savings (1)")
         ax2.set_xlabel("dark delay after every trial (env steps)")
@@ -394,7 +393,6 @@ def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None
     ``trained``: the longest delay seen in training (env steps), marked."""
     probes = all("probe_quadrant" in r for r in results.values())
     fig, axes = plt.subplots(1, 3 if probes else 2, figsize=(14 if probes else 10, 4.2))
-    colours = plt.get_cmap("tab10")
     panels = [("latency_trial2", "trial-2 escape latency (env steps)"),
               ("success_trial2", "trial-2 success"),
               ("probe_quadrant", "trial-2 probe: target-quadrant fraction")][:len(axes)]
@@ -403,15 +401,15 @@ def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None
             d = np.asarray(r["delays"], float)
             y = np.array([np.nan if v is None else v for v in r[key]], float)
             seeds = r.get("n_seeds", 1)
-            ax.plot(d, y, "o-", color=colours(i), ms=4, label=f"{name} (n = {seeds})")
+            ax.plot(d, y, "o", ls=line_style(i), color=colour(i), ms=4, label=f"{name} (n = {seeds})")
             ci = r.get(f"{key}_ci")
             if ci is not None:
                 band = np.array([[np.nan, np.nan] if v is None else
                                  [np.nan if x is None else x for x in v] for v in ci], float)
-                ax.fill_between(d, band[:, 0], band[:, 1], color=colours(i), alpha=0.15, lw=0)
+                ax.fill_between(d, band[:, 0], band[:, 1], color=colour(i), alpha=0.15, lw=0)
             if key == "latency_trial2":
                 first = np.array([np.nan if v is None else v for v in r["latency_trial1"]], float)
-                ax.axhline(np.nanmean(first), color=colours(i), ls=":", lw=1)
+                ax.axhline(np.nanmean(first), color=colour(i), ls=":", lw=1)
         if key == "latency_trial2":
             opt = [v for v in next(iter(results.values()))["optimal_trial2"] if v is not None]
             if opt:
@@ -451,7 +449,6 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
     ncols = max(len(panels) for panels, _ in groups)
     fig, axes = plt.subplots(len(groups), ncols, figsize=(4.75 * ncols, 3.6 * len(groups)),
                              squeeze=False)
-    colours = plt.get_cmap("tab10")
     for row, ((panels, x_label), conds) in zip(axes, groups.items()):
         label_of = short_names(conds)  # the settings that tell the conditions apart
         for i, cond in enumerate(conds):
@@ -467,8 +464,9 @@ def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
 
                 mean = arr("mean")
                 m = np.isfinite(mean)  # a measure tracked every few iterations: its rows only
-                ax.plot(x[m], mean[m], color=colours(i % 10), lw=1.5, label=label_of[cond])
-                ax.fill_between(x[m], arr("min")[m], arr("max")[m], color=colours(i % 10),
+                ax.plot(x[m], mean[m], color=colour(i), ls=line_style(i), lw=1.5,
+                        label=label_of[cond])
+                ax.fill_between(x[m], arr("min")[m], arr("max")[m], color=colour(i),
                                 alpha=0.18, lw=0)
         for ax, (_, label) in zip(row, panels):
             ax.set_xlabel(x_label)

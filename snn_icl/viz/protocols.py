@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from snn_icl.viz.looks import colour
+
 BARS: dict[str, tuple[tuple[str, str], ...]] = {
     "dmp": (("probe_target_quadrant_fraction", "target quadrant"),),
     "probe": (("probe_target_quadrant_fraction", "target quadrant"),),
@@ -87,7 +89,7 @@ def plot_protocol(summary: dict[str, Any], *, title: str | None = None) -> Figur
     where n > 1, dots: networks)."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
-    colours = [f"C{i}" for i in range(len(summary["agents"]))]
+    colours = [colour(i) for i in range(len(summary["agents"]))]
     _latency_panel(left, summary, colours)
     _bar_panel(right, summary, colours)
     fig.suptitle(title or f"{summary['protocol']} protocol, {summary['seed_kind']} seed "

@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from snn_icl.viz.looks import colour
+
 
 def _arr(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], float)
@@ -111,7 +113,6 @@ def plot_delay_training(runs: dict[str, list[dict[str, list[float]]]], *,
     ``latency_trial2``, ``rate_dark_hz``, ``rate_light_hz``); ``stages``: (iteration, D) of the
     delay curriculum, marked."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8))
-    colours = plt.get_cmap("tab10")
     for i, (name, seeds) in enumerate(runs.items()):
         n = min(len(s["iteration"]) for s in seeds)
         x = np.asarray(seeds[0]["iteration"][:n], float)
@@ -119,10 +120,10 @@ def plot_delay_training(runs: dict[str, list[dict[str, list[float]]]], *,
                                (ax2, "rate_light_hz", ":")):
             y = np.array([_smooth(np.asarray(s[key][:n], float), width) for s in seeds])
             label = name if key != "rate_light_hz" else f"{name}: outside the dark"
-            ax.plot(x, y.mean(0), style, color=colours(i), lw=1.5,
+            ax.plot(x, y.mean(0), style, color=colour(i), lw=1.5,
                     label=label if key != "rate_dark_hz" else f"{name}: in the dark")
             if key != "rate_light_hz":
-                ax.fill_between(x, y.min(0), y.max(0), color=colours(i), alpha=0.18, lw=0)
+                ax.fill_between(x, y.min(0), y.max(0), color=colour(i), alpha=0.18, lw=0)
     for ax in (ax1, ax2):
         for start, d in stages or []:
             ax.axvline(start, color="0.6", lw=0.7, ls="--")

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from snn_icl.viz.looks import colour, line_style
+
 
 def _bound(text: str) -> tuple[str, float] | None:
     """'>= 3' -> ('>=', 3.0); None when the target has no number (no straight swim known)."""
@@ -26,14 +28,14 @@ def plot_time_to_targets(results: dict[str, dict[str, Any]], *,
     first = next(iter(results.values()))
     names = list(first["rows"][0]["targets"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names), 3.2), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes[0], names):
-        for (label, res), color in zip(results.items(), colors):
+        for n, (label, res) in enumerate(results.items()):
+            color = colour(n)
             t = np.array([r["wall_time_min"] for r in res["rows"]])
             v = np.array([[np.nan if x is None else x for x in r["targets"][name]["values"]]
                           for r in res["rows"]], dtype=float)
             ax.plot(np.repeat(t, v.shape[1]), v.ravel(), ".", color=color, alpha=0.4, ms=4)
-            ax.plot(t, np.nanmean(v, axis=1), "-", color=color, label=label)
+            ax.plot(t, np.nanmean(v, axis=1), ls=line_style(n), color=color, label=label)
         bound = _bound(first["rows"][0]["targets"][name]["target"])
         if bound is not None:
             op, level = bound
