@@ -377,6 +377,11 @@ def test_gated_curriculum_trains_resumes_exactly_and_checkpoints_its_stage(tmp_p
     train_run(task, parts, progress=False, stop_after=first_two + 5)  # stopped inside stage 2
     saved = json.loads((parts / "checkpoint.json").read_text())["counters"]["curriculum"]
     assert saved["active"] == 2 and saved["stage_iterations"] == 5
+    from snn_icl.experiments.in_context_families import FAMILIES
+    agent, stopped, counters = load_agent(parts / "checkpoint.safetensors")
+    measures = FAMILIES["icl_regression"].run_measures(ev.evaluate(agent, stopped, 3, n_tasks=256),
+                                                       counters)
+    assert measures["coordinates_reached"] == 2  # the report says the curriculum ended short of d
     train_run(task, parts, resume=True, progress=False)
     a, _, _ = load_agent(whole / "checkpoint.safetensors")
     b, _, _ = load_agent(parts / "checkpoint.safetensors")

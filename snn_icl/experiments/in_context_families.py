@@ -44,6 +44,7 @@ REGRESSION_MEASURES = [
     ("model_cos", "cosine with GD's sensitivity"),
     ("pred_diff_rel", "prediction difference from GD (relative)"),
     ("loss_k_half", "loss at k = N/2"),
+    ("coordinates_reached", "coordinates in training at the end (curriculum)"),
     ("training_tasks", "training tasks"),
 ]
 
@@ -64,7 +65,10 @@ def _regression_measures(result: dict[str, Any], counters: dict[str, Any]) -> di
             "loss_vs_gd2": result["loss"] / ref["gd2"]["loss"],
             "model_cos": result["alignment"]["gd1"]["model_cos"],
             "pred_diff_rel": result["alignment"]["gd1"]["pred_diff_rel"],
-            "loss_k_half": by_k["model"][half], "training_tasks": counters.get("episodes")}
+            "loss_k_half": by_k["model"][half],
+            # a loss-gated curriculum may end short of d; the others reach it (or never had one)
+            "coordinates_reached": (counters.get("curriculum") or {}).get("active", result["d"]),
+            "training_tasks": counters.get("episodes")}
 
 
 def _regression_summary(result: dict[str, Any]) -> str:
@@ -90,7 +94,8 @@ def _bursty_summary(result: dict[str, Any]) -> str:
 FAMILIES: dict[str, InContextFamily] = {
     "icl_regression": InContextFamily(
         icl_regression.evaluate, _regression_summary, REGRESSION_MEASURES, _regression_measures,
-        (("loss", "training loss (mixed k)"), ("held_out_loss", "held-out loss at k = N")),
+        (("loss", "training loss (mixed k)"), ("held_out_loss", "held-out loss at k = N"),
+         ("active_dimension", "coordinates in training (curriculum)")),
         "training tasks", loss_by_k=True),
     "icl_bursty": InContextFamily(
         icl_bursty.evaluate, _bursty_summary, BURSTY_MEASURES, _bursty_measures,
