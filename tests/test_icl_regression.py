@@ -273,6 +273,7 @@ def test_train_resume_and_evaluate(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert res["seed_kind"] == "test" and res["tasks"] == 2048
+    assert "curriculum_stages" not in res  # no curriculum, no stages
     gd1 = res["references"]["gd1"]
     assert {"loss", "eta"} <= set(gd1) and gd1["eta"] > 0
     assert {"gd2", "gd3", "ridge", "least_squares", "knn", "averaging", "zero"} <= set(res["references"])
@@ -389,6 +390,14 @@ def test_gated_curriculum_trains_resumes_exactly_and_checkpoints_its_stage(tmp_p
     ends = [json.loads((r / "checkpoint.json").read_text())["counters"]["curriculum"]
             for r in (whole, parts)]
     assert ends[0] == ends[1] and ends[0]["active"] == 3
+    out = tmp_path / "eval.json"
+    r = runner.invoke(app, ["evaluate", str(whole), "--seed", "3", "-n", "256", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    stages = json.loads(out.read_text())["curriculum_stages"]
+    assert [s["coordinates"] for s in stages] == [1, 2, 3] and "3 coordinates from iteration" in r.output
+    assert [s["first_iteration"] for s in stages] == [1, first_two + 1, dims.index(3) + 1]
+    assert sum(s["iterations"] for s in stages) == 300
+    assert stages[0]["least_squares_share"] == pytest.approx(1 / 5)
 
 
 def test_probes_find_what_a_state_holds_and_not_what_it_lacks():

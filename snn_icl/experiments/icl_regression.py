@@ -198,3 +198,31 @@ def evaluate(model: nn.Module, task: Any, seed: int, *, n_tasks: int = 4096) -> 
     if after != before:
         raise RuntimeError(f"weights changed during evaluation (sha256 {before} -> {after})")
     return result
+
+
+def curriculum_stages(cfg: reg.RegressionConfig, rows: list[dict[str, str]], *,
+                      window: int = 500) -> list[dict[str, Any]]:
+    """How a dimension curriculum went, from a run's metrics.csv ``rows`` (one per iteration):
+    per number of coordinates in training, the iteration it began, the iterations spent, and
+    the training loss as a share of predicting 0 on those coordinates (mean over the stage's
+    first and last ``window`` iterations), beside least squares' share (the floor). Empty when
+    the rows have no ``active_dimension`` column or the run never changed it."""
+    stages: list[dict[str, Any]] = []
+    for r in rows:
+        if not r.get("active_dimension") or not r.get("loss"):
+            continue
+        active = int(float(r["active_dimension"]))
+        if not stages or stages[-1]["coordinates"] != active:
+            stages.append({"coordinates": active, "first_iteration": int(float(r["iteration"])),
+                           "shares": []})
+        stages[-1]["shares"].append(float(r["loss"]) / reg.zero_loss(cfg, active))
+    if len(stages) < 2:
+        return []
+    out = []
+    for s in stages:
+        shares = s.pop("shares")
+        out.append({**s, "iterations": len(shares),
+                    "share_first": sum(shares[:window]) / len(shares[:window]),
+                    "share_last": sum(shares[-window:]) / len(shares[-window:]),
+                    "least_squares_share": reg.least_squares_share(cfg, s["coordinates"])})
+    return out
