@@ -28,7 +28,7 @@ def test_the_course_figure_draws_every_condition_past_ten():
     pooled = {"conditions": {f"c{i}": condition(i) for i in range(12)}, "seed": 1,
               "seed_kind": "validation", "episodes": 8}
     fig = plot_course(pooled)
-    legend = fig.axes[0].get_legend()
+    (legend,) = fig.legends  # below the panels, not over the first one
     assert [t.get_text() for t in legend.get_texts()] == [f"c{i} (n=1)" for i in range(12)]
     means = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("c")]
     assert len({_look(ln) for ln in means}) == 12

@@ -44,8 +44,11 @@ def plot_course(pooled: dict[str, Any], measures: list[str] | None = None) -> Fi
                 ax.set_ylabel(m, fontsize=9)
             if i == len(measures) - 1:
                 ax.set_xlabel("training iteration")
-    axes[0][0].legend(fontsize=7, frameon=False)
+    # below the panels: a sweep's condition names are long and covered the first panel
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows = -(-len(labels) // 2)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.suptitle(f"along training, held-out seed {pooled['seed']} ({pooled['seed_kind']}), "
                  f"{pooled['episodes']} episodes; mean, 95 % t-band, dots: seeds", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, min(0.4, 0.18 * rows / fig.get_figheight()), 1, 1))
     return fig
