@@ -330,6 +330,38 @@ def test_killing_the_sweep_kills_its_workers_and_frees_their_runs(tmp_path):
         os.close(fd)
 
 
+def test_an_interrupt_of_the_sweep_process_alone_stops_its_runs(tmp_path):
+    """kill -INT of the sweep process only (a notebook's interrupt): its runs stop at once and
+    say so, instead of the sweep waiting for them to finish."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pathlib import Path
+
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), "sweep",
+                             str(TASKS / "water_maze_tiny.toml"), "--seeds", "0", "--workers", "1",
+                             "--set", "train.iterations=5000", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # a signal to it does not reach its workers
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("*/*/seed0/metrics.csv")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # 5,000 tiny iterations would take minutes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    (run,) = out.glob("*/*/seed0")
+    status = files.read_json(run / "run.json")
+    assert status["status"].startswith("interrupted") and status["iteration"] < 5000
+
+
 def test_a_pooled_condition_names_a_sweep_setting_or_a_sweep_for_its_seeds(sweep_history, tmp_path):
     from snn_icl.cli import _retention_sources
 

@@ -423,14 +423,33 @@ def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], No
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
                              initializer=die_with, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_one, spec, 1): spec for spec in todo}
-        for future in as_completed(futures):
-            spec = futures[future]
-            try:
-                result = future.result()
-            except Exception as err:  # noqa: BLE001 - a worker that died (killed, out of memory)
-                result = {"dir": spec.rel, "action": None, "status": "failed",
-                          "error": f"worker died: {one_line(err)}", "iteration": None}
-            on_done(result)
+        try:
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    result = future.result()
+                except Exception as err:  # noqa: BLE001 - a worker that died (killed, OOM)
+                    result = {"dir": spec.rel, "action": None, "status": "failed",
+                              "error": f"worker died: {one_line(err)}", "iteration": None}
+                on_done(result)
+        except KeyboardInterrupt:
+            _interrupt_workers(pool)
+            raise
+
+
+def _interrupt_workers(pool: Any) -> None:
+    """Pass an interrupt that reached only the sweep process (a notebook's interrupt, kill -INT)
+    on to its workers: each run stops and keeps its last checkpoint. Without this, leaving the
+    pool waits for every running run to finish. (A terminal's Ctrl-C reaches the workers
+    itself; they share its process group.)"""
+    import signal
+
+    for proc in list(getattr(pool, "_processes", {}).values()):  # CPython's pool keeps them here
+        try:
+            os.kill(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _todo(sweep: Sweep, on_done: Callable[[dict[str, Any]], None]) -> list[RunSpec]:
