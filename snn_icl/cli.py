@@ -754,7 +754,6 @@ def _runs_of(member: str) -> list[str]:
     its finished seeds); or a sweep of one condition (its finished runs)."""
     from snn_icl.experiments.retention import sweep_groups
     from snn_icl.experiments.sweep import SWEEP_FILE
-    from snn_icl.storage import files
 
     path = Path(member)
     if not path.is_dir() or (path / "run.json").is_file():
@@ -765,11 +764,12 @@ def _runs_of(member: str) -> list[str]:
             raise ValueError(f"{path} holds {len(groups)} conditions ({', '.join(groups)}); "
                              f"pool one of them as LABEL={path}/TASK/SETTING")
         return [str(r) for r in next(iter(groups.values()))]
-    seeds = [d for d in path.glob("seed*") if d.name[4:].isdigit() and (d / "run.json").is_file()]
-    done = [d for d in seeds if files.read_json(d / "run.json").get("status") == "done"]
-    if not done:
-        raise ValueError(f"{path}: neither a run nor a sweep setting with a finished seed*/ run")
-    return [str(d) for d in sorted(done, key=lambda d: int(d.name[4:]))]
+    sweep = path.parent.parent  # SWEEP/TASK/SETTING: the sweep's finished runs in this setting
+    runs = ([str(r) for group in sweep_groups(sweep).values() for r in group if r.parent == path]
+            if (sweep / SWEEP_FILE).is_file() else [])
+    if not runs:
+        raise ValueError(f"{path}: neither a run nor a sweep setting with a finished run")
+    return runs
 
 
 def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[str]]:
