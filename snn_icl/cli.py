@@ -303,19 +303,12 @@ def _evaluate_supervised(model: Any, cfg: Any, counters: dict[str, Any], path: P
     seed = cfg.eval.seed if seed is None else seed
     fam = family_of(cfg)
     result = fam.evaluate(model, cfg, seed, n_tasks=4096 if tasks is None else tasks)
-    if cfg.env.family == "icl_regression":  # a dimension curriculum, stage by stage
+    if fam.from_training is not None:
         from snn_icl.experiments.compare import training_rows
-        from snn_icl.experiments.icl_regression import curriculum_stages
 
-        stages = curriculum_stages(cfg.env, training_rows(path, counters.get("iteration")))
-        if stages:
-            result["curriculum_stages"] = stages
+        result.update(fam.from_training(cfg.env, training_rows(path, counters.get("iteration"))))
     files.write_json(out, {**provenance(path, cfg, counters), **result, "versions": files.versions()})
     typer.echo(f"wrote {out} ({result['seed_kind']} seed {seed}): {fam.summary(result)}")
-    for s in result.get("curriculum_stages", []):
-        typer.echo(f"  {s['coordinates']} coordinates from iteration {s['first_iteration']} "
-                   f"({s['iterations']} iterations): training loss {s['share_first']:.3f} -> "
-                   f"{s['share_last']:.3f} of predicting 0 (least squares {s['least_squares_share']:.3f})")
 
 
 @app.command("bursty-curves", short_help="Bursty ICL/IWL learning curves: table and figure.")

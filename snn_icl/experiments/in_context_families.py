@@ -35,6 +35,9 @@ class InContextFamily:
     loss_by_k: bool = False
     """Whether the evaluation has a loss against the number of in-context examples and probes
     (``loss_by_k``, ``probes``, ``references``) that the report pools per condition."""
+    from_training: Callable[[Any, list[dict[str, str]]], dict[str, Any]] | None = None
+    """(the task's ``[env]``, the run's metrics.csv rows) -> entries ``snn-icl evaluate`` adds to
+    its result from how the run was trained (None: nothing)."""
 
 
 REGRESSION_MEASURES = [
@@ -73,10 +76,20 @@ def _regression_measures(result: dict[str, Any], counters: dict[str, Any]) -> di
 
 def _regression_summary(result: dict[str, Any]) -> str:
     r, al = result["references"], result["alignment"]["gd1"]
+    stages = "".join(
+        f"\n  {s['coordinates']} coordinates from iteration {s['first_iteration']} "
+        f"({s['iterations']} iterations): training loss {s['share_first']:.3f} -> "
+        f"{s['share_last']:.3f} of predicting 0 (least squares {s['least_squares_share']:.3f})"
+        for s in result.get("curriculum_stages", []))
     return (f"loss {result['loss']:.4f}; one GD step {r['gd1']['loss']:.4f} (eta "
             f"{r['gd1']['eta']:.3f}), two {r['gd2']['loss']:.4f}, least squares "
             f"{r['least_squares']['loss']:.2g}; vs GD: cosine {al['model_cos']:.4f}, prediction "
-            f"difference {al['pred_diff_rel']:.3f} (relative)")
+            f"difference {al['pred_diff_rel']:.3f} (relative)" + stages)
+
+
+def _regression_from_training(cfg: Any, rows: list[dict[str, str]]) -> dict[str, Any]:
+    stages = icl_regression.curriculum_stages(cfg, rows)  # a dimension curriculum, stage by stage
+    return {"curriculum_stages": stages} if stages else {}
 
 
 def _bursty_measures(result: dict[str, Any], counters: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +109,7 @@ FAMILIES: dict[str, InContextFamily] = {
         icl_regression.evaluate, _regression_summary, REGRESSION_MEASURES, _regression_measures,
         (("loss", "training loss (mixed k)"), ("held_out_loss", "held-out loss at k = N"),
          ("active_dimension", "coordinates in training (curriculum)")),
-        "training tasks", loss_by_k=True),
+        "training tasks", loss_by_k=True, from_training=_regression_from_training),
     "icl_bursty": InContextFamily(
         icl_bursty.evaluate, _bursty_summary, BURSTY_MEASURES, _bursty_measures,
         (("icl_novel_accuracy", "ICL accuracy, novel classes (held out)"),
