@@ -163,12 +163,17 @@ class GateState(NamedTuple):
     """Iterations spent at ``active`` so far."""
 
 
+def least_squares_fraction(active: int, k: int) -> float:
+    """Expected loss of min-norm least squares from k noiseless examples, as a share of
+    predicting 0, with ``active`` coordinates in use: ``max(0, active - k) / active``. Exact
+    without noise, where it is the posterior mean of w ~ N(0, I) and no learner does better."""
+    return max(0, active - k) / active
+
+
 def least_squares_share(cfg: RegressionConfig, active: int) -> float:
-    """Expected loss of least squares (min norm) as a share of predicting 0, averaged over the
-    training context sizes k: ``max(0, active - k) / active`` per k. Exact without noise, where
-    min-norm least squares is the posterior mean of w ~ N(0, I) and no learner does better."""
+    """:func:`least_squares_fraction` averaged over the training context sizes k."""
     ks = range(cfg.min_examples(), cfg.n_examples + 1)
-    return sum(max(0, active - k) / active for k in ks) / len(ks)
+    return sum(least_squares_fraction(active, k) for k in ks) / len(ks)
 
 
 def gate_start(cfg: RegressionConfig) -> GateState | None:

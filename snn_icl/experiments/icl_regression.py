@@ -125,7 +125,7 @@ def loss_by_k(model: nn.Module, cfg: reg.RegressionConfig, n: int, seed: int) ->
         rows["gd1"].append(ref.loss(ref.predict(ref.gd_weights(test.x, test.y, eta), test.x_q), test.y_q))
         rows["least_squares"].append(ref.loss(ref.predict(ref.ols_weights(test.x, test.y), test.x_q),
                                               test.y_q))
-        rows["least_squares_theory"].append(zero * max(cfg.d - k, 0) / cfg.d
+        rows["least_squares_theory"].append(zero * reg.least_squares_fraction(cfg.d, k)
                                             if cfg.noise_std == 0 else float("nan"))
     return rows
 
