@@ -1036,14 +1036,15 @@ def report(
     typer.echo(f"wrote {out}/report.md, report.csv, report.json, {written}")
 
 
-def main() -> None:
-    """The ``snn-icl`` console command: usage errors (a bad flag or value) end like every other
-    user error, with one line naming it and exit code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """The ``snn-icl`` console command (``argv``: its arguments, default ``sys.argv[1:]``): usage
+    errors (a bad flag or value) end like every other user error, with one line naming it and exit
+    code 2. It always ends in ``SystemExit``."""
     # typer ships its own click; its exception types are only reachable here
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        rv = app(prog_name="snn-icl", standalone_mode=False)
+        rv = app(args=argv, prog_name="snn-icl", standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:

@@ -1,11 +1,15 @@
-"""Fault injection on the installed `snn-icl` command: kills at random moments and inside a
-checkpoint write, two trainers at once, a full disk, corrupt and foreign files, and the table of
-bad inputs. Every fault ends with one line naming the culprit and exit code 2 (1 only for a bug),
+"""Fault injection on the `snn-icl` command: kills at random moments and inside a checkpoint
+write, two trainers at once, a full disk, corrupt and foreign files, and the table of bad inputs.
+What needs a process of its own (a kill, a file-size limit, a lock holder) runs the installed
+command; the rest runs its `main` in this process (`_in_process`), which saves an import of torch
+per case. Every fault ends with one line naming the culprit and exit code 2 (1 only for a bug),
 and nothing already written is lost; a killed run resumes bit-identically."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import random
@@ -16,7 +20,6 @@ import struct
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,24 @@ def _task_file(tmp: Path, name: str = "faulty", **tables) -> Path:
 def _run(*args: str, cwd: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([SNN_ICL, *args], cwd=cwd, env=ENV, capture_output=True, text=True,
                           timeout=timeout, **kw)
+
+
+def _in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``snn-icl ARGS`` run by ``snn_icl.cli.main`` here, in ``cwd``: its exit code and stderr."""
+    from snn_icl.cli import main
+
+    err, threads, here = io.StringIO(), torch.get_num_threads(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            main([str(a) for a in args])
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    finally:
+        os.chdir(here)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(args, code, "", err.getvalue())
 
 
 PROGRESS = re.compile(r"\d+%\|")  # a tqdm progress bar (it shares stderr)
@@ -141,7 +162,7 @@ def test_a_kill_inside_a_checkpoint_write_loses_nothing(tmp_path):
     assert list(run.glob(".checkpoint.safetensors.*.tmp")), "the write was not interrupted"
     assert Checkpoint(run / CHECKPOINT_FILE).counters["iteration"] == 2  # the last whole one
     assert files.read_json(run / "run.json")["checkpoint_iteration"] == 2
-    result = _run("train", str(task), "--out", str(run), "--resume", cwd=tmp_path)
+    result = _in_process(["train", task, "--out", run, "--resume"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert not list(run.glob(".*.tmp"))  # the stale temporary is gone
     _same_weights(tmp_path / "reference" / CHECKPOINT_FILE, run / CHECKPOINT_FILE)
@@ -160,10 +181,10 @@ def test_a_second_trainer_is_refused_while_the_first_runs(tmp_path):
         while not (run / "metrics.csv").exists():
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.2)
-        second = _run("train", str(task), "--out", str(run), "--resume", cwd=tmp_path)
+        second = _in_process(["train", task, "--out", run, "--resume"], cwd=tmp_path)
         line = _one_line_error(second)
         assert f"in use by process {first.pid}" in line and str(run) in line
-        sim = _run("simulate", str(task), "--out", str(run), "-n", "1", cwd=tmp_path)
+        sim = _in_process(["simulate", task, "--out", run, "-n", "1"], cwd=tmp_path)
         assert "in use by process" in _one_line_error(sim)
     finally:
         first.kill()
@@ -171,8 +192,8 @@ def test_a_second_trainer_is_refused_while_the_first_runs(tmp_path):
     rows = (run / "metrics.csv").read_text().splitlines()
     assert sum(r == rows[0] for r in rows) == 1  # one header: nothing interleaved
     # the lock dies with its holder: the killed run resumes at once
-    again = _run("train", str(task), "--out", str(run), "--resume", "--stop-after", "1",
-                 cwd=tmp_path)
+    again = _in_process(["train", task, "--out", run, "--resume", "--stop-after", "1"],
+                        cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
 
 
@@ -186,7 +207,7 @@ def _full_disk(limit: int):
 def test_a_full_disk_fails_cleanly_and_keeps_the_checkpoint(tmp_path):
     task = _task_file(tmp_path, train={"iterations": 3})
     run = tmp_path / "run"
-    first = _run("train", str(task), "--out", str(run), "--stop-after", "1", cwd=tmp_path)
+    first = _in_process(["train", task, "--out", run, "--stop-after", "1"], cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     before = (run / CHECKPOINT_FILE).read_bytes()
     size = len(before)
@@ -282,10 +303,14 @@ def table(tmp_path_factory):
         "a missing checkpoint": (["evaluate", str(root / "nowhere"), "--out", str(root / "e.json")], ["nowhere"]),
     }
     before = _snapshot(root)
-    with ThreadPoolExecutor(2) as pool:
-        futures = {name: pool.submit(_run, *args, cwd=root) for name, (args, _) in cases.items()}
-        results = {name: f.result() for name, f in futures.items()}
+    # In this process (snn_icl.cli.main, as the console command calls it): a fresh interpreter
+    # per case cost 23 imports of torch. One case goes through the installed command as well.
+    results = {name: _in_process(args, cwd=root) for name, (args, _) in cases.items()}
+    results[f"(installed) {INSTALLED}"] = _run(*cases[INSTALLED][0], cwd=root)
     return cases, results, before, _snapshot(root), root
+
+
+INSTALLED = "a missing checkpoint"
 
 
 CASES = ["simulate into a training run", "evaluate --out a directory", "evaluate --out under a file",
@@ -303,6 +328,12 @@ def test_bad_input_stops_with_one_line_and_exit_2(table, case):
     line = _one_line_error(results[case])
     for word in cases[case][1]:
         assert word in line, line
+
+
+def test_the_installed_command_ends_a_bad_input_as_main_does(table):
+    _, results, _, _, _ = table
+    installed = _one_line_error(results[f"(installed) {INSTALLED}"])
+    assert installed == _one_line_error(results[INSTALLED])
 
 
 def test_bad_inputs_change_no_file_already_written(table):
