@@ -998,7 +998,9 @@ def sweep(
 @app.command(short_help="Mean and 95 % CI across seeds of a sweep; learning curves.")
 @_clean_errors
 def report(
-    sweep_dir: Path = typer.Argument(..., metavar="SWEEP_DIR", help="A directory of `snn-icl sweep`."),
+    sweep_dirs: list[Path] = typer.Argument(..., metavar="SWEEP_DIR...",
+                                            help="Directories of `snn-icl sweep`; a condition's "
+                                            "runs in several of them are pooled as its seeds."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     episodes: int = typer.Option(64, "--episodes", "-n", min=1,
                                  help="Held-out episodes per run (the same for every run; in-context "
@@ -1006,7 +1008,8 @@ def report(
     seed: int = _seed("Evaluation seed (the same episodes for every run).", 1),
     overwrite: bool = _overwrite(),
 ) -> None:
-    """Evaluate every finished run of a sweep; a table per condition across seeds, and a figure.
+    """Evaluate every finished run of one or more sweeps; a table per condition across seeds,
+    and a figure.
 
     For each condition (task x setting): the number of seeds, and the mean and 95 % CI (t) of
     each one-shot measure and of the training env steps (report.md, report.csv, report.json),
@@ -1017,7 +1020,7 @@ def report(
     from snn_icl.experiments import report as rep
 
     _claim(out, "report", overwrite)
-    result = rep.report(sweep_dir, episodes, seed)
+    result = rep.report(sweep_dirs if len(sweep_dirs) > 1 else sweep_dirs[0], episodes, seed)
     files.write_text(out / "report.md", rep.markdown_table(result["rows"])
                      + rep.differences_markdown(result.get("loss_differences", [])
                                                 + result.get("differences", [])))

@@ -4,7 +4,9 @@ local executor, and the report's table and figure."""
 
 import csv
 import json
+import shutil
 import tomllib
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -266,6 +268,37 @@ def test_report_tables_and_figure(sweep_history, tmp_path):
     # not a sweep directory
     bad = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r2")])
     assert bad.exit_code == 2 and "not a sweep directory" in bad.output
+
+
+def _one_seed_copy(sweep: Path, dst: Path, seed: int) -> Path:
+    """A copy of the sweep directory that lists (and holds) only training seed ``seed``."""
+    shutil.copytree(sweep, dst)
+    record = files.read_json(dst / sw.SWEEP_FILE)
+    for entry in record["runs"]:
+        if entry["seed"] != seed:
+            shutil.rmtree(dst / entry["dir"])
+    record["runs"] = [e for e in record["runs"] if e["seed"] == seed]
+    files.write_json(dst / sw.SWEEP_FILE, record)
+    return dst
+
+
+def test_a_report_of_several_sweeps_pools_a_condition_over_them(sweep_history, tmp_path):
+    from snn_icl.experiments.report import report
+
+    whole = report(sweep_history["out"], 4, 1, progress=False)
+    parts = [_one_seed_copy(sweep_history["out"], tmp_path / f"s{seed}", seed) for seed in (0, 1)]
+    pooled = report(parts, 4, 1, progress=False)
+    assert pooled["sweep"] == [str(p) for p in parts]
+    assert pooled["rows"] == whole["rows"]  # the same two runs, the same numbers
+    assert pooled["curves"] == whole["curves"]
+    assert [r["dir"] for r in pooled["runs"]] == [str(p / d) for p, d in zip(parts, RUNS)]
+    (alone,) = report(parts[0], 4, 1, progress=False)["rows"]
+    assert alone["n_seeds"] == 1
+    twice = runner.invoke(app, ["report", str(parts[0]), str(sweep_history["out"]),
+                                "--out", str(tmp_path / "r")])
+    assert twice.exit_code == 2
+    assert "training seed 0 of water_maze_tiny/iterations=2 is in" in twice.output
+    assert not (tmp_path / "r" / "report.md").exists()
 
 
 def test_the_sweep_table_gives_slurm_resources_and_stays_out_of_the_runs(tmp_path, tiny_task_path):

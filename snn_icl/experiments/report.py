@@ -155,33 +155,52 @@ def aggregate_curves(curves: list[dict[str, list[float]]],
     return out
 
 
-def report(sweep_dir: str | Path, episodes: int, seed: int, *,
+def _entries(sweep_dirs: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every run entry of the sweeps, as (run directory, its sweep.json entry); a training seed
+    of one condition (task/setting) listed by two sweeps is an error (it would count twice)."""
+    entries, seen = [], {}
+    for sweep_dir in sweep_dirs:
+        if not (sweep_dir / SWEEP_FILE).is_file() or kind_of(sweep_dir) not in ("sweep", None):
+            raise ValueError(f"{sweep_dir} is not a sweep directory (no {SWEEP_FILE}); give the "
+                             "--out of `snn-icl sweep`")
+        for entry in files.read_json(sweep_dir / SWEEP_FILE)["runs"]:
+            key = (entry["task"], entry["setting"], entry["seed"])
+            if key in seen:
+                raise ValueError(f"training seed {entry['seed']} of {entry['task']}/"
+                                 f"{entry['setting']} is in {seen[key]} and in {sweep_dir}: a "
+                                 "condition pooled across sweeps needs each seed once")
+            seen[key] = sweep_dir
+            entries.append((sweep_dir / entry["dir"], entry))
+    return entries
+
+
+def report(sweep_dirs: str | Path | list[str | Path], episodes: int, seed: int, *,
            progress: bool = True) -> dict[str, Any]:
-    """Evaluate every run of the sweep whose status is "done" (frozen weights, the same
+    """Evaluate every run of the sweep(s) whose status is "done" (frozen weights, the same
     ``episodes`` from ``seed`` for every run) and summarise per condition.
 
-    Returns ``{"sweep", "episodes", "seed", "rows", "runs", "curves", "skipped"}``: ``rows`` one
-    per condition (keys: condition, task, agent, setting, changes (``table.key`` -> value of the
-    setting), n_seeds, and per measure
+    A condition is a task name and setting; runs of the same condition in several sweeps (say,
+    seeds 0-2 in one and 3-4 in another) are pooled as its training seeds.
+
+    Returns ``{"sweep", "episodes", "seed", "rows", "runs", "curves", "skipped"}``: ``sweep``
+    the directory (a list for several), ``rows`` one per condition (keys: condition, task,
+    agent, setting, changes (``table.key`` -> value of the setting), n_seeds, and per measure
     ``MEASURE_mean``, ``MEASURE_ci95``, ``MEASURE_n``), ``runs`` each run's measures,
     ``curves`` the learning curves per condition, ``skipped`` the runs not evaluated and why.
     """
     from tqdm.auto import tqdm
 
-    sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / SWEEP_FILE).is_file() or kind_of(sweep_dir) not in ("sweep", None):
-        raise ValueError(f"{sweep_dir} is not a sweep directory (no {SWEEP_FILE}); give the --out "
-                         "of `snn-icl sweep`")
-    record = files.read_json(sweep_dir / SWEEP_FILE)
+    many = isinstance(sweep_dirs, (list, tuple))
+    dirs = [Path(d) for d in sweep_dirs] if many else [Path(sweep_dirs)]
     conditions: dict[str, dict[str, Any]] = {}
     details: dict[str, dict[str, Any]] = {}  # supervised families: per-run curves and probes
     runs, skipped = [], []
-    for entry in tqdm(record["runs"], desc="runs", disable=not progress):
-        run = sweep_dir / entry["dir"]
+    for run, entry in tqdm(_entries(dirs), desc="runs", disable=not progress):
+        name = str(run) if len(dirs) > 1 else entry["dir"]
         cond = f"{entry['task']}/{entry['setting']}"
         status = files.read_json(run / "run.json").get("status") if (run / "run.json").is_file() else None
         if status != "done":
-            skipped.append(f"{entry['dir']} (status: {status or 'not started'})")
+            skipped.append(f"{name} (status: {status or 'not started'})")
             continue
         checkpoint = resolve(run)
         agent, task, counters = load_agent(checkpoint)
@@ -199,7 +218,7 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
                 details[cond]["loss_by_k"].append(result["loss_by_k"])
                 details[cond]["probes"].append(result["probes"])
                 details[cond]["references"] = result["references"]
-        runs.append({"dir": entry["dir"], "condition": cond, "seed": entry["seed"], **measures})
+        runs.append({"dir": name, "condition": cond, "seed": entry["seed"], **measures})
         c = conditions.setdefault(cond, {"task": task.name, "agent": task.agent.kind,
                                           "setting": entry["setting"],
                                           "changes": entry.get("changes", {}), "runs": [], "curves": [],
@@ -222,7 +241,7 @@ def report(sweep_dir: str | Path, episodes: int, seed: int, *,
         rows.append(row)
         curves[cond] = {**aggregate_curves(c["curves"], tuple(k for k, _ in sch["panels"])),
                         "panels": [list(p) for p in sch["panels"]], "x_label": sch["x_label"]}
-    out = {"sweep": str(sweep_dir), "episodes": episodes, "seed": seed,
+    out = {"sweep": [str(d) for d in dirs] if many else str(dirs[0]), "episodes": episodes, "seed": seed,
            "seed_kind": seed_kind(seed), "rows": rows, "runs": runs, "curves": curves,
            "skipped": skipped}
     if details:
