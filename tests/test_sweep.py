@@ -299,6 +299,12 @@ def test_a_report_of_several_sweeps_pools_a_condition_over_them(sweep_history, t
     assert twice.exit_code == 2
     assert "training seed 0 of water_maze_tiny/iterations=2 is in" in twice.output
     assert not (tmp_path / "r" / "report.md").exists()
+    resolved = parts[1] / Path(RUNS[1]).parent / "task.toml"
+    text = resolved.read_text()
+    assert "\nlr = 0.001\n" in text
+    resolved.write_text(text.replace("\nlr = 0.001\n", "\nlr = 0.002\n"))
+    with pytest.raises(ValueError, match="are different tasks"):
+        report(parts, 4, 1, progress=False)
 
 
 def test_the_sweep_table_gives_slurm_resources_and_stays_out_of_the_runs(tmp_path, tiny_task_path):

@@ -155,21 +155,39 @@ def aggregate_curves(curves: list[dict[str, list[float]]],
     return out
 
 
+def _resolved_task(sweep_dir: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The condition's resolved task (``OUT/TASK/SETTING/task.toml``) without its seed."""
+    import tomllib
+
+    path = sweep_dir / Path(entry["dir"]).parent / "task.toml"
+    if not path.is_file():
+        return None
+    table = tomllib.loads(path.read_text())
+    table.pop("seed", None)
+    return table
+
+
 def _entries(sweep_dirs: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    """Every run entry of the sweeps, as (run directory, its sweep.json entry); a training seed
-    of one condition (task/setting) listed by two sweeps is an error (it would count twice)."""
-    entries, seen = [], {}
+    """Every run entry of the sweeps, as (run directory, its sweep.json entry). A condition
+    (task/setting) in several sweeps must be the same task in each, and a training seed of it
+    listed twice is an error (it would count twice)."""
+    entries, seen, first = [], {}, {}
     for sweep_dir in sweep_dirs:
         if not (sweep_dir / SWEEP_FILE).is_file() or kind_of(sweep_dir) not in ("sweep", None):
             raise ValueError(f"{sweep_dir} is not a sweep directory (no {SWEEP_FILE}); give the "
                              "--out of `snn-icl sweep`")
         for entry in files.read_json(sweep_dir / SWEEP_FILE)["runs"]:
-            key = (entry["task"], entry["setting"], entry["seed"])
-            if key in seen:
-                raise ValueError(f"training seed {entry['seed']} of {entry['task']}/"
-                                 f"{entry['setting']} is in {seen[key]} and in {sweep_dir}: a "
-                                 "condition pooled across sweeps needs each seed once")
-            seen[key] = sweep_dir
+            cond = f"{entry['task']}/{entry['setting']}"
+            if (cond, entry["seed"]) in seen:
+                raise ValueError(f"training seed {entry['seed']} of {cond} is in "
+                                 f"{seen[cond, entry['seed']]} and in {sweep_dir}: a condition "
+                                 "pooled across sweeps needs each seed once")
+            seen[cond, entry["seed"]] = sweep_dir
+            task = _resolved_task(sweep_dir, entry)
+            where, other = first.setdefault(cond, (sweep_dir, task))
+            if where != sweep_dir and other != task:
+                raise ValueError(f"{cond} in {where} and in {sweep_dir} are different tasks "
+                                 "(their task.toml differ): name them apart or report them apart")
             entries.append((sweep_dir / entry["dir"], entry))
     return entries
 
