@@ -998,7 +998,7 @@ def sweep(
 @app.command(short_help="Mean and 95 % CI across seeds of a sweep; learning curves.")
 @_clean_errors
 def report(
-    sweep_dirs: list[Path] = typer.Argument(..., metavar="SWEEP_DIR...",
+    sweep_dirs: list[Path] = typer.Argument(..., metavar="SWEEP_DIR",
                                             help="Directories of `snn-icl sweep`; a condition's "
                                             "runs in several of them are pooled as its seeds."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
