@@ -10,8 +10,13 @@ compiled for one CPU is never loaded on another, which recompiles and adds its o
 What the loops do (:mod:`._alif_loops`): the forward sums the rows of ``w_rec`` of the neurons
 that spiked (spikes are sparse) instead of a dense matmul per step; the backward makes one BLAS
 call per step (``gv_t w_rec^T``, dense), sums ``dL/dw_rec`` over the spikes, and does the input
-gradients as two matmuls per block of steps. numba's ``np.dot`` calls scipy's OpenBLAS, whose
-threads are set to ``torch.get_num_threads()`` before each call (threadpoolctl).
+gradients as two matmuls per block of steps. numba's ``np.dot`` calls scipy's OpenBLAS, held
+at one thread before each call (threadpoolctl, ``BLAS_THREADS``): its threads and torch's
+OpenMP threads wait for work by spinning, and with both at two threads on two cores an
+evaluation that alternates short kernel calls (one env step) with torch ops ran 4.5x slower
+(``bench/eval_threads.py``: 45.6 s against 10.2 s for 256 episodes); a whole training sequence
+is as fast with one BLAS thread (``bench/lsnn_throughput.py --threads 2``: 0.33 s against 0.36 s
+with two).
 
 First use compiles (seconds; then loaded from the cache in ``__pycache__`` next to this file,
 or numba's user-wide cache when that is read-only; ``NUMBA_CACHE_DIR`` overrides both, and with
@@ -58,6 +63,10 @@ _failure: str | None = None  # why the kernels cannot run
 def disabled_by_env() -> bool:
     """Whether ``SNN_ICL_NO_KERNELS`` (or ``SNN_ICL_NO_C_KERNELS``) forces the torch-ops path."""
     return any(os.environ.get(name, "") not in ("", "0") for name in _ENV_OFF)
+
+
+BLAS_THREADS = 1
+"""Threads of the BLAS calls inside the compiled loops (see the module docstring for why one)."""
 
 
 def _blas_thread_setter():
@@ -194,7 +203,7 @@ def forward_no_grad(kernels, x, w_in_s, v0, a0, z0, r0, w_s, beta, params: ALIFP
     forward_loop, _, set_threads = kernels
     T, B, n_in = x.shape
     n = w_s.shape[0]
-    set_threads(torch.get_num_threads())
+    set_threads(BLAS_THREADS)
     v, a, z, r = (s.detach().clone(memory_format=torch.contiguous_format) for s in (v0, a0, z0, r0))
     z_all = _empty((T, B, n), x.dtype)
     v_all = _empty((T, B, n), x.dtype) if record else None
@@ -222,7 +231,7 @@ class ALIFSequenceNumba(torch.autograd.Function):
         T, B, n_in = x.shape
         n = w_s.shape[0]
         x, w_in_s, w_s, beta = (t.contiguous() for t in (x, w_in_s, w_s, beta))
-        kernels[2](torch.get_num_threads())
+        kernels[2](BLAS_THREADS)
         v, a, z, r = (s.detach().clone(memory_format=torch.contiguous_format) for s in (v0, a0, z0, r0))
         z_all = _empty((T, B, n), x.dtype)
         v_all = _empty((T, B, n), x.dtype)
@@ -251,7 +260,7 @@ class ALIFSequenceNumba(torch.autograd.Function):
         T, B, n_in = x.shape
         n = w_s.shape[0]
         need = ctx.needs_input_grad  # (kernels, x, w_in_s, v0, a0, z0, r0, w_s, beta, ...)
-        set_threads(torch.get_num_threads())
+        set_threads(BLAS_THREADS)
         empty3 = _EMPTY3[x.dtype]
         empty2 = empty3.reshape(0, 0)
 
