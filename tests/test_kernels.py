@@ -1,5 +1,6 @@
 """The compiled kernels' loading: thread-safe first use, the one-time fallback warning, no
-CPU-specific cache entry another CPU could load, and the no-grad forward against the others.
+CPU-specific cache entry another CPU could load, the no-grad forward against the others, and
+their BLAS held at one thread.
 (Their numerics against the equations: tests/test_neurons.py and tests/test_lsnn.py.)"""
 
 import sys
@@ -150,3 +151,25 @@ def test_no_grad_forward_equals_the_autograd_forward(dtype):
         assert torch.equal(a, b) and torch.equal(a, c)
     for a, b in zip(trace, trace0):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not kernels_available(), reason="numba kernels not installed")
+def test_the_kernels_blas_stays_on_one_thread_whatever_torch_uses(monkeypatch):
+    """With torch on two threads the kernels' BLAS is still set to one (forward, no-grad forward
+    and backward): two spinning thread pools on two cores made evaluation 4.5x slower
+    (bench/eval_threads.py)."""
+    forward_loop, backward_loop, set_threads = nk._load()
+    asked = []
+
+    def recording(n: int) -> None:
+        asked.append(n)
+        set_threads(n)
+
+    monkeypatch.setattr(nk, "_kernels", (forward_loop, backward_loop, recording))
+    torch.set_num_threads(2)
+    net, x = _net_and_input()
+    z, _ = net(x.requires_grad_())
+    z.sum().backward()
+    with torch.no_grad():
+        net(x)
+    assert len(asked) == 3 and set(asked) == {1}
