@@ -78,6 +78,12 @@ def without_kernels(fn, *args):
         del os.environ["SNN_ICL_NO_KERNELS"]
 
 
+def _blas_threads() -> int:
+    from snn_icl.neurons.kernels import numba_kernels
+
+    return numba_kernels.BLAS_THREADS
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--T", type=int, default=1000, help="time steps")
@@ -87,6 +93,9 @@ def main() -> None:
     parser.add_argument("--n-adaptive", type=int, default=100, help="adaptive neurons")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="threads of the compiled kernels' BLAS calls (default: "
+                        "numba_kernels.BLAS_THREADS, one)")
     parser.add_argument("--float64", action="store_true", help="time in float64")
     parser.add_argument("--no-norse", action="store_true", help="skip norse")
     parser.add_argument("--no-autograd", action="store_true", help="skip the per-step autograd loop")
@@ -96,6 +105,10 @@ def main() -> None:
     from snn_icl.neurons import kernels_available
 
     torch.set_num_threads(args.threads)
+    if args.blas_threads is not None:
+        from snn_icl.neurons.kernels import numba_kernels
+
+        numba_kernels.BLAS_THREADS = args.blas_threads
     torch.manual_seed(0)
     dtype = torch.float64 if args.float64 else torch.float32
     n = args.n_regular + args.n_adaptive
@@ -121,7 +134,7 @@ def main() -> None:
         z, _ = fast(x)
     print(
         f"T={T} B={B} n_in={args.n_in} n={n} dtype={str(dtype).removeprefix('torch.')} "
-        f"threads={args.threads} repeats={args.repeats}; LSNN rate {z.mean().item() * 1000:.1f} Hz; "
+        f"threads={args.threads} (kernel BLAS {_blas_threads()}) repeats={args.repeats}; LSNN rate {z.mean().item() * 1000:.1f} Hz; "
         f"compiled kernels {'on' if kernels_available() else 'off'}\n"
         f"CPU {cpu_model()} ({os.cpu_count()} logical), torch {torch.__version__}"
     )

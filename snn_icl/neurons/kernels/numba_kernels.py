@@ -15,8 +15,8 @@ at one thread before each call (threadpoolctl, ``BLAS_THREADS``): its threads an
 OpenMP threads wait for work by spinning, and with both at two threads on two cores an
 evaluation that alternates short kernel calls (one env step) with torch ops ran 4.5x slower
 (``bench/eval_threads.py``: 45.6 s against 10.2 s for 256 episodes); a whole training sequence
-is as fast with one BLAS thread (``bench/lsnn_throughput.py --threads 2``: 0.33 s against 0.36 s
-with two).
+is as fast with one BLAS thread (``bench/lsnn_throughput.py --threads 2 --blas-threads 1``,
+then ``2``: 0.322 s against 0.328 s).
 
 First use compiles (seconds; then loaded from the cache in ``__pycache__`` next to this file,
 or numba's user-wide cache when that is read-only; ``NUMBA_CACHE_DIR`` overrides both, and with
