@@ -31,6 +31,9 @@ app = typer.Typer(
 
 SEED_MAX = 2**31 - 1
 """Largest seed (evaluation and training env seeds stay distinct and within torch's range)."""
+STOPPED_BY_SIGTERM = 143
+"""Exit code of a train or sweep stopped cleanly by SIGTERM (128 + 15, the shell's code for a
+process ended by it), so a job script can tell an unfinished run from a finished one."""
 
 # What a simulation drops: the training-only tensors (it keeps behaviour and spikes/thresholds).
 SIMULATION_DROPS = ("obs", "net_input", "action_mean", "value", "log_prob")
@@ -209,6 +212,11 @@ def train(
     out = out if out is not None else Path("runs") / f"{cfg.name}-seed{seed}"
     state = train_run(task, out, seed=seed, resume=resume, stop_after=stop_after, device=device)
     unit = "episodes" if families.supervised(cfg.env) is None else "tasks"
+    if state.stopped_by is not None:
+        typer.echo(f"stopped by {state.stopped_by} after iteration {state.iteration} "
+                   f"({state.episodes} {unit}); checkpoint written. Continue with: "
+                   f"snn-icl train {task} --out {out} --seed {seed} --resume", err=True)
+        raise typer.Exit(STOPPED_BY_SIGTERM)
     typer.echo(f"trained {state.iteration} iterations ({state.episodes} {unit}, "
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
 
@@ -972,12 +980,15 @@ def sweep(
         if result["status"] == "failed":
             bar.write(f"failed: {result['dir']}: {result['error']}")
 
+    stopped = False
     try:
         if backend == "local":
             sw.run_local(grid, workers or len(os.sched_getaffinity(0)), on_done)
         else:
             sw.run_submitit(grid, on_done, cluster=cluster or "slurm", partition=partition,
                             time_min=time_min, cpus=cpus, gpus=gpus, workers=workers)
+    except sw.SweepStopped:
+        stopped = True
     finally:
         bar.close()
         grid.save()
@@ -988,6 +999,11 @@ def sweep(
         counts[key] = counts.get(key, 0) + 1
     typer.echo(f"{len(runs)} runs in {out}: "
                + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if stopped:
+        typer.echo(f"wrote {out / sw.SWEEP_FILE}")
+        typer.echo("stopped by SIGTERM: the running runs stopped after their current iteration "
+                   "with a checkpoint; run the same command again to resume", err=True)
+        raise typer.Exit(STOPPED_BY_SIGTERM)
     for r in grid.failed:
         typer.echo(f"error: {r['dir']}: {r['error'] or 'not run'}", err=True)
     typer.echo(f"wrote {out / sw.SWEEP_FILE}")

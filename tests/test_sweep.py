@@ -401,6 +401,45 @@ def test_an_interrupt_of_the_sweep_process_alone_stops_its_runs(tmp_path):
     assert status["status"].startswith("interrupted") and status["iteration"] < 5000
 
 
+def test_sigterm_to_the_sweep_stops_its_runs_with_a_checkpoint_and_starts_no_other(tmp_path):
+    """kill (or a job scheduler) sends SIGTERM to the sweep process only: the running run
+    stops after its iteration with a checkpoint (the next timed one is an hour away), the
+    queued run is not started, sweep.json says so, and the exit code is 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), "sweep",
+                             str(TASKS / "water_maze_tiny.toml"), "--seeds", "0,1", "--workers", "1",
+                             "--set", "train.iterations=5000", "--set", "train.checkpoint_minutes=60",
+                             "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # the signal reaches the sweep process alone
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("*/*/seed0/metrics.csv")) or len(_rows(
+                next(out.glob("*/*/seed0")))) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1].startswith("stopped by SIGTERM")
+    (run0,) = out.glob("*/*/seed0")
+    status = files.read_json(run0 / "run.json")
+    n = len(_rows(run0))
+    assert status["status"] == "stopped" and status["stopped_by"] == "SIGTERM"
+    assert status["checkpoint_iteration"] == status["iteration"] == n < 5000
+    assert not (run0.parent / "seed1" / "run.json").exists()
+    runs = {r["seed"]: r for r in files.read_json(out / "sweep.json")["runs"]}
+    assert (runs[0]["status"], runs[0]["iteration"], runs[1]["status"]) == ("stopped", n, "pending")
+
+
 def test_a_pooled_condition_names_a_sweep_setting_or_a_sweep_for_its_seeds(sweep_history, tmp_path):
     from snn_icl.cli import _retention_sources
 

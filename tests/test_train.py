@@ -162,6 +162,45 @@ def test_cli_train_smoke(tmp_path, tiny_task_path):
     assert "trained 3 iterations" in result.output
 
 
+def test_sigterm_stops_training_after_the_iteration_with_a_checkpoint(tmp_path, tiny_task_path):
+    """kill (or Slurm at a time limit) ends `snn-icl train` with a checkpoint of the last
+    iteration, although the task's next timed checkpoint is an hour away; exit code 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    text = tiny_task_path.read_text()
+    task = tmp_path / "long.toml"
+    task.write_text(text.replace("iterations = 3", "iterations = 5000")
+                    .replace("checkpoint_minutes = 0.01", "checkpoint_minutes = 60"))
+    assert task.read_text() != text
+    run = tmp_path / "run"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), "train", str(task),
+                             "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (run / "metrics.csv").is_file() or len(_rows(run)) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1].startswith("stopped by SIGTERM after iteration")
+    status = files.read_json(run / "run.json")
+    n = len(_rows(run))
+    assert status["status"] == "stopped" and status["stopped_by"] == "SIGTERM"
+    assert status["iteration"] == status["checkpoint_iteration"] == n < 5000
+    assert read_metadata(run / CHECKPOINT)["counters"]["iteration"] == n
+    state = train_run(task, run, resume=True, stop_after=1, progress=False)
+    assert state.iteration == n + 1 and len(_rows(run)) == n + 1
+
+
 def test_release_copy_keeps_the_weights_and_drops_training_state(tmp_path, tiny_task_path):
     from snn_icl.storage.checkpoint import release_copy
 

@@ -280,8 +280,13 @@ def run_one(spec: RunSpec, threads: int = 1, redirect: bool = True) -> dict[str,
 
     from snn_icl.train.run_dir import train_run
 
+    from snn_icl.train.stop_signal import requested
+
     torch.set_num_threads(threads)
     run = Path(spec.run)
+    if requested() is not None:  # this worker was told to stop: no new run
+        return {"dir": spec.rel, "action": None, "status": "pending", "error": None,
+                "iteration": None}
     action = run_state(run)
     result: dict[str, Any] = {"dir": spec.rel, "action": {"skip": "skipped", "resume": "resumed",
                                                           "start": "started"}[action],
@@ -408,6 +413,20 @@ def die_with(sweep_pid: int) -> None:
     threading.Thread(target=watch, name="die-with-sweep", daemon=True).start()
 
 
+def _start_worker(sweep_pid: int) -> None:
+    """Pool worker initializer: die with the sweep (:func:`die_with`), and on SIGTERM stop the
+    run under way with a checkpoint and start no other (:mod:`snn_icl.train.stop_signal`)."""
+    from snn_icl.train.stop_signal import stop_worker_on_sigterm
+
+    die_with(sweep_pid)
+    stop_worker_on_sigterm()
+
+
+class SweepStopped(Exception):
+    """The sweep process was sent SIGTERM: its running runs stopped after their current
+    iteration with a checkpoint, and no further run was started. The same command resumes."""
+
+
 def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], None]) -> None:
     """Every run of the sweep in a pool of ``workers`` processes (spawned, one torch thread each)."""
     import multiprocessing
@@ -421,20 +440,68 @@ def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], No
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["snn_icl.experiments.sweep", "snn_icl.train.run_dir"])
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                             initializer=die_with, initargs=(os.getpid(),)) as pool:
+                             initializer=_start_worker, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_one, spec, 1): spec for spec in todo}
-        try:
-            for future in as_completed(futures):
-                spec = futures[future]
-                try:
-                    result = future.result()
-                except Exception as err:  # noqa: BLE001 - a worker that died (killed, OOM)
-                    result = {"dir": spec.rel, "action": None, "status": "failed",
-                              "error": f"worker died: {one_line(err)}", "iteration": None}
-                on_done(result)
-        except KeyboardInterrupt:
-            _interrupt_workers(pool)
-            raise
+        reported: set[Any] = set()
+        with _stop_on_sigterm(pool):
+            try:
+                for future in as_completed(futures):
+                    on_done(_result_of(future, futures[future]))
+                    reported.add(future)
+            except KeyboardInterrupt:
+                _interrupt_workers(pool)
+                raise
+            except SweepStopped:
+                pool.shutdown(wait=True, cancel_futures=True)  # the runs checkpoint and return
+                for future, spec in futures.items():
+                    if future.done() and not future.cancelled() and future not in reported:
+                        on_done(_result_of(future, spec))
+                raise
+
+
+def _result_of(future: Any, spec: RunSpec) -> dict[str, Any]:
+    """A finished run's result; a worker that died (killed, out of memory) or was stopped at
+    once (a second SIGTERM) is reported with its run's last status."""
+    try:
+        return future.result()
+    except BaseException as err:  # noqa: BLE001 - the worker's failure, not this process's
+        status = files.read_json(Path(spec.run) / "run.json") if (Path(spec.run) / "run.json").is_file() else {}
+        stopped = isinstance(err, KeyboardInterrupt)
+        return {"dir": spec.rel, "action": None,
+                "status": str(status.get("status")) if stopped and status else "failed",
+                "error": None if stopped else f"worker died: {one_line(err)}",
+                "iteration": status.get("iteration")}
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(pool: Any) -> Iterator[None]:
+    """SIGTERM to the sweep process (kill, a job scheduler) is passed on to its workers, which
+    stop their runs after the current iteration with a checkpoint; the sweep then raises
+    :class:`SweepStopped` once they have. A second SIGTERM is passed on too: the runs stop at
+    once, keeping their last checkpoints. (Main thread only, as Python's signals.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping: list[bool] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        for proc in list(getattr(pool, "_processes", {}).values()):  # CPython's pool keeps them here
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if not stopping:
+            stopping.append(True)
+            raise SweepStopped("stopped by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _interrupt_workers(pool: Any) -> None:

@@ -61,6 +61,9 @@ class TrainState:
     curriculum: dict[str, Any] | None = None
     """State of a curriculum paced by training (a supervised family's
     :class:`~snn_icl.envs.family.Curriculum`; JSON-able, checkpointed); None without one."""
+    stopped_by: str | None = None
+    """The signal that stopped this training session cleanly ("SIGTERM"; not checkpointed:
+    it describes the session, not the run), None otherwise."""
 
 
 def rate_penalty(rate: Tensor, cfg: Any) -> Tensor:

@@ -9,8 +9,9 @@ with :mod:`snn_icl.train.supervised`; both through the same run directory.
     RUN/snapshots/               weights-only copies every ``[train] snapshot_every`` iterations
                                  (iteration_NNNNNN.safetensors + .json; kept, never resumed from)
     RUN/tb/                      TensorBoard events (when tensorboard is installed)
-    RUN/run.json                 seed, versions, status ("running", "done", "failed: ...") and
-                                 the counters of the last checkpoint (what --resume continues)
+    RUN/run.json                 seed, versions, status ("running", "done", "stopped",
+                                 "failed: ...") and the counters of the last checkpoint (what
+                                 --resume continues)
 
 A run directory belongs to one process at a time (:func:`snn_icl.storage.outputs.claim`: an OS
 lock; a second trainer is refused with the holder's PID) and holds a training run only. A killed
@@ -48,6 +49,7 @@ from snn_icl.storage.outputs import claim
 from snn_icl.train.errors import NonFiniteError, one_line
 from snn_icl.train import supervised as supervised_training
 from snn_icl.train.ppo import TrainState, new_state, train as ppo_train
+from snn_icl.train.stop_signal import stop_on_sigterm
 
 METRICS = "metrics.csv"
 
@@ -109,6 +111,10 @@ def snapshot_path(run: Path, iteration: int) -> Path:
     return run / "snapshots" / f"iteration_{iteration:06d}.safetensors"
 
 
+class _Stop(Exception):
+    """Raised after a complete iteration when a stop signal has arrived."""
+
+
 def snapshot_paths(run: Path) -> list[Path]:
     """The run's snapshots (:func:`snapshot_path`) in training order."""
     return sorted(snapshot_path(run, 0).parent.glob("iteration_*.safetensors"))
@@ -124,11 +130,14 @@ def _tensorboard(path: Path, purge_step: int) -> Any:
 
 def _status(run: Path, task: TaskConfig, status: str, state: TrainState,
             checkpoint_iteration: int | None) -> None:
-    """run.json: the counters now, and the iteration of the checkpoint on disk (None: none yet)."""
+    """run.json: the counters now, and the iteration of the checkpoint on disk (None: none yet);
+    ``stopped_by`` names the signal of a clean stop (:mod:`snn_icl.train.stop_signal`)."""
     data: dict[str, Any] = {"task": task.name, "seed": task.seed, "status": status,
                             "versions": files.versions(), "iteration": state.iteration,
                             "episodes": state.episodes, "wall_time_s": round(state.wall_time_s, 1),
                             "checkpoint_iteration": checkpoint_iteration}
+    if state.stopped_by is not None:
+        data["stopped_by"] = state.stopped_by
     files.write_json(run / "run.json", data)
 
 
@@ -212,12 +221,19 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
         if time.monotonic() - last_save >= 60 * task.train.checkpoint_minutes:
             checkpoint(s)
             last_save = time.monotonic()
+        if stop_requested() is not None:  # SIGTERM: this iteration is complete, stop here
+            raise _Stop
 
     _status(run, task, "running", state, saved_at)
     try:
-        trainer = supervised_training.train if supervised(task.env) else ppo_train
-        trainer(task, state, on_iteration=on_iteration, stop_after=stop_after, progress=progress)
-        checkpoint(state)
+        with stop_on_sigterm() as stop_requested:
+            trainer = supervised_training.train if supervised(task.env) else ppo_train
+            try:
+                trainer(task, state, on_iteration=on_iteration, stop_after=stop_after,
+                        progress=progress)
+            except _Stop:
+                state.stopped_by = stop_requested()
+            checkpoint(state)
     except BaseException as err:
         kept = (f"the checkpoint of iteration {saved_at} is kept" if saved_at is not None
                 else "no checkpoint had been written yet")
