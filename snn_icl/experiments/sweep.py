@@ -462,15 +462,16 @@ def run_local(sweep: Sweep, workers: int, on_done: Callable[[dict[str, Any]], No
 def _result_of(future: Any, spec: RunSpec) -> dict[str, Any]:
     """A finished run's result; a worker that died (killed, out of memory) or was stopped at
     once (a second SIGTERM) is reported with its run's last status."""
-    try:
+    err = future.exception()  # the worker's exception; one in this process is not caught here
+    if err is None:
         return future.result()
-    except BaseException as err:  # noqa: BLE001 - the worker's failure, not this process's
-        status = files.read_json(Path(spec.run) / "run.json") if (Path(spec.run) / "run.json").is_file() else {}
-        stopped = isinstance(err, KeyboardInterrupt)
-        return {"dir": spec.rel, "action": None,
-                "status": str(status.get("status")) if stopped and status else "failed",
-                "error": None if stopped else f"worker died: {one_line(err)}",
-                "iteration": status.get("iteration")}
+    path = Path(spec.run) / "run.json"
+    status = files.read_json(path) if path.is_file() else {}
+    stopped = isinstance(err, KeyboardInterrupt)
+    return {"dir": spec.rel, "action": None,
+            "status": str(status.get("status")) if stopped and status else "failed",
+            "error": None if stopped else f"worker died: {one_line(err)}",
+            "iteration": status.get("iteration")}
 
 
 @contextlib.contextmanager
