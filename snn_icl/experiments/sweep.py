@@ -279,7 +279,6 @@ def run_one(spec: RunSpec, threads: int = 1, redirect: bool = True) -> dict[str,
     import torch
 
     from snn_icl.train.run_dir import train_run
-
     from snn_icl.train.stop_signal import requested
 
     torch.set_num_threads(threads)
