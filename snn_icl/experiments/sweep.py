@@ -480,28 +480,28 @@ def _stop_on_sigterm(pool: Any) -> Iterator[None]:
     :class:`SweepStopped` once they have. A second SIGTERM is passed on too: the runs stop at
     once, keeping their last checkpoints. (Main thread only, as Python's signals.)"""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    from snn_icl.train.stop_signal import sigterm_handled_by
+
     stopping: list[bool] = []
 
     def forward(signum: int, frame: Any) -> None:
-        for proc in list(getattr(pool, "_processes", {}).values()):  # CPython's pool keeps them here
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        _signal_workers(pool, signal.SIGTERM)
         if not stopping:
             stopping.append(True)
             raise SweepStopped("stopped by SIGTERM")
 
-    previous = signal.signal(signal.SIGTERM, forward)
-    try:
+    with sigterm_handled_by(forward):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _signal_workers(pool: Any, signum: int) -> None:
+    """Send ``signum`` to every worker process of the pool still alive."""
+    for proc in list(getattr(pool, "_processes", {}).values()):  # CPython's pool keeps them here
+        try:
+            os.kill(proc.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 def _interrupt_workers(pool: Any) -> None:
@@ -511,11 +511,7 @@ def _interrupt_workers(pool: Any) -> None:
     itself; they share its process group.)"""
     import signal
 
-    for proc in list(getattr(pool, "_processes", {}).values()):  # CPython's pool keeps them here
-        try:
-            os.kill(proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
+    _signal_workers(pool, signal.SIGINT)
     pool.shutdown(wait=True, cancel_futures=True)
 
 

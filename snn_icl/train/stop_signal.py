@@ -47,19 +47,29 @@ def stop_worker_on_sigterm() -> None:
 
 
 @contextlib.contextmanager
+def sigterm_handled_by(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` takes SIGTERM for the block and the previous handler is restored after it;
+    outside the main thread (where Python cannot install one) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        # None: the previous handler was not set from Python (the default, then)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
 def stop_on_sigterm() -> Iterator[Callable[[], str | None]]:
     """While training: SIGTERM asks for a clean stop (the returned callable then gives its name;
     the trainer checks it after every iteration); a second one raises KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-    previous = signal.signal(signal.SIGTERM, _on_signal)
-    _training[0] = True
-    try:
-        yield requested
-    finally:
-        _training[0] = False
-        # None: the previous handler was not set from Python (the default, then)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-        if not _sticky[0]:
-            _requested.clear()
+    with sigterm_handled_by(_on_signal):
+        _training[0] = True
+        try:
+            yield requested
+        finally:
+            _training[0] = False
+            if not _sticky[0]:
+                _requested.clear()
