@@ -1,4 +1,8 @@
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -25,3 +29,25 @@ def tiny_task(tiny_task_path):
     from snn_icl.config import load_task
 
     return load_task(tiny_task_path)
+
+
+def signal_when(args: list[str], ready: Callable[[], bool], signum: int, *,
+                alone: bool = False) -> tuple[int, str]:
+    """Run the installed ``snn-icl ARGS``, send it ``signum`` once ``ready()`` (polled; it must
+    come within 90 s and before the command ends), and return its exit code and stderr (it must
+    end within 60 s of the signal). ``alone``: in a session of its own, so that the signal
+    reaches that process and not its workers."""
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=alone)
+    try:
+        deadline = time.monotonic() + 90
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err

@@ -16,7 +16,7 @@ from snn_icl.config import ConfigError, replace
 from snn_icl.experiments import sweep as sw
 from snn_icl.experiments.report import mean_ci
 from snn_icl.storage import files
-from tests.conftest import TASKS
+from tests.conftest import TASKS, signal_when
 
 runner = CliRunner()
 TWO_ITERATIONS = ["--set", "train.iterations=2"]
@@ -373,29 +373,14 @@ def test_an_interrupt_of_the_sweep_process_alone_stops_its_runs(tmp_path):
     """kill -INT of the sweep process only (a notebook's interrupt): its runs stop at once and
     say so, instead of the sweep waiting for them to finish."""
     import signal
-    import subprocess
-    import sys
-    import time
-
-    from pathlib import Path
 
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), "sweep",
-                             str(TASKS / "water_maze_tiny.toml"), "--seeds", "0", "--workers", "1",
-                             "--set", "train.iterations=5000", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # a signal to it does not reach its workers
-    try:
-        deadline = time.monotonic() + 90
-        while not list(out.glob("*/*/seed0/metrics.csv")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)  # 5,000 tiny iterations would take minutes
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0
+    # 5,000 tiny iterations would take minutes: signal_when allows 60 s after the interrupt
+    code, _ = signal_when(["sweep", str(TASKS / "water_maze_tiny.toml"), "--seeds", "0",
+                           "--workers", "1", "--set", "train.iterations=5000", "--out", str(out)],
+                          lambda: bool(list(out.glob("*/*/seed0/metrics.csv"))), signal.SIGINT,
+                          alone=True)
+    assert code != 0
     (run,) = out.glob("*/*/seed0")
     status = files.read_json(run / "run.json")
     assert status["status"].startswith("interrupted") and status["iteration"] < 5000
@@ -406,29 +391,18 @@ def test_sigterm_to_the_sweep_stops_its_runs_with_a_checkpoint_and_starts_no_oth
     stops after its iteration with a checkpoint (the next timed one is an hour away), the
     queued run is not started, sweep.json says so, and the exit code is 143."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), "sweep",
-                             str(TASKS / "water_maze_tiny.toml"), "--seeds", "0,1", "--workers", "1",
-                             "--set", "train.iterations=5000", "--set", "train.checkpoint_minutes=60",
-                             "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # the signal reaches the sweep process alone
-    try:
-        deadline = time.monotonic() + 90
-        while not list(out.glob("*/*/seed0/metrics.csv")) or len(_rows(
-                next(out.glob("*/*/seed0")))) < 3:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+
+    def ready() -> bool:
+        runs = list(out.glob("*/*/seed0"))
+        return bool(runs) and (runs[0] / "metrics.csv").is_file() and len(_rows(runs[0])) >= 3
+
+    code, err = signal_when(["sweep", str(TASKS / "water_maze_tiny.toml"), "--seeds", "0,1",
+                             "--workers", "1", "--set", "train.iterations=5000",
+                             "--set", "train.checkpoint_minutes=60", "--out", str(out)],
+                            ready, signal.SIGTERM, alone=True)
+    assert code == 143, err
     assert err.splitlines()[-1].startswith("stopped by SIGTERM")
     (run0,) = out.glob("*/*/seed0")
     status = files.read_json(run0 / "run.json")

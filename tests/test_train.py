@@ -15,6 +15,7 @@ from snn_icl.train.run_dir import RunFailed, CHECKPOINT, train_run
 from snn_icl.config import make_agent
 from snn_icl.train.errors import NonFiniteError
 from snn_icl.train.ppo import gae
+from tests.conftest import signal_when
 
 
 def _rows(run):
@@ -166,10 +167,6 @@ def test_sigterm_stops_training_after_the_iteration_with_a_checkpoint(tmp_path, 
     """kill (or Slurm at a time limit) ends `snn-icl train` with a checkpoint of the last
     iteration, although the task's next timed checkpoint is an hour away; exit code 143."""
     import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
 
     text = tiny_task_path.read_text()
     task = tmp_path / "long.toml"
@@ -177,20 +174,10 @@ def test_sigterm_stops_training_after_the_iteration_with_a_checkpoint(tmp_path, 
                     .replace("checkpoint_minutes = 0.01", "checkpoint_minutes = 60"))
     assert task.read_text() != text
     run = tmp_path / "run"
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("snn-icl")), "train", str(task),
-                             "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not (run / "metrics.csv").is_file() or len(_rows(run)) < 3:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    code, err = signal_when(["train", str(task), "--out", str(run)],
+                            lambda: (run / "metrics.csv").is_file() and len(_rows(run)) >= 3,
+                            signal.SIGTERM)
+    assert code == 143, err
     assert err.splitlines()[-1].startswith("stopped by SIGTERM after iteration")
     status = files.read_json(run / "run.json")
     n = len(_rows(run))
