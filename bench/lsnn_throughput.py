@@ -78,12 +78,6 @@ def without_kernels(fn, *args):
         del os.environ["SNN_ICL_NO_KERNELS"]
 
 
-def _blas_threads() -> int:
-    from snn_icl.neurons.kernels import numba_kernels
-
-    return numba_kernels.BLAS_THREADS
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--T", type=int, default=1000, help="time steps")
@@ -105,9 +99,9 @@ def main() -> None:
     from snn_icl.neurons import kernels_available
 
     torch.set_num_threads(args.threads)
-    if args.blas_threads is not None:
-        from snn_icl.neurons.kernels import numba_kernels
+    from snn_icl.neurons.kernels import numba_kernels
 
+    if args.blas_threads is not None:
         numba_kernels.BLAS_THREADS = args.blas_threads
     torch.manual_seed(0)
     dtype = torch.float64 if args.float64 else torch.float32
@@ -134,7 +128,7 @@ def main() -> None:
         z, _ = fast(x)
     print(
         f"T={T} B={B} n_in={args.n_in} n={n} dtype={str(dtype).removeprefix('torch.')} "
-        f"threads={args.threads} (kernel BLAS {_blas_threads()}) repeats={args.repeats}; LSNN rate {z.mean().item() * 1000:.1f} Hz; "
+        f"threads={args.threads} (kernel BLAS {numba_kernels.BLAS_THREADS}) repeats={args.repeats}; LSNN rate {z.mean().item() * 1000:.1f} Hz; "
         f"compiled kernels {'on' if kernels_available() else 'off'}\n"
         f"CPU {cpu_model()} ({os.cpu_count()} logical), torch {torch.__version__}"
     )
