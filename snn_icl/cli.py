@@ -202,7 +202,8 @@ def train(
     device: str = _device(None, "training (default: the task's [train] device, else cpu)"),
 ) -> None:
     """Meta-train the agent (PPO through whole episodes; supervised in-context families: Adam on
-    fresh tasks); checkpoints and metrics go to --out."""
+    fresh tasks); checkpoints and metrics go to --out. SIGTERM (kill PID) stops it after the
+    current iteration with a checkpoint (exit code 143); --resume continues it."""
     from snn_icl.config import load_task
     from snn_icl.envs import family as families
     from snn_icl.train.run_dir import train_run
@@ -929,7 +930,9 @@ def sweep(
     Runs go to OUT/TASK/SETTING/seedS (SETTING names the values, e.g. lr=0.001,tau_a=600), each
     with its own output in train.log; OUT/sweep.json records the grid and every run's status.
     Running the same command again skips finished runs and resumes stopped or killed ones from
-    their checkpoints. A failed run does not stop the others; the exit code is then 2.
+    their checkpoints. A failed run does not stop the others; the exit code is then 2. SIGTERM
+    (kill PID) stops the running runs after their current iteration with a checkpoint and
+    starts no other (exit code 143).
     """
     from tqdm.auto import tqdm
 
