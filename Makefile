@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/snn-icl demo --out $(DEMO_OUT)
 
+# Two pytest-xdist workers, one torch thread each (tests/conftest.py): CI's two cores, half the time.
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)

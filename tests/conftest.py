@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import time
@@ -13,8 +14,9 @@ TASKS = ROOT / "tasks"
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    # CI has 2 cores; keep every test on them and leave the global RNG as we found it.
-    torch.set_num_threads(2)
+    # CI has 2 cores: one thread per pytest-xdist worker (`make test` runs two), two without
+    # xdist; and leave the global RNG as we found it.
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
     with torch.random.fork_rng(devices=[]):
         yield
 
