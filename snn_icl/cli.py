@@ -199,11 +199,17 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     stop_after: int = typer.Option(None, "--stop-after", min=1,
                                    help="Stop (with a checkpoint) after this many more iterations."),
+    iterations: int = typer.Option(None, "--iterations", min=1,
+                                   help="Train to this many iterations in all (default: the task's "
+                                        "[train] iterations); with --resume, extends a finished "
+                                        "run."),
     device: str = _device(None, "training (default: the task's [train] device, else cpu)"),
 ) -> None:
     """Meta-train the agent (PPO through whole episodes; supervised in-context families: Adam on
     fresh tasks); checkpoints and metrics go to --out. SIGTERM (kill PID) stops it after the
-    current iteration with a checkpoint (exit code 143); --resume continues it."""
+    current iteration with a checkpoint (exit code 143); --resume continues it, and --resume
+    --iterations N trains a finished run further (without an lr anneal, as if it had been N
+    iterations long from the start; with one, the lr anneals again over the new end)."""
     from snn_icl.config import load_task
     from snn_icl.envs import family as families
     from snn_icl.train.run_dir import train_run
@@ -211,12 +217,14 @@ def train(
     cfg = load_task(task)
     seed = cfg.seed if seed is None else seed
     out = out if out is not None else Path("runs") / f"{cfg.name}-seed{seed}"
-    state = train_run(task, out, seed=seed, resume=resume, stop_after=stop_after, device=device)
+    state = train_run(task, out, seed=seed, resume=resume, stop_after=stop_after, device=device,
+                      iterations=iterations)
     unit = "episodes" if families.supervised(cfg.env) is None else "tasks"
     if state.stopped_by is not None:
         typer.echo(f"stopped by {state.stopped_by} after iteration {state.iteration} "
                    f"({state.episodes} {unit}); checkpoint written. Continue with: "
-                   f"snn-icl train {task} --out {out} --seed {seed} --resume", err=True)
+                   f"snn-icl train {task} --out {out} --seed {seed} --resume"
+                   + (f" --iterations {iterations}" if iterations is not None else ""), err=True)
         raise typer.Exit(STOPPED_BY_SIGTERM)
     typer.echo(f"trained {state.iteration} iterations ({state.episodes} {unit}, "
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")

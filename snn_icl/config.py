@@ -731,6 +731,15 @@ def same_but_device(task: TaskConfig, like: TaskConfig) -> TaskConfig:
                                                                device=like.train.device))
 
 
+def same_but_length(task: TaskConfig, like: TaskConfig) -> TaskConfig:
+    """``task`` with the ``[train] device`` and ``iterations`` of ``like``: a run resumed with
+    another length is the same run trained further. Curricula and delays are set by iteration
+    number; the lr anneal runs over the last ``lr_anneal_iterations`` of the new length (an
+    annealed run, extended, goes back to ``lr`` and anneals again at its new end)."""
+    return dataclasses.replace(task, train=dataclasses.replace(
+        task.train, device=like.train.device, iterations=like.train.iterations))
+
+
 def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
     """The task's agent (a sequence predictor for a supervised family) with weights initialised
     from ``seed`` (default: the task's seed)."""

@@ -68,6 +68,31 @@ def test_resume_after_a_stop_gives_the_uninterrupted_weights(tmp_path, tiny_task
     assert [r["goals_per_episode"] for r in _rows(full)] == [r["goals_per_episode"] for r in _rows(split)]
 
 
+def test_a_finished_run_extended_with_iterations_equals_the_longer_run(tmp_path, tiny_task_path):
+    # the tiny task has no lr anneal: training to 2 iterations, then on to 4, is training to 4
+    runner = CliRunner()
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert runner.invoke(app, ["train", str(tiny_task_path), "--out", str(full),
+                               "--iterations", "4"]).exit_code == 0
+    assert runner.invoke(app, ["train", str(tiny_task_path), "--out", str(split),
+                               "--iterations", "2"]).exit_code == 0
+    assert files.read_json(split / "run.json")["status"] == "done"
+    result = runner.invoke(app, ["train", str(tiny_task_path), "--out", str(split), "--resume",
+                                 "--iterations", "4"])
+    assert result.exit_code == 0, result.output
+    a, b = files.load_tensors(full / CHECKPOINT), files.load_tensors(split / CHECKPOINT)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["goals_per_episode"] for r in _rows(full)] == [r["goals_per_episode"] for r in _rows(split)]
+    status = files.read_json(split / "run.json")
+    assert status["status"] == "done" and status["iteration"] == 4
+    assert load_agent(split / CHECKPOINT)[1].train.iterations == 4
+    # another length is allowed on resume; another seed still is not
+    result = runner.invoke(app, ["train", str(tiny_task_path), "--out", str(split), "--resume",
+                                 "--iterations", "5", "--seed", "3"])
+    assert result.exit_code == 2 and "differs" in result.output
+
+
 def test_nan_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tiny_task_path, monkeypatch):
     run = tmp_path / "run"
     train_run(tiny_task_path, run, progress=False, stop_after=1)

@@ -40,7 +40,7 @@ import torch
 
 from snn_icl.envs.family import supervised
 from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, make_agent, replace,
-                            require_memory, resolve_device, same_but_device, task_to_dict,
+                            require_memory, resolve_device, same_but_length, task_to_dict,
                             training_bytes)
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import (CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, resolve,
@@ -143,8 +143,14 @@ def _status(run: Path, task: TaskConfig, status: str, state: TrainState,
 
 def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None,
               resume: bool = False, progress: bool = True,
-              stop_after: int | None = None, device: str | None = None) -> TrainState:
+              stop_after: int | None = None, device: str | None = None,
+              iterations: int | None = None) -> TrainState:
     """Train the task in ``run``; ``resume`` continues the run's last checkpoint.
+
+    ``iterations`` (default: the task's ``[train] iterations``) is the length in all; resuming a
+    finished run with a larger one trains it further: without an lr anneal, exactly as if it had
+    been that long from the start (the curricula are set by iteration number); with one, the lr
+    goes back to ``lr`` and anneals again over the new end.
 
     ``device`` ("cpu", "cuda", "cuda:N"; default the task's ``[train] device``) is checked
     against this machine first: a GPU where torch sees none is a :class:`ConfigError`.
@@ -156,6 +162,8 @@ def train_run(task_path: str | Path, run: str | Path, *, seed: int | None = None
     task = load_task(task_path)
     if seed is not None:
         task = replace(task, seed=seed)
+    if iterations is not None:
+        task = replace(task, train={"iterations": iterations})
     if device is not None:
         resolve_device(device, "--device")
         task = replace(task, train={"device": device})
@@ -175,8 +183,8 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
         raise ConfigError(f"nothing to resume: {run} holds no {CHECKPOINT}")
     if resume:
         saved = load_task(run / CONFIG_FILE)
-        # a run may continue on another device: compare everything else
-        if same_but_device(saved, task) != task:
+        # a run may continue on another device and to another length: compare everything else
+        if same_but_length(saved, task) != task:
             raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
                               f"in {run}; resume with the same task file and seed")
     check_memory(task)
