@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import load_agent, load_into, read_metadata
 from snn_icl.cli import app
-from snn_icl.config import replace
+from snn_icl.config import load_task, replace
 from snn_icl.models.lsnn_agent import LSNNAgent
 from snn_icl.train.run_dir import RunFailed, CHECKPOINT, train_run
 from snn_icl.config import make_agent
@@ -87,6 +87,12 @@ def test_a_finished_run_extended_with_iterations_equals_the_longer_run(tmp_path,
     status = files.read_json(split / "run.json")
     assert status["status"] == "done" and status["iteration"] == 4
     assert load_agent(split / CHECKPOINT)[1].train.iterations == 4
+    # a run is not shortened: asking for fewer iterations than it has done stops with one line
+    result = runner.invoke(app, ["train", str(tiny_task_path), "--out", str(split), "--resume",
+                                 "--iterations", "3"])
+    assert result.exit_code == 2 and "trained 4 iterations" in result.output
+    assert files.read_json(split / "run.json")["iteration"] == 4
+    assert load_task(split / "config.toml").train.iterations == 4
     # another length is allowed on resume; another seed still is not
     result = runner.invoke(app, ["train", str(tiny_task_path), "--out", str(split), "--resume",
                                  "--iterations", "5", "--seed", "3"])

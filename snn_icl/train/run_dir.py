@@ -43,8 +43,8 @@ from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, mak
                             require_memory, resolve_device, same_but_length, task_to_dict,
                             training_bytes)
 from snn_icl.storage import files
-from snn_icl.storage.checkpoint import (CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into, resolve,
-                                      save_checkpoint)
+from snn_icl.storage.checkpoint import (CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into,
+                                      read_metadata, resolve, save_checkpoint)
 from snn_icl.storage.outputs import claim
 from snn_icl.train.errors import NonFiniteError, one_line
 from snn_icl.train import supervised as supervised_training
@@ -187,6 +187,10 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
         if same_but_length(saved, task) != task:
             raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
                               f"in {run}; resume with the same task file and seed")
+        done = int(read_metadata(run / CHECKPOINT).get("counters", {}).get("iteration", 0))
+        if task.train.iterations < done:
+            raise ConfigError(f"{run} has trained {done} iterations, more than the "
+                              f"{task.train.iterations} asked for; a run cannot be shortened")
     check_memory(task)
     files.write_toml(run / CONFIG_FILE, task_to_dict(task))
 
