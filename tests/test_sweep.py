@@ -192,6 +192,25 @@ def test_rerun_skips_finished_runs(sweep_history):
         assert (out / d / "checkpoint.safetensors").stat().st_mtime_ns == sweep_history["mtimes"][d]
 
 
+def test_a_sweep_extended_by_more_seeds_keeps_its_first_runs(tmp_path, tiny_task_path):
+    out = tmp_path / "sw"
+    one = ["sweep", str(tiny_task_path), "--out", str(out), "--set", "train.iterations=1"]
+    assert runner.invoke(app, [*one, "--seeds", "0"]).exit_code == 0
+    (out / "water_maze_tiny" / "iterations=1" / "seed9").mkdir()  # not a run of any command
+    result = runner.invoke(app, [*one, "--seeds", "1"])
+    assert result.exit_code == 0, result.output
+    record = files.read_json(out / sw.SWEEP_FILE)
+    assert record["seeds"] == [1]
+    runs = {r["dir"]: r for r in record["runs"]}
+    assert set(runs) == {"water_maze_tiny/iterations=1/seed0", "water_maze_tiny/iterations=1/seed1"}
+    assert runs["water_maze_tiny/iterations=1/seed0"]["status"] == "done"
+    # a sweep record that is not one stops the sweep before it is overwritten
+    (out / sw.SWEEP_FILE).write_text("{not json")
+    result = runner.invoke(app, [*one, "--seeds", "1"])
+    assert result.exit_code == 2 and "not a sweep record" in result.output
+    assert (out / sw.SWEEP_FILE).read_text() == "{not json"
+
+
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, tiny_task_path):
     # a batch of 10^9 episodes is a valid config, but its run cannot fit in memory
     out = tmp_path / "sw"

@@ -332,8 +332,11 @@ class Sweep:
     backend: str
     specs: list[RunSpec]
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the runs an earlier command put in this directory outside this grid (other seeds or
+    # settings), as its sweep.json recorded them: kept, so that `snn-icl report` still sees them
+    earlier: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self) -> dict[str, Any]:
+    def _runs(self) -> list[dict[str, Any]]:
         runs = []
         for s in self.specs:
             r = self.results.get(s.rel, {})
@@ -341,16 +344,20 @@ class Sweep:
                          "changes": s.changes, "seed": s.seed,
                          "status": r.get("status", "pending"), "action": r.get("action"),
                          "error": r.get("error"), "iteration": r.get("iteration")})
+        return runs
+
+    def record(self) -> dict[str, Any]:
         return {"command": self.command, "tasks": self.tasks, "seeds": self.seeds,
-                "settings": self.settings, "backend": self.backend, "runs": runs,
-                "versions": files.versions()}
+                "settings": self.settings, "backend": self.backend,
+                "runs": self._runs() + self.earlier, "versions": files.versions()}
 
     def save(self) -> None:
         files.write_json(self.out / SWEEP_FILE, self.record())
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.record()["runs"] if r["status"] in ("failed", "pending")]
+        """This grid's runs that failed or did not run (not the earlier commands')."""
+        return [r for r in self._runs() if r["status"] in ("failed", "pending")]
 
 
 def prepare(task_paths: list[Path], sets: list[str], seeds: str, out: Path, command: list[str],
@@ -391,7 +398,23 @@ def prepare(task_paths: list[Path], sets: list[str], seeds: str, out: Path, comm
     for path, cfg in new.items():
         files.write_toml(path, task_to_dict(cfg))
     return Sweep(out, command, [str(p) for p in task_paths], seed_list,
-                 {f"{t}.{k}": v for t, k, v in parsed}, backend, specs)
+                 {f"{t}.{k}": v for t, k, v in parsed}, backend, specs,
+                 earlier=_earlier_runs(out, {s.rel for s in specs}))
+
+
+def _earlier_runs(out: Path, grid: set[str]) -> list[dict[str, Any]]:
+    """The entries of ``out``'s sweep.json, if any, for runs outside ``grid`` whose directory
+    is still there (a sweep extended by more seeds or settings keeps its first runs)."""
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        return []
+    try:
+        runs = files.read_json(path).get("runs", [])
+    except (ValueError, AttributeError):
+        raise ConfigError(f"{path} is not a sweep record (unreadable JSON); choose another "
+                          "--out") from None
+    return [r for r in runs if isinstance(r, dict) and r.get("dir") not in grid
+            and (out / str(r.get("dir"))).is_dir()]
 
 
 def die_with(sweep_pid: int) -> None:
