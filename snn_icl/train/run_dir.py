@@ -44,7 +44,7 @@ from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, mak
                             training_bytes)
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import (CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into,
-                                      read_metadata, resolve, save_checkpoint)
+                                      resolve, save_checkpoint)
 from snn_icl.storage.outputs import claim
 from snn_icl.train.errors import NonFiniteError, one_line
 from snn_icl.train import supervised as supervised_training
@@ -187,7 +187,9 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
         if same_but_length(saved, task) != task:
             raise ConfigError(f"{task_path} (seed {task.seed}) differs from the config of the run "
                               f"in {run}; resume with the same task file and seed")
-        done = int(read_metadata(run / CHECKPOINT).get("counters", {}).get("iteration", 0))
+        # read and verified once, before config.toml is rewritten; loaded into the agent below
+        ckpt = Checkpoint(run / CHECKPOINT)
+        done = int(ckpt.counters.get("iteration", 0))
         if task.train.iterations < done:
             raise ConfigError(f"{run} has trained {done} iterations, more than the "
                               f"{task.train.iterations} asked for; a run cannot be shortened")
@@ -201,7 +203,6 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
     if task.train.init_from and not resume:
         _init_weights(agent, task)
     if resume:
-        ckpt = Checkpoint(run / CHECKPOINT)
         counters = load_into(ckpt, agent, task, state.optimizer, state.generator)
         state.iteration = int(counters["iteration"])
         state.episodes = int(counters["episodes"])
