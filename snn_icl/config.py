@@ -204,6 +204,12 @@ class TrainConfig:
     """Start from the weights of this checkpoint (a file, or "pretrained[:name]") instead of
     the task seed's initialisation: fine-tuning. Only the weights are taken (same agent kind
     and shapes; neuron settings such as beta come from this task); "": none."""
+    init_optimizer: bool = False
+    """With ``init_from``: take Adam's state (moments and step count) from that checkpoint too,
+    so that a branch with a new schedule goes on where the source run was instead of restarting
+    Adam, whose first steps are about ``lr`` per parameter whatever the gradient. The source
+    must be a run's full checkpoint (a weights-only copy has no optimizer state) trained with
+    the same ``optimizer`` and observation; this task's lr and weight decay stay in force."""
 
     def lr_at(self, iteration: int) -> float:
         """Adam's learning rate for the iteration with 0-based index ``iteration``."""
@@ -267,6 +273,9 @@ class TrainConfig:
                self.dark_rate_reg)
         _check(0 <= self.cued_fraction <= 1, "cued_fraction", "must be in [0, 1]",
                self.cued_fraction)
+        _check(not self.init_optimizer or bool(self.init_from), "init_optimizer",
+               "needs init_from (the checkpoint whose optimizer state to take)",
+               self.init_optimizer)
         _check(isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device) is not None,
                "device", f"must be one of {list(DEVICES)} (or 'cuda:N')", self.device)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",

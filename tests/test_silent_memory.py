@@ -156,6 +156,49 @@ def test_init_from_starts_from_the_checkpoint_weights(tiny_task_path, tmp_path):
     assert state.iteration == 1
 
 
+def test_init_optimizer_goes_on_with_the_source_runs_adam(tiny_task_path, tmp_path):
+    """A branch with init_optimizer takes the source run's Adam moments and step count (it
+    steps differently from a branch that restarts Adam) and keeps its own lr."""
+    from snn_icl.storage.checkpoint import Checkpoint
+
+    train_run(tiny_task_path, tmp_path / "base", progress=False)
+    base = Checkpoint(tmp_path / "base" / "checkpoint.safetensors")
+    steps = {k: float(v) for k, v in base.tensors.items() if k.endswith(".step")}
+    assert steps and set(steps.values()) == {6.0}  # 3 iterations x 2 minibatches
+    branches = {}
+    for name, keep in (("adam", "true"), ("fresh", "false")):
+        task_file = tmp_path / f"{name}.toml"
+        task_file.write_text(tiny_task_path.read_text().replace(
+            "[train]\n", f'[train]\ninit_from = "{tmp_path / "base"}"\ninit_optimizer = {keep}\n'
+            "lr = 0.0005\n").replace("iterations = 3", "iterations = 1"))
+        state = train_run(task_file, tmp_path / name, progress=False)
+        assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.0005)
+        branches[name] = Checkpoint(tmp_path / name / "checkpoint.safetensors").tensors
+    grown = {k: float(branches["adam"][k]) for k in steps}
+    assert set(grown.values()) == {8.0}  # went on from 6: the bias correction is not restarted
+    assert {float(branches["fresh"][k]) for k in steps} == {2.0}
+    assert not torch.equal(branches["adam"]["agent.net.w_rec"], branches["fresh"]["agent.net.w_rec"])
+
+
+def test_init_optimizer_needs_a_full_checkpoint(tiny_task_path, tmp_path):
+    base_file = tmp_path / "base.toml"
+    base_file.write_text(tiny_task_path.read_text().replace("[train]\n", "[train]\nsnapshot_every = 3\n"))
+    train_run(base_file, tmp_path / "base", progress=False)
+    copy = tmp_path / "base" / "snapshots" / "iteration_000003.safetensors"  # weights only
+    for source, message in ((copy, "weights-only"), (tmp_path / "base", None)):
+        task_file = tmp_path / "fine.toml"
+        task_file.write_text(tiny_task_path.read_text().replace(
+            "[train]\n", f'[train]\ninit_from = "{source}"\ninit_optimizer = true\n'
+            'optimizer = "adamw"\n'))
+        result = runner.invoke(app, ["train", str(task_file), "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert (message or "trained with 'adam'") in result.output, result.output
+    task_file.write_text(tiny_task_path.read_text().replace("[train]\n", "[train]\ninit_optimizer = true\n"))
+    result = runner.invoke(app, ["train", str(task_file), "--out", str(tmp_path / "y")])
+    assert result.exit_code == 2 and "needs init_from" in result.output, result.output
+
+
 def test_init_from_a_foreign_or_missing_checkpoint_is_one_line(tiny_task_path, tmp_path):
     lstm = tmp_path / "lstm.toml"
     lstm.write_text(tiny_task_path.read_text().replace("[agent]\n", '[agent]\nkind = "lstm"\n')

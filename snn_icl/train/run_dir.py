@@ -201,7 +201,7 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
     agent = make_agent(task).to(resolve_device(task.train.device))
     state = new_state(task, agent)
     if task.train.init_from and not resume:
-        _init_weights(agent, task)
+        _init_weights(agent, task, state.optimizer if task.train.init_optimizer else None)
     if resume:
         counters = load_into(ckpt, agent, task, state.optimizer, state.generator)
         state.iteration = int(counters["iteration"])
@@ -276,19 +276,45 @@ def fine_tuning_start(task: TaskConfig) -> Any:
     return agent
 
 
-def _init_weights(agent: Any, task: TaskConfig) -> None:
+def _init_weights(agent: Any, task: TaskConfig,
+                  optimizer: torch.optim.Optimizer | None = None) -> None:
     """Fine-tuning: the weights of ``[train] init_from`` (same agent kind and tensor shapes;
-    the neuron settings stay this task's). A missing or foreign checkpoint is a ConfigError."""
+    the neuron settings stay this task's), and with ``optimizer`` (``init_optimizer``) Adam's
+    state too, under this task's lr and weight decay. A missing or foreign checkpoint, or one
+    without optimizer state when it is asked for, is a ConfigError."""
     source = task.train.init_from
     try:
         ckpt = Checkpoint(resolve(source))
         kind = ckpt.meta.get("agent_kind")
         if kind != task.agent.kind:
             raise ValueError(f"it holds a {kind!r} agent, not {task.agent.kind!r}")
+        if optimizer is not None:
+            _check_optimizer_source(ckpt, task)
         _grow_inputs(ckpt, agent, task)
-        load_into(ckpt, agent)
+        if optimizer is None:
+            load_into(ckpt, agent)
+            return
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        load_into(ckpt, agent, optimizer=optimizer)
+        for group, own in zip(optimizer.param_groups, settings):
+            group.update(own)  # the moments are the source's, the step sizes this task's
     except (ValueError, OSError) as err:
         raise ConfigError(f"[train] init_from {source!r}: {one_line(err)}") from None
+
+
+def _check_optimizer_source(ckpt: Checkpoint, task: TaskConfig) -> None:
+    """``init_optimizer`` takes Adam's moments parameter by parameter: the source must hold them
+    (a run's checkpoint, not a weights-only copy), for the same optimizer and input size."""
+    if "optim_param_groups" not in ckpt.meta:
+        raise ValueError("init_optimizer: it is a weights-only copy (no optimizer state); "
+                         "give a run's checkpoint.safetensors")
+    saved = ckpt.task()
+    if saved.train.optimizer != task.train.optimizer:
+        raise ValueError(f"init_optimizer: it was trained with {saved.train.optimizer!r}, "
+                         f"this task uses {task.train.optimizer!r}")
+    if saved.env.obs_dim != task.env.obs_dim:
+        raise ValueError(f"init_optimizer: it reads {saved.env.obs_dim} observation entries, "
+                         f"this task {task.env.obs_dim}")
 
 
 def _grow_inputs(ckpt: Checkpoint, agent: Any, task: TaskConfig) -> None:
