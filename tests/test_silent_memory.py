@@ -18,7 +18,7 @@ from snn_icl.config import ConfigError, make_agent, replace
 from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.experiments.retention import combine_seeds, retention
 from snn_icl.models import frozen
-from snn_icl.storage.checkpoint import load_agent
+from snn_icl.storage.checkpoint import Checkpoint, load_agent
 from snn_icl.train.ppo import _dark_rate_terms, collect, new_state
 from snn_icl.train.run_dir import train_run
 
@@ -159,8 +159,6 @@ def test_init_from_starts_from_the_checkpoint_weights(tiny_task_path, tmp_path):
 def test_init_optimizer_goes_on_with_the_source_runs_adam(tiny_task_path, tmp_path):
     """A branch with init_optimizer takes the source run's Adam moments and step count (it
     steps differently from a branch that restarts Adam) and keeps its own lr."""
-    from snn_icl.storage.checkpoint import Checkpoint
-
     train_run(tiny_task_path, tmp_path / "base", progress=False)
     base = Checkpoint(tmp_path / "base" / "checkpoint.safetensors")
     steps = {k: float(v) for k, v in base.tensors.items() if k.endswith(".step")}
@@ -170,9 +168,10 @@ def test_init_optimizer_goes_on_with_the_source_runs_adam(tiny_task_path, tmp_pa
         task_file = tmp_path / f"{name}.toml"
         task_file.write_text(tiny_task_path.read_text().replace(
             "[train]\n", f'[train]\ninit_from = "{tmp_path / "base"}"\ninit_optimizer = {keep}\n'
-            "lr = 0.0005\n").replace("iterations = 3", "iterations = 1"))
+            "lr = 0.0005\nweight_decay = 0.01\n").replace("iterations = 3", "iterations = 1"))
         state = train_run(task_file, tmp_path / name, progress=False)
         assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.0005)
+        assert state.optimizer.param_groups[0]["weight_decay"] == 0.01  # not the source's 0
         branches[name] = Checkpoint(tmp_path / name / "checkpoint.safetensors").tensors
     grown = {k: float(branches["adam"][k]) for k in steps}
     assert set(grown.values()) == {8.0}  # went on from 6: the bias correction is not restarted

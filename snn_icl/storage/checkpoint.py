@@ -219,7 +219,10 @@ def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig 
     """Load a checkpoint into an existing agent (and optimizer/generator); returns its counters.
 
     The tensors are read onto the CPU and copied to wherever the agent's parameters are (any
-    device); Adam's state follows its parameters (torch's ``Optimizer.load_state_dict``).
+    device); Adam's state follows its parameters (torch's ``Optimizer.load_state_dict``). The
+    optimizer takes the checkpoint's moments and step counts and keeps its own settings (lr,
+    weight decay: the task it was built from), so that a resumed run and a branch that takes
+    another run's state (``[train] init_optimizer``) both step with their own task's.
 
     Raises ValueError naming the difference when the checkpoint holds another model: another
     agent kind or config, or tensors of other names or shapes.
@@ -253,7 +256,8 @@ def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig 
             if key.startswith("optim."):
                 _, idx, name = key.split(".", 2)
                 opt_state.setdefault(int(idx), {})[name] = value
-        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["optim_param_groups"]})
+        own_groups = optimizer.state_dict()["param_groups"]  # settings and parameter indices
+        optimizer.load_state_dict({"state": opt_state, "param_groups": own_groups})
     if generator is not None and "rng.generator" in tensors:
         generator.set_state(tensors["rng.generator"])
     return ckpt.counters

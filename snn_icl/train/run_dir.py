@@ -291,20 +291,16 @@ def _init_weights(agent: Any, task: TaskConfig,
         if optimizer is not None:
             _check_optimizer_source(ckpt, task)
         _grow_inputs(ckpt, agent, task)
-        if optimizer is None:
-            load_into(ckpt, agent)
-            return
-        settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        # with an optimizer: the source's moments, this task's lr and weight decay (load_into)
         load_into(ckpt, agent, optimizer=optimizer)
-        for group, own in zip(optimizer.param_groups, settings):
-            group.update(own)  # the moments are the source's, the step sizes this task's
     except (ValueError, OSError) as err:
         raise ConfigError(f"[train] init_from {source!r}: {one_line(err)}") from None
 
 
 def _check_optimizer_source(ckpt: Checkpoint, task: TaskConfig) -> None:
     """``init_optimizer`` takes Adam's moments parameter by parameter: the source must hold them
-    (a run's checkpoint, not a weights-only copy), for the same optimizer and input size."""
+    (a run's checkpoint, not a weights-only copy), for the same optimizer and input size. Checked
+    before any weights are loaded, the most basic difference first."""
     if "optim_param_groups" not in ckpt.meta:
         raise ValueError("init_optimizer: it is a weights-only copy (no optimizer state); "
                          "give a run's checkpoint.safetensors")
