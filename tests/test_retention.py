@@ -81,3 +81,21 @@ def test_cli_retention_writes_table_json_and_figure(tmp_path, tiny_task_path):
     assert md.split("\n\n")[0].count("\n") == 2  # header, rule, one model
     assert "Trial-2 success" in md and "| run | 1 |" in md
     assert (out / "retention.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_retention_figure_labels_a_shared_memory_span_once():
+    """Two LSNNs of one architecture share tau_a: one line and one label naming both, not two
+    labels printed over each other; a span of one agent alone keeps that agent's name."""
+    from snn_icl.viz.plots import plot_retention
+
+    def result(horizon):
+        return {"delays": [0, 10], "latency_trial2": [12.0, 20.0],
+                "latency_trial2_ci": [[10.0, 14.0], [18.0, 22.0]], "latency_trial1": [40.0, 40.0],
+                "optimal_trial2": [10.0, 10.0], "episodes": 4, "memory_horizon": horizon}
+
+    fig = plot_retention({"a": result({"tau_a": 240}), "b": result({"tau_a": 240}),
+                          "t": result({"context_window": 64})})
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert sorted(labels) == ["context window = 64 steps (t)", "tau_a = 240 steps (a, b)"]
+    fig = plot_retention({"a": result({"tau_a": 240}), "b": result({"tau_a": 240})})
+    assert [t.get_text() for t in fig.axes[0].texts] == ["tau_a = 240 steps (all)"]

@@ -296,6 +296,9 @@ def test_combine_seeds_gives_means_and_t_intervals(tiny_task):
     assert lo < s + 0.1 < hi
     assert len(both["probe_quadrant"]) == 2 and len(both["seeds"]) == 2
     assert both["state_bytes"] == one["state_bytes"] and len(both["kept_up_to_by_seed"]) == 2
+    alone = combine_seeds([one])  # a named network (`name=path`) is a condition of one
+    assert alone["latency_trial2_ci"] == one["latency_trial2_ci"]
+    assert all(lo is not None and lo <= hi for lo, hi in alone["latency_trial2_ci"])
     other = dict(two, delays=[0, 5])
     with pytest.raises(ValueError, match="same delays"):
         combine_seeds([one, other])

@@ -233,8 +233,9 @@ def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """One condition over training seeds: the :func:`retention` results of its networks (the
     same delays and episodes) as one result of the same shape, each per-delay number the mean
     over seeds, with 95 % t-intervals across seeds in ``latency_trial2_ci`` (replacing the
-    bootstrap of one network), ``success_trial2_ci`` and, with probes, ``probe_quadrant`` /
-    ``probe_quadrant_ci``; ``seeds`` keeps every network's own result."""
+    bootstrap of one network; a condition of one network keeps its bootstrap), ``success_trial2_ci``
+    and, with probes, ``probe_quadrant`` / ``probe_quadrant_ci``; ``seeds`` keeps every network's
+    own result."""
     from snn_icl.experiments.report import mean_ci
 
     if not per_seed:
@@ -258,6 +259,8 @@ def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = [p[0] for p in pairs]
         if key in ("latency_trial2", "success_trial2"):
             out[f"{key}_ci"] = [p[1] for p in pairs]
+    if len(per_seed) == 1:  # no spread across seeds to show: keep the episodes' bootstrap
+        out["latency_trial2_ci"] = per_seed[0]["latency_trial2_ci"]
     out["episodes_trial2"] = [sum(r["episodes_trial2"][i] for r in per_seed)
                               for i in range(len(delays))]
     if all("state_bytes" in r for r in per_seed):

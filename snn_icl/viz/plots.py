@@ -328,6 +328,26 @@ def plot_comparison(results: dict[str, dict[str, Any]], *, max_trials: int = 6,
     return fig
 
 
+def _memory_horizons(ax, results: dict[str, dict[str, Any]],
+                     styles: dict[str, tuple[str, str]]) -> None:
+    """One vertical line per distinct memory span (kind, env steps), labelled with the agents that
+    have it: several networks of one architecture share tau_a, and one label each would overprint."""
+    groups: dict[tuple[str, float], list[int]] = {}
+    for i, r in enumerate(results.values()):
+        for key, steps in r.get("memory_horizon", {}).items():
+            groups.setdefault((key, float(steps)), []).append(i)
+    names = list(results)
+    for (key, steps), members in groups.items():
+        ls, label = styles.get(key, ("--", key))
+        colour_ = colour(members[0]) if len(members) == 1 else "0.3"
+        who = ("all" if len(members) == len(names) > 1
+               else ", ".join(names[i] for i in members))
+        ax.axvline(steps, color=colour_, ls=ls, lw=1.2)
+        ax.annotate(f"{label} = {steps:.0f} steps ({who})", (steps, 0.03),
+                    xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points",
+                    rotation=90, va="bottom", fontsize=7, color=colour_)
+
+
 def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = None) -> Figure:
     """Trial-2 latency after a dark delay that follows trial 1, per agent (median, 95 % bands),
     against each agent's trial-1 search (dotted) and the straight swim; vertical lines mark each
@@ -350,12 +370,7 @@ def plot_retention(results: dict[str, dict[str, Any]], *, title: str | None = No
         ax.plot(d, lat, "o", ls=line_style(i), color=colour(i), ms=4, label=f"{name}: trial 2")
         ax.fill_between(d, ci[:, 0], ci[:, 1], color=colour(i), alpha=0.15, lw=0)
         ax.axhline(np.nanmedian(first), color=colour(i), ls=":", lw=1)
-        for key, steps in r.get("memory_horizon", {}).items():
-            ls, label = styles.get(key, ("--", key))
-            ax.axvline(steps, color=colour(i), ls=ls, lw=1.2)
-            ax.annotate(f"{name}: {label} = {steps:.0f} steps", (steps, 0.03),
-                        xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points",
-                        rotation=90, va="bottom", fontsize=7, color=colour(i))
+    _memory_horizons(ax, results, styles)
     first = next(iter(results.values()))
     opt = [v for v in first["optimal_trial2"] if v is not None]
     if opt:
