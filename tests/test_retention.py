@@ -99,3 +99,18 @@ def test_retention_figure_labels_a_shared_memory_span_once():
     assert sorted(labels) == ["context window = 64 steps (t)", "tau_a = 240 steps (a, b)"]
     fig = plot_retention({"a": result({"tau_a": 240}), "b": result({"tau_a": 240})})
     assert [t.get_text() for t in fig.axes[0].texts] == ["tau_a = 240 steps (all)"]
+
+
+def test_delay_curves_keep_the_latency_axis_to_the_data():
+    """Two training seeds give a t-interval that can pass the trial's time-out; the latency axis
+    stays at the data's range (trial 1 here) and the band is cut by the frame."""
+    from snn_icl.viz.plots import plot_delay_curves
+
+    pooled = {"delays": [0, 25], "latency_trial2": [20.0, 30.0],
+              "latency_trial2_ci": [[-60.0, 100.0], [-40.0, 160.0]],
+              "latency_trial1": [50.0, 52.0], "success_trial2": [0.8, 0.7],
+              "success_trial2_ci": [[0.2, 1.4], [0.1, 1.3]], "optimal_trial2": [11.0, 11.0],
+              "episodes": 4, "n_seeds": 2}
+    fig = plot_delay_curves({"pooled": pooled})
+    assert fig.axes[0].get_ylim() == pytest.approx((0.0, 1.15 * 52.0))
+    assert fig.axes[1].get_ylim() == pytest.approx((0.0, 1.02))

@@ -412,9 +412,11 @@ def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None
               ("success_trial2", "trial-2 success"),
               ("probe_quadrant", "trial-2 probe: target-quadrant fraction")][:len(axes)]
     for ax, (key, label) in zip(axes, panels):
+        top = 0.0  # the latency axis: the data's range, not a t-band's (it can pass the time-out)
         for i, (name, r) in enumerate(results.items()):
             d = np.asarray(r["delays"], float)
             y = np.array([np.nan if v is None else v for v in r[key]], float)
+            top = max(top, float(np.nanmax(y, initial=0.0)))
             seeds = r.get("n_seeds", 1)
             ax.plot(d, y, "o", ls=line_style(i), color=colour(i), ms=4, label=f"{name} (n = {seeds})")
             ci = r.get(f"{key}_ci")
@@ -425,6 +427,7 @@ def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None
             if key == "latency_trial2":
                 first = np.array([np.nan if v is None else v for v in r["latency_trial1"]], float)
                 ax.axhline(np.nanmean(first), color=colour(i), ls=":", lw=1)
+                top = max(top, float(np.nanmax(first, initial=0.0)))
         if key == "latency_trial2":
             opt = [v for v in next(iter(results.values()))["optimal_trial2"] if v is not None]
             if opt:
@@ -437,7 +440,7 @@ def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None
             ax.axvline(trained, color="0.3", ls="-.", lw=1, label=f"longest trained delay ({trained})")
         ax.set_xlabel("dark delay between trial 1 and trial 2 (env steps)")
         ax.set_ylabel(label)
-        ax.set_ylim(bottom=0, top=1.02 if key != "latency_trial2" else None)
+        ax.set_ylim(bottom=0, top=1.02 if key != "latency_trial2" else 1.15 * top or None)
     axes[0].legend(fontsize=7, frameon=False)
     first = next(iter(results.values()))
     fig.suptitle(title or f"memory across a silent delay ({first.get('episodes', '?')} episodes "
