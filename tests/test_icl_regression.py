@@ -197,6 +197,26 @@ def test_lsnn_population_code_spreads_each_number_over_tuning_curves(tmp_path):
         replace(task, agent={"kind": "lsnn", "population": 1})
 
 
+def test_lsnn_holds_the_query_token_for_query_ms():
+    from snn_icl.models.seq_recurrent import SeqLSNN, SeqLSNNConfig
+
+    torch.manual_seed(0)
+    same = SeqLSNN(3, 1, SeqLSNNConfig(n_regular=4, n_adaptive=4, ms_per_token=5))
+    tokens = torch.randn(4, 2, 3)
+    z, _ = same.run(tokens)
+    assert z.shape == (4 * 5, 2, 8)
+    long = SeqLSNN(3, 1, SeqLSNNConfig(n_regular=4, n_adaptive=4, ms_per_token=5, query_ms=12))
+    long.load_state_dict(same.state_dict())
+    z_long, _ = long.run(tokens)
+    assert z_long.shape == (3 * 5 + 12, 2, 8)
+    assert torch.equal(z_long[:16], z[:16])  # the context and the query's first ms unchanged
+    explicit = SeqLSNN(3, 1, SeqLSNNConfig(n_regular=4, n_adaptive=4, ms_per_token=5, query_ms=5))
+    explicit.load_state_dict(same.state_dict())
+    assert torch.equal(explicit(tokens), same(tokens))
+    with pytest.raises(ValueError, match="query_ms must be >= 0"):
+        SeqLSNNConfig(query_ms=-1)
+
+
 def test_rate_regulariser_acts_on_the_supervised_lsnn(tmp_path):
     import csv
 

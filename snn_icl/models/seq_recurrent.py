@@ -75,6 +75,10 @@ class SeqLSNNConfig(LSNNNetworkConfig):
     kind: Literal["lsnn"] = "lsnn"
     ms_per_token: int = 20
     """1-ms network steps each token is held for."""
+    query_ms: int = 0
+    """1-ms steps the query token (the last) is held for; 0: ``ms_per_token`` like the others.
+    Longer gives the query more time to meet the thresholds the context left (the readout's
+    spikes at 7-10 Hz from 200 neurons are few in 40 ms)."""
     w_rec_scale: float = 1.0
     """Initial recurrent weights are N(0, 1)/sqrt(n) times this (below 1: weaker recurrent
     drive, lower rates at the start)."""
@@ -90,6 +94,8 @@ class SeqLSNNConfig(LSNNNetworkConfig):
         super().__post_init__()
         check_value(self.w_rec_scale >= 0, "w_rec_scale", "must be >= 0", self.w_rec_scale)
         check_value(self.ms_per_token >= 1, "ms_per_token", "must be >= 1", self.ms_per_token)
+        check_value(self.query_ms >= 0, "query_ms", "must be >= 0 (0: ms_per_token)",
+                    self.query_ms)
         check_value(self.population == 0 or self.population >= 2, "population",
                     "must be 0 (signed currents) or >= 2 tuning curves", self.population)
         check_value(self.population_range > 0, "population_range", "must be > 0",
@@ -100,7 +106,8 @@ class SeqLSNNConfig(LSNNNetworkConfig):
         return numbers * self.population if self.population else numbers
 
     def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
-        return self.ms_per_token * (6 * self.n + self.input_cells(obs_dim))
+        # the query's longer hold is counted for every token: an upper bound
+        return max(self.ms_per_token, self.query_ms) * (6 * self.n + self.input_cells(obs_dim))
 
     def weight_floats(self, obs_dim: int, episode_steps: int) -> float:
         return self.n * (self.input_cells(obs_dim) + self.n + 2)
@@ -137,11 +144,13 @@ class SeqLSNN(nn.Module):
         return cls(d_in, d_out, cfg)
 
     def run(self, tokens: Tensor, record: bool = False):
-        """Hold each token for ms_per_token ms: spikes [T * ms, B, n] (and the trace)."""
+        """Hold each token for ms_per_token ms and the query (the last) for query_ms: spikes
+        [(T - 1) * ms_per_token + query_ms, B, n] (and the trace)."""
         if self.cfg.population:
             tokens = tuning(tokens, self.cfg.population, self.cfg.population_range)
-        T, B, D = tokens.shape
-        x = tokens.unsqueeze(1).expand(T, self.cfg.ms_per_token, B, D).reshape(-1, B, D)
+        ms = torch.full((tokens.shape[0],), self.cfg.ms_per_token, device=tokens.device)
+        ms[-1] = self.cfg.query_ms or self.cfg.ms_per_token
+        x = tokens.repeat_interleave(ms, dim=0)
         return self.net(x * self.cfg.input_scale, record=record)
 
     def _filtered(self, z: Tensor) -> Tensor:
