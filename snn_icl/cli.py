@@ -674,8 +674,10 @@ def retention(
 @app.command("silent-memory", short_help="Is the memory across a silent delay activity-silent?")
 @_clean_errors
 def silent_memory(
-    source: str = typer.Argument("pretrained:lsnn_delay", help="An LSNN: checkpoint, run "
-                                 "directory or pretrained[:kind]."),
+    sources: list[str] = typer.Argument(None, help="An LSNN: checkpoint, run directory or "
+                                        "pretrained[:kind] (default pretrained:lsnn_delay); or "
+                                        "several, or LABEL=SRC,SRC,... (one condition over "
+                                        "training seeds), pooled with 95 % CIs."),
     delay: int = typer.Option(100, "--delay", min=1, help="Dark delay after trial 1 (env steps)."),
     episodes: int = typer.Option(256, "--episodes", "-n", min=8, help="Held-out episodes."),
     seed: int = _seed("Evaluation seed.", 1),
@@ -684,25 +686,55 @@ def silent_memory(
 ) -> None:
     """Rates during a dark delay against swimming, decoding of the platform from a, v and spikes
     along it, resets of a or of v/z and a swap of a at its end, and the bytes of state the
-    memory costs: silent_memory.json, .md and .png (docs/silent_memory.md)."""
+    memory costs: silent_memory.json, .md and .png (docs/silent_memory.md).
+
+    With several networks or LABEL=SRC,SRC,... conditions, every network is measured on the same
+    episodes and each condition is pooled: means with 95 % t-intervals across its networks, the
+    causal tests as changes from intact per network."""
     from snn_icl.config import seed_kind
     from snn_icl.experiments import silent_memory as sm
+    from snn_icl.experiments import silent_memory_pooled as smp
     from snn_icl.storage import files
-    from snn_icl.storage.checkpoint import load_agent, resolve
+    from snn_icl.storage.checkpoint import display_names, load_agent, resolve
     from snn_icl.viz import plots
-    from snn_icl.viz.silent import plot_silent_memory
+    from snn_icl.viz.silent import plot_silent_memory, plot_silent_memory_pooled
 
-    agent, task, _ = load_agent(resolve(source))
-    if not getattr(agent, "spiking", False) or agent.kind != "lsnn":
-        raise ValueError(f"{source}: silent-memory needs an LSNN, not a {agent.kind!r} agent")
+    sources = sources or ["pretrained:lsnn_delay"]
+    groups, singles = _retention_sources(sources)
+    conditions = {name: [src] for name, src in zip(display_names(singles), singles)}
+    conditions.update(groups)
+    loaded = {src: load_agent(resolve(src)) for members in conditions.values() for src in members}
+    for src, (agent, _, _) in loaded.items():  # every network checked before any work
+        if not getattr(agent, "spiking", False) or agent.kind != "lsnn":
+            raise ValueError(f"{src}: silent-memory needs an LSNN, not a {agent.kind!r} agent")
     _claim(out, "silent-memory", overwrite)
-    result, data = sm.silent_memory(agent, task, delay, episodes, seed)
-    result = {"source": str(source), "seed_kind": seed_kind(seed), **result,
-              "versions": files.versions()}
-    files.write_json(out / "silent_memory.json", result)
-    files.write_text(out / "silent_memory.md", sm.markdown(result))
-    plots.save(plot_silent_memory(result, data), out / "silent_memory.png")
-    typer.echo(sm.markdown(result))
+    if len(loaded) == 1 and not groups:
+        (src, (agent, task, _)), = loaded.items()
+        result, data = sm.silent_memory(agent, task, delay, episodes, seed)
+        result = {"source": str(src), "seed_kind": seed_kind(seed), **result,
+                  "versions": files.versions()}
+        files.write_json(out / "silent_memory.json", result)
+        files.write_text(out / "silent_memory.md", sm.markdown(result))
+        plots.save(plot_silent_memory(result, data), out / "silent_memory.png")
+        typer.echo(sm.markdown(result))
+        typer.echo(f"wrote {out}/silent_memory.json, silent_memory.md, silent_memory.png")
+        return
+    pooled = {}
+    for label, members in conditions.items():
+        results = []
+        for src in members:
+            agent, task, _ = loaded[src]
+            result, _ = sm.silent_memory(agent, task, delay, episodes, seed)
+            results.append({"source": str(src), **result})
+        pooled[label] = smp.pool(results)
+    text = smp.markdown(pooled, seed_kind(seed))
+    files.write_json(out / "silent_memory.json", {"seed_kind": seed_kind(seed),
+                                                  "conditions": pooled,
+                                                  "versions": files.versions()})
+    files.write_text(out / "silent_memory.md", text)
+    plots.save(plot_silent_memory_pooled(pooled, silent_ratio=sm.SILENT_RATIO),
+               out / "silent_memory.png")
+    typer.echo(text)
     typer.echo(f"wrote {out}/silent_memory.json, silent_memory.md, silent_memory.png")
 
 

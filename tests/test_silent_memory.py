@@ -380,3 +380,55 @@ def test_training_curves_group_seeds_by_condition(tmp_path):
     assert runs["a"][0]["latency_trial2"][0] == 20.0 and math.isnan(runs["a"][0]["latency_trial2"][1])
     with pytest.raises(ValueError, match="no CONDITION_seedS"):
         training_curves(tmp_path / "nothing")
+
+
+def test_pooled_silent_memory_reads_the_causal_tests_as_paired_changes(tiny_task):
+    from snn_icl.experiments import silent_memory as exp
+    from snn_icl.experiments.silent_memory_pooled import markdown, pool
+
+    agent = frozen(make_agent(tiny_task))
+    one, _ = exp.silent_memory(agent, tiny_task, 4, 16, 3, progress=False)
+    two = json.loads(json.dumps(one))
+    for cond in sm.CAUSAL:  # a network 10 steps slower everywhere: no change from intact
+        two["causal"][cond]["latency_trial2"] = one["causal"][cond]["latency_trial2"] + 10
+    two["causal"]["reset_v_z_end"]["latency_trial2"] += 6  # except after the v/z reset
+    p = pool([one, two])
+    assert p["n_networks"] == 2 and len(p["networks"]) == 2
+    intact = one["causal"]["intact"]["latency_trial2"]
+    assert p["causal"]["intact"]["latency_trial2"]["mean"] == pytest.approx(intact + 5)
+    change = p["causal"]["reset_v_z_end"]["latency_trial2_change"]
+    d = one["causal"]["reset_v_z_end"]["latency_trial2"] - intact
+    assert change["values"] == pytest.approx([d, d + 6]) and change["mean"] == pytest.approx(d + 3)
+    lo, hi = change["ci"]
+    assert lo < d + 3 < hi
+    assert p["causal"]["swap_a_end"]["latency_trial2_change"]["ci"][0] == pytest.approx(
+        p["causal"]["swap_a_end"]["latency_trial2_change"]["mean"])  # equal changes: no spread
+    assert "latency_trial2_change" not in p["causal"]["intact"]
+    assert p["rate_delay_over_swim"]["mean"] == pytest.approx(
+        one["rates"]["all"]["delay_over_swim"])
+    text = markdown({"A": p, "B": pool([one])}, "validation")
+    assert "| A | reset_v_z_end |" in text and "validation seed 3" in text
+    with pytest.raises(ValueError, match="same delay"):
+        pool([one, dict(two, delay=5)])
+
+
+def test_silent_memory_cli_pools_conditions(tiny_task, tmp_path):
+    from snn_icl.storage.checkpoint import save_checkpoint
+
+    paths = []
+    for i in range(3):
+        torch.manual_seed(i)
+        paths.append(tmp_path / f"n{i}.safetensors")
+        save_checkpoint(paths[-1], tiny_task, make_agent(tiny_task))
+    out = tmp_path / "pooled"
+    result = runner.invoke(app, ["silent-memory", f"two={paths[0]},{paths[1]}", str(paths[2]),
+                                 "--delay", "3", "-n", "8", "--seed", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "silent_memory.json").read_text())
+    assert list(saved["conditions"]) == ["n2", "two"]  # single networks first, by their names
+    assert saved["conditions"]["two"]["n_networks"] == 2
+    assert (out / "silent_memory.png").stat().st_size > 0
+    bad = runner.invoke(app, ["silent-memory", f"two={paths[0]},pretrained:lstm", "--out",
+                              str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "needs an LSNN" in bad.output
+    assert not (tmp_path / "bad").exists()  # checked before any output was claimed

@@ -63,11 +63,21 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
         "state_bytes_by_delay": cost,
         "weights_sha256": before,
     }
+    result = _no_nan(result)
     result["targets"] = targets(result)
     e = _typical_episode(sim)
     data = {"episode": e, "sim": sim.select(e), "window": _window(sim, e),
             "n_regular": n_regular, "ms_per_step": k, "v_th": agent.net.params.v_th}
     return result, data
+
+
+def _no_nan(x: Any) -> Any:
+    """NaN (a decoding bin or latency with no episodes in it) as None, which JSON can hold."""
+    if isinstance(x, dict):
+        return {k: _no_nan(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_no_nan(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:

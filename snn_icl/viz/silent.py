@@ -140,3 +140,68 @@ def plot_delay_training(runs: dict[str, list[dict[str, list[float]]]], *,
                  f"running mean over {width} iterations)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+POOLED_PANELS = (
+    ("latency_trial2_change", "trial-2 latency change (env steps)"),
+    ("toward_other_fraction_change", "change in heading to the partner's platform"),
+)
+MANIPULATIONS = ("reset_a_end", "reset_v_z_end", "swap_a_end")
+MANIPULATION_LABELS = ("a zeroed", "v, z zeroed", "partner's a")
+
+
+def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
+                              silent_ratio: float = 1 / 3) -> Figure:
+    """Conditions pooled over networks (:func:`snn_icl.experiments.silent_memory_pooled.pool`),
+    one colour each: (a) trial-2 latency change and (b) change in heading to the partner's
+    platform after each manipulation at the delay's end (mean over networks, 95 % t-interval,
+    a dot per network; 0 = the manipulation did nothing); (c) the mean rate during the delay
+    over the swimming rate, with the activity-silent bound."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), gridspec_kw={"width_ratios": [2, 2, 1]})
+    n = len(pooled)
+    width = 0.8 / n
+    rng = np.random.default_rng(0)  # jitter of the per-network dots only
+    for i, (label, p) in enumerate(pooled.items()):
+        offset = (i - (n - 1) / 2) * width
+        for ax, (key, _) in zip(axes[:2], POOLED_PANELS):
+            for j, cond in enumerate(MANIPULATIONS):
+                s = p["causal"][cond][key]
+                x = j + offset
+                _bar(ax, x, s, width, colour(i), label if j == 0 else None, rng)
+        s = p["rate_delay_over_swim"]
+        _bar(axes[2], i, s, 0.6, colour(i), None, rng)
+    for ax, (_, ylabel) in zip(axes[:2], POOLED_PANELS):
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_xticks(range(len(MANIPULATIONS)), MANIPULATION_LABELS)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("at the end of the delay")
+    axes[0].legend(fontsize=8, frameon=False)
+    axes[2].axhline(silent_ratio, color="0.3", lw=0.8, ls="--")
+    axes[2].annotate("activity-silent below", (0, silent_ratio), xytext=(0, 3),
+                     textcoords="offset points", fontsize=7, color="0.3",
+                     xycoords=("axes fraction", "data"))
+    axes[2].set_xticks(range(n), list(pooled), rotation=20)
+    axes[2].set_ylabel("rate in the delay / swimming")
+    axes[2].set_ylim(0, max(1.1, *(np.nanmax(_arr(p["rate_delay_over_swim"]["values"]))
+                                   for p in pooled.values())) * 1.05)
+    some = next(iter(pooled.values()))
+    fig.suptitle(f"what carries the platform across {some['delay']} dark steps: changes after "
+                 "each manipulation (mean, 95 % t-interval across networks, dots: networks)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _bar(ax: Any, x: float, s: dict[str, Any], width: float, color: Any, label: str | None,
+         rng: np.random.Generator) -> None:
+    """One bar at the mean, its t-interval and the per-network values as dots."""
+    values = _arr(s["values"])
+    if s["mean"] is None:
+        return
+    ax.bar(x, s["mean"], width * 0.9, color=color, alpha=0.55, label=label)
+    lo, hi = s["ci"]
+    if lo is not None:
+        ax.errorbar(x, s["mean"], yerr=[[s["mean"] - lo], [hi - s["mean"]]], color="0.15",
+                    capsize=3, lw=1)
+    jitter = rng.uniform(-width * 0.2, width * 0.2, len(values))
+    ax.plot(x + jitter, values, "o", color=color, mec="0.15", ms=4, mew=0.6)

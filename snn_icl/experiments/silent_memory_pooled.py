@@ -1,0 +1,129 @@
+"""Is the memory across a dark delay activity-silent, over training seeds?
+
+``snn-icl silent-memory LABEL=SRC,SRC,...``: the :func:`~snn_icl.experiments.silent_memory.
+silent_memory` results of the networks of one condition (its training seeds) pooled: for each
+number, the mean over networks with a 95 % t-interval and every network's own value. The causal
+tests are read as *changes from intact*, paired per network (the same episodes), because the
+networks differ in how well they recall at all: an adaptation memory makes ``reset_a_end`` and
+``swap_a_end`` lengthen trial 2 and ``swap_a_end`` turn it towards the partner's platform; a
+memory in ongoing activity does that for ``reset_v_z_end``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from snn_icl.analysis.silent_memory import CAUSAL
+from snn_icl.experiments.report import mean_ci
+
+BEHAVIOUR = ("latency_trial1", "latency_trial2", "success_trial1", "success_trial2",
+             "optimal_trial2")
+CAUSAL_MEASURES = ("latency_trial2", "success_trial2", "toward_other_fraction")
+"""Per causal condition: trial-2 median latency (env steps), success, and the fraction of
+episodes whose first trial-2 steps point more towards the partner's platform than the own
+(0.5: no memory of the own platform)."""
+DECODED = ("a (adaptive)", "v", "spikes")
+
+
+def across(values: list[float | None]) -> dict[str, Any]:
+    """{"mean", "ci": [lo, hi] (95 % t-interval; [None, None] with fewer than 2), "values"};
+    NaN (an undefined number, such as a latency with no escape) is None and left out."""
+    values = [None if v is None or math.isnan(v) else float(v) for v in values]
+    s = mean_ci(values)
+    half = s["ci95"]
+    ci = [None, None] if half is None else [s["mean"] - half, s["mean"] + half]
+    return {"mean": s["mean"], "ci": ci, "values": list(values)}
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Silent-memory results of one condition's networks (same delay, episodes and seed) -> one
+    pooled result: ``behaviour``, ``rate_delay_over_swim`` (all neurons), ``decoding_end``
+    (decoding error at the delay's last bin, pool radii), ``causal[cond][measure]`` and
+    ``causal[cond][measure + "_change"]`` (minus intact, per network), each an :func:`across`
+    dict; ``silent_by_network``; ``networks`` (every network's own result)."""
+    if not results:
+        raise ValueError("pooling needs at least one silent-memory result")
+    for key in ("delay", "episodes", "seed"):
+        if len({r[key] for r in results}) > 1:
+            raise ValueError(f"every network of a condition must be measured with the same "
+                             f"{key}, got {sorted({r[key] for r in results})}")
+    first = results[0]
+    out: dict[str, Any] = {k: first[k] for k in ("delay", "episodes", "seed", "ms_per_step",
+                                                 "delay_ms")}
+    out["n_networks"] = len(results)
+    out["beta"] = sorted({r["beta"] for r in results})
+    out["tau_a_ms"] = sorted({r["tau_a_ms"] for r in results})
+    out["behaviour"] = {k: across([r["behaviour"][k] for r in results]) for k in BEHAVIOUR}
+    out["rate_delay_over_swim"] = across([r["rates"]["all"]["delay_over_swim"] for r in results])
+    out["decoding_end"] = {v: across([r["decoding"][v]["error"][-1] for r in results])
+                           for v in DECODED}
+    out["decoding_chance_end"] = across([r["decoding"]["spikes"]["chance_mean"][-1]
+                                         for r in results])
+    causal: dict[str, Any] = {}
+    for cond in CAUSAL:
+        c: dict[str, Any] = {}
+        for m in CAUSAL_MEASURES:
+            c[m] = across([r["causal"][cond][m] for r in results])
+            if cond != "intact":
+                c[f"{m}_change"] = across([_minus(r["causal"][cond][m], r["causal"]["intact"][m])
+                                           for r in results])
+        causal[cond] = c
+    out["causal"] = causal
+    out["silent_by_network"] = [r["targets"]["silent"] for r in results]
+    out["networks"] = results
+    return out
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _cell(s: dict[str, Any], fmt: str = ".2f") -> str:
+    """mean [lo, hi] (v1, v2, ...)."""
+    lo, hi = s["ci"]
+    ci = "" if lo is None else f" [{_f(lo, fmt)}, {_f(hi, fmt)}]"
+    each = ", ".join(_f(v, fmt) for v in s["values"])
+    return f"{_f(s['mean'], fmt)}{ci} ({each})"
+
+
+def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str) -> str:
+    """Conditions (label -> :func:`pool` result) as one Markdown report: each cell the mean over
+    networks, its 95 % t-interval in brackets and every network's value in parentheses."""
+    some = next(iter(pooled.values()))
+    lines = [f"# Silent delay of {some['delay']} env steps ({some['delay_ms']} ms), pooled over "
+             "networks", "",
+             f"{some['episodes']} episodes per network, {seed_kind} seed {some['seed']}. Each "
+             "cell: mean [95 % t-interval across networks] (each network).", "",
+             "| condition | networks | trial-1 latency | trial-2 latency | trial-2 success | "
+             "delay rate / swimming rate |", "|---|---|---|---|---|---|"]
+    for label, p in pooled.items():
+        b = p["behaviour"]
+        lines.append(f"| {label} | {p['n_networks']} | {_cell(b['latency_trial1'], '.0f')} | "
+                     f"{_cell(b['latency_trial2'], '.0f')} | {_cell(b['success_trial2'])} | "
+                     f"{_cell(p['rate_delay_over_swim'])} |")
+    lines += ["", "Platform decoding error at the end of the delay (pool radii):", "",
+              "| condition | " + " | ".join(DECODED) + " | chance |", "|---|---|---|---|---|"]
+    for label, p in pooled.items():
+        d = p["decoding_end"]
+        lines.append(f"| {label} | " + " | ".join(_cell(d[v]) for v in DECODED)
+                     + f" | {_cell(p['decoding_chance_end'])} |")
+    lines += ["", "Causal tests at the end of the delay, as changes from intact (paired per "
+              "network; heading: fraction of episodes whose first trial-2 steps point more "
+              "towards the partner's platform, 0.5 = no memory):", "",
+              "| condition | manipulation | trial-2 latency change | success change | "
+              "heading change | heading |", "|---|---|---|---|---|---|"]
+    for label, p in pooled.items():
+        c = p["causal"]
+        lines.append(f"| {label} | intact | | | | {_cell(c['intact']['toward_other_fraction'])} |")
+        for cond in CAUSAL[1:]:
+            x = c[cond]
+            lines.append(f"| {label} | {cond} | {_cell(x['latency_trial2_change'], '+.0f')} | "
+                         f"{_cell(x['success_trial2_change'], '+.2f')} | "
+                         f"{_cell(x['toward_other_fraction_change'], '+.2f')} | "
+                         f"{_cell(x['toward_other_fraction'])} |")
+    return "\n".join(lines) + "\n"
