@@ -77,6 +77,15 @@ def mean_ci(values: list[float | None]) -> dict[str, Any]:
     return {"n": n, "mean": mean, "ci95": float(t.ppf(0.975, n - 1) * sd / math.sqrt(n))}
 
 
+def mean_interval(values: list[float | None]) -> tuple[float | None, list[float | None]]:
+    """:func:`mean_ci` as (mean, [lo, hi]): the 95 % t-interval's ends, [None, None] with fewer
+    than two values."""
+    s = mean_ci(values)
+    if s["mean"] is None or s["ci95"] is None:
+        return s["mean"], [None, None]
+    return s["mean"], [s["mean"] - s["ci95"], s["mean"] + s["ci95"]]
+
+
 def difference_ci(a: list[float], b: list[float]) -> dict[str, Any]:
     """Mean of ``b`` minus mean of ``a`` with a Welch 95 % t-interval half-width (None with
     fewer than two values on a side)."""

@@ -236,7 +236,7 @@ def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     bootstrap of one network; a condition of one network keeps its bootstrap), ``success_trial2_ci``
     and, with probes, ``probe_quadrant`` / ``probe_quadrant_ci``; ``seeds`` keeps every network's
     own result."""
-    from snn_icl.experiments.report import mean_ci
+    from snn_icl.experiments.report import mean_interval as across
 
     if not per_seed:
         raise ValueError("combine_seeds needs at least one result")
@@ -246,13 +246,6 @@ def combine_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: per_seed[0][k] for k in ("delays", "episodes", "seed", "dark",
                                                       "memory_horizon", "rest_steps")}
     out["n_seeds"] = len(per_seed)
-
-    def across(values: list[Any]) -> tuple[float | None, list[float | None]]:
-        s = mean_ci(values)
-        if s["mean"] is None:
-            return None, [None, None]
-        half = s["ci95"]
-        return s["mean"], ([None, None] if half is None else [s["mean"] - half, s["mean"] + half])
 
     for key in SEED_KEYS:
         pairs = [across([r[key][i] for r in per_seed]) for i in range(len(delays))]

@@ -11,11 +11,10 @@ memory in ongoing activity does that for ``reset_v_z_end``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from snn_icl.analysis.silent_memory import CAUSAL
-from snn_icl.experiments.report import mean_ci
+from snn_icl.experiments.report import mean_interval
 
 BEHAVIOUR = ("latency_trial1", "latency_trial2", "success_trial1", "success_trial2",
              "optimal_trial2")
@@ -27,13 +26,10 @@ DECODED = ("a (adaptive)", "v", "spikes")
 
 
 def across(values: list[float | None]) -> dict[str, Any]:
-    """{"mean", "ci": [lo, hi] (95 % t-interval; [None, None] with fewer than 2), "values"};
-    NaN (an undefined number, such as a latency with no escape) is None and left out."""
-    values = [None if v is None or math.isnan(v) else float(v) for v in values]
-    s = mean_ci(values)
-    half = s["ci95"]
-    ci = [None, None] if half is None else [s["mean"] - half, s["mean"] + half]
-    return {"mean": s["mean"], "ci": ci, "values": list(values)}
+    """{"mean", "ci": [lo, hi] (95 % t-interval; [None, None] with fewer than 2), "values"}
+    (None, as the silent-memory results write NaN, is left out of the mean)."""
+    mean, ci = mean_interval(values)
+    return {"mean": mean, "ci": ci, "values": list(values)}
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
