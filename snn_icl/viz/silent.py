@@ -175,12 +175,14 @@ def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
         ax.set_xticks(range(len(MANIPULATIONS)), MANIPULATION_LABELS)
         ax.set_ylabel(ylabel)
         ax.set_xlabel("at the end of the delay")
-    axes[0].legend(fontsize=8, frameon=False)
+    # below the panels: with many conditions a legend inside covers the bars
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(n, 7), fontsize=8, frameon=False)
     axes[2].axhline(silent_ratio, color="0.3", lw=0.8, ls="--")
     axes[2].annotate("activity-silent below", (0, silent_ratio), xytext=(0, 3),
                      textcoords="offset points", fontsize=7, color="0.3",
                      xycoords=("axes fraction", "data"))
-    axes[2].set_xticks(range(n), list(pooled), rotation=20)
+    axes[2].set_xticks(range(n), list(pooled), rotation=30, ha="right")
     axes[2].set_ylabel("rate in the delay / swimming")
     axes[2].set_ylim(0, max(1.1, *(np.nanmax(_arr(p["rate_delay_over_swim"]["values"]))
                                    for p in pooled.values())) * 1.05)
@@ -188,7 +190,7 @@ def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
     fig.suptitle(f"what carries the platform across {some['delay']} dark steps: changes after "
                  "each manipulation (mean, 95 % t-interval across networks, dots: networks)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
