@@ -110,3 +110,21 @@ def test_the_optimum_of_trials_2_4_is_the_pooled_median_of_the_straight_swims():
     optimal = measures.trial_table(rec, CFG, 4)["optimal_latency"][:, 1:4].reshape(-1)
     assert out["optimal_latency_trials2_4"] == float(measures.median(optimal[~optimal.isnan()]))
     assert out["latency_trials2_4"] == out["optimal_latency_trials2_4"]  # the oracle swims straight
+
+
+def test_first_zone_tells_a_search_for_the_own_platform_from_one_that_remembers_nothing():
+    env = WaterMaze(CFG, num_envs=64, seed=5)
+    oracle = rollout(Oracle(env), env, deterministic=True)
+    other = oracle.platform.roll(1, 0)  # the next episode's platform
+    first, decided = measures.first_zone(oracle, CFG, 1, oracle.platform, other)
+    assert decided.float().mean() > 0.9
+    assert first[decided].float().mean() < 0.1  # straight to the own platform
+    # a random swimmer remembers neither place: either first, whatever the time-outs place it on
+    env = WaterMaze(CFG, num_envs=2048, seed=5)
+    rand = rollout(None, env, policy="random", generator=torch.Generator().manual_seed(2))
+    first, decided = measures.first_zone(rand, CFG, 1, rand.platform, rand.platform.roll(1, 0))
+    assert decided.sum() > 200
+    assert 0.4 < first[decided].float().mean() < 0.6
+    # the same place twice is never decided
+    _, decided = measures.first_zone(rand, CFG, 1, rand.platform, rand.platform)
+    assert not decided.any()

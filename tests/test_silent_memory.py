@@ -241,6 +241,43 @@ def test_delay_rates_compare_the_delay_with_swimming():
     assert r["adaptive"]["delay_bins_hz"] == pytest.approx([250.0, 250.0])
 
 
+def test_the_recall_cue_steps_are_left_out_of_the_silent_rate():
+    sim, k = _fake_sim()
+    sim.z[7 * k:8 * k] = True  # the cue (step 7, the delay's last) drives every neuron
+    whole = sm.delay_rates(sim, k, n_regular=2, n_bins=2)
+    assert whole["all"]["delay_hz"] == pytest.approx(500.0)  # 4 spikes in 8 ms
+    r = sm.delay_rates(sim, k, n_regular=2, n_bins=2, cue_steps=2)
+    assert r["all"]["delay_hz"] == pytest.approx(250.0)  # steps 4-5: 1 spike in 4 ms
+    assert r["all"]["delay_bins_hz"] == whole["all"]["delay_bins_hz"]  # bins keep the cue
+
+
+def test_with_a_recall_cue_the_manipulations_act_at_its_start(tiny_task):
+    seen = []
+
+    def spy(i, size):
+        def hook(state, info):
+            seen.append((info["new_trial"].clone(), info["trial"].clone()))
+            return state
+        return hook
+
+    hook = sm._at_cue(spy, 2)(0, 3)
+    info = {"dark_left": torch.tensor([3, 2, 0]), "new_trial": torch.tensor([False, False, True]),
+            "trial": torch.tensor([0, 0, 1])}
+    hook(None, info)
+    starts, trial = seen[-1]
+    # episode 1 sees its first cue observation next: its "trial 2" starts now; episode 2's real
+    # trial start (after the cue) is no longer one
+    assert starts.tolist() == [False, True, False]
+    assert trial.tolist() == [0, 1, 1]
+    task = replace(tiny_task, env={"recall_cue_steps": 2})
+    from snn_icl.experiments import silent_memory as exp
+
+    agent = frozen(make_agent(task))
+    result, _ = exp.silent_memory(agent, task, 5, 8, 3, progress=False)
+    assert result["recall_cue_steps"] == 2
+    assert set(result["causal"]) == set(sm.CAUSAL)
+
+
 def test_reset_hook_can_act_at_one_trial_only(tiny_task):
     agent = make_agent(tiny_task)
     state = agent.initial_state(3)
@@ -410,6 +447,13 @@ def test_pooled_silent_memory_reads_the_causal_tests_as_paired_changes(tiny_task
     assert "| A | reset_v_z_end |" in text and "validation seed 3" in text
     with pytest.raises(ValueError, match="same delay"):
         pool([one, dict(two, delay=5)])
+    # results written before the first-zone measure pool with it missing, not failing
+    old = json.loads(json.dumps(one))
+    for cond in sm.CAUSAL:
+        del old["causal"][cond]["other_zone_first_fraction"]
+    p_old = pool([old, old])
+    assert p_old["causal"]["swap_a_end"]["other_zone_first_fraction"]["mean"] is None
+    assert "partner first" in markdown({"old": p_old}, "validation")
 
 
 def test_silent_memory_cli_pools_conditions(tiny_task, tmp_path):

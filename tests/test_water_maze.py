@@ -639,3 +639,27 @@ def test_dark_delay_hides_everything_then_next_trial_starts():
     assert torch.all(env.observe()[:, :-2].sum(-1) > 0)
     with pytest.raises(ValueError, match="dark_steps"):
         env.reset(dark_after_trial=0, dark_steps=-1)
+
+
+def test_recall_cue_lights_the_last_dark_steps_the_same_in_every_episode():
+    cfg = WaterMazeConfig(trial_timeout=40, rest_steps=2, episode_steps=120, recall_cue_steps=3,
+                          recall_cue_level=0.2)
+    env = WaterMaze(cfg, num_envs=4, seed=6, dtype=torch.float64)
+    env.reset(dark_after_trial=0, dark_steps=torch.tensor([10, 2, 0, 7]))
+    seen = [[] for _ in range(4)]
+    while not bool(env.state.trial.ge(1).all()):
+        obs, _, _, info = env.step(homing(env.state))
+        for b in range(4):
+            if info["dark"][b]:
+                seen[b].append(obs[b])
+    n = cfg.place_grid**2
+    cue = torch.cat([torch.full((n,), 0.2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)])
+    for b, delay in enumerate((10, 2, 0, 7)):
+        assert len(seen[b]) == delay
+        lit = min(delay, 3)
+        assert all(torch.equal(o, cue) for o in seen[b][delay - lit:])  # the last steps: the cue
+        assert all(o.abs().sum() == 0 for o in seen[b][:delay - lit])  # before them: nothing
+    with pytest.raises(ValueError, match="recall_cue_steps"):
+        WaterMazeConfig(recall_cue_steps=-1)
+    with pytest.raises(ValueError, match="recall_cue_level"):
+        WaterMazeConfig(recall_cue_level=float("nan"))

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from snn_icl.analysis.states import Capture, cache_capacity, chain, install_cache, run_batches, \
     set_rows
 from snn_icl.models.agent import Ablation, zero_rows
-from snn_icl.episodes.measures import behaviour
+from snn_icl.episodes.measures import behaviour, first_zone
 from snn_icl.episodes.record import EpisodeRecord
 
 SWAP_TRIAL = 1
@@ -132,13 +132,20 @@ def behaviour_numbers(sim: EpisodeRecord, env: Any, partner: Tensor,
     ``toward_other_fraction`` (the first steps point more towards the partner's platform than
     towards the own one) and ``closer_to_other_fraction`` (they end nearer to it) separate them.
 
+    ``other_zone_first_fraction`` (:func:`~snn_icl.episodes.measures.first_zone`): of the trial-2
+    searches that come near either platform, the share reaching the partner's first (0.5: no
+    memory of either place); unlike the heading it does not depend on the first steps pointing
+    anywhere.
+
     ``partner`` [B] indexes each episode's partner; episodes that are their own partner are left
-    out of the heading numbers."""
+    out of the heading and zone numbers."""
     b = behaviour(sim, env, 4)
     h = heading(sim.position, sim.trial, sim.platform, sim.platform[partner],
                 n_steps=n_steps)
     ok = h["valid"] & (partner != torch.arange(len(partner)))
     mean = lambda x: float(x[ok].double().mean()) if ok.any() else None  # noqa: E731
+    other_first, decided = first_zone(sim, env, SWAP_TRIAL, sim.platform, sim.platform[partner])
+    decided = decided & (partner != torch.arange(len(partner)))
     return {
         "latency_trial1": b["latency_by_trial"][0],
         "latency_trial2": b["latency_by_trial"][1],
@@ -150,6 +157,9 @@ def behaviour_numbers(sim: EpisodeRecord, env: Any, partner: Tensor,
         "toward_other_fraction": mean(h["cos_other"] > h["cos_own"]),
         "closer_to_other_fraction": mean(h["closer_to_other"]),
         "heading_episodes": int(ok.sum()),
+        "other_zone_first_fraction": (float(other_first[decided].double().mean())
+                                      if decided.any() else None),
+        "zone_first_episodes": int(decided.sum()),
     }
 
 

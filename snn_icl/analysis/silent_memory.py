@@ -15,6 +15,11 @@ al. 2008 for synapses) means three things, each measured here:
    its partner episode; an activity-silent memory dies with ``a`` and survives the reset of
    ``v``/``z``, and the swap sends trial 2 towards the partner's platform.
 
+With a recall cue (``[env] recall_cue_steps``: the delay's last steps show a diffuse flash) the
+rate "during the delay" is over its dark steps before the cue, and the causal manipulations act
+at the start of the cue instead: the cue is what reads the memory out, so after it a memory held
+in ``a`` already lives in ``v``/``z`` too.
+
 Plus :func:`state_bytes`: what each agent must carry across a delay of ``d`` env steps, measured
 by running its own state forward (constant for the LSNN and the LSTM; the transformer's key/value
 cache grows with ``d`` until its context window).
@@ -89,12 +94,15 @@ def spikes_per_step(sim: Any, k: int) -> Tensor:
     return sim.z.view(T, k, B, -1).sum(1).float()
 
 
-def delay_rates(sim: Any, k: int, n_regular: int, n_bins: int = 10) -> dict[str, Any]:
+def delay_rates(sim: Any, k: int, n_regular: int, n_bins: int = 10, *,
+                cue_steps: int = 0) -> dict[str, Any]:
     """Mean firing rates (Hz, over neurons and episodes): while swimming in trial 1, over the
-    whole delay, and in ``n_bins`` equal bins along the delay; for all neurons and per group."""
+    delay's dark steps (its last ``cue_steps``, the recall cue, left out), and in ``n_bins`` equal
+    bins along the whole delay (cue included); for all neurons and per group."""
     counts = spikes_per_step(sim, k)  # [T, B, n]
     index, swim = delay_steps(sim)
     delay = int(index.max()) + 1
+    silent = (index >= 0) & (index < delay - cue_steps)
     groups = {"all": slice(None), "regular": slice(0, n_regular), "adaptive": slice(n_regular, None)}
 
     def rate(where: Tensor, group: slice) -> float:
@@ -107,7 +115,7 @@ def delay_rates(sim: Any, k: int, n_regular: int, n_bins: int = 10) -> dict[str,
     for name, g in groups.items():
         out[name] = {
             "swim_hz": rate(swim, g),
-            "delay_hz": rate(index >= 0, g),
+            "delay_hz": rate(silent, g),
             "delay_bins_hz": [rate((index >= lo) & (index < hi), g)
                               for lo, hi in zip(edges[:-1], edges[1:])],
         }
@@ -162,15 +170,35 @@ def delay_causal(agent: nn.Module, task: Any, delay: int, episodes: int, seed: i
         "reset_v_z_end": lambda i, size: reset_hook(agent, RESET_V_Z, trial=1),
         "swap_a_end": lambda i, size: swap_hook(agent, ("a",), donors[i], partners(size)),
     }
+    cue = t.env.recall_cue_steps if delay > t.env.recall_cue_steps else 0
     out = {}
     for name in CAUSAL:  # intact first: it captures the swap donors
-        sim = run_batches(agent, t, episodes, seed, batch=batch, hook_for=hooks[name],
+        hook_for = hooks[name] if not cue else _at_cue(hooks[name], cue)
+        sim = run_batches(agent, t, episodes, seed, batch=batch, hook_for=hook_for,
                           dark_after_trial=DELAY_AFTER, dark_steps=delay)
         numbers = behaviour_numbers(sim, t.env, partner)
         out[name] = {"description": CAUSAL_DESCRIPTIONS[name], **numbers,
                      "success_trial1": numbers["success_trials1_4"][0],
                      "success_trial2": numbers["success_trials1_4"][1]}
     return out
+
+
+def _at_cue(hook_for: Any, cue_steps: int) -> Any:
+    """``hook_for`` with its hooks acting at the start of the recall cue instead of the start of
+    trial 2: they see the step before the first cue observation as that trial's start (the delay
+    runs while the trial index is still that of trial 1)."""
+
+    def make(i: int, size: int) -> Any:
+        hook = hook_for(i, size)
+
+        def at_cue(state: Any, info: dict[str, Any]) -> Any:
+            starts = info["dark_left"] == cue_steps
+            return hook(state, {**info, "new_trial": starts,
+                                "trial": torch.where(starts, DELAY_AFTER + 1, info["trial"])})
+
+        return at_cue
+
+    return make
 
 
 def _tensor_bytes(state: Any) -> int:

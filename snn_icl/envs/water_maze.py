@@ -53,6 +53,15 @@ class WaterMazeConfig:
     """Add the visible-platform (cued) input: ``place_grid**2`` more observation entries, the
     place-cell code of the platform centre, active on cued trials (``reset(cued=True)``) while
     the platform is present. Off by default: ``obs_dim`` and the shipped agents are unchanged."""
+    recall_cue_steps: int = 0
+    """The last this many steps of every dark delay show a recall cue instead of nothing: every
+    place cell at ``recall_cue_level``, a diffuse flash that is the same in every episode and
+    carries no place, like the recall signal of the store-recall tasks (Bellec et al. 2018). It
+    probes every neuron's threshold at once, so that a memory held in adaptation can show in the
+    response. The steps stay part of the delay (actions ignored). 0: no cue (steps)."""
+    recall_cue_level: float = 0.1
+    """Place-cell activity during the recall cue; 0.07 x 49 cells is about the summed activity of
+    the place code at one position (sigma 0.25 on the 7 x 7 grid)."""
 
     def __post_init__(self) -> None:
         def number(name: str) -> float:
@@ -85,6 +94,9 @@ class WaterMazeConfig:
         integer("place_grid", 1)
         if self.release not in RELEASE_MODES:
             raise ValueError(f"WaterMazeConfig.release must be one of {RELEASE_MODES}, got {self.release!r}")
+        integer("recall_cue_steps", 0)
+        if number("recall_cue_level") < 0:
+            raise ValueError(f"WaterMazeConfig.recall_cue_level must be >= 0, got {self.recall_cue_level!r}")
         if not isinstance(self.cue_channel, bool):
             raise ValueError(f"WaterMazeConfig.cue_channel must be true or false, got {self.cue_channel!r}")
 
@@ -619,6 +631,7 @@ def step_state(
         "latency": latency,
         "ended_trial": ended_trial,
         "dark": dark_left > 0,
+        "dark_left": dark_left,
     }
     return new_state, reward, info
 
@@ -628,7 +641,8 @@ def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
     ``cfg.cue_channel`` the cue cells: the place-cell code of the platform centre on cued
     episodes while the platform is present, zeros otherwise); all in [0, 1].
 
-    All zeros during a dark delay."""
+    All zeros during a dark delay, except its last ``cfg.recall_cue_steps`` steps: every place
+    cell at ``cfg.recall_cue_level`` (the recall cue), the rest zero."""
     pos = state.position
     centres = place_cell_centres(cfg.place_grid, cfg.pool_radius, device=pos.device, dtype=pos.dtype)
     cells = place_cell_activity(pos, centres, cfg.place_sigma)  # [B, place_grid**2]
@@ -638,7 +652,13 @@ def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
         visible = (state.cued & state.platform_present).to(pos.dtype).unsqueeze(-1)
         parts.append(place_cell_activity(state.platform, centres, cfg.place_sigma) * visible)
     obs = torch.cat(parts, dim=-1)
-    return obs * (state.dark_left == 0).unsqueeze(-1).to(pos.dtype)
+    obs = obs * (state.dark_left == 0).unsqueeze(-1).to(pos.dtype)
+    if cfg.recall_cue_steps:
+        # dark_left counts down to 1 on the delay's last observation
+        cue = (state.dark_left > 0) & (state.dark_left <= cfg.recall_cue_steps)
+        n_cells = cfg.place_grid**2
+        obs[:, :n_cells] = obs[:, :n_cells] + cfg.recall_cue_level * cue.unsqueeze(-1).to(pos.dtype)
+    return obs
 
 
 def move_platform(cfg: WaterMazeConfig, state: WaterMazeState, new_platform: torch.Tensor) -> WaterMazeState:

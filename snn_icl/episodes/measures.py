@@ -28,6 +28,8 @@ Probe trial (platform removed; Morris 1984, Gallagher et al. 1993):
     target quadrant fraction, platform-zone crossings, mean distance to the platform centre
     (Gallagher's proximity), first crossing (swim steps), and the fraction of the swim after the
     first crossing spent within two platform radii of the platform (time near the platform).
+First zone (:func:`first_zone`): which of two places (the own platform and another episode's)
+    a trial's search comes within two platform radii of first.
 """
 
 from __future__ import annotations
@@ -309,6 +311,37 @@ def probe_measures(rec: EpisodeRecord, cfg: WaterMazeConfig, probe_trial: int) -
         "probe_episodes": int(ok.sum()),
         "probe_episodes_crossing": int((ok & crossed).sum()),
     }
+
+
+def first_zone(rec: EpisodeRecord, cfg: WaterMazeConfig, trial_index: int, own: Tensor,
+               other: Tensor) -> tuple[Tensor, Tensor]:
+    """Which of two places the search of trial ``trial_index`` (0-based) reaches first: the
+    zones within ``NEAR_RADII`` platform radii of ``own`` and of ``other`` [B, 2] (pool radii).
+
+    Returns ``other_first`` [B] bool and ``decided`` [B] bool (the trial entered at least one zone,
+    and not both at the same step). Until the first entry the trial cannot tell the two places
+    apart (it ends only on the own platform, inside the own zone), so an agent that remembers
+    neither enters the other zone first in half of the decided episodes: 0.5 is no memory of the
+    place, below 0.5 a memory of the own platform, above it of the other one.
+    """
+    pos = rec.position[1:]
+    # the swim, and the step that reaches the platform; not the rest on it, nor a time-out's
+    # placement on it (that would count as finding the own place)
+    reached = rec.trial_end & rec.escaped
+    during = (rec.trial[1:] == trial_index) & (~rec.on_platform[1:] | reached)  # [T, B]
+    if rec.dark is not None:
+        during = during & ~rec.dark.to(during.device)
+    radius = NEAR_RADII * cfg.platform_radius
+    never = torch.full(during.shape, 1 << 30, dtype=torch.long, device=during.device)
+    step = torch.arange(during.shape[0], device=during.device)[:, None].expand_as(during)
+
+    def first(centre: Tensor) -> Tensor:
+        inside = ((pos - centre.to(pos)[None]).norm(dim=-1) <= radius) & during
+        return torch.where(inside, step, never).amin(0)
+
+    t_own, t_other = first(own), first(other)
+    decided = (torch.minimum(t_own, t_other) < (1 << 30)) & (t_own != t_other)
+    return t_other < t_own, decided
 
 
 def reversal_measures(rec: EpisodeRecord, cfg: WaterMazeConfig, reversal_trial: int) -> dict[str, Any]:

@@ -52,8 +52,8 @@ class EpisodeRecord:
     cued: Tensor | None = None
     """[B] bool: the platform was visible in this episode (envs with the cue channel only)."""
     dark: Tensor | None = None
-    """[T, B] bool: the observation acted on at step t was a dark delay's (all zeros, actions
-    ignored; the rollouts fill it)."""
+    """[T, B] bool: the observation acted on at step t was a dark delay's (all zeros but a
+    recall cue, actions ignored; the rollouts fill it)."""
     action_mean: Tensor | None = None
     """[T, B, 2] policy mean (agent policies only)."""
     value: Tensor | None = None

@@ -38,7 +38,8 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
     env = sm.delay_task(task, delay).env
     b = behaviour(sim, env, 2)
     bar.update(1)
-    rates = sm.delay_rates(sim, k, n_regular)
+    cue = task.env.recall_cue_steps if delay > task.env.recall_cue_steps else 0
+    rates = sm.delay_rates(sim, k, n_regular, cue_steps=cue)
     decoding = sm.delay_decoding(sim, recorded, k, n_regular, seed=seed)
     bar.update(1)
     causal = sm.delay_causal(agent, task, delay, episodes, seed, batch=batch)
@@ -52,7 +53,7 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
     optimum = b["optimal_latency_by_trial"][1]
     result = {
         "delay": delay, "episodes": episodes, "seed": seed, "ms_per_step": k,
-        "delay_ms": delay * k, "tau_a_ms": agent.net.params.tau_a_ms,
+        "delay_ms": delay * k, "recall_cue_steps": cue, "tau_a_ms": agent.net.params.tau_a_ms,
         "beta": agent.net.params.beta,
         "behaviour": {"latency_trial1": b["latency_by_trial"][0],
                       "latency_trial2": b["latency_by_trial"][1],
@@ -129,7 +130,10 @@ def markdown(result: dict[str, Any]) -> str:
 
     lines = [f"# Silent delay of {result['delay']} env steps ({result['delay_ms']} ms; "
              f"tau_a {result['tau_a_ms']:g} ms, beta {result['beta']:g})", "",
-             f"{result['episodes']} episodes, seed {result['seed']}.", "",
+             f"{result['episodes']} episodes, seed {result['seed']}."
+             + (f" Recall cue on the delay's last {result['recall_cue_steps']} steps: the delay "
+                "rate leaves them out, the manipulations act at the cue's start."
+                if result.get("recall_cue_steps") else ""), "",
              "| trial | median latency | success |", "|---|---|---|",
              f"| 1 | {f(b['latency_trial1'], '.0f')} | {f(b['success_trial1'])} |",
              f"| 2 (after the delay) | {f(b['latency_trial2'], '.0f')} | {f(b['success_trial2'])} |",
@@ -146,11 +150,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(f(x) for x in d[name]["error"]) + " |")
     lines.append("| chance | " + " | ".join(f(x) for x in d["spikes"]["chance_mean"]) + " |")
     lines += ["", "Causal tests at the end of the delay:", "",
-              "| condition | trial-2 latency | trial-2 success | heads to partner's platform |",
-              "|---|---|---|---|"]
+              "| condition | trial-2 latency | trial-2 success | heads to partner's platform | "
+              "near partner's platform first |", "|---|---|---|---|---|"]
     for name, x in c.items():
         lines.append(f"| {name}: {x['description']} | {f(x['latency_trial2'], '.0f')} | "
-                     f"{f(x['success_trial2'])} | {f(x['toward_other_fraction'])} |")
+                     f"{f(x['success_trial2'])} | {f(x['toward_other_fraction'])} | "
+                     f"{f(x.get('other_zone_first_fraction'))} |")
     lines += ["", "State carried (bytes per episode) after a delay of d env steps: "
               + ", ".join(f"d = {k}: {v}" for k, v in result["state_bytes_by_delay"].items()), "",
               "Targets: " + ", ".join(f"{k} = {v}" for k, v in t.items() if not k.endswith("rule"))]

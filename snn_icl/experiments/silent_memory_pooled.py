@@ -18,10 +18,12 @@ from snn_icl.experiments.report import mean_interval
 
 BEHAVIOUR = ("latency_trial1", "latency_trial2", "success_trial1", "success_trial2",
              "optimal_trial2")
-CAUSAL_MEASURES = ("latency_trial2", "success_trial2", "toward_other_fraction")
-"""Per causal condition: trial-2 median latency (env steps), success, and the fraction of
-episodes whose first trial-2 steps point more towards the partner's platform than the own
-(0.5: no memory of the own platform)."""
+CAUSAL_MEASURES = ("latency_trial2", "success_trial2", "toward_other_fraction",
+                   "other_zone_first_fraction")
+"""Per causal condition: trial-2 median latency (env steps), success, the fraction of episodes
+whose first trial-2 steps point more towards the partner's platform than the own, and the
+fraction of trial-2 searches that come near the partner's platform before the own (both 0.5:
+no memory of either place; the last is None in results written before it existed)."""
 DECODED = ("a (adaptive)", "v", "spikes")
 
 
@@ -64,9 +66,10 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     for cond in CAUSAL:
         c: dict[str, Any] = {}
         for m in CAUSAL_MEASURES:
-            c[m] = across([r["causal"][cond][m] for r in results])
+            c[m] = across([r["causal"][cond].get(m) for r in results])
             if cond != "intact":
-                c[f"{m}_change"] = across([_minus(r["causal"][cond][m], r["causal"]["intact"][m])
+                c[f"{m}_change"] = across([_minus(r["causal"][cond].get(m),
+                                                  r["causal"]["intact"].get(m))
                                            for r in results])
         causal[cond] = c
     out["causal"] = causal
@@ -110,16 +113,20 @@ def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str) -> str:
                      + f" | {_cell(p['decoding_chance_end'])} |")
     lines += ["", "Causal tests at the end of the delay, as changes from intact (paired per "
               "network; heading: fraction of episodes whose first trial-2 steps point more "
-              "towards the partner's platform, 0.5 = no memory):", "",
+              "towards the partner's platform; partner first: fraction of the trial-2 searches "
+              "that come within two platform radii of the partner's platform before the own; "
+              "0.5 = no memory of either place):", "",
               "| condition | manipulation | trial-2 latency change | success change | "
-              "heading change | heading |", "|---|---|---|---|---|---|"]
+              "heading change | heading | partner first |", "|---|---|---|---|---|---|---|"]
     for label, p in pooled.items():
         c = p["causal"]
-        lines.append(f"| {label} | intact | | | | {_cell(c['intact']['toward_other_fraction'])} |")
+        lines.append(f"| {label} | intact | | | | {_cell(c['intact']['toward_other_fraction'])} "
+                     f"| {_cell(c['intact']['other_zone_first_fraction'])} |")
         for cond in CAUSAL[1:]:
             x = c[cond]
             lines.append(f"| {label} | {cond} | {_cell(x['latency_trial2_change'], '+.0f')} | "
                          f"{_cell(x['success_trial2_change'], '+.2f')} | "
                          f"{_cell(x['toward_other_fraction_change'], '+.2f')} | "
-                         f"{_cell(x['toward_other_fraction'])} |")
+                         f"{_cell(x['toward_other_fraction'])} | "
+                         f"{_cell(x['other_zone_first_fraction'])} |")
     return "\n".join(lines) + "\n"

@@ -143,34 +143,46 @@ def plot_delay_training(runs: dict[str, list[dict[str, list[float]]]], *,
 
 
 POOLED_PANELS = (
-    ("latency_trial2_change", "trial-2 latency change (env steps)"),
-    ("toward_other_fraction_change", "change in heading to the partner's platform"),
+    ("latency_trial2_change", "trial-2 latency change\n(env steps)"),
+    ("toward_other_fraction_change", "change in heading\nto the partner's platform"),
+    ("other_zone_first_fraction_change", "change in reaching\nthe partner's platform first"),
 )
 MANIPULATIONS = ("reset_a_end", "reset_v_z_end", "swap_a_end")
 MANIPULATION_LABELS = ("a zeroed", "v, z zeroed", "partner's a")
 
 
+def _measured(pooled: dict[str, dict[str, Any]], key: str) -> bool:
+    """Whether any network of any condition has ``key`` (results written before a measure
+    existed lack it)."""
+    return any(v is not None for p in pooled.values() for cond in MANIPULATIONS
+               for v in p["causal"][cond].get(key, {"values": []})["values"])
+
+
 def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
                               silent_ratio: float = 1 / 3) -> Figure:
     """Conditions pooled over networks (:func:`snn_icl.experiments.silent_memory_pooled.pool`),
-    one colour each: (a) trial-2 latency change and (b) change in heading to the partner's
-    platform after each manipulation at the delay's end (mean over networks, 95 % t-interval,
-    a dot per network; 0 = the manipulation did nothing); (c) the mean rate during the delay
-    over the swimming rate, with the activity-silent bound."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), gridspec_kw={"width_ratios": [2, 2, 1]})
+    one colour each: the trial-2 latency change, the change in heading to the partner's platform
+    and (where measured) in reaching the partner's platform first after each manipulation at the
+    delay's end (mean over networks, 95 % t-interval, a dot per network; 0 = the manipulation did
+    nothing); last, the mean rate during the delay over the swimming rate, with the
+    activity-silent bound."""
+    panels = [p for p in POOLED_PANELS if _measured(pooled, p[0])]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.5 * len(panels) + 4, 3.9),
+                             gridspec_kw={"width_ratios": [2] * len(panels) + [1]})
+    rate_ax = axes[-1]
     n = len(pooled)
     width = 0.8 / n
     rng = np.random.default_rng(0)  # jitter of the per-network dots only
     for i, (label, p) in enumerate(pooled.items()):
         offset = (i - (n - 1) / 2) * width
-        for ax, (key, _) in zip(axes[:2], POOLED_PANELS):
+        for ax, (key, _) in zip(axes, panels):
             for j, cond in enumerate(MANIPULATIONS):
                 s = p["causal"][cond][key]
                 x = j + offset
                 _bar(ax, x, s, width, colour(i), label if j == 0 else None, rng)
         s = p["rate_delay_over_swim"]
-        _bar(axes[2], i, s, 0.6, colour(i), None, rng)
-    for ax, (_, ylabel) in zip(axes[:2], POOLED_PANELS):
+        _bar(rate_ax, i, s, 0.6, colour(i), None, rng)
+    for ax, (_, ylabel) in zip(axes, panels):
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set_xticks(range(len(MANIPULATIONS)), MANIPULATION_LABELS)
         ax.set_ylabel(ylabel)
@@ -178,13 +190,13 @@ def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
     # below the panels: with many conditions a legend inside covers the bars
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(n, 7), fontsize=8, frameon=False)
-    axes[2].axhline(silent_ratio, color="0.3", lw=0.8, ls="--")
-    axes[2].annotate("activity-silent below", (0, silent_ratio), xytext=(0, 3),
+    rate_ax.axhline(silent_ratio, color="0.3", lw=0.8, ls="--")
+    rate_ax.annotate("activity-silent below", (0, silent_ratio), xytext=(0, 3),
                      textcoords="offset points", fontsize=7, color="0.3",
                      xycoords=("axes fraction", "data"))
-    axes[2].set_xticks(range(n), list(pooled), rotation=30, ha="right")
-    axes[2].set_ylabel("rate in the delay / swimming")
-    axes[2].set_ylim(0, max(1.1, *(np.nanmax(_arr(p["rate_delay_over_swim"]["values"]))
+    rate_ax.set_xticks(range(n), list(pooled), rotation=30, ha="right")
+    rate_ax.set_ylabel("rate in the delay / swimming")
+    rate_ax.set_ylim(0, max(1.1, *(np.nanmax(_arr(p["rate_delay_over_swim"]["values"]))
                                    for p in pooled.values())) * 1.05)
     some = next(iter(pooled.values()))
     fig.suptitle(f"what carries the platform across {some['delay']} dark steps: changes after "
