@@ -55,7 +55,8 @@ def plot_decoding(agents: dict[str, dict[str, Any]], *, title: str | None = None
 def plot_ablations(agents: dict[str, dict[str, Any]], *, title: str | None = None) -> Figure:
     """Per agent and condition. Top: median latency of trial 2 and of trials 2-4 (bars) and of
     trial 1 (black ticks). Bottom: fraction of episodes whose first 5 steps of trial 2 point more
-    towards the partner's platform than towards their own, and end nearer to it."""
+    towards the partner's platform than towards their own, and end nearer to it, and of trial-2
+    searches that come near the partner's platform before their own (all 0.5: no place memory)."""
     names = [n for n, a in agents.items() if "ablations" in a]
     fig, axes = plt.subplots(2, len(names), figsize=(5.0 * len(names), 6.4), squeeze=False)
     for col, name in enumerate(names):
@@ -72,10 +73,13 @@ def plot_ablations(agents: dict[str, dict[str, Any]], *, title: str | None = Non
         ax.set_title(name, fontsize=10)
         ax.legend(fontsize=7, frameon=False)
         ax = axes[1, col]
-        ax.bar(x - 0.2, get("toward_other_fraction"), 0.4, color="tab:purple",
+        ax.bar(x - 0.27, get("toward_other_fraction"), 0.27, color="tab:purple",
                label="heading more to partner's platform")
-        ax.bar(x + 0.2, get("closer_to_other_fraction"), 0.4, color="tab:pink",
+        ax.bar(x, get("closer_to_other_fraction"), 0.27, color="tab:pink",
                label="ending nearer partner's platform")
+        # NaN (no bar) in results written before the measure existed
+        ax.bar(x + 0.27, get("other_zone_first_fraction"), 0.27, color="tab:brown",
+               label="near partner's platform first")
         ax.axhline(0.5, color="0.4", lw=0.8, ls="--")
         ax.set_xticks(x, conds, rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("fraction of episodes (trial 2)")
