@@ -179,13 +179,18 @@ MAZE_PROTOCOLS = {
                    lambda info, cfg: sum(int(i["dark"][0]) for i in info) == 5),
     "iti-dark": ({"iti_dark_steps": 2, "dark_after_trial": 1, "dark_steps": np.array([4, 0])},
                  lambda info, cfg: sum(int(i["dark"].sum()) for i in info) >= 8),
+    # "env": config fields, not reset options
+    "dark-delay-recall-cue": ({"dark_after_trial": 0, "dark_steps": 5,
+                               "env": {"recall_cue_steps": 2, "recall_cue_level": 0.1}},
+                              lambda info, cfg: sum(int(i["dark"][0]) for i in info) == 5),
 }
 
 
 @pytest.mark.parametrize("protocol", MAZE_PROTOCOLS, ids=list(MAZE_PROTOCOLS))
 def test_numpy_water_maze_matches_torch(tiny_task, protocol):
     options, exercised = MAZE_PROTOCOLS[protocol]
-    cfg = replace(tiny_task.env, episode_steps=60)
+    options = dict(options)
+    cfg = replace(tiny_task.env, episode_steps=60, **options.pop("env", {}))
     gen = np.random.default_rng(0)
     platform = np.array([[0.2, -0.3], [-0.1, 0.4]])
     angles = gen.uniform(0, 2 * np.pi, (2, cfg.max_trials))

@@ -556,6 +556,8 @@ class WaterMazeNP:
     place_sigma: float = 0.25
     release: str = "random"
     cue_channel: bool = False  # the visible-platform input is not in the standalone maze
+    recall_cue_steps: int = 0  # the last steps of a dark delay show the recall cue ...
+    recall_cue_level: float = 0.1  # ... every place cell at this activity
 
     def __post_init__(self) -> None:
         if self.cue_channel:
@@ -681,12 +683,17 @@ class WaterMazeNP:
 
     def observe(self, s: dict[str, np.ndarray]) -> np.ndarray:
         """Observation [B, G^2 + 2]: place cells, platform contact, previous reward; all zeros in
-        the dark."""
+        the dark but for the recall cue on its last ``recall_cue_steps`` steps (every place cell
+        at ``recall_cue_level``)."""
         diff = s["position"][:, None, :] - self.centres()[None]
         cells = np.exp(-(diff * diff).sum(-1) / (2.0 * self.place_sigma * self.place_sigma))
         contact = ((s["rest_left"] > 0) & s["platform_present"]).astype(np.float64)
         obs = np.concatenate([cells, contact[:, None], s["prev_reward"][:, None]], axis=-1)
-        return obs * (s["dark_left"] == 0)[:, None]  # times exactly 1.0 outside the dark
+        obs = obs * (s["dark_left"] == 0)[:, None]  # times exactly 1.0 outside the dark
+        if self.recall_cue_steps:
+            cue = (s["dark_left"] > 0) & (s["dark_left"] <= self.recall_cue_steps)
+            obs[:, :self.place_grid**2] += self.recall_cue_level * cue[:, None]
+        return obs
 
     def _swim(self, old: np.ndarray, c: np.ndarray,
               action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
