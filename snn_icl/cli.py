@@ -904,12 +904,18 @@ def analyze(
         typer.echo(f"{name}: platform decoding error at release points (pool radii; chance "
                    f"{dec['release_chance_mean_prediction']:.2f}): "
                    + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()))
-        typer.echo("  latency trial 2 / trials 2-4, share heading to the partner's platform: "
+        typer.echo("  latency trial 2 / trials 2-4, share heading to / reaching first the "
+                   "partner's platform: "
                    + "; ".join(f"{c} {v['latency_trial2']}/{v['latency_trials2_4']} "
-                               f"{v['toward_other_fraction']:.2f}"
+                               f"{v['toward_other_fraction']:.2f}/"
+                               f"{_fraction(v.get('other_zone_first_fraction'))}"
                                for c, v in a["ablations"].items()
                                if v["toward_other_fraction"] is not None))
     typer.echo(f"wrote {out}/analysis.json and {len(result['figures'])} figures")
+
+
+def _fraction(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 @app.command(short_help="Swim paths, rasters and a run's learning curve.")

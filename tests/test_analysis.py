@@ -215,6 +215,8 @@ def test_analyze_cli_on_tiny_checkpoints(tmp_path, tiny_task):
     lsnn, tr = data["agents"]["lsnn"], data["agents"]["transformer"]
     assert {"a (adaptive)", "v", "zeta", "input"} <= set(lsnn["decoding"]["variables"])
     assert {"intact", "reset_a", "swap_a", "beta_zero"} <= set(lsnn["ablations"])
+    assert "zone_first_episodes" in lsnn["ablations"]["swap_a"]
+    assert "reaching first the partner's platform" in result.output
     assert "swap_kv" in tr["ablations"] and tr["attention_retrieval"]["layers"]
     assert lsnn["place_fields"]["units"] == 24
     for name in data["figures"]:
