@@ -86,7 +86,7 @@ def plot_ablations(agents: dict[str, dict[str, Any]], *, title: str | None = Non
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7, frameon=False, loc="upper left")
     fig.suptitle(title or "frozen-weight ablations: reset at each trial start, or swap with "
-                 "another episode at the start of trial 2", fontsize=10)
+                 "another episode at the start of trial 2", fontsize=10, wrap=True)
     fig.tight_layout()
     return fig
 
