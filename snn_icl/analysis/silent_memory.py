@@ -51,6 +51,14 @@ def delay_task(task: Any, delay: int) -> Any:
     return dataclasses.replace(task, env=env)
 
 
+def cue_steps(task: Any, delay: int) -> int:
+    """Steps of the recall cue at the end of a ``delay``-step delay: the task's
+    ``recall_cue_steps``, or 0 when the delay is no longer than the cue (nothing silent before
+    it)."""
+    cue = task.env.recall_cue_steps
+    return cue if delay > cue else 0
+
+
 def _check_spiking(agent: Any) -> None:
     if not getattr(agent, "spiking", False) or not hasattr(agent, "n_regular"):
         raise ValueError(f"the silent-memory analysis needs an LSNN agent, not {agent.kind!r}")
@@ -170,7 +178,7 @@ def delay_causal(agent: nn.Module, task: Any, delay: int, episodes: int, seed: i
         "reset_v_z_end": lambda i, size: reset_hook(agent, RESET_V_Z, trial=1),
         "swap_a_end": lambda i, size: swap_hook(agent, ("a",), donors[i], partners(size)),
     }
-    cue = t.env.recall_cue_steps if delay > t.env.recall_cue_steps else 0
+    cue = cue_steps(task, delay)
     out = {}
     for name in CAUSAL:  # intact first: it captures the swap donors
         hook_for = hooks[name] if not cue else _at_cue(hooks[name], cue)

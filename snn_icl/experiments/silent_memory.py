@@ -38,7 +38,7 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
     env = sm.delay_task(task, delay).env
     b = behaviour(sim, env, 2)
     bar.update(1)
-    cue = task.env.recall_cue_steps if delay > task.env.recall_cue_steps else 0
+    cue = sm.cue_steps(task, delay)
     rates = sm.delay_rates(sim, k, n_regular, cue_steps=cue)
     decoding = sm.delay_decoding(sim, recorded, k, n_regular, seed=seed)
     bar.update(1)
