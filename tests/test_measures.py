@@ -128,3 +128,10 @@ def test_first_zone_tells_a_search_for_the_own_platform_from_one_that_remembers_
     # the same place twice is never decided
     _, decided = measures.first_zone(rand, CFG, 1, rand.platform, rand.platform)
     assert not decided.any()
+    # nor do the dark steps after a trial count: the swimmer rests where the time-out put it
+    env = WaterMaze(CFG, num_envs=2048, seed=5)
+    dark = rollout(None, env, policy="random", generator=torch.Generator().manual_seed(2),
+                   dark_after_trial=0, dark_steps=5)
+    first, decided = measures.first_zone(dark, CFG, 0, dark.platform, dark.platform.roll(1, 0))
+    assert decided.sum() > 200
+    assert 0.4 < first[decided].float().mean() < 0.6

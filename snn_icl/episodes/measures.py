@@ -329,8 +329,9 @@ def first_zone(rec: EpisodeRecord, cfg: WaterMazeConfig, trial_index: int, own: 
     # placement on it (that would count as finding the own place)
     reached = rec.trial_end & rec.escaped
     during = (rec.trial[1:] == trial_index) & (~rec.on_platform[1:] | reached)  # [T, B]
-    if rec.dark is not None:
-        during = during & ~rec.dark.to(during.device)
+    if rec.dark is not None:  # dark[t] is about position t; pos[t] is position t + 1
+        dark = rec.dark.to(during.device)
+        during = during & ~torch.cat([dark[1:], torch.zeros_like(dark[:1])])
     radius = NEAR_RADII * cfg.platform_radius
     never = torch.full(during.shape, 1 << 30, dtype=torch.long, device=during.device)
     step = torch.arange(during.shape[0], device=during.device)[:, None].expand_as(during)
