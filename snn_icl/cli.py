@@ -41,8 +41,8 @@ SIMULATION_DROPS = ("obs", "net_input", "action_mean", "value", "log_prob")
 
 def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every failure a user can cause (bad task file or value, missing, foreign or corrupt
-    file, a path that cannot be written, a full disk, too little memory, a NaN) into one line
-    naming it, exit code 2. Anything else is a bug: a traceback and exit code 1."""
+    file, a path that cannot be written, a full disk, too little memory on the host or the GPU,
+    a NaN) into one line naming it, exit code 2. Anything else is a bug: a traceback and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +53,15 @@ def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             _fail(one_line(err))
         except MemoryError:
             _fail("out of memory: make the task or --episodes smaller")
+        except RuntimeError as err:
+            # torch.OutOfMemoryError (a GPU's memory) is a RuntimeError, not a MemoryError; torch is
+            # imported here only once a command has failed, so a CPU command never waits for it
+            import torch
+
+            if not isinstance(err, torch.OutOfMemoryError):
+                raise
+            _fail(f"out of GPU memory ({one_line(err).split('.')[0]}): make [train] "
+                  "batch_episodes or --episodes smaller, or use --device cpu")
 
     return wrapper
 

@@ -777,6 +777,11 @@ def training_bytes(task: TaskConfig) -> int:
                     + 4 * _weight_floats(task)))
 
 
+def weight_bytes(task: TaskConfig) -> int:
+    """Estimated memory of the agent's parameters alone (bytes, float32)."""
+    return int(4 * _weight_floats(task))
+
+
 def _weight_floats(task: TaskConfig) -> float:
     weights = getattr(task.agent, "weight_floats", None)
     return weights(task.env.obs_dim, task.env.episode_steps) if weights else 0.0

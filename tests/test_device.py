@@ -213,3 +213,45 @@ def test_evaluate_device_cpu_writes_the_default_result(tmp_path, tiny_task_path)
         data.pop("versions")
         results.append(data)
     assert results[0] == results[1]
+
+
+def test_running_out_of_gpu_memory_is_a_one_line_error_that_keeps_the_run(
+        tmp_path, tiny_task_path, monkeypatch):
+    import snn_icl.train.ppo as ppo
+
+    real_update = ppo.ppo_update
+
+    def update(state, batch, task):
+        if state.iteration >= 1:  # the first iteration trains and is recorded; the second fails
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0")
+        return real_update(state, batch, task)
+
+    monkeypatch.setattr(ppo, "ppo_update", update)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(tiny_task_path), "--out", str(run)])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: out of GPU memory (CUDA out of memory") and "smaller" in last
+    assert "Traceback" not in result.output
+    with (run / "metrics.csv").open() as f:
+        assert [int(row["iteration"]) for row in csv.DictReader(f)] == [1]
+    # any other RuntimeError is a bug and keeps its traceback
+    monkeypatch.setattr(ppo, "ppo_update", lambda *a: (_ for _ in ()).throw(RuntimeError("bug")))
+    result = runner.invoke(app, ["train", str(tiny_task_path), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+
+def test_the_host_memory_check_counts_the_iteration_on_cpu_and_only_the_weights_on_a_gpu(
+        monkeypatch):
+    import snn_icl.config as config
+    from snn_icl.train.run_dir import check_memory
+
+    task = replace(load_task(TASKS / "water_maze.toml"), train={"batch_episodes": 16384})
+    assert config.training_bytes(task) > 2**36 > 2**20 > config.weight_bytes(task) > 0
+    monkeypatch.setattr(config, "available_bytes", lambda: 2**30)
+    with pytest.raises(ConfigError, match="a training iteration needs about .* GiB"):
+        check_memory(task)
+    check_memory(replace(task, train={"device": "cuda"}))  # the batch lives on the card
+    monkeypatch.setattr(config, "available_bytes", lambda: 2**10)
+    with pytest.raises(ConfigError, match="the network's weights"):
+        check_memory(replace(task, train={"device": "cuda"}))

@@ -41,7 +41,7 @@ import torch
 from snn_icl.envs.family import supervised
 from snn_icl.config import (CONFIG_FILE, ConfigError, TaskConfig, load_task, make_agent, replace,
                             require_memory, resolve_device, same_but_length, task_to_dict,
-                            training_bytes)
+                            training_bytes, weight_bytes)
 from snn_icl.storage import files
 from snn_icl.storage.checkpoint import (CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into,
                                       resolve, save_checkpoint)
@@ -339,6 +339,16 @@ class RunFailed(ValueError):
 
 
 def check_memory(task: TaskConfig) -> None:
-    """Refuse a task whose training iteration would not fit in memory (before allocating)."""
+    """Refuse a task whose training iteration would not fit in memory (before allocating).
+
+    On a GPU the iteration's tensors live on the card and the host holds the weights while they
+    are initialised, so only those are checked here: the estimate overshoots a GPU's need (the
+    transformer at batch 32,768: 258 GiB estimated, trained on a 139 GiB H200, docs/speed.md)
+    and would refuse what fits; running out of the card's memory is its own one-line error
+    (``snn_icl.cli``)."""
+    if torch.device(task.train.device).type == "cuda":
+        require_memory(weight_bytes(task), f"{task.name}: the network's weights",
+                       "reduce the network size")
+        return
     require_memory(training_bytes(task), f"{task.name}: a training iteration",
                    "reduce train.batch_episodes, env.episode_steps or the network size")
