@@ -183,6 +183,10 @@ MAZE_PROTOCOLS = {
     "dark-delay-recall-cue": ({"dark_after_trial": 0, "dark_steps": 5,
                                "env": {"recall_cue_steps": 2, "recall_cue_level": 0.1}},
                               lambda info, cfg: sum(int(i["dark"][0]) for i in info) == 5),
+    "dark-delay-recall-cue-channel": ({"dark_after_trial": 0, "dark_steps": 5,
+                                       "env": {"recall_cue_steps": 2, "recall_cue_level": 1.0,
+                                               "recall_cue_input": "channel"}},
+                                      lambda info, cfg: sum(int(i["dark"][0]) for i in info) == 5),
 }
 
 

@@ -321,21 +321,24 @@ def test_evaluate_cued_measures_visible_against_hidden(tiny_task):
         protocol_override(tiny_task, "cued")
 
 
+@pytest.mark.parametrize("added", [{"cue_channel": True}, {"recall_cue_input": "channel"}],
+                         ids=["cue_cells", "recall_cue_channel"])
 @pytest.mark.parametrize("agent", [{}, {"kind": "lstm", "hidden_size": 8},
                                    {"kind": "transformer", "n_layer": 1, "n_head": 1,
                                     "n_embd": 8, "context_window": 32}])
-def test_init_from_adds_the_cue_channel_with_zero_weights(tiny_task, tmp_path, agent):
+def test_init_from_adds_the_cue_channel_with_zero_weights(tiny_task, tmp_path, agent, added):
     from snn_icl.config import task_to_dict
     from snn_icl.storage.checkpoint import save_checkpoint
     from snn_icl.train.run_dir import _init_weights
 
     data = task_to_dict(tiny_task)
+    data["env"]["recall_cue_steps"] = 2  # the recall cue on the place cells, then on its channel
     if agent:
         data["agent"] = agent
     source_task = task_from_dict(data, "t.toml")
     source = make_agent(source_task)
     save_checkpoint(tmp_path / "src.safetensors", source_task, source)
-    data["env"]["cue_channel"] = True
+    data["env"].update(added)
     data["train"]["init_from"] = str(tmp_path / "src.safetensors")
     task = task_from_dict(data, "t.toml")
     grown = make_agent(task)
@@ -350,6 +353,15 @@ def test_init_from_adds_the_cue_channel_with_zero_weights(tiny_task, tmp_path, a
     w = grown.state_dict()[name]
     extra = w.narrow(axis, source_task.env.obs_dim, task.env.obs_dim - source_task.env.obs_dim)
     assert extra.abs().sum() == 0
+    assert extra.numel() == (task.env.obs_dim - source_task.env.obs_dim) * w.shape[1 - axis] > 0
+    # entries inserted before the source's last ones: refused (the source's recall-cue channel
+    # would be read from a cue cell)
+    save_checkpoint(tmp_path / "src.safetensors", task, grown)
+    both = {**data, "env": {**data["env"], "cue_channel": True, "recall_cue_input": "channel"}}
+    if task.env.recall_cue_channel:
+        with pytest.raises(ConfigError, match="observation entries"):
+            other = task_from_dict(both, "t.toml")
+            _init_weights(make_agent(other), other)
     data["env"]["place_grid"] = 5  # another observation: refused
     with pytest.raises(ConfigError, match="observation entries"):
         other = task_from_dict(data, "t.toml")

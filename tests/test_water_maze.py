@@ -661,5 +661,34 @@ def test_recall_cue_lights_the_last_dark_steps_the_same_in_every_episode():
         assert all(o.abs().sum() == 0 for o in seen[b][:delay - lit])  # before them: nothing
     with pytest.raises(ValueError, match="recall_cue_steps"):
         WaterMazeConfig(recall_cue_steps=-1)
+    with pytest.raises(ValueError, match="recall_cue_input"):
+        WaterMazeConfig(recall_cue_input="place")
     with pytest.raises(ValueError, match="recall_cue_level"):
         WaterMazeConfig(recall_cue_level=float("nan"))
+
+
+def test_recall_cue_on_its_own_channel_lights_only_the_last_entry():
+    base = dict(trial_timeout=40, rest_steps=2, episode_steps=120, recall_cue_steps=3,
+                recall_cue_level=0.8)
+    cfg = WaterMazeConfig(**base, recall_cue_input="channel")
+    assert cfg.obs_dim == WaterMazeConfig(**base).obs_dim + 1 == cfg.place_grid**2 + 3
+    # without cue steps there is no cue and no channel: the observation is unchanged
+    assert WaterMazeConfig(recall_cue_input="channel").obs_dim == WaterMazeConfig().obs_dim
+    env = WaterMaze(cfg, num_envs=2, seed=6, dtype=torch.float64)
+    plain = WaterMaze(WaterMazeConfig(**base), num_envs=2, seed=6, dtype=torch.float64)
+    obs, obs_plain = (e.reset(dark_after_trial=0, dark_steps=torch.tensor([6, 0]))
+                      for e in (env, plain))
+    lit = []
+    while not bool(env.state.trial.ge(1).all()):
+        # the same episodes: outside the cue the first entries are the plain env's, the last is 0
+        torch.testing.assert_close(obs[:, :-1][~(env.state.dark_left > 0)],
+                                   obs_plain[~(env.state.dark_left > 0)])
+        action = homing(env.state)
+        obs, _, _, info = env.step(action)
+        obs_plain, _, _, _ = plain.step(action)
+        lit.append(obs[0, -1].item())
+        if info["dark"][0]:
+            assert obs[0, :-1].abs().sum() == 0  # the place cells stay dark
+        else:
+            assert obs[0, -1] == 0
+    assert lit.count(0.8) == 3 and obs[1, -1] == 0  # the delay's last 3 steps; no delay, no cue

@@ -558,10 +558,14 @@ class WaterMazeNP:
     cue_channel: bool = False  # the visible-platform input is not in the standalone maze
     recall_cue_steps: int = 0  # the last steps of a dark delay show the recall cue ...
     recall_cue_level: float = 0.1  # ... every place cell at this activity
+    recall_cue_input: str = "place_cells"  # or "channel": one more entry, last, lit instead
 
     def __post_init__(self) -> None:
         if self.cue_channel:
             raise ValueError("cue_channel: the standalone Brian2 maze has no visible-platform input")
+        if self.recall_cue_input not in ("place_cells", "channel"):
+            raise ValueError(f"recall_cue_input must be 'place_cells' or 'channel', got "
+                             f"{self.recall_cue_input!r}")
 
     @property
     def max_trials(self) -> int:
@@ -682,17 +686,23 @@ class WaterMazeNP:
         return self.pool_radius * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
 
     def observe(self, s: dict[str, np.ndarray]) -> np.ndarray:
-        """Observation [B, G^2 + 2]: place cells, platform contact, previous reward; all zeros in
-        the dark but for the recall cue on its last ``recall_cue_steps`` steps (every place cell
-        at ``recall_cue_level``)."""
+        """Observation [B, G^2 + 2] (+ 1 with the recall cue on its own channel): place cells,
+        platform contact, previous reward; all zeros in the dark but for the recall cue on its
+        last ``recall_cue_steps`` steps (every place cell at ``recall_cue_level``, or the last
+        entry with ``recall_cue_input = "channel"``)."""
         diff = s["position"][:, None, :] - self.centres()[None]
         cells = np.exp(-(diff * diff).sum(-1) / (2.0 * self.place_sigma * self.place_sigma))
         contact = ((s["rest_left"] > 0) & s["platform_present"]).astype(np.float64)
-        obs = np.concatenate([cells, contact[:, None], s["prev_reward"][:, None]], axis=-1)
+        parts = [cells, contact[:, None], s["prev_reward"][:, None]]
+        channel = self.recall_cue_steps > 0 and self.recall_cue_input == "channel"
+        if channel:
+            parts.append(np.zeros_like(contact)[:, None])
+        obs = np.concatenate(parts, axis=-1)
         obs = obs * (s["dark_left"] == 0)[:, None]  # times exactly 1.0 outside the dark
         if self.recall_cue_steps:
             cue = (s["dark_left"] > 0) & (s["dark_left"] <= self.recall_cue_steps)
-            obs[:, :self.place_grid**2] += self.recall_cue_level * cue[:, None]
+            lit = slice(-1, None) if channel else slice(0, self.place_grid**2)
+            obs[:, lit] += self.recall_cue_level * cue[:, None]
         return obs
 
     def _swim(self, old: np.ndarray, c: np.ndarray,

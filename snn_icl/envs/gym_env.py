@@ -34,7 +34,7 @@ class WaterMazeEnv(gym.Env):
     ## Observation Space
 
     ``Box(0, 1, (obs_dim,), float32)``, ``obs_dim = place_grid**2 + 2`` (``+ place_grid**2``
-    with the cue channel):
+    with the cue channel, ``+ 1`` with the recall cue on a channel of its own):
 
     | Index        | Observation                                   | Min | Max |
     |--------------|-----------------------------------------------|-----|-----|
@@ -43,6 +43,8 @@ class WaterMazeEnv(gym.Env):
     | G^2 + 1      | reward of the previous step                   | 0   | 1   |
     | G^2 + 2 ..   | with ``cue_channel=True`` only: the platform's | 0   | 1   |
     | 2 G^2 + 1    | place-cell code on cued episodes (visible)    |     |     |
+    | last         | with ``recall_cue_input="channel"`` only: the  | 0   | 1   |
+    |              | recall cue (the delay's last steps)           |     |     |
 
     ## Rewards
 

@@ -21,6 +21,7 @@ import torch
 from snn_icl.envs.encoding import place_cell_activity, place_cell_centres
 
 RELEASE_MODES = ("random", "cardinal")
+RECALL_CUE_INPUTS = ("place_cells", "channel")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,13 @@ class WaterMazeConfig:
     response. The steps stay part of the delay (actions ignored). 0: no cue (steps)."""
     recall_cue_level: float = 0.1
     """Place-cell activity during the recall cue; 0.07 x 49 cells is about the summed activity of
-    the place code at one position (sigma 0.25 on the 7 x 7 grid)."""
+    the place code at one position (sigma 0.25 on the 7 x 7 grid). With ``recall_cue_input =
+    "channel"``: the channel's value during the cue."""
+    recall_cue_input: str = "place_cells"
+    """Where the recall cue enters: "place_cells" (every place cell lit, through the place cells'
+    input weights) or "channel" (one more observation entry, last, at ``recall_cue_level`` on the
+    cue steps and 0 otherwise, with input weights of its own: the recall command of the
+    store-recall tasks, which the network can aim at any neurons; the place cells stay dark)."""
 
     def __post_init__(self) -> None:
         def number(name: str) -> float:
@@ -97,14 +104,31 @@ class WaterMazeConfig:
         integer("recall_cue_steps", 0)
         if number("recall_cue_level") < 0:
             raise ValueError(f"WaterMazeConfig.recall_cue_level must be >= 0, got {self.recall_cue_level!r}")
+        if self.recall_cue_input not in RECALL_CUE_INPUTS:
+            raise ValueError(f"WaterMazeConfig.recall_cue_input must be one of {RECALL_CUE_INPUTS}, "
+                             f"got {self.recall_cue_input!r}")
         if not isinstance(self.cue_channel, bool):
             raise ValueError(f"WaterMazeConfig.cue_channel must be true or false, got {self.cue_channel!r}")
 
     @property
+    def obs_blocks(self) -> tuple[tuple[str, int], ...]:
+        """The observation's parts in order, (name, entries): place cells, contact, previous
+        reward, then the cue cells (``cue_channel``), then the recall-cue channel."""
+        g2 = self.place_grid**2
+        return ((("place_cells", g2), ("contact", 1), ("prev_reward", 1))
+                + ((("cue_cells", g2),) if self.cue_channel else ())
+                + ((("recall_cue", 1),) if self.recall_cue_channel else ()))
+
+    @property
+    def recall_cue_channel(self) -> bool:
+        """Whether the recall cue has an observation entry of its own."""
+        return self.recall_cue_steps > 0 and self.recall_cue_input == "channel"
+
+    @property
     def obs_dim(self) -> int:
         """Observation size: place cells + contact + previous reward (+ ``place_grid**2`` cue
-        cells with ``cue_channel``)."""
-        return self.place_grid**2 + 2 + (self.place_grid**2 if self.cue_channel else 0)
+        cells with ``cue_channel``, + 1 with the recall cue on a channel of its own)."""
+        return sum(size for _, size in self.obs_blocks)
 
     @property
     def platform_centre_radius(self) -> float:
@@ -642,7 +666,8 @@ def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
     episodes while the platform is present, zeros otherwise); all in [0, 1].
 
     All zeros during a dark delay, except its last ``cfg.recall_cue_steps`` steps: every place
-    cell at ``cfg.recall_cue_level`` (the recall cue), the rest zero."""
+    cell at ``cfg.recall_cue_level`` (the recall cue), the rest zero; with ``recall_cue_input =
+    "channel"`` the last entry instead, 0 outside the cue."""
     pos = state.position
     centres = place_cell_centres(cfg.place_grid, cfg.pool_radius, device=pos.device, dtype=pos.dtype)
     cells = place_cell_activity(pos, centres, cfg.place_sigma)  # [B, place_grid**2]
@@ -651,13 +676,15 @@ def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
     if cfg.cue_channel:
         visible = (state.cued & state.platform_present).to(pos.dtype).unsqueeze(-1)
         parts.append(place_cell_activity(state.platform, centres, cfg.place_sigma) * visible)
+    if cfg.recall_cue_channel:
+        parts.append(torch.zeros_like(contact).unsqueeze(-1))
     obs = torch.cat(parts, dim=-1)
     obs = obs * (state.dark_left == 0).unsqueeze(-1).to(pos.dtype)
     if cfg.recall_cue_steps:
         # dark_left counts down to 1 on the delay's last observation
-        cue = (state.dark_left > 0) & (state.dark_left <= cfg.recall_cue_steps)
-        n_cells = cfg.place_grid**2
-        obs[:, :n_cells] = obs[:, :n_cells] + cfg.recall_cue_level * cue.unsqueeze(-1).to(pos.dtype)
+        cue = ((state.dark_left > 0) & (state.dark_left <= cfg.recall_cue_steps)).unsqueeze(-1)
+        lit = slice(-1, None) if cfg.recall_cue_channel else slice(0, cfg.place_grid**2)
+        obs[:, lit] = obs[:, lit] + cfg.recall_cue_level * cue.to(pos.dtype)
     return obs
 
 

@@ -314,18 +314,20 @@ def _check_optimizer_source(ckpt: Checkpoint, task: TaskConfig) -> None:
 
 
 def _grow_inputs(ckpt: Checkpoint, agent: Any, task: TaskConfig) -> None:
-    """Fine-tuning a network trained without the cue channel on a task with it: the cue cells
-    come last in the observation, so their input weights (the kind's ``input_weights``) start at
-    zero and the network starts out acting exactly as the source. Any other difference in the
+    """Fine-tuning a network on a task whose observation adds entries after the source's (the cue
+    cells, the recall-cue channel): their input weights (the kind's ``input_weights``) start at
+    zero, so the network starts out acting exactly as the source. Any other difference in the
     observation is an error."""
     saved = ckpt.task().env
     if saved.obs_dim == task.env.obs_dim:
         return
     names = getattr(type(agent), "input_weights", {})
-    if (saved.cue_channel or not task.env.cue_channel or not names
-            or dataclasses.replace(task.env, cue_channel=False).obs_dim != saved.obs_dim):
+    blocks = getattr(task.env, "obs_blocks", ())
+    old_blocks = getattr(saved, "obs_blocks", ())
+    if not names or not old_blocks or tuple(blocks[:len(old_blocks)]) != tuple(old_blocks):
         raise ValueError(f"it reads {saved.obs_dim} observation entries, this task "
-                         f"{task.env.obs_dim} (only the cue channel can be added)")
+                         f"{task.env.obs_dim} (only entries after the source's can be added: the "
+                         "cue cells, the recall-cue channel)")
     extra = task.env.obs_dim - saved.obs_dim
     for name, axis in names.items():
         w = ckpt.tensors[f"agent.{name}"]
