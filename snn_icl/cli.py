@@ -42,7 +42,8 @@ SIMULATION_DROPS = ("obs", "net_input", "action_mean", "value", "log_prob")
 def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn every failure a user can cause (bad task file or value, missing, foreign or corrupt
     file, a path that cannot be written, a full disk, too little memory on the host or the GPU,
-    a NaN) into one line naming it, exit code 2. Anything else is a bug: a traceback and exit code 1."""
+    a NaN) into one line naming it, exit code 2. Anything else is a bug: a traceback and exit
+    code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
