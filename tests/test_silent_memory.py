@@ -476,3 +476,28 @@ def test_silent_memory_cli_pools_conditions(tiny_task, tmp_path):
                               str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "needs an LSNN" in bad.output
     assert not (tmp_path / "bad").exists()  # checked before any output was claimed
+
+
+def test_the_partner_swaps_exchange_v_z_or_a_and_keep_the_rest(tiny_task):
+    from snn_icl.analysis.ablations import partners
+    from snn_icl.analysis.states import Capture
+
+    agent = make_agent(tiny_task)
+    state = agent.initial_state(4)
+    episode = torch.arange(4.0).view(4, *[1] * (agent.get_component(state, "v").dim() - 1))
+    for k, name in enumerate(("a",) + sm.RESET_V_Z):  # every component tells its episode
+        x = agent.get_component(state, name)
+        state = agent.with_component(state, name, (episode + 10 * k).expand_as(x).to(x.dtype))
+    start = {"new_trial": torch.ones(4, dtype=torch.bool), "trial": torch.ones(4, dtype=torch.long)}
+    donors = [Capture(agent, ("a",) + sm.RESET_V_Z, 1)]
+    hooks = sm.causal_hooks(agent, donors)
+    hooks["intact"](0, 4)(state, start)
+    partner = partners(4)
+    for cond, swapped in (("swap_v_z_end", sm.RESET_V_Z), ("swap_a_end", ("a",))):
+        out = hooks[cond](0, 4)(state, start)
+        for name in ("a",) + sm.RESET_V_Z:
+            got = agent.get_component(out, name).flatten(1)[:, 0]
+            mine = agent.get_component(state, name).flatten(1)[:, 0]
+            want = mine[partner] if name in swapped else mine
+            assert torch.equal(got, want), (cond, name)
+    assert not torch.equal(partner, torch.arange(4))

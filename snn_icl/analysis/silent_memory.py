@@ -152,14 +152,19 @@ def delay_decoding(sim: Any, recorded: dict[str, Tensor], k: int, n_regular: int
     return out
 
 
-CAUSAL = ("intact", "reset_a_end", "reset_v_z_end", "swap_a_end")
-"""The causal conditions, all applied once, at the end of the delay (the start of trial 2)."""
+CAUSAL = ("intact", "reset_a_end", "reset_v_z_end", "swap_a_end", "swap_v_z_end")
+"""The causal conditions, all applied once, at the end of the delay (the start of trial 2).
+Zeroing ``v``/``z`` takes a silent network's membranes to a state it never sees (every neuron at
+rest at once); the partner's ``v``/``z`` are a state it does see, with only the episode-specific
+part exchanged: a memory in ``a`` alone survives that swap."""
 
 CAUSAL_DESCRIPTIONS = {
     "intact": "weights and state untouched",
     "reset_a_end": "adaptation a zeroed at the end of the delay",
     "reset_v_z_end": "v, z, refractory and readout trace zeroed at the end of the delay (a kept)",
     "swap_a_end": "a of the partner episode at the end of the delay",
+    "swap_v_z_end": "v, z, refractory and readout trace of the partner episode at the end of "
+                    "the delay (a kept)",
 }
 
 
@@ -171,13 +176,8 @@ def delay_causal(agent: nn.Module, task: Any, delay: int, episodes: int, seed: i
     _check_spiking(agent)
     t = delay_task(task, delay)
     sizes, partner = batch_partners(episodes, batch)
-    donors = [Capture(agent, ("a",), 1) for _ in sizes]
-    hooks = {
-        "intact": lambda i, size: donors[i],
-        "reset_a_end": lambda i, size: reset_hook(agent, ("a",), trial=1),
-        "reset_v_z_end": lambda i, size: reset_hook(agent, RESET_V_Z, trial=1),
-        "swap_a_end": lambda i, size: swap_hook(agent, ("a",), donors[i], partners(size)),
-    }
+    donors = [Capture(agent, ("a",) + RESET_V_Z, 1) for _ in sizes]
+    hooks = causal_hooks(agent, donors)
     cue = cue_steps(task, delay)
     out = {}
     for name in CAUSAL:  # intact first: it captures the swap donors
@@ -189,6 +189,18 @@ def delay_causal(agent: nn.Module, task: Any, delay: int, episodes: int, seed: i
                      "success_trial1": numbers["success_trials1_4"][0],
                      "success_trial2": numbers["success_trials1_4"][1]}
     return out
+
+
+def causal_hooks(agent: nn.Module, donors: list[Capture]) -> dict[str, Any]:
+    """:data:`CAUSAL` name -> ``hook_for(i, size)`` for batch ``i`` of ``size`` episodes; the
+    intact run's hook is ``donors[i]``, which captures what the swaps give the partners."""
+    return {
+        "intact": lambda i, size: donors[i],
+        "reset_a_end": lambda i, size: reset_hook(agent, ("a",), trial=1),
+        "reset_v_z_end": lambda i, size: reset_hook(agent, RESET_V_Z, trial=1),
+        "swap_a_end": lambda i, size: swap_hook(agent, ("a",), donors[i], partners(size)),
+        "swap_v_z_end": lambda i, size: swap_hook(agent, RESET_V_Z, donors[i], partners(size)),
+    }
 
 
 def _at_cue(hook_for: Any, cue_steps: int) -> Any:

@@ -66,9 +66,10 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     for cond in CAUSAL:
         c: dict[str, Any] = {}
         for m in CAUSAL_MEASURES:
-            c[m] = across([r["causal"][cond].get(m) for r in results])
+            # results written before a manipulation or measure existed pool with None there
+            c[m] = across([r["causal"].get(cond, {}).get(m) for r in results])
             if cond != "intact":
-                c[f"{m}_change"] = across([_minus(r["causal"][cond].get(m),
+                c[f"{m}_change"] = across([_minus(r["causal"].get(cond, {}).get(m),
                                                   r["causal"]["intact"].get(m))
                                            for r in results])
         causal[cond] = c

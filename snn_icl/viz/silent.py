@@ -147,8 +147,8 @@ POOLED_PANELS = (
     ("toward_other_fraction_change", "change in heading\nto the partner's platform"),
     ("other_zone_first_fraction_change", "change in reaching\nthe partner's platform first"),
 )
-MANIPULATIONS = ("reset_a_end", "reset_v_z_end", "swap_a_end")
-MANIPULATION_LABELS = ("a zeroed", "v, z zeroed", "partner's a")
+MANIPULATIONS = ("reset_a_end", "reset_v_z_end", "swap_a_end", "swap_v_z_end")
+MANIPULATION_LABELS = ("a zeroed", "v, z zeroed", "partner's a", "partner's v, z")
 
 
 def _measured(pooled: dict[str, dict[str, Any]], key: str) -> bool:
