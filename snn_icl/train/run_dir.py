@@ -30,7 +30,6 @@ differs in rounding from one that stayed).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io as io_mod
 import time
 from pathlib import Path
