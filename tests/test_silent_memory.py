@@ -241,6 +241,24 @@ def test_delay_rates_compare_the_delay_with_swimming():
     assert r["adaptive"]["delay_bins_hz"] == pytest.approx([250.0, 250.0])
 
 
+def test_delay_membrane_reads_v_below_rest_and_its_episode_specific_part():
+    sim, k = _fake_sim()  # T = 10, B = 2, n = 4; dark steps 4-7, swimming 0-2
+    v = torch.full((10, 2, 4), 0.5)
+    v[4:8, 0] = -0.2  # episode 0 below rest in the whole delay ...
+    v[4:8, 1] = 0.2   # ... episode 1 above it
+    v[6:8, :] = 0.0   # both back at rest in the delay's second half
+    m = sm.delay_membrane(sim, {"v": v * 0.01}, v_th=0.01, n_bins=2)
+    assert m["swim"]["mean"] == pytest.approx(0.5)
+    assert m["swim"]["below_rest"] == 0.0
+    assert m["swim"]["across_episodes_sd"] == pytest.approx(0.0)
+    first, second = m["delay_bins"]
+    assert first["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert first["below_rest"] == pytest.approx(0.5)
+    assert first["across_episodes_sd"] == pytest.approx(0.4 / math.sqrt(2))
+    assert second["across_episodes_sd"] == pytest.approx(0.0)
+    assert second["below_rest"] == 0.0
+
+
 def test_the_recall_cue_steps_are_left_out_of_the_silent_rate():
     sim, k = _fake_sim()
     sim.z[7 * k:8 * k] = True  # the cue (step 7, the delay's last) drives every neuron
@@ -312,6 +330,13 @@ def test_silent_memory_runs_every_part_on_a_small_lsnn(tiny_task):
     assert set(result["causal"]) == set(sm.CAUSAL)
     assert result["rates"]["delay"] == 6
     assert len(result["decoding"]["a (adaptive)"]["error"]) == 5
+    assert len(result["membrane"]["delay_bins"]) == 10
+    assert "Membrane potential along the delay" in exp.markdown(result)
+    from snn_icl.viz.silent import plot_silent_memory
+
+    assert [ax.get_title()[:3] for ax in plot_silent_memory(result, data).axes][-1] == "(f)"
+    older = {k: v for k, v in result.items() if k != "membrane"}  # results written before it
+    assert len(plot_silent_memory(older, data).axes) == 5
     assert data["sim"].episodes == 1
     assert set(result["targets"]) >= {"memory_kept", "silent", "activity_silent_causal"}
     # manipulations at the end of the delay cannot change trial 1

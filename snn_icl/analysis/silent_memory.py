@@ -9,7 +9,8 @@ al. 2008 for synapses) means three things, each measured here:
 2. the platform can still be read out of the slow variable at the end of the delay: a
    cross-validated ridge decoder (:func:`snn_icl.analysis.decoding.decode`, folds over episodes)
    of the platform centre from the adaptation ``a`` of the adaptive neurons, from ``v`` and from
-   the spike counts, in bins along the delay;
+   the spike counts, in bins along the delay (and the membrane below threshold along it:
+   :func:`delay_membrane`);
 3. causally: at the end of the delay (the start of trial 2, nowhere else) zero ``a`` only, or
    ``v``, ``z``, refractory and the readout trace ``zeta`` only, or give each episode the ``a`` of
    its partner episode; an activity-silent memory dies with ``a`` and survives the reset of
@@ -130,6 +131,38 @@ def delay_rates(sim: Any, k: int, n_regular: int, n_bins: int = 10, *,
         out[name]["delay_over_swim"] = (out[name]["delay_hz"] / out[name]["swim_hz"]
                                         if out[name]["swim_hz"] > 0 else None)
     return out
+
+
+def delay_membrane(sim: Any, recorded: dict[str, Tensor], v_th: float, n_bins: int = 10
+                   ) -> dict[str, Any]:
+    """The membrane potential below threshold along the delay, in units of ``v_th``: while
+    swimming in trial 1 and in ``n_bins`` equal bins along the delay (cue included), over neurons
+    and episodes: the mean ``v``, the fraction of (neuron, episode) pairs below rest (``v < 0``:
+    what the reset by the adaptive threshold leaves after a spike), and the episode-specific part,
+    the standard deviation of each neuron's ``v`` across episodes, averaged over neurons. A place
+    held in ``v`` during a spike-silent delay needs that last number to stay above zero; it decays
+    with ``tau_m`` once the spikes stop."""
+    v = recorded["v"] / v_th  # [T, B, n]
+    index, swim = delay_steps(sim)
+    delay = int(index.max()) + 1
+
+    def stats(where: Tensor) -> dict[str, float]:
+        w = where[..., None].expand_as(v).float()
+        n_steps = where.sum(0)  # [B] steps of each episode in the window
+        if int(n_steps.sum()) == 0:
+            return {"mean": float("nan"), "below_rest": float("nan"),
+                    "across_episodes_sd": float("nan")}
+        per_episode = (v * w).sum(0) / n_steps[:, None].clamp(min=1)  # [B, n] mean over steps
+        seen = n_steps > 0
+        return {"mean": float((v * w).sum() / w.sum()),
+                "below_rest": float(((v < 0).float() * w).sum() / w.sum()),
+                "across_episodes_sd": float(per_episode[seen].std(0, unbiased=True).mean())
+                if int(seen.sum()) > 1 else float("nan")}
+
+    edges = torch.linspace(0, delay, n_bins + 1)
+    return {"bin_edges_steps": edges.tolist(), "swim": stats(swim),
+            "delay_bins": [stats((index >= lo) & (index < hi))
+                           for lo, hi in zip(edges[:-1], edges[1:])]}
 
 
 def delay_decoding(sim: Any, recorded: dict[str, Tensor], k: int, n_regular: int, *,

@@ -41,6 +41,7 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
     cue = sm.cue_steps(task, delay)
     rates = sm.delay_rates(sim, k, n_regular, cue_steps=cue)
     decoding = sm.delay_decoding(sim, recorded, k, n_regular, seed=seed)
+    membrane = sm.delay_membrane(sim, recorded, agent.net.params.v_th)
     bar.update(1)
     causal = sm.delay_causal(agent, task, delay, episodes, seed, batch=batch)
     bar.update(1)
@@ -54,13 +55,14 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
     result = {
         "delay": delay, "episodes": episodes, "seed": seed, "ms_per_step": k,
         "delay_ms": delay * k, "recall_cue_steps": cue, "tau_a_ms": agent.net.params.tau_a_ms,
+        "tau_m_ms": agent.net.params.tau_m_ms,
         "beta": agent.net.params.beta,
         "behaviour": {"latency_trial1": b["latency_by_trial"][0],
                       "latency_trial2": b["latency_by_trial"][1],
                       "success_trial1": b["success_by_trial"][0],
                       "success_trial2": b["success_by_trial"][1],
                       "optimal_trial2": optimum},
-        "rates": rates, "decoding": decoding, "causal": causal,
+        "rates": rates, "membrane": membrane, "decoding": decoding, "causal": causal,
         "state_bytes_by_delay": cost,
         "weights_sha256": before,
     }
@@ -149,6 +151,18 @@ def markdown(result: dict[str, Any]) -> str:
     for name in ("a (adaptive)", "v", "spikes"):
         lines.append(f"| {name} | " + " | ".join(f(x) for x in d[name]["error"]) + " |")
     lines.append("| chance | " + " | ".join(f(x) for x in d["spikes"]["chance_mean"]) + " |")
+    m = result.get("membrane")
+    if m:
+        e = m["bin_edges_steps"]
+        lines += ["", "Membrane potential along the delay (units of v_th; below rest = fraction "
+                  "with v < 0; across episodes = SD of each neuron's mean v over episodes):", "",
+                  "| v | swimming | " + " | ".join(f"steps {lo:.0f}-{hi:.0f}"
+                                                   for lo, hi in zip(e[:-1], e[1:])) + " |",
+                  "|" + "|".join("---" for _ in range(len(e) + 1)) + "|"]
+        for key, label in (("mean", "mean"), ("below_rest", "below rest"),
+                           ("across_episodes_sd", "across episodes")):
+            lines.append(f"| {label} | {f(m['swim'][key], '.3f')} | "
+                         + " | ".join(f(x[key], ".3f") for x in m["delay_bins"]) + " |")
     lines += ["", "Causal tests at the end of the delay:", "",
               "| condition | trial-2 latency | trial-2 success | heads to partner's platform | "
               "near partner's platform first |", "|---|---|---|---|---|"]

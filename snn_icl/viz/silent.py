@@ -18,13 +18,16 @@ def _arr(values: list[Any]) -> np.ndarray:
 
 
 def plot_silent_memory(result: dict[str, Any], data: dict[str, Any]) -> Figure:
-    """Four panels: (a) spikes of one episode around its delay (grey band: the dark) and (b) the
+    """Six panels: (a) spikes of one episode around its delay (grey band: the dark) and (b) the
     adaptive thresholds under them; (c) the mean rate in bins along the delay against the
     swimming rate; (d) platform decoding error along the delay from a, v and spikes against
-    chance; (e) trial-2 success after each manipulation at the end of the delay."""
+    chance; (e) trial-2 success after each manipulation at the end of the delay; (f) the
+    episode-specific part of v along the delay against a decay with tau_m (results without
+    ``membrane`` leave (f) out)."""
     sim, (lo, hi), k = data["sim"], data["window"], data["ms_per_step"]
     n_regular = data["n_regular"]
-    fig = plt.figure(figsize=(13, 7))
+    membrane = result.get("membrane")
+    fig = plt.figure(figsize=(17 if membrane else 13, 7))
     grid = fig.add_gridspec(3, 2, height_ratios=[2.2, 1, 2.2], hspace=0.45, wspace=0.25)
     ax_r, ax_a = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, :])
     z = sim.z[lo * k:hi * k, 0].numpy().astype(bool)
@@ -52,8 +55,10 @@ def plot_silent_memory(result: dict[str, Any], data: dict[str, Any]) -> Figure:
     ax_a.legend(loc="upper right", fontsize=8)
     ax_a.set_title("(b) adaptive thresholds", fontsize=10)
 
-    bottom = grid[2, :].subgridspec(1, 3, wspace=0.35)
+    bottom = grid[2, :].subgridspec(1, 4 if membrane else 3, wspace=0.35)
     ax1, ax2, ax3 = (fig.add_subplot(bottom[0, i]) for i in range(3))
+    if membrane:
+        _plot_membrane(fig.add_subplot(bottom[0, 3]), membrane, result)
     r = result["rates"]
     edges = np.asarray(r["bin_edges_steps"])
     centres = (edges[:-1] + edges[1:]) / 2
@@ -92,6 +97,26 @@ def plot_silent_memory(result: dict[str, Any], data: dict[str, Any]) -> Figure:
     ax3.legend(fontsize=7, frameon=False)
     ax3.set_title("(e) manipulations at the delay's end", fontsize=10)
     return fig
+
+
+def _plot_membrane(ax: Any, m: dict[str, Any], result: dict[str, Any]) -> None:
+    """(f): the across-episode SD of v (units of v_th, log scale) in bins along the delay, the
+    swimming level, and exp(-t / tau_m) from the first bin: a trace that only relaxes follows it."""
+    edges = np.asarray(m["bin_edges_steps"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    sd = _arr([b["across_episodes_sd"] for b in m["delay_bins"]])
+    ax.semilogy(centres, sd, "o-", ms=3, color="tab:green", label="v: SD across episodes")
+    ax.axhline(m["swim"]["across_episodes_sd"], color="tab:green", ls="--", lw=0.8,
+               label="swimming")
+    tau_m = result.get("tau_m_ms")
+    if tau_m and np.isfinite(sd[0]) and sd[0] > 0:
+        steps_per_tau = tau_m / result["ms_per_step"]
+        ax.semilogy(centres, sd[0] * np.exp(-(centres - centres[0]) / steps_per_tau), "k:",
+                    lw=1, label=f"decay with tau_m = {tau_m:g} ms")
+    ax.set_xlabel("step in the delay")
+    ax.set_ylabel("v (units of v_th)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("(f) the place in v below threshold", fontsize=10)
 
 
 def _smooth(y: np.ndarray, width: int) -> np.ndarray:
