@@ -251,6 +251,10 @@ def test_delay_membrane_reads_v_below_rest_and_its_episode_specific_part():
     assert m["swim"]["mean"] == pytest.approx(0.5)
     assert m["swim"]["below_rest"] == 0.0
     assert m["swim"]["across_episodes_sd"] == pytest.approx(0.0)
+    assert m["end_steps"] == [3, 4] and m["end"]["across_episodes_sd"] == pytest.approx(0.0)
+    with_cue = sm.delay_membrane(sim, {"v": v * 0.01}, v_th=0.01, n_bins=2, cue_steps=2)
+    assert with_cue["end_steps"] == [1, 2]  # the dark step (env step 5) before the 2 cue steps
+    assert with_cue["end"]["across_episodes_sd"] == pytest.approx(0.4 / math.sqrt(2))
     first, second = m["delay_bins"]
     assert first["mean"] == pytest.approx(0.0, abs=1e-6)
     assert first["below_rest"] == pytest.approx(0.5)
@@ -476,8 +480,11 @@ def test_pooled_silent_memory_reads_the_causal_tests_as_paired_changes(tiny_task
     old = json.loads(json.dumps(one))
     for cond in sm.CAUSAL:
         del old["causal"][cond]["other_zone_first_fraction"]
+    del old["membrane"]
     p_old = pool([old, old])
     assert p_old["causal"]["swap_a_end"]["other_zone_first_fraction"]["mean"] is None
+    assert p_old["membrane_end"]["across_episodes_sd"]["mean"] is None
+    assert p["membrane_end"]["below_rest"]["values"] == [one["membrane"]["end"]["below_rest"]] * 2
     assert "partner first" in markdown({"old": p_old}, "validation")
 
 

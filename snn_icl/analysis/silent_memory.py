@@ -133,15 +133,17 @@ def delay_rates(sim: Any, k: int, n_regular: int, n_bins: int = 10, *,
     return out
 
 
-def delay_membrane(sim: Any, recorded: dict[str, Tensor], v_th: float, n_bins: int = 10
-                   ) -> dict[str, Any]:
+def delay_membrane(sim: Any, recorded: dict[str, Tensor], v_th: float, n_bins: int = 10, *,
+                   cue_steps: int = 0) -> dict[str, Any]:
     """The membrane potential below threshold along the delay, in units of ``v_th``: while
     swimming in trial 1 and in ``n_bins`` equal bins along the delay (cue included), over neurons
     and episodes: the mean ``v``, the fraction of (neuron, episode) pairs below rest (``v < 0``:
     what the reset by the adaptive threshold leaves after a spike), and the episode-specific part,
     the standard deviation of each neuron's ``v`` across episodes, averaged over neurons. A place
     held in ``v`` during a spike-silent delay needs that last number to stay above zero; it decays
-    with ``tau_m`` once the spikes stop."""
+    with ``tau_m`` once the spikes stop. ``end``: the same over the last tenth of the dark steps
+    before the recall cue (at least one step; ``end_steps``: [first, stop) within the delay),
+    the state the cue (or trial 2) meets."""
     v = recorded["v"] / v_th  # [T, B, n]
     index, swim = delay_steps(sim)
     delay = int(index.max()) + 1
@@ -160,7 +162,11 @@ def delay_membrane(sim: Any, recorded: dict[str, Tensor], v_th: float, n_bins: i
                 if int(seen.sum()) > 1 else float("nan")}
 
     edges = torch.linspace(0, delay, n_bins + 1)
+    dark_end = delay - cue_steps
+    last = max(1, dark_end // 10)
     return {"bin_edges_steps": edges.tolist(), "swim": stats(swim),
+            "end_steps": [dark_end - last, dark_end],
+            "end": stats((index >= dark_end - last) & (index < dark_end)),
             "delay_bins": [stats((index >= lo) & (index < hi))
                            for lo, hi in zip(edges[:-1], edges[1:])]}
 

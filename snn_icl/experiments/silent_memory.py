@@ -41,7 +41,7 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
     cue = sm.cue_steps(task, delay)
     rates = sm.delay_rates(sim, k, n_regular, cue_steps=cue)
     decoding = sm.delay_decoding(sim, recorded, k, n_regular, seed=seed)
-    membrane = sm.delay_membrane(sim, recorded, agent.net.params.v_th)
+    membrane = sm.delay_membrane(sim, recorded, agent.net.params.v_th, cue_steps=cue)
     bar.update(1)
     causal = sm.delay_causal(agent, task, delay, episodes, seed, batch=batch)
     bar.update(1)

@@ -41,7 +41,9 @@ def _minus(a: float | None, b: float | None) -> float | None:
 def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Silent-memory results of one condition's networks (same delay, episodes and seed) -> one
     pooled result: ``behaviour``, ``rate_delay_over_swim`` (all neurons), ``decoding_end``
-    (decoding error at the delay's last bin, pool radii), ``causal[cond][measure]`` and
+    (decoding error at the delay's last bin, pool radii), ``membrane_end`` (``v`` in units of
+    ``v_th`` over the last dark steps: mean, share below rest, the part that differs between
+    episodes), ``causal[cond][measure]`` and
     ``causal[cond][measure + "_change"]`` (minus intact, per network), each an :func:`across`
     dict; ``silent_by_network``; ``networks`` (every network's own result)."""
     if not results:
@@ -62,6 +64,10 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
                            for v in DECODED}
     out["decoding_chance_end"] = across([r["decoding"]["spikes"]["chance_mean"][-1]
                                          for r in results])
+    # v below threshold where the cue (or trial 2) meets it; None for results written before it
+    out["membrane_end"] = {m: across([r.get("membrane", {}).get("end", {}).get(m)
+                                      for r in results])
+                           for m in ("mean", "below_rest", "across_episodes_sd")}
     causal: dict[str, Any] = {}
     for cond in CAUSAL:
         c: dict[str, Any] = {}
@@ -112,6 +118,15 @@ def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str) -> str:
         d = p["decoding_end"]
         lines.append(f"| {label} | " + " | ".join(_cell(d[v]) for v in DECODED)
                      + f" | {_cell(p['decoding_chance_end'])} |")
+    lines += ["", "Membrane potential over the last dark steps before the cue (units of v_th; "
+              "below rest: share with v < 0; across episodes: the part that differs between "
+              "episodes):", "", "| condition | mean v | below rest | across episodes |",
+              "|---|---|---|---|"]
+    for label, p in pooled.items():
+        m = p.get("membrane_end") or {}
+        lines.append(f"| {label} | " + " | ".join(
+            _cell(m[k], ".3g") if k in m else "n/a"
+            for k in ("mean", "below_rest", "across_episodes_sd")) + " |")
     lines += ["", "Causal tests at the end of the delay, as changes from intact (paired per "
               "network; heading: fraction of episodes whose first trial-2 steps point more "
               "towards the partner's platform; partner first: fraction of the trial-2 searches "
