@@ -97,6 +97,13 @@ def delay_steps(sim: Any) -> tuple[Tensor, Tensor]:
     return index, swim
 
 
+def delay_bins(index: Tensor, n_bins: int) -> tuple[Tensor, list[Tensor]]:
+    """``n_bins`` equal bins along the delay from :func:`delay_steps`' ``index`` [T, B]: the edges
+    (env steps) and one mask [T, B] per bin."""
+    edges = torch.linspace(0, int(index.max()) + 1, n_bins + 1)
+    return edges, [(index >= lo) & (index < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
 def spikes_per_step(sim: Any, k: int) -> Tensor:
     """Spike counts per env step and neuron [T, B, n] from the 1-ms spikes."""
     T, B = sim.dark.shape
@@ -119,14 +126,13 @@ def delay_rates(sim: Any, k: int, n_regular: int, n_bins: int = 10, *,
         n_steps = where.sum()
         return float(1e3 * (c * where[..., None]).sum() / (n_steps * k * c.shape[-1]).clamp(min=1))
 
-    edges = torch.linspace(0, delay, n_bins + 1)
+    edges, bins = delay_bins(index, n_bins)
     out: dict[str, Any] = {"delay": delay, "bin_edges_steps": edges.tolist()}
     for name, g in groups.items():
         out[name] = {
             "swim_hz": rate(swim, g),
             "delay_hz": rate(silent, g),
-            "delay_bins_hz": [rate((index >= lo) & (index < hi), g)
-                              for lo, hi in zip(edges[:-1], edges[1:])],
+            "delay_bins_hz": [rate(b, g) for b in bins],
         }
         out[name]["delay_over_swim"] = (out[name]["delay_hz"] / out[name]["swim_hz"]
                                         if out[name]["swim_hz"] > 0 else None)
@@ -149,26 +155,25 @@ def delay_membrane(sim: Any, recorded: dict[str, Tensor], v_th: float, n_bins: i
     delay = int(index.max()) + 1
 
     def stats(where: Tensor) -> dict[str, float]:
-        w = where[..., None].expand_as(v).float()
-        n_steps = where.sum(0)  # [B] steps of each episode in the window
-        if int(n_steps.sum()) == 0:
+        inside = v[where]  # [steps in the window over all episodes, n]
+        if len(inside) == 0:
             return {"mean": float("nan"), "below_rest": float("nan"),
                     "across_episodes_sd": float("nan")}
-        per_episode = (v * w).sum(0) / n_steps[:, None].clamp(min=1)  # [B, n] mean over steps
+        n_steps = where.sum(0)  # [B] steps of each episode in the window
         seen = n_steps > 0
-        return {"mean": float((v * w).sum() / w.sum()),
-                "below_rest": float(((v < 0).float() * w).sum() / w.sum()),
-                "across_episodes_sd": float(per_episode[seen].std(0, unbiased=True).mean())
-                if int(seen.sum()) > 1 else float("nan")}
+        per_episode = (v * where[..., None]).sum(0)[seen] / n_steps[seen, None]  # [B', n]
+        return {"mean": float(inside.mean()),
+                "below_rest": float((inside < 0).float().mean()),
+                "across_episodes_sd": float(per_episode.std(0, unbiased=True).mean())
+                if len(per_episode) > 1 else float("nan")}
 
-    edges = torch.linspace(0, delay, n_bins + 1)
+    edges, bins = delay_bins(index, n_bins)
     dark_end = delay - cue_steps
     last = max(1, dark_end // 10)
     return {"bin_edges_steps": edges.tolist(), "swim": stats(swim),
             "end_steps": [dark_end - last, dark_end],
             "end": stats((index >= dark_end - last) & (index < dark_end)),
-            "delay_bins": [stats((index >= lo) & (index < hi))
-                           for lo, hi in zip(edges[:-1], edges[1:])]}
+            "delay_bins": [stats(b) for b in bins]}
 
 
 def delay_decoding(sim: Any, recorded: dict[str, Tensor], k: int, n_regular: int, *,
