@@ -695,9 +695,9 @@ def silent_memory(
     overwrite: bool = _overwrite(),
 ) -> None:
     """Rates during a dark delay against swimming, decoding of the platform from a, v and spikes
-    along it, resets of a or of v/z and swaps of a or of v/z with another episode's at its end,
-    and the bytes of state the memory costs: silent_memory.json, .md and .png
-    (docs/silent_memory.md).
+    along it, the membrane potential below threshold along it (and its episode-specific part),
+    resets of a or of v/z and swaps of a or of v/z with another episode's at its end, and the
+    bytes of state the memory costs: silent_memory.json, .md and .png (docs/silent_memory.md).
 
     With several networks or LABEL=SRC,SRC,... conditions, every network is measured on the same
     episodes and each condition is pooled: means with 95 % t-intervals across its networks, the
