@@ -196,6 +196,11 @@ class TrainConfig:
     the rate of neuron i over the dark steps of the batch in spikes per ms; pushes the delay
     towards silence (Salaj et al. 2021's regime) without touching the swim rates. One value, or
     one per stage of ``dark_from_iteration`` (memory first, silence later)."""
+    dark_rate_reg_cue: bool = True
+    """Whether ``dark_rate_reg`` also counts the recall cue (the delay's last ``[env]
+    recall_cue_steps`` steps), as in every run before the long-cue one. False: the penalty
+    covers the silent steps before the cue only, so that the response to the cue, which is how
+    the thresholds can be read out, is not penalised as firing in the dark."""
     cued_fraction: float = 0.0
     """Share of training episodes with the platform visible (the cue channel, docs/protocols.md):
     each episode is cued with this probability (own generator: no other draw changes); needs

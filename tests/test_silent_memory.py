@@ -19,7 +19,7 @@ from snn_icl.envs.water_maze import WaterMaze
 from snn_icl.experiments.retention import combine_seeds, retention
 from snn_icl.models import frozen
 from snn_icl.storage.checkpoint import Checkpoint, load_agent
-from snn_icl.train.ppo import _dark_rate_terms, collect, new_state
+from snn_icl.train.ppo import _dark_rate_terms, collect, dark_left, new_state
 from snn_icl.train.run_dir import train_run
 
 runner = CliRunner()
@@ -112,6 +112,52 @@ def test_dark_rate_penalty_acts_on_dark_steps_only():
     assert _dark_rate_terms(policy, batch, torch.arange(B), 0.0, {}) == 0.0
     none_dark = SimpleNamespace(dark=torch.zeros(T, B, dtype=torch.bool))
     assert _dark_rate_terms(policy, none_dark, torch.arange(B), 10.0, {}) == 0.0
+
+
+def test_dark_left_counts_down_each_delay():
+    dark = torch.tensor([[0, 1], [1, 1], [1, 0], [1, 1], [0, 1]], dtype=torch.bool)
+    assert dark_left(dark).T.tolist() == [[0, 3, 2, 1, 0], [2, 1, 0, 2, 1]]
+    assert dark_left(torch.zeros(3, 2, dtype=torch.bool)).sum() == 0
+
+
+def test_the_dark_penalty_can_leave_the_recall_cue_out(tiny_task):
+    """With cue_steps the penalty covers the silent steps before each delay's last cue_steps
+    (the recall cue) only; the logged dark rate still covers the whole delay."""
+    T, B, n = 6, 2, 3
+    dark = torch.zeros(T, B, dtype=torch.bool)
+    dark[1:5] = True  # a 4-step delay: 2 silent steps, then a 2-step cue
+    by_step = torch.zeros(T, B, n)
+    by_step[3:5] = 0.04  # firing only in response to the cue
+    policy, batch = SimpleNamespace(rate_by_step=by_step), SimpleNamespace(dark=dark)
+    stats: dict = {}
+    assert float(_dark_rate_terms(policy, batch, torch.arange(B), 10.0, stats)) == \
+        pytest.approx(10.0 * 0.02 ** 2)
+    assert _dark_rate_terms(policy, batch, torch.arange(B), 10.0, stats, cue_steps=2) == 0.0
+    assert stats["rate_dark_hz"] == pytest.approx([20.0, 20.0])
+    by_step[1] = 0.04  # one silent step with spikes: penalised, averaged over the 2 silent steps
+    assert float(_dark_rate_terms(policy, batch, torch.arange(B), 10.0, {}, cue_steps=2)) == \
+        pytest.approx(10.0 * 0.02 ** 2)
+    assert _dark_rate_terms(policy, batch, torch.arange(B), 10.0, {}, cue_steps=4) == 0.0
+    cfg = replace(tiny_task, train={"dark_rate_reg_cue": False}).train
+    assert cfg.dark_rate_reg_cue is False and tiny_task.train.dark_rate_reg_cue is True
+
+
+@pytest.mark.parametrize("cue", [0, 2])
+def test_leaving_the_cue_out_of_the_penalty_changes_training_only_with_a_cue(tiny_task, cue):
+    """One PPO update from the same weights and batch with ``dark_rate_reg_cue`` true and
+    false: the same weights without a recall cue, different ones with a 2-step cue."""
+    from snn_icl.train.ppo import ppo_update
+
+    env = {"recall_cue_steps": cue, "recall_cue_input": "channel", "recall_cue_level": 1.0}
+    weights = []
+    for on_cue in (True, False):
+        task = replace(_delay_task(tiny_task, batch_episodes=8, dark_rate_reg=[1e4],
+                                   dark_rate_reg_cue=on_cue), env=env)
+        torch.manual_seed(0)
+        state = new_state(task, make_agent(task))
+        ppo_update(state, collect(state, task), task)
+        weights.append(torch.cat([p.detach().flatten() for p in state.agent.parameters()]))
+    assert torch.equal(weights[0], weights[1]) == (cue == 0)
 
 
 def test_training_with_delays_logs_rates_and_resumes_exactly(tiny_task_path, tmp_path):

@@ -127,7 +127,9 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
                     loss = loss + rate_penalty(policy.rate, cfg)
                 stats.setdefault("rate_hz", []).append(policy.rate.mean().item() * 1e3)
                 loss = loss + _dark_rate_terms(policy, batch, mb,
-                                               cfg.dark_rate_reg_at(state.iteration), stats)
+                                               cfg.dark_rate_reg_at(state.iteration), stats,
+                                               0 if cfg.dark_rate_reg_cue
+                                               else task.env.recall_cue_steps)
             _check_finite("loss", loss.detach(), state.iteration)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -147,22 +149,43 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
     return {k: sum(v) / len(v) for k, v in stats.items()}
 
 
+def dark_left(dark: Tensor) -> Tensor:
+    """Dark steps left in each step's delay, counting the step itself, from the dark mask
+    ``dark`` [T, B] (bool): 0 in the light, 1 on a delay's last step (the env's ``dark_left``
+    as the step began)."""
+    left = torch.zeros(dark.shape, dtype=torch.long, device=dark.device)
+    after = torch.zeros_like(left[0])
+    for t in range(dark.shape[0] - 1, -1, -1):
+        after = torch.where(dark[t], after + 1, torch.zeros_like(after))
+        left[t] = after
+    return left
+
+
 def _dark_rate_terms(policy: Any, batch: EpisodeRecord, mb: Tensor, weight: float,
-                     stats: dict[str, list[float]]) -> Tensor | float:
+                     stats: dict[str, list[float]], cue_steps: int = 0) -> Tensor | float:
     """Rates during dark delays and during the rest (logged, Hz) and, with ``weight``, the
-    penalty ``weight * mean_i r_i^2`` on each neuron's dark rate r_i (spikes per ms)."""
+    penalty ``weight * mean_i r_i^2`` on each neuron's rate r_i (spikes per ms) over the dark
+    steps, the last ``cue_steps`` of each delay (the recall cue) left out of the penalty."""
     if policy.rate_by_step is None or batch.dark is None:
         return 0.0
-    dark = batch.dark[:, mb].to(policy.rate_by_step.dtype)  # [T, b]
+    dark = batch.dark[:, mb]  # [T, b] bool
     if not bool(dark.any()):
         return 0.0
     by_step = policy.rate_by_step  # [T, b, n]
-    dark_rate = (by_step * dark[..., None]).sum((0, 1)) / dark.sum()  # [n]
-    light = 1 - dark
+    dark_f = dark.to(by_step.dtype)
+    dark_rate = (by_step * dark_f[..., None]).sum((0, 1)) / dark_f.sum()  # [n]
+    light = 1 - dark_f
     light_rate = (by_step * light[..., None]).sum((0, 1)) / light.sum().clamp(min=1)
     stats.setdefault("rate_dark_hz", []).append(dark_rate.mean().item() * 1e3)
     stats.setdefault("rate_light_hz", []).append(light_rate.mean().item() * 1e3)
-    return weight * dark_rate.pow(2).mean() if weight > 0 else 0.0
+    if weight <= 0:
+        return 0.0
+    if cue_steps:
+        silent = (dark_left(dark) > cue_steps).to(by_step.dtype)
+        if not bool(silent.any()):
+            return 0.0
+        dark_rate = (by_step * silent[..., None]).sum((0, 1)) / silent.sum()
+    return weight * dark_rate.pow(2).mean()
 
 
 def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
