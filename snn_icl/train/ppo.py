@@ -172,19 +172,21 @@ def _dark_rate_terms(policy: Any, batch: EpisodeRecord, mb: Tensor, weight: floa
     if not bool(dark.any()):
         return 0.0
     by_step = policy.rate_by_step  # [T, b, n]
-    dark_f = dark.to(by_step.dtype)
-    dark_rate = (by_step * dark_f[..., None]).sum((0, 1)) / dark_f.sum()  # [n]
-    light = 1 - dark_f
-    light_rate = (by_step * light[..., None]).sum((0, 1)) / light.sum().clamp(min=1)
+
+    def rate_over(where: Tensor) -> Tensor:  # [n] each neuron's mean rate over the steps `where`
+        w = where.to(by_step.dtype)
+        return (by_step * w[..., None]).sum((0, 1)) / w.sum().clamp(min=1)
+
+    dark_rate = rate_over(dark)
     stats.setdefault("rate_dark_hz", []).append(dark_rate.mean().item() * 1e3)
-    stats.setdefault("rate_light_hz", []).append(light_rate.mean().item() * 1e3)
+    stats.setdefault("rate_light_hz", []).append(rate_over(~dark).mean().item() * 1e3)
     if weight <= 0:
         return 0.0
     if cue_steps:
-        silent = (dark_left(dark) > cue_steps).to(by_step.dtype)
+        silent = dark_left(dark) > cue_steps
         if not bool(silent.any()):
             return 0.0
-        dark_rate = (by_step * silent[..., None]).sum((0, 1)) / silent.sum()
+        dark_rate = rate_over(silent)
     return weight * dark_rate.pow(2).mean()
 
 
