@@ -692,6 +692,9 @@ def silent_memory(
     episodes: int = typer.Option(256, "--episodes", "-n", min=8, help="Held-out episodes."),
     seed: int = _seed("Evaluation seed.", 1),
     out: Path = typer.Option(Path("silent_memory"), "--out", "-o", help="Output directory."),
+    paired_to: str = typer.Option(None, "--paired-to", help="A condition LABEL: every other "
+                                  "condition's memory minus its, network by network in the "
+                                  "order given (same starting weights or training seed)."),
     overwrite: bool = _overwrite(),
 ) -> None:
     """Rates during a dark delay against swimming, decoding of the platform from a, v and spikes
@@ -714,6 +717,9 @@ def silent_memory(
     groups, singles = _retention_sources(sources)
     conditions = {name: [src] for name, src in zip(display_names(singles), singles)}
     conditions.update(groups)
+    if paired_to is not None:  # checked before any network is loaded or measured
+        smp.check_pairing({label: len(members) for label, members in conditions.items()},
+                          paired_to)
     loaded = {src: load_agent(resolve(src)) for members in conditions.values() for src in members}
     for src, (agent, _, _) in loaded.items():  # every network checked before any work
         if not getattr(agent, "spiking", False) or agent.kind != "lsnn":
@@ -738,9 +744,11 @@ def silent_memory(
             result, _ = sm.silent_memory(agent, task, delay, episodes, seed)
             results.append({"source": str(src), **result})
         pooled[label] = smp.pool(results)
-    text = smp.markdown(pooled, seed_kind(seed))
+    text = smp.markdown(pooled, seed_kind(seed), paired_to)
+    extra = {} if paired_to is None else {"paired_to": paired_to,
+                                          "paired": smp.paired(pooled, paired_to)}
     files.write_json(out / "silent_memory.json", {"seed_kind": seed_kind(seed),
-                                                  "conditions": pooled,
+                                                  "conditions": pooled, **extra,
                                                   "versions": files.versions()})
     files.write_text(out / "silent_memory.md", text)
     plots.save(plot_silent_memory_pooled(pooled, silent_ratio=sm.SILENT_RATIO),

@@ -520,6 +520,8 @@ def test_pooled_silent_memory_reads_the_causal_tests_as_paired_changes(tiny_task
         one["rates"]["all"]["delay_over_swim"])
     text = markdown({"A": p, "B": pool([one])}, "validation")
     assert "| A | reset_v_z_end |" in text and "validation seed 3" in text
+    b = one["behaviour"]
+    assert p["memory"]["values"] == pytest.approx([b["success_trial2"] - b["success_trial1"]] * 2)
     with pytest.raises(ValueError, match="same delay"):
         pool([one, dict(two, delay=5)])
     # results written before the first-zone measure pool with it missing, not failing
@@ -532,6 +534,26 @@ def test_pooled_silent_memory_reads_the_causal_tests_as_paired_changes(tiny_task
     assert p_old["membrane_end"]["across_episodes_sd"]["mean"] is None
     assert p["membrane_end"]["below_rest"]["values"] == [one["membrane"]["end"]["below_rest"]] * 2
     assert "partner first" in markdown({"old": p_old}, "validation")
+
+
+def test_memory_is_compared_network_by_network(tiny_task):
+    from snn_icl.experiments import silent_memory as exp
+    from snn_icl.experiments.silent_memory_pooled import markdown, paired, pool
+
+    agent = frozen(make_agent(tiny_task))
+    one, _ = exp.silent_memory(agent, tiny_task, 4, 16, 3, progress=False)
+    better = json.loads(json.dumps(one))
+    better["behaviour"]["success_trial2"] = one["behaviour"]["success_trial2"] + 0.25
+    pooled = {"ref": pool([one, one]), "new": pool([better, one]), "one": pool([one])}
+    with pytest.raises(ValueError, match="'one' has 1 networks"):
+        paired(pooled, "ref")
+    del pooled["one"]
+    d = paired(pooled, "ref")
+    assert list(d) == ["new"] and d["new"]["values"] == pytest.approx([0.25, 0.0])
+    assert d["new"]["mean"] == pytest.approx(0.125)
+    assert "| new | +0.12 [" in markdown(pooled, "test", paired_to="ref")
+    with pytest.raises(ValueError, match="names no condition"):
+        paired(pooled, "other")
 
 
 def test_silent_memory_cli_pools_conditions(tiny_task, tmp_path):
@@ -554,6 +576,20 @@ def test_silent_memory_cli_pools_conditions(tiny_task, tmp_path):
                               str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "needs an LSNN" in bad.output
     assert not (tmp_path / "bad").exists()  # checked before any output was claimed
+    args = [f"a={paths[0]},{paths[1]}", f"b={paths[1]},{paths[2]}", "--delay", "3", "-n", "8",
+            "--seed", "4"]
+    both = runner.invoke(app, ["silent-memory", *args, "--paired-to", "a", "--out",
+                               str(tmp_path / "paired")])
+    assert both.exit_code == 0, both.output
+    saved = json.loads((tmp_path / "paired" / "silent_memory.json").read_text())
+    a, b = (saved["conditions"][k]["memory"]["values"] for k in "ab")
+    assert saved["paired"]["b"]["values"] == pytest.approx([b[0] - a[0], b[1] - a[1]])
+    assert "Memory against a, paired" in (tmp_path / "paired" / "silent_memory.md").read_text()
+    for label in ("c", "b"):  # no such condition; b has 2 networks, n2 1
+        odd = runner.invoke(app, ["silent-memory", *args, str(paths[2]), "--paired-to", label,
+                                  "--out", str(tmp_path / "odd")])
+        assert odd.exit_code == 2 and "--paired-to" in odd.output
+        assert not (tmp_path / "odd").exists()
 
 
 def test_the_partner_swaps_exchange_v_z_or_a_and_keep_the_rest(tiny_task):

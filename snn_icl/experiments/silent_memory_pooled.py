@@ -41,7 +41,8 @@ def _minus(a: float | None, b: float | None) -> float | None:
 def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Silent-memory results of one condition's networks (same delay, episodes and seed) -> one
     pooled result: ``behaviour``, ``rate_delay_over_swim`` (all neurons), ``decoding_end``
-    (decoding error at the delay's last bin, pool radii), ``membrane_end`` (``v`` in units of
+    (decoding error at the delay's last bin, pool radii), ``memory`` (trial-2 minus trial-1
+    success, per network: what the delay left of the one-shot memory), ``membrane_end`` (``v`` in units of
     ``v_th`` over the last dark steps: mean, share below rest, the part that differs between
     episodes), ``causal[cond][measure]`` and
     ``causal[cond][measure + "_change"]`` (minus intact, per network), each an :func:`across`
@@ -59,6 +60,8 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["beta"] = sorted({r["beta"] for r in results})
     out["tau_a_ms"] = sorted({r["tau_a_ms"] for r in results})
     out["behaviour"] = {k: across([r["behaviour"][k] for r in results]) for k in BEHAVIOUR}
+    out["memory"] = across([_minus(r["behaviour"]["success_trial2"],
+                                   r["behaviour"]["success_trial1"]) for r in results])
     out["rate_delay_over_swim"] = across([r["rates"]["all"]["delay_over_swim"] for r in results])
     out["decoding_end"] = {v: across([r["decoding"][v]["error"][-1] for r in results])
                            for v in DECODED}
@@ -85,6 +88,29 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def check_pairing(sizes: dict[str, int], reference: str) -> None:
+    """Raises ValueError unless ``reference`` names a condition and every condition
+    (label -> number of networks) has as many networks as it."""
+    if reference not in sizes:
+        raise ValueError(f"--paired-to {reference!r} names no condition (conditions: "
+                         f"{', '.join(sizes)})")
+    for label, n in sizes.items():
+        if n != sizes[reference]:
+            raise ValueError(f"--paired-to {reference!r}: condition {label!r} has {n} networks, "
+                             f"{reference!r} {sizes[reference]}; pairing needs the same number, "
+                             "in the same seed order")
+
+
+def paired(pooled: dict[str, dict[str, Any]], reference: str) -> dict[str, dict[str, Any]]:
+    """Each other condition's ``memory`` minus the ``reference`` condition's, network by network
+    in the order given (the i-th networks of two conditions share their starting weights or
+    training seed): label -> :func:`across` dict. Raises ValueError as :func:`check_pairing`."""
+    check_pairing({label: p["n_networks"] for label, p in pooled.items()}, reference)
+    ref = pooled[reference]["memory"]["values"]
+    return {label: across([_minus(v, r) for v, r in zip(p["memory"]["values"], ref)])
+            for label, p in pooled.items() if label != reference}
+
+
 def _f(x: float | None, fmt: str) -> str:
     return "n/a" if x is None else format(x, fmt)
 
@@ -97,21 +123,31 @@ def _cell(s: dict[str, Any], fmt: str = ".2f") -> str:
     return f"{_f(s['mean'], fmt)}{ci} ({each})"
 
 
-def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str) -> str:
+def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
+             paired_to: str | None = None) -> str:
     """Conditions (label -> :func:`pool` result) as one Markdown report: each cell the mean over
-    networks, its 95 % t-interval in brackets and every network's value in parentheses."""
+    networks, its 95 % t-interval in brackets and every network's value in parentheses; with
+    ``paired_to``, each condition's memory against that one's, paired per network
+    (:func:`paired`)."""
     some = next(iter(pooled.values()))
     lines = [f"# Silent delay of {some['delay']} env steps ({some['delay_ms']} ms), pooled over "
              "networks", "",
              f"{some['episodes']} episodes per network, {seed_kind} seed {some['seed']}. Each "
              "cell: mean [95 % t-interval across networks] (each network).", "",
+             "Memory: trial-2 minus trial-1 success, per network.", "",
              "| condition | networks | trial-1 latency | trial-2 latency | trial-2 success | "
-             "delay rate / swimming rate |", "|---|---|---|---|---|---|"]
+             "memory | delay rate / swimming rate |", "|---|---|---|---|---|---|---|"]
     for label, p in pooled.items():
         b = p["behaviour"]
         lines.append(f"| {label} | {p['n_networks']} | {_cell(b['latency_trial1'], '.0f')} | "
                      f"{_cell(b['latency_trial2'], '.0f')} | {_cell(b['success_trial2'])} | "
-                     f"{_cell(p['rate_delay_over_swim'])} |")
+                     f"{_cell(p['memory'], '+.2f')} | {_cell(p['rate_delay_over_swim'])} |")
+    if paired_to is not None:
+        lines += ["", f"Memory against {paired_to}, paired per network (the i-th networks of "
+                  "the two conditions share their starting weights):", "",
+                  f"| condition | memory minus {paired_to}'s |", "|---|---|"]
+        lines += [f"| {label} | {_cell(d, '+.2f')} |"
+                  for label, d in paired(pooled, paired_to).items()]
     lines += ["", "Platform decoding error at the end of the delay (pool radii):", "",
               "| condition | " + " | ".join(DECODED) + " | chance |", "|---|---|---|---|---|"]
     for label, p in pooled.items():

@@ -186,15 +186,15 @@ def _measured(pooled: dict[str, dict[str, Any]], key: str) -> bool:
 def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
                               silent_ratio: float = 1 / 3) -> Figure:
     """Conditions pooled over networks (:func:`snn_icl.experiments.silent_memory_pooled.pool`),
-    one colour each: the trial-2 latency change, the change in heading to the partner's platform
-    and (where measured) in reaching the partner's platform first after each manipulation at the
-    delay's end (mean over networks, 95 % t-interval, a dot per network; 0 = the manipulation did
-    nothing); last, the mean rate during the delay over the swimming rate, with the
-    activity-silent bound."""
+    one colour each: first the memory (trial-2 minus trial-1 success); then the trial-2 latency
+    change, the change in heading to the partner's platform and (where measured) in reaching the
+    partner's platform first after each manipulation at the delay's end (mean over networks, 95 %
+    t-interval, a dot per network; 0 = the manipulation did nothing); last, the mean rate during
+    the delay over the swimming rate, with the activity-silent bound."""
     panels = [p for p in POOLED_PANELS if _measured(pooled, p[0])]
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.5 * len(panels) + 4, 3.9),
-                             gridspec_kw={"width_ratios": [2] * len(panels) + [1]})
-    rate_ax = axes[-1]
+    fig, all_axes = plt.subplots(1, len(panels) + 2, figsize=(4.5 * len(panels) + 7, 3.9),
+                                 gridspec_kw={"width_ratios": [1] + [2] * len(panels) + [1]})
+    memory_ax, axes, rate_ax = all_axes[0], all_axes[1:-1], all_axes[-1]
     n = len(pooled)
     width = 0.8 / n
     rng = np.random.default_rng(0)  # jitter of the per-network dots only
@@ -205,8 +205,8 @@ def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
                 s = p["causal"][cond][key]
                 x = j + offset
                 _bar(ax, x, s, width, colour(i), label if j == 0 else None, rng)
-        s = p["rate_delay_over_swim"]
-        _bar(rate_ax, i, s, 0.6, colour(i), None, rng)
+        _bar(memory_ax, i, p["memory"], 0.6, colour(i), None, rng)
+        _bar(rate_ax, i, p["rate_delay_over_swim"], 0.6, colour(i), None, rng)
     for ax, (_, ylabel) in zip(axes, panels):
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set_xticks(range(len(MANIPULATIONS)), MANIPULATION_LABELS)
@@ -215,6 +215,9 @@ def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
     # below the panels: with many conditions a legend inside covers the bars
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(n, 7), fontsize=8, frameon=False)
+    memory_ax.axhline(0, color="0.3", lw=0.8)
+    memory_ax.set_xticks(range(n), list(pooled), rotation=30, ha="right")
+    memory_ax.set_ylabel("memory: trial-2 minus\ntrial-1 success")
     rate_ax.axhline(silent_ratio, color="0.3", lw=0.8, ls="--")
     rate_ax.annotate("activity-silent below", (0, silent_ratio), xytext=(0, 3),
                      textcoords="offset points", fontsize=7, color="0.3",
@@ -224,8 +227,8 @@ def plot_silent_memory_pooled(pooled: dict[str, dict[str, Any]], *,
     rate_ax.set_ylim(0, max(1.1, *(np.nanmax(_arr(p["rate_delay_over_swim"]["values"]))
                                    for p in pooled.values())) * 1.05)
     some = next(iter(pooled.values()))
-    fig.suptitle(f"what carries the platform across {some['delay']} dark steps: changes after "
-                 "each manipulation (mean, 95 % t-interval across networks, dots: networks)",
+    fig.suptitle(f"the memory across {some['delay']} dark steps and what carries it: changes "
+                 "after each manipulation (mean, 95 % t-interval across networks, dots: networks)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
