@@ -40,11 +40,11 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Silent-memory results of one condition's networks (same delay, episodes and seed) -> one
-    pooled result: ``behaviour``, ``rate_delay_over_swim`` (all neurons), ``decoding_end``
-    (decoding error at the delay's last bin, pool radii), ``memory`` (trial-2 minus trial-1
-    success, per network: what the delay left of the one-shot memory), ``membrane_end`` (``v`` in units of
-    ``v_th`` over the last dark steps: mean, share below rest, the part that differs between
-    episodes), ``causal[cond][measure]`` and
+    pooled result: ``behaviour``, ``memory`` (trial-2 minus trial-1 success, per network: what
+    the delay left of the one-shot memory), ``rate_delay_over_swim`` (all neurons),
+    ``decoding_end`` (decoding error at the delay's last bin, pool radii), ``membrane_end``
+    (``v`` in units of ``v_th`` over the last dark steps: mean, share below rest, the part that
+    differs between episodes), ``causal[cond][measure]`` and
     ``causal[cond][measure + "_change"]`` (minus intact, per network), each an :func:`across`
     dict; ``silent_by_network``; ``networks`` (every network's own result)."""
     if not results:
