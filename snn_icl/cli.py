@@ -757,6 +757,50 @@ def silent_memory(
     typer.echo(f"wrote {out}/silent_memory.json, silent_memory.md, silent_memory.png")
 
 
+@app.command("icl-readouts", short_help="In-context regression: what the state holds, what the read-out uses.")
+@_clean_errors
+def icl_readouts(
+    sources: list[str] = typer.Argument(..., help="In-context regression models: checkpoints or "
+                                        "run directories, each optionally LABEL=SRC."),
+    tune_tasks: int = typer.Option(32768, "--tune-tasks", min=8, help="Held-out tasks the "
+                                   "read-outs are fitted on (the context ceilings need many)."),
+    tasks: int = typer.Option(4096, "--tasks", "-n", min=1, help="Held-out test tasks."),
+    seed: int = _seed("Evaluation seed.", 1),
+    out: Path = typer.Option(Path("icl_readouts"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """Each model's loss against the best ridge read-out of y_q from each of its states at the
+    query, and (LSTM, LSNN) from each state after the context combined bilinearly with x_q, beside
+    one GD step and the exact X^T Y read out the same way: readouts.json, .md and .png
+    (docs/icl_regression.md, "What limited the LSNN")."""
+    from snn_icl.experiments import icl_readouts as ir
+    from snn_icl.storage import files
+    from snn_icl.storage.checkpoint import display_names, load_agent, resolve
+    from snn_icl.viz import plots
+    from snn_icl.viz.icl import plot_readouts
+
+    labelled = [item.split("=", 1) if "=" in item and not Path(item).exists() else [None, item]
+                for item in sources]
+    names = display_names([src for _, src in labelled])
+    names = [label or name for (label, _), name in zip(labelled, names)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"icl-readouts: the labels {names} are not distinct")
+    loaded = {name: load_agent(resolve(src)) for name, (_, src) in zip(names, labelled)}
+    for name, (_, task, _) in loaded.items():  # every model checked before any work
+        if getattr(task.env, "family", None) != "icl_regression":
+            raise ValueError(f"{name}: icl-readouts needs an in-context regression model, not "
+                             f"one trained on {getattr(task.env, 'family', 'the water maze')!r}")
+    _claim(out, "icl-readouts", overwrite)
+    results = {name: ir.icl_readouts(agent, task, seed, tune_tasks=tune_tasks, test_tasks=tasks)
+               for name, (agent, task, _) in loaded.items()}
+    files.write_json(out / "readouts.json", {"models": results, "versions": files.versions()})
+    text = ir.markdown(results)
+    files.write_text(out / "readouts.md", text)
+    plots.save(plot_readouts(results), out / "readouts.png")
+    typer.echo(text)
+    typer.echo(f"wrote {out}/readouts.json, readouts.md, readouts.png")
+
+
 def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed: int,
                        every_trial: bool, probe: bool) -> dict[str, Any]:
     """The results of an earlier `snn-icl retention` output (``--add-to``), checked to be

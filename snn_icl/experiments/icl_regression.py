@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from snn_icl.analysis import icl_references as ref
+from snn_icl.analysis import readouts
 from snn_icl.config import seed_kind
 from snn_icl.envs import icl_regression as reg
 from snn_icl.episodes.rollout import env_seed
@@ -42,7 +43,10 @@ OOD = {"x_scale_2": {"x_scale": 2.0}, "x_scale_0.5": {"x_scale": 0.5},
 """The out-of-distribution test sets (multipliers of the training ranges)."""
 
 
-def _tasks(cfg: reg.RegressionConfig, n: int, seed: int, index: int, **kw: Any) -> reg.RegressionBatch:
+def held_out_tasks(cfg: reg.RegressionConfig, n: int, seed: int, index: int, **kw: Any
+                   ) -> reg.RegressionBatch:
+    """``n`` tasks of evaluation ``seed``, set ``index`` (an evaluation-parity generator seed: never
+    a training task); ``kw`` as :func:`envs.icl_regression.sample`."""
     return reg.sample(cfg, n, torch.Generator().manual_seed(env_seed(seed, index, training=False)), **kw)
 
 
@@ -119,7 +123,7 @@ def loss_by_k(model: nn.Module, cfg: reg.RegressionConfig, n: int, seed: int) ->
                                     "least_squares_theory": []}
     zero = reg.zero_loss(cfg)
     for k in ks:
-        tune, test = _tasks(cfg, n, seed, 100 + 2 * k, k=k), _tasks(cfg, n, seed, 101 + 2 * k, k=k)
+        tune, test = held_out_tasks(cfg, n, seed, 100 + 2 * k, k=k), held_out_tasks(cfg, n, seed, 101 + 2 * k, k=k)
         rows["model"].append(ref.loss(predict(model, test), test.y_q))
         eta = ref.best_eta(tune.x, tune.y, tune.x_q, tune.y_q)
         rows["gd1"].append(ref.loss(ref.predict(ref.gd_weights(test.x, test.y, eta), test.x_q), test.y_q))
@@ -152,19 +156,9 @@ def _features(model: nn.Module, b: reg.RegressionBatch) -> dict[str, Tensor]:
 
 
 def _ridge_r2(f_tr: Tensor, y_tr: Tensor, f_te: Tensor, y_te: Tensor, lam: float) -> float:
-    """R^2 on the test rows of a ridge read-out fitted on the training rows. Features are
-    centred, not scaled one by one, and the penalty is ``lam`` times their mean variance: a unit
-    that barely varies on the training rows (a neuron that fired once) then gets a small weight
-    instead of one blown up by its tiny variance."""
-    mu = f_tr.mean(0)
-    a, b = f_tr - mu, f_te - mu
-    scale = a.pow(2).mean(0).mean().clamp(min=1e-12)
-    a = torch.cat([a, torch.ones(len(a), 1)], 1)
-    b = torch.cat([b, torch.ones(len(b), 1)], 1)
-    penalty = lam * len(a) * scale * torch.eye(a.shape[1])
-    penalty[-1, -1] = 0.0  # the intercept is not penalised
-    w = torch.linalg.solve(a.T @ a + penalty, a.T @ y_tr)
-    resid = (b @ w - y_te).pow(2).sum()
+    """R^2 on the test rows of a ridge read-out (analysis.readouts.fit) fitted on the training
+    rows."""
+    resid = (readouts.apply(readouts.fit(f_tr, y_tr, lam), f_te) - y_te).pow(2).sum()
     total = (y_te - y_te.mean(0)).pow(2).sum()
     return float(1 - resid / total)
 
@@ -175,7 +169,7 @@ def evaluate(model: nn.Module, task: Any, seed: int, *, n_tasks: int = 4096) -> 
     frozen(model)
     model.eval()
     before = weights_sha256(model)
-    tune, test = _tasks(cfg, n_tasks, seed, 0), _tasks(cfg, n_tasks, seed, 1)
+    tune, test = held_out_tasks(cfg, n_tasks, seed, 0), held_out_tasks(cfg, n_tasks, seed, 1)
     result: dict[str, Any] = {"seed": seed, "seed_kind": seed_kind(seed), "tasks": n_tasks,
                               "d": cfg.d, "n_examples": cfg.n_examples}
     result["loss"] = ref.loss(predict(model, test), test.y_q)
@@ -187,7 +181,7 @@ def evaluate(model: nn.Module, task: Any, seed: int, *, n_tasks: int = 4096) -> 
     result["loss_by_k"] = loss_by_k(model, cfg, min(n_tasks, 2048), seed)
     result["ood"] = {}
     for i, (name, kw) in enumerate(OOD.items()):
-        b = _tasks(cfg, n_tasks, seed, 10 + i, **kw)
+        b = held_out_tasks(cfg, n_tasks, seed, 10 + i, **kw)
         result["ood"][name] = {
             "model": ref.loss(predict(model, b), b.y_q),
             "gd1": ref.loss(ref.predict(ref.gd_weights(b.x, b.y, gd1["eta"]), b.x_q), b.y_q),

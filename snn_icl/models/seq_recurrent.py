@@ -46,6 +46,8 @@ class SeqLSTMConfig:
 class SeqLSTM(nn.Module):
     kind: ClassVar[str] = "lstm"
     config_class: ClassVar[type] = SeqLSTMConfig
+    carries_context: ClassVar[bool] = True
+    """Its state after the last example is all it keeps of the context (its ``features``)."""
 
     def __init__(self, d_in: int, d_out: int, cfg: SeqLSTMConfig) -> None:
         super().__init__()
@@ -129,6 +131,8 @@ class SeqLSNN(nn.Module):
     config_class: ClassVar[type] = SeqLSNNConfig
     spiking: ClassVar[bool] = True
     """Its gradients are surrogates: analyses measure its sensitivities by perturbation."""
+    carries_context: ClassVar[bool] = True
+    """Its state after the last example is all it keeps of the context (its ``features``)."""
 
     def __init__(self, d_in: int, d_out: int, cfg: SeqLSNNConfig) -> None:
         super().__init__()

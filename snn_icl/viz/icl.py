@@ -159,3 +159,34 @@ def plot_bursty_map(panels: dict[str, dict[str, list[dict[str, Any]]]], chance: 
     axes[0][0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
     return fig
+
+
+def plot_readouts(results: dict[str, dict[str, Any]]) -> Figure:
+    """Per model (``snn-icl icl-readouts``): its loss, the best linear read-out of each state at
+    the query, and the best bilinear read-out (with x_q) of each state after the context, as
+    horizontal bars; predicting 0, one GD step and the exact X^T Y read out bilinearly as
+    vertical lines (the first model's tasks)."""
+    labels, values, colours = [], [], []
+    for i, (name, r) in enumerate(results.items()):
+        rows = [(f"{name}: its loss", r["model"])]
+        rows += [(f"{name}: query {k}, linear", v["loss"]) for k, v in r["query"].items()]
+        rows += [(f"{name}: context {k} x x_q", v["loss"]) for k, v in r.get("context", {}).items()]
+        labels += [label for label, _ in rows]
+        values += [value for _, value in rows]
+        colours += [colour(i)] * len(rows)
+    refs = next(iter(results.values()))["references"]
+    fig, ax = plt.subplots(figsize=(9.5, 1.2 + 0.32 * len(labels)))
+    y = np.arange(len(labels))
+    ax.barh(y, values, color=colours, alpha=0.8)
+    for value, style, label in ((refs["zero"], "k-", "predicting 0"),
+                                (refs["gd1"]["loss"], "k--", "one GD step"),
+                                (refs["xty_bilinear"]["loss"], "k:", "exact X^T Y, bilinear read-out")):
+        ax.axvline(value, color=style[0], ls=style[1:], lw=1.0, label=label)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("test loss at k = N (0.5 x MSE); read-outs fitted on other held-out tasks")
+    ax.set_xlim(0, max(values + [refs["zero"]]) * 1.08)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("What the state holds and what the read-out uses", fontsize=9)
+    fig.tight_layout()
+    return fig
