@@ -174,6 +174,8 @@ def test_every_predictor_kind_trains_a_step_and_exposes_features(tmp_path, kind)
     assert model(reg.tokens(b)).shape == (5, 1)
     feats = model.features(reg.tokens(b))
     assert feats and all(f.shape[0] == 5 and bool(torch.isfinite(f).all()) for f in feats.values())
+    # each feature owns its memory: a view of a recorded trace would keep all of it alive
+    assert all(f.untyped_storage().nbytes() == f.numel() * f.element_size() for f in feats.values())
 
 
 def test_lsnn_population_code_spreads_each_number_over_tuning_curves(tmp_path):

@@ -89,4 +89,4 @@ class LinearSelfAttention(nn.Module):
 
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         """The query token after each layer, {"layer_l": [B, D]}."""
-        return {f"layer_{i}": e[-1] for i, e in enumerate(self.layers(tokens)[1:], start=1)}
+        return {f"layer_{i}": e[-1].clone() for i, e in enumerate(self.layers(tokens)[1:], start=1)}

@@ -65,7 +65,7 @@ class SeqLSTM(nn.Module):
 
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         _, (h, c) = self.lstm(tokens)
-        return {"h": h[-1], "c": c[-1]}
+        return {"h": h[-1].clone(), "c": c[-1].clone()}
 
 
 @dataclass(frozen=True)
@@ -177,4 +177,5 @@ class SeqLSNN(nn.Module):
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         """At the end of the query token: filtered spikes, thresholds' adaptation a, voltages v."""
         z, state, trace = self.run(tokens, record=True)
-        return {"spikes": self._filtered(z), "a": trace.a[-1], "v": trace.v[-1]}
+        # copies, not views: a view of the last ms keeps the whole [T, B, n] trace alive
+        return {"spikes": self._filtered(z), "a": trace.a[-1].clone(), "v": trace.v[-1].clone()}

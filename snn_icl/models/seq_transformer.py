@@ -146,4 +146,4 @@ class SeqTransformer(nn.Module):
 
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         """The query's residual stream after each block, {"layer_l": [B, C]}."""
-        return {f"layer_{i}": h[:, -1] for i, h in enumerate(self.hidden(tokens)[1:], start=1)}
+        return {f"layer_{i}": h[:, -1].clone() for i, h in enumerate(self.hidden(tokens)[1:], start=1)}
