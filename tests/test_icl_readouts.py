@@ -50,6 +50,9 @@ class _Ignores(torch.nn.Module):
         return {"xty": (tokens[:, :, :-1] * tokens[:, :, -1:]).sum(0),
                 "noise": torch.randn(tokens.shape[1], 3, generator=G(tokens.shape[0]))}
 
+    def context_features(self, examples):
+        return self.features(examples)
+
 
 def test_readouts_find_a_context_the_model_keeps_but_does_not_use():
     task = SimpleNamespace(env=reg.RegressionConfig(d=3, n_examples=6))

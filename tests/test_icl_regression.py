@@ -219,6 +219,28 @@ def test_lsnn_holds_the_query_token_for_query_ms():
         SeqLSNNConfig(query_ms=-1)
 
 
+def test_lsnn_query_flag_is_a_cell_of_its_own_on_during_the_query_only():
+    from snn_icl.models.seq_recurrent import SeqLSNN, SeqLSNNConfig
+
+    torch.manual_seed(0)
+    cfg = SeqLSNNConfig(n_regular=4, n_adaptive=4, ms_per_token=5, query_ms=7, query_flag=2.0)
+    net = SeqLSNN(3, 1, cfg)
+    assert net.net.n_in == 4 and cfg.input_cells(3) == 4
+    seen = []
+    net.net.register_forward_pre_hook(lambda m, args, kw: seen.append(args[0]), with_kwargs=True)
+    tokens = torch.randn(4, 2, 3)
+    net.run(tokens)
+    x = seen[-1] / cfg.input_scale
+    assert x.shape == (3 * 5 + 7, 2, 4)
+    assert torch.all(x[:15, :, -1] == 0) and torch.all(x[15:, :, -1] == 2.0)
+    assert torch.allclose(x[15:, :, :3], tokens[-1].expand(7, 2, 3))
+    # the context state: every token an example, no flag, no longer hold for the last
+    net.context_features(tokens[:-1])
+    assert seen[-1].shape == (3 * 5, 2, 4) and torch.all(seen[-1][..., -1] == 0)
+    plain = SeqLSNN(3, 1, SeqLSNNConfig(n_regular=4, n_adaptive=4, ms_per_token=5))
+    assert plain.net.n_in == 3
+
+
 def test_rate_regulariser_acts_on_the_supervised_lsnn(tmp_path):
     import csv
 

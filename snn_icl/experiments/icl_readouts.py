@@ -8,7 +8,8 @@ For a frozen model on held-out tasks of its task family (k = N context examples)
   the best ridge read-out of y_q from it. Near ``model`` for the state its head reads: the head
   is as good as a linear read-out of that state can be, and the loss is in the state;
 - ``context`` (models whose state after the last example is all they keep of the context: the
-  LSTM and the LSNN, ``carries_context``): for each state after the last context example, the
+  LSTM and the LSNN, ``carries_context``): for each state after the last context example
+  (``model.context_features``), the
   loss of the best ridge read-out of y_q from its products with x_q (:func:`readouts.bilinear`):
   what the stored context allows a read-out that may use the query freely, the memory's ceiling
   for any network that combines it with x_q bilinearly;
@@ -39,10 +40,13 @@ from snn_icl.models.agent import module_device
 
 
 @torch.no_grad()
-def states(model: nn.Module, tokens: Tensor, batch: int = 1024) -> dict[str, Tensor]:
-    """``model.features`` of ``tokens`` [T, B, D] in chunks of ``batch`` sequences, on the CPU."""
+def states(model: nn.Module, tokens: Tensor, batch: int = 1024, *,
+           context: bool = False) -> dict[str, Tensor]:
+    """``model.features`` of ``tokens`` [T, B, D] (``context``: ``model.context_features`` of
+    examples only) in chunks of ``batch`` sequences, on the CPU."""
     device = module_device(model)
-    parts = [model.features(tokens[:, i:i + batch].to(device)) for i in range(0, tokens.shape[1], batch)]
+    of = model.context_features if context else model.features
+    parts = [of(tokens[:, i:i + batch].to(device)) for i in range(0, tokens.shape[1], batch)]
     return {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
 
 
@@ -76,7 +80,8 @@ def icl_readouts(model: nn.Module, task: Any, seed: int, *, tune_tasks: int = 32
     q_tune, q_test = states(model, tok_tune), states(model, tok_test)
     result["query"] = {k: _ceiling(q_tune[k], tune.y_q, q_test[k], test.y_q) for k in q_tune}
     if getattr(model, "carries_context", False):
-        c_tune, c_test = states(model, tok_tune[:-1]), states(model, tok_test[:-1])
+        c_tune = states(model, tok_tune[:-1], context=True)
+        c_test = states(model, tok_test[:-1], context=True)
         result["context"] = {k: _ceiling(readouts.bilinear(c_tune[k], tune.x_q), tune.y_q,
                                          readouts.bilinear(c_test[k], test.x_q), test.y_q)
                              for k in c_tune}

@@ -47,7 +47,7 @@ class SeqLSTM(nn.Module):
     kind: ClassVar[str] = "lstm"
     config_class: ClassVar[type] = SeqLSTMConfig
     carries_context: ClassVar[bool] = True
-    """Its state after the last example is all it keeps of the context (its ``features``)."""
+    """Its state after the last example (``context_features``) is all it keeps of the context."""
 
     def __init__(self, d_in: int, d_out: int, cfg: SeqLSTMConfig) -> None:
         super().__init__()
@@ -67,6 +67,10 @@ class SeqLSTM(nn.Module):
         _, (h, c) = self.lstm(tokens)
         return {"h": h[-1].clone(), "c": c[-1].clone()}
 
+    def context_features(self, examples: Tensor) -> dict[str, Tensor]:
+        """The state after the last of ``examples`` (the query is a token like the others)."""
+        return self.features(examples)
+
 
 @dataclass(frozen=True)
 class SeqLSNNConfig(LSNNNetworkConfig):
@@ -81,6 +85,11 @@ class SeqLSNNConfig(LSNNNetworkConfig):
     """1-ms steps the query token (the last) is held for; 0: ``ms_per_token`` like the others.
     Longer gives the query more time to meet the thresholds the context left (the readout's
     spikes at 7-10 Hz from 200 neurons are few in 40 ms)."""
+    query_flag: float = 0.0
+    """A current on an input cell of its own while the query is held (0 on the examples), in
+    token units (times ``input_scale`` like the rest); 0: no such cell. It tells the network
+    when to read its thresholds instead of writing them (the query's y entry, 0, cannot: an
+    example's y can be near 0 too)."""
     w_rec_scale: float = 1.0
     """Initial recurrent weights are N(0, 1)/sqrt(n) times this (below 1: weaker recurrent
     drive, lower rates at the start)."""
@@ -104,8 +113,8 @@ class SeqLSNNConfig(LSNNNetworkConfig):
                     self.population_range)
 
     def input_cells(self, numbers: int) -> int:
-        """Input channels for tokens of ``numbers`` entries."""
-        return numbers * self.population if self.population else numbers
+        """Input channels for tokens of ``numbers`` entries (and the query flag's)."""
+        return (numbers * self.population if self.population else numbers) + bool(self.query_flag)
 
     def floats_per_step(self, obs_dim: int, episode_steps: int) -> float:
         # the query's longer hold is counted for every token: an upper bound
@@ -132,7 +141,7 @@ class SeqLSNN(nn.Module):
     spiking: ClassVar[bool] = True
     """Its gradients are surrogates: analyses measure its sensitivities by perturbation."""
     carries_context: ClassVar[bool] = True
-    """Its state after the last example is all it keeps of the context (its ``features``)."""
+    """Its state after the last example (``context_features``) is all it keeps of the context."""
 
     def __init__(self, d_in: int, d_out: int, cfg: SeqLSNNConfig) -> None:
         super().__init__()
@@ -147,13 +156,20 @@ class SeqLSNN(nn.Module):
     def from_config(cls, cfg: SeqLSNNConfig, d_in: int, d_out: int, max_tokens: int) -> "SeqLSNN":
         return cls(d_in, d_out, cfg)
 
-    def run(self, tokens: Tensor, record: bool = False):
-        """Hold each token for ms_per_token ms and the query (the last) for query_ms: spikes
+    def run(self, tokens: Tensor, record: bool = False, query: bool = True):
+        """Hold each token for ms_per_token ms and the query (the last, unless ``query`` is
+        False: examples only) for query_ms, with the query flag on: spikes
         [(T - 1) * ms_per_token + query_ms, B, n] (and the trace)."""
         if self.cfg.population:
             tokens = tuning(tokens, self.cfg.population, self.cfg.population_range)
+        if self.cfg.query_flag:
+            flag = torch.zeros(*tokens.shape[:2], 1, dtype=tokens.dtype, device=tokens.device)
+            if query:
+                flag[-1] = self.cfg.query_flag
+            tokens = torch.cat([tokens, flag], dim=-1)
         ms = torch.full((tokens.shape[0],), self.cfg.ms_per_token, device=tokens.device)
-        ms[-1] = self.cfg.query_ms or self.cfg.ms_per_token
+        if query:
+            ms[-1] = self.cfg.query_ms or self.cfg.ms_per_token
         x = tokens.repeat_interleave(ms, dim=0)
         return self.net(x * self.cfg.input_scale, record=record)
 
@@ -176,6 +192,14 @@ class SeqLSNN(nn.Module):
 
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         """At the end of the query token: filtered spikes, thresholds' adaptation a, voltages v."""
-        z, state, trace = self.run(tokens, record=True)
+        return self._state(self.run(tokens, record=True))
+
+    def context_features(self, examples: Tensor) -> dict[str, Tensor]:
+        """The same after the last of ``examples`` [T, B, d_in] (no query: each held as an
+        example)."""
+        return self._state(self.run(examples, record=True, query=False))
+
+    def _state(self, run: tuple) -> dict[str, Tensor]:
+        z, _, trace = run
         # copies, not views: a view of the last ms keeps the whole [T, B, n] trace alive
         return {"spikes": self._filtered(z), "a": trace.a[-1].clone(), "v": trace.v[-1].clone()}
