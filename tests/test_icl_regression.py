@@ -239,6 +239,8 @@ def test_lsnn_query_flag_is_a_cell_of_its_own_on_during_the_query_only():
     assert seen[-1].shape == (3 * 5, 2, 4) and torch.all(seen[-1][..., -1] == 0)
     plain = SeqLSNN(3, 1, SeqLSNNConfig(n_regular=4, n_adaptive=4, ms_per_token=5))
     assert plain.net.n_in == 3
+    with pytest.raises(ValueError, match="query_flag must be a finite current"):
+        SeqLSNNConfig(query_flag=float("nan"))
 
 
 def test_rate_regulariser_acts_on_the_supervised_lsnn(tmp_path):

@@ -107,6 +107,8 @@ class SeqLSNNConfig(LSNNNetworkConfig):
         check_value(self.ms_per_token >= 1, "ms_per_token", "must be >= 1", self.ms_per_token)
         check_value(self.query_ms >= 0, "query_ms", "must be >= 0 (0: ms_per_token)",
                     self.query_ms)
+        check_value(math.isfinite(self.query_flag), "query_flag", "must be a finite current",
+                    self.query_flag)
         check_value(self.population == 0 or self.population >= 2, "population",
                     "must be 0 (signed currents) or >= 2 tuning curves", self.population)
         check_value(self.population_range > 0, "population_range", "must be > 0",
