@@ -787,9 +787,7 @@ def icl_readouts(
         raise ValueError(f"icl-readouts: the labels {names} are not distinct")
     loaded = {name: load_agent(resolve(src)) for name, (_, src) in zip(names, labelled)}
     for name, (_, task, _) in loaded.items():  # every model checked before any work
-        if getattr(task.env, "family", None) != "icl_regression":
-            raise ValueError(f"{name}: icl-readouts needs an in-context regression model, not "
-                             f"one trained on {getattr(task.env, 'family', 'the water maze')!r}")
+        ir.require_regression(name, task)
     _claim(out, "icl-readouts", overwrite)
     results = {name: ir.icl_readouts(agent, task, seed, tune_tasks=tune_tasks, test_tasks=tasks)
                for name, (agent, task, _) in loaded.items()}

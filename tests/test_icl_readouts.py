@@ -55,7 +55,7 @@ class _Ignores(torch.nn.Module):
 
 
 def test_readouts_find_a_context_the_model_keeps_but_does_not_use():
-    task = SimpleNamespace(env=reg.RegressionConfig(d=3, n_examples=6))
+    task = SimpleNamespace(name="icl_tiny", env=reg.RegressionConfig(d=3, n_examples=6))
     r = icl_readouts(_Ignores(), task, seed=7, tune_tasks=3000, test_tasks=1000)
     refs = r["references"]
     assert r["model"] == pytest.approx(refs["zero"])

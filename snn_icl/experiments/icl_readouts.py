@@ -34,20 +34,8 @@ from snn_icl.analysis import icl_references as ref
 from snn_icl.analysis import readouts
 from snn_icl.config import seed_kind
 from snn_icl.envs import icl_regression as reg
-from snn_icl.experiments.icl_regression import held_out_tasks, predict
+from snn_icl.experiments.icl_regression import held_out_tasks, predict, states, xty
 from snn_icl.models import frozen
-from snn_icl.models.agent import module_device
-
-
-@torch.no_grad()
-def states(model: nn.Module, tokens: Tensor, batch: int = 1024, *,
-           context: bool = False) -> dict[str, Tensor]:
-    """``model.features`` of ``tokens`` [T, B, D] (``context``: ``model.context_features`` of
-    examples only) in chunks of ``batch`` sequences, on the CPU."""
-    device = module_device(model)
-    of = model.context_features if context else model.features
-    parts = [of(tokens[:, i:i + batch].to(device)) for i in range(0, tokens.shape[1], batch)]
-    return {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
 
 
 def _ceiling(f_tune: Tensor, y_tune: Tensor, f_test: Tensor, y_test: Tensor) -> dict[str, float]:
@@ -55,18 +43,20 @@ def _ceiling(f_tune: Tensor, y_tune: Tensor, f_test: Tensor, y_test: Tensor) -> 
     return {"loss": ref.loss(readouts.apply(r, f_test), y_test), "lambda": r.lam}
 
 
-def _xty(b: reg.RegressionBatch) -> Tensor:
-    return (b.x * b.y.unsqueeze(-1)).sum(1)
+def require_regression(name: str, task: Any) -> None:
+    """ValueError unless ``task`` trains an in-context regression model."""
+    family = getattr(task.env, "family", None)
+    if family != "icl_regression":
+        raise ValueError(f"{name}: icl-readouts needs an in-context regression model, not one "
+                         f"trained on {family or 'the water maze'!r}")
 
 
 def icl_readouts(model: nn.Module, task: Any, seed: int, *, tune_tasks: int = 32768,
                  test_tasks: int = 4096) -> dict[str, Any]:
     """The losses of the module docstring (JSON-ready) on ``test_tasks`` tasks of evaluation
     ``seed``, read-outs fitted on ``tune_tasks`` others."""
+    require_regression(task.name, task)
     cfg = task.env
-    if getattr(cfg, "family", None) != "icl_regression":
-        raise ValueError(f"icl-readouts needs an in-context regression model, not one trained on "
-                         f"{getattr(cfg, 'family', 'the water maze')!r}")
     if tune_tasks < 8 or test_tasks < 1:
         raise ValueError(f"icl-readouts needs at least 8 tune tasks and 1 test task, got "
                          f"{tune_tasks} and {test_tasks}")
@@ -77,11 +67,11 @@ def icl_readouts(model: nn.Module, task: Any, seed: int, *, tune_tasks: int = 32
     result: dict[str, Any] = {"seed": seed, "seed_kind": seed_kind(seed), "tune_tasks": tune_tasks,
                               "test_tasks": test_tasks, "d": cfg.d, "n_examples": cfg.n_examples,
                               "model": ref.loss(predict(model, test), test.y_q)}
-    q_tune, q_test = states(model, tok_tune), states(model, tok_test)
+    q_tune, q_test = states(model, tok_tune, 1024), states(model, tok_test, 1024)
     result["query"] = {k: _ceiling(q_tune[k], tune.y_q, q_test[k], test.y_q) for k in q_tune}
     if getattr(model, "carries_context", False):
-        c_tune = states(model, tok_tune[:-1], context=True)
-        c_test = states(model, tok_test[:-1], context=True)
+        c_tune = states(model, tok_tune[:-1], 1024, context=True)
+        c_test = states(model, tok_test[:-1], 1024, context=True)
         result["context"] = {k: _ceiling(readouts.bilinear(c_tune[k], tune.x_q), tune.y_q,
                                          readouts.bilinear(c_test[k], test.x_q), test.y_q)
                              for k in c_tune}
@@ -90,8 +80,8 @@ def icl_readouts(model: nn.Module, task: Any, seed: int, *, tune_tasks: int = 32
         "zero": ref.loss(torch.zeros_like(test.y_q), test.y_q),
         "gd1": {"loss": ref.loss(ref.predict(ref.gd_weights(test.x, test.y, eta), test.x_q), test.y_q),
                 "eta": eta},
-        "xty_bilinear": _ceiling(readouts.bilinear(_xty(tune), tune.x_q), tune.y_q,
-                                 readouts.bilinear(_xty(test), test.x_q), test.y_q),
+        "xty_bilinear": _ceiling(readouts.bilinear(xty(tune), tune.x_q), tune.y_q,
+                                 readouts.bilinear(xty(test), test.x_q), test.y_q),
         "least_squares": ref.loss(ref.predict(ref.ols_weights(test.x, test.y), test.x_q), test.y_q),
     }
     return result

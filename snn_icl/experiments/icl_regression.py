@@ -138,8 +138,8 @@ def probes(model: nn.Module, tune: reg.RegressionBatch, test: reg.RegressionBatc
            lam: float = 1e-3) -> dict[str, dict[str, float]]:
     """Held-out R^2 of linear (ridge) read-outs of X^T Y and w_OLS from each internal state at
     the query: fitted on ``tune`` tasks, scored on ``test`` tasks (Akyuerek et al. 2022)."""
-    feats = _features(model, tune), _features(model, test)
-    targets = [{"XtY": (b.x * b.y.unsqueeze(-1)).sum(1), "w_ols": ref.ols_weights(b.x, b.y)}
+    feats = states(model, reg.tokens(tune)), states(model, reg.tokens(test))
+    targets = [{"XtY": xty(b), "w_ols": ref.ols_weights(b.x, b.y)}
                for b in (tune, test)]
     out: dict[str, dict[str, float]] = {}
     for name in feats[0]:
@@ -148,10 +148,19 @@ def probes(model: nn.Module, tune: reg.RegressionBatch, test: reg.RegressionBatc
     return out
 
 
+def xty(b: reg.RegressionBatch) -> Tensor:
+    """X^T Y of each task's context [B, d] (one GD step from w = 0 is eta / k times it)."""
+    return (b.x * b.y.unsqueeze(-1)).sum(1)
+
+
 @torch.no_grad()
-def _features(model: nn.Module, b: reg.RegressionBatch) -> dict[str, Tensor]:
-    toks, device = reg.tokens(b), module_device(model)
-    parts = [model.features(toks[:, i:i + 512].to(device)) for i in range(0, toks.shape[1], 512)]
+def states(model: nn.Module, tokens: Tensor, batch: int = 512, *,
+           context: bool = False) -> dict[str, Tensor]:
+    """``model.features`` of ``tokens`` [T, B, D] (``context``: ``model.context_features`` of
+    examples only) in chunks of ``batch`` sequences, on the CPU."""
+    device = module_device(model)
+    of = model.context_features if context else model.features
+    parts = [of(tokens[:, i:i + batch].to(device)) for i in range(0, tokens.shape[1], batch)]
     return {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
 
 
