@@ -481,9 +481,7 @@ def time_to_targets(
     seed_list = parse_seeds(seeds)
     labelled = {}
     for item in runs:
-        label, sep, path = item.partition("=")
-        if not sep or Path(item).exists() or "/" in label:  # a sweep's run paths hold "="
-            label, path = "", item
+        label, path = _label_split(item)
         path_ = Path(path)
         label = label or path_.name
         if not NAME_PATTERN.fullmatch(label):
@@ -779,8 +777,7 @@ def icl_readouts(
     from snn_icl.viz import plots
     from snn_icl.viz.icl import plot_readouts
 
-    labelled = [item.split("=", 1) if "=" in item and not Path(item).exists() else [None, item]
-                for item in sources]
+    labelled = [_label_split(item) for item in sources]
     names = display_names([src for _, src in labelled])
     names = [label or name for (label, _), name in zip(labelled, names)]
     if len(set(names)) != len(names):
@@ -843,6 +840,16 @@ def _split_paths(text: str) -> list[str]:
     return out
 
 
+def _label_split(item: str) -> tuple[str, str]:
+    """``LABEL=SRC`` -> (LABEL, SRC); anything else -> ("", item). A sweep's run paths hold "="
+    (``SWEEP/TASK/lr=0.001/seed0``), so an item that exists, or whose text before its first "="
+    holds a "/", is a path, not a label."""
+    label, sep, source = item.partition("=")
+    if not sep or Path(item).exists() or "/" in label:
+        return "", item
+    return label, source
+
+
 def _pooled(item: str, usage: str) -> tuple[str, list[str]]:
     """``LABEL=A,B,...`` -> (label, [A, B, ...]): one condition over training seeds."""
     label, sep, rest = item.partition("=")
@@ -886,7 +893,7 @@ def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[s
     for source in sources:
         if Path(source).is_dir() and (Path(source) / SWEEP_FILE).is_file():
             groups.update({k: [str(p) for p in v] for k, v in sweep_groups(source).items()})
-        elif "=" in source and not Path(source).exists():  # a sweep's run paths hold "="
+        elif _label_split(source)[0]:
             label, members = _pooled(source, "a pooled condition is LABEL=SRC,SRC,...")
             groups[label] = [run for m in members for run in _runs_of(m)]
         else:

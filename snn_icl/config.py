@@ -690,6 +690,12 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
                               f"{kwargs['env'].max_trials - 1} (a trial must follow the delay in "
                               f"an episode of {kwargs['env'].episode_steps} steps), got "
                               f"{train.dark_after_trial!r}")
+        if not train.dark_rate_reg_cue and not (kwargs["env"].recall_cue_steps
+                                                and any(train.dark_rate_reg)):
+            raise ConfigError(f"{source} [train]: dark_rate_reg_cue = false leaves the recall cue "
+                              "out of dark_rate_reg; it needs [env] recall_cue_steps > 0 and a "
+                              "dark_rate_reg > 0 (here "
+                              f"{kwargs['env'].recall_cue_steps} and {list(train.dark_rate_reg)})")
         if train.cued_fraction and not kwargs["env"].cue_channel:
             raise ConfigError(f"{source} [train]: cued_fraction needs the visible-platform input "
                               "([env] cue_channel = true)")

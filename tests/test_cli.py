@@ -119,3 +119,16 @@ def test_help_is_plain_and_whole_at_80_columns():
     listing = runner.invoke(app, ["--help"], terminal_width=80).output
     commands = listing.split("Commands:")[1]
     assert "..." not in commands and "demo" in commands and "export-brian2" in commands
+
+
+def test_a_label_is_told_from_a_sweep_path_with_an_equals_sign(tmp_path, monkeypatch):
+    """time-to-targets, icl-readouts and retention read LABEL=SRC with this one rule."""
+    from snn_icl.cli import _label_split
+
+    assert _label_split("flag=runs/a") == ("flag", "runs/a")
+    assert _label_split("pretrained:icl_lstm") == ("", "pretrained:icl_lstm")
+    assert _label_split("S/task/lr=0.1/seed0") == ("", "S/task/lr=0.1/seed0")  # not yet there
+    monkeypatch.chdir(tmp_path)
+    assert _label_split("lr=0.1") == ("lr", "0.1")
+    (tmp_path / "lr=0.1").mkdir()
+    assert _label_split("lr=0.1") == ("", "lr=0.1")

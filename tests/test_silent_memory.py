@@ -138,26 +138,37 @@ def test_the_dark_penalty_can_leave_the_recall_cue_out(tiny_task):
     assert float(_dark_rate_terms(policy, batch, torch.arange(B), 10.0, {}, cue_steps=2)) == \
         pytest.approx(10.0 * 0.02 ** 2)
     assert _dark_rate_terms(policy, batch, torch.arange(B), 10.0, {}, cue_steps=4) == 0.0
-    cfg = replace(tiny_task, train={"dark_rate_reg_cue": False}).train
+    cue = {"recall_cue_steps": 2, "recall_cue_input": "channel", "recall_cue_level": 1.0}
+    cfg = replace(_delay_task(tiny_task, dark_rate_reg=[1.0]), env=cue,
+                  train={"dark_rate_reg_cue": False}).train
     assert cfg.dark_rate_reg_cue is False and tiny_task.train.dark_rate_reg_cue is True
 
 
-@pytest.mark.parametrize("cue", [0, 2])
-def test_leaving_the_cue_out_of_the_penalty_changes_training_only_with_a_cue(tiny_task, cue):
+@pytest.mark.parametrize("env, train", [({}, {"dark_rate_reg": [1.0]}),
+                                        ({"recall_cue_steps": 2, "recall_cue_input": "channel"},
+                                         {"dark_rate_reg": [0.0]})])
+def test_leaving_out_a_cue_that_is_not_there_is_refused(tiny_task, env, train):
+    """dark_rate_reg_cue = false without a recall cue or without a penalty would change
+    nothing; it stops with a message rather than run as if it did something."""
+    with pytest.raises(ConfigError, match="dark_rate_reg_cue = false .* recall_cue_steps > 0"):
+        replace(_delay_task(tiny_task), env=env, train={**train, "dark_rate_reg_cue": False})
+
+
+def test_leaving_the_cue_out_of_the_penalty_changes_training(tiny_task):
     """One PPO update from the same weights and batch with ``dark_rate_reg_cue`` true and
-    false: the same weights without a recall cue, different ones with a 2-step cue."""
+    false, with a 2-step recall cue: different weights."""
     from snn_icl.train.ppo import ppo_update
 
-    env = {"recall_cue_steps": cue, "recall_cue_input": "channel", "recall_cue_level": 1.0}
+    env = {"recall_cue_steps": 2, "recall_cue_input": "channel", "recall_cue_level": 1.0}
     weights = []
     for on_cue in (True, False):
-        task = replace(_delay_task(tiny_task, batch_episodes=8, dark_rate_reg=[1e4],
-                                   dark_rate_reg_cue=on_cue), env=env)
+        task = replace(_delay_task(tiny_task, batch_episodes=8, dark_rate_reg=[1e4]), env=env,
+                       train={"dark_rate_reg_cue": on_cue})
         torch.manual_seed(0)
         state = new_state(task, make_agent(task))
         ppo_update(state, collect(state, task), task)
         weights.append(torch.cat([p.detach().flatten() for p in state.agent.parameters()]))
-    assert torch.equal(weights[0], weights[1]) == (cue == 0)
+    assert not torch.equal(weights[0], weights[1])
 
 
 def test_training_with_delays_logs_rates_and_resumes_exactly(tiny_task_path, tmp_path):
