@@ -742,9 +742,9 @@ def silent_memory(
             result, _ = sm.silent_memory(agent, task, delay, episodes, seed)
             results.append({"source": str(src), **result})
         pooled[label] = smp.pool(results)
-    text = smp.markdown(pooled, seed_kind(seed), paired_to)
-    extra = {} if paired_to is None else {"paired_to": paired_to,
-                                          "paired": smp.paired(pooled, paired_to)}
+    differences = None if paired_to is None else smp.paired(pooled, paired_to)
+    text = smp.markdown(pooled, seed_kind(seed), paired_to, differences)
+    extra = {} if paired_to is None else {"paired_to": paired_to, "paired": differences}
     files.write_json(out / "silent_memory.json", {"seed_kind": seed_kind(seed),
                                                   "conditions": pooled, **extra,
                                                   "versions": files.versions()})
@@ -893,7 +893,7 @@ def _retention_sources(sources: list[str]) -> tuple[dict[str, list[str]], list[s
     for source in sources:
         if Path(source).is_dir() and (Path(source) / SWEEP_FILE).is_file():
             groups.update({k: [str(p) for p in v] for k, v in sweep_groups(source).items()})
-        elif _label_split(source)[0]:
+        elif _label_split(source) != ("", source):  # LABEL=... (an empty LABEL is refused)
             label, members = _pooled(source, "a pooled condition is LABEL=SRC,SRC,...")
             groups[label] = [run for m in members for run in _runs_of(m)]
         else:

@@ -124,11 +124,12 @@ def _cell(s: dict[str, Any], fmt: str = ".2f") -> str:
 
 
 def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
-             paired_to: str | None = None) -> str:
+             paired_to: str | None = None,
+             differences: dict[str, dict[str, Any]] | None = None) -> str:
     """Conditions (label -> :func:`pool` result) as one Markdown report: each cell the mean over
     networks, its 95 % t-interval in brackets and every network's value in parentheses; with
     ``paired_to``, each condition's memory against that one's, paired per network
-    (:func:`paired`)."""
+    (``differences``: :func:`paired`'s result, computed here when not given)."""
     some = next(iter(pooled.values()))
     lines = [f"# Silent delay of {some['delay']} env steps ({some['delay_ms']} ms), pooled over "
              "networks", "",
@@ -147,7 +148,7 @@ def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
                   "the two conditions share their starting weights):", "",
                   f"| condition | memory minus {paired_to}'s |", "|---|---|"]
         lines += [f"| {label} | {_cell(d, '+.2f')} |"
-                  for label, d in paired(pooled, paired_to).items()]
+                  for label, d in (differences or paired(pooled, paired_to)).items()]
     lines += ["", "Platform decoding error at the end of the delay (pool radii):", "",
               "| condition | " + " | ".join(DECODED) + " | chance |", "|---|---|---|---|---|"]
     for label, p in pooled.items():
