@@ -35,6 +35,7 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "icl_transformer": "icl_regression_transformer.safetensors",
               "icl_lstm": "icl_regression_lstm.safetensors",
               "icl_lsnn": "icl_regression_lsnn.safetensors",
+              "icl_lsnn_long": "icl_regression_lsnn_long.safetensors",
               "lsnn_delay": "lsnn_delay_water_maze.safetensors",
               "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors",
               "lsnn_cued": "lsnn_cued_water_maze.safetensors",
@@ -44,7 +45,8 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "lstm_equal": "lstm_equal_water_maze.safetensors",
               "transformer_equal": "transformer_equal_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/): the water-maze agents by kind,
-the in-context regression predictors as icl_KIND (docs/icl_regression.md), the LSNN
+the in-context regression predictors as icl_KIND (docs/icl_regression.md; icl_lsnn_long: the
+LSNN's best recipe, tasks/icl_regression_lsnn_long.toml, seed 0), the LSNN
 fine-tuned with silent delays and its beta = 0 control (docs/silent_memory.md), and the three
 agents fine-tuned with the visible-platform input, KIND_cued (docs/protocols.md), and training
 seed 0 of each kind from the equal-budget comparison, KIND_equal (docs/comparison.md)."""
