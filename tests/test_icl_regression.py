@@ -479,10 +479,11 @@ def test_shipped_predictors_load_and_the_lsa_is_one_gd_step():
     from snn_icl.storage.checkpoint import PRETRAINED, resolve
 
     shipped = [k for k in PRETRAINED if k.startswith("icl_")]
-    assert set(shipped) == {"icl_lsa", "icl_transformer", "icl_lstm", "icl_lsnn"}
+    assert set(shipped) == {"icl_lsa", "icl_transformer", "icl_lstm", "icl_lsnn", "icl_lsnn_long"}
     for name in shipped:
         model, task, counters = load_agent(resolve(f"pretrained:{name}"))
-        assert task.agent.kind == name[4:] and task.env.family == "icl_regression"
+        assert task.agent.kind == name[4:].removesuffix("_long")
+        assert task.env.family == "icl_regression"
         assert counters["episodes"] > 0
     lsa, task, _ = load_agent(resolve("pretrained:icl_lsa"))
     tune, test = reg.sample(task.env, 2048, G(20)), reg.sample(task.env, 2048, G(21))
