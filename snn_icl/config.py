@@ -699,9 +699,10 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
         if train.cued_fraction and not kwargs["env"].cue_channel:
             raise ConfigError(f"{source} [train]: cued_fraction needs the visible-platform input "
                               "([env] cue_channel = true)")
-    elif any(train.dark_max_steps) or any(train.dark_rate_reg) or train.cued_fraction:
-        raise ConfigError(f"{source} [train]: dark_max_steps, dark_rate_reg and cued_fraction are "
-                          "for the water maze, not a supervised family")
+    elif (any(train.dark_max_steps) or any(train.dark_rate_reg) or train.cued_fraction
+          or not train.dark_rate_reg_cue):
+        raise ConfigError(f"{source} [train]: dark_max_steps, dark_rate_reg, dark_rate_reg_cue "
+                          "and cued_fraction are for the water maze, not a supervised family")
     return TaskConfig(**kwargs)
 
 

@@ -66,6 +66,10 @@ def test_dark_training_keys_are_checked(tiny_task, tmp_path):
     from snn_icl.config import load_task
     with pytest.raises(ConfigError, match="not a supervised family"):
         load_task(bad)
+    bad.write_text('[env]\nfamily = "icl_regression"\n[agent]\nkind = "lsa"\n'
+                   '[train]\ndark_rate_reg_cue = false\n')
+    with pytest.raises(ConfigError, match="dark_rate_reg_cue .* not a supervised family"):
+        load_task(bad)
     staged = replace(tiny_task, train={"dark_max_steps": [0, 4, 8],
                                        "dark_from_iteration": [0, 2, 5]}).train
     assert [staged.dark_at(i) for i in (0, 1, 2, 4, 5, 99)] == [0, 0, 4, 4, 8, 8]

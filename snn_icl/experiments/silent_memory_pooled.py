@@ -148,7 +148,8 @@ def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
                   "the two conditions share their starting weights):", "",
                   f"| condition | memory minus {paired_to}'s |", "|---|---|"]
         lines += [f"| {label} | {_cell(d, '+.2f')} |"
-                  for label, d in (differences or paired(pooled, paired_to)).items()]
+                  for label, d in (paired(pooled, paired_to) if differences is None
+                                   else differences).items()]
     lines += ["", "Platform decoding error at the end of the delay (pool radii):", "",
               "| condition | " + " | ".join(DECODED) + " | chance |", "|---|---|---|---|---|"]
     for label, p in pooled.items():
