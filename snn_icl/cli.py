@@ -823,23 +823,6 @@ def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed
     return results
 
 
-def _split_paths(text: str) -> list[str]:
-    """Comma-separated sources, where a source may itself hold commas (a sweep's run directories
-    are named like ``lr=0.001,tau_a=600/seed0``): the longest run of pieces that names an existing
-    path is one source."""
-    pieces, out, i = text.split(","), [], 0
-    while i < len(pieces):
-        for j in range(len(pieces), i, -1):
-            if j > i + 1 and Path(",".join(pieces[i:j])).exists():
-                out.append(",".join(pieces[i:j]))
-                i = j
-                break
-        else:
-            out.append(pieces[i])
-            i += 1
-    return out
-
-
 def _label_split(item: str) -> tuple[str, str]:
     """``LABEL=SRC`` -> (LABEL, SRC); anything else -> ("", item). A sweep's run paths hold "="
     (``SWEEP/TASK/lr=0.001/seed0``), so an item that exists, or whose text before its first "="
@@ -852,8 +835,10 @@ def _label_split(item: str) -> tuple[str, str]:
 
 def _pooled(item: str, usage: str) -> tuple[str, list[str]]:
     """``LABEL=A,B,...`` -> (label, [A, B, ...]): one condition over training seeds."""
+    from snn_icl.experiments.sweep import split_values
+
     label, sep, rest = item.partition("=")
-    members = [m for m in _split_paths(rest) if m]
+    members = [m for m in split_values(rest) if m]
     if not sep or not label or not members:
         raise ValueError(f"{item!r}: {usage}")
     return label, members

@@ -62,6 +62,15 @@ def test_grid_expansion_and_naming(tmp_path, tiny_task):
         with pytest.raises(ValueError, match="--set"):
             sw.parse_set(bad)
 
+    # a path holding commas (another sweep's run) is one value, not a grid of pieces
+    run = tmp_path / "prev" / "lr=0.001,tau_a=600" / "seed0"
+    run.mkdir(parents=True)
+    w = run / "checkpoint.safetensors"
+    w.write_bytes(b"")
+    assert sw.parse_set(f"train.init_from={w}")[2] == [str(w)]
+    assert sw.parse_set(f"train.init_from={w},{run}")[2] == [str(w), str(run)]
+    assert sw.parse_set("train.init_from=a,b")[2] == ["a", "b"]
+
     sets = [sw.parse_set("train.lr=1e-3,3e-4"), sw.parse_set("agent.tau_a=600,1200")]
     specs, resolved = sw.expand([tiny_task], sets, [0, 1], tmp_path, stop_after=1)
     assert len(specs) == 2 * 2 * 2 and len(resolved) == 4

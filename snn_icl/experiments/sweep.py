@@ -82,8 +82,26 @@ def parse_value(text: str) -> Any:
     return value
 
 
+def split_values(text: str) -> list[str]:
+    """Comma-separated values, where a value may itself hold commas (a path such as a sweep's
+    run directory, ``lr=0.001,tau_a=600/seed0/checkpoint.safetensors``): the longest run of
+    pieces that names an existing path is one value."""
+    pieces, out, i = text.split(","), [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):
+            if j > i + 1 and Path(",".join(pieces[i:j]).strip()).exists():
+                out.append(",".join(pieces[i:j]))
+                i = j
+                break
+        else:
+            out.append(pieces[i])
+            i += 1
+    return out
+
+
 def parse_set(text: str) -> tuple[str, str, list[Any]]:
-    """``table.key=v1,v2`` -> (table, key, [v1, v2])."""
+    """``table.key=v1,v2`` -> (table, key, [v1, v2]); a value that is an existing path may hold
+    commas (``train.init_from=SWEEP/lr=0.001,tau_a=600/seed0/checkpoint.safetensors``)."""
     where, eq, values = text.partition("=")
     table, dot, key = where.strip().partition(".")
     if not eq or not dot or not key or not values.strip():
@@ -91,7 +109,7 @@ def parse_set(text: str) -> tuple[str, str, list[Any]]:
     if table not in TABLES:
         raise ValueError(f"--set {where}: unknown table {table!r} (tables: {', '.join(TABLES)})")
     try:
-        parsed = [parse_value(v) for v in values.split(",")]
+        parsed = [parse_value(v) for v in split_values(values)]
     except ValueError as err:
         raise ValueError(f"--set {where}: {err}") from None
     if len(set(map(repr, parsed))) != len(parsed):
