@@ -134,6 +134,18 @@ def _writable_file(path: Path) -> Path:
     return path
 
 
+def _publish(out: Path, stem: str, data: dict[str, Any], table: str, figure: Any) -> None:
+    """Write out/STEM.json, STEM.md (the table) and STEM.png (the figure); print the table."""
+    from snn_icl.storage import files
+    from snn_icl.viz import plots
+
+    files.write_json(out / f"{stem}.json", data)
+    files.write_text(out / f"{stem}.md", table)
+    plots.save(figure, out / f"{stem}.png")
+    typer.echo(table)
+    typer.echo(f"wrote {out}/{stem}.json, {stem}.md, {stem}.png")
+
+
 @app.command(short_help="Recorded episodes with frozen weights (paths, spikes).")
 @_clean_errors
 def simulate(
@@ -354,8 +366,6 @@ def bursty_curves(
     docs/icl_bursty.md)."""
     from snn_icl.envs.icl_bursty import BurstyConfig
     from snn_icl.experiments.icl_bursty import MEASURES, curve_summary, curves_table, read_curves
-    from snn_icl.storage import files
-    from snn_icl.viz import plots
     from snn_icl.viz.icl import plot_bursty_curves
 
     if not source.is_dir():
@@ -374,12 +384,8 @@ def bursty_curves(
             raise ValueError(f"{path} has no tracked rows (columns {', '.join(MEASURES)})")
         summaries[name] = curve_summary(curves[name])
     _claim(out, "bursty-curves", overwrite)
-    table = curves_table(summaries)
-    files.write_text(out / "curves.md", table)
-    files.write_json(out / "curves.json", summaries)
-    plots.save(plot_bursty_curves(curves, 1 / BurstyConfig().n_labels), out / "curves.png")
-    typer.echo(table)
-    typer.echo(f"wrote {out}/curves.md, curves.json, curves.png")
+    _publish(out, "curves", summaries, curves_table(summaries),
+             plot_bursty_curves(curves, 1 / BurstyConfig().n_labels))
 
 
 @app.command("bursty-map", short_help="Bursty ICL/IWL at the end of training against K, B, eps, alpha.")
@@ -398,7 +404,6 @@ def bursty_map(
     from snn_icl.envs.icl_bursty import BurstyConfig
     from snn_icl.experiments.icl_bursty_map import AXES, map_points, map_table
     from snn_icl.storage import files
-    from snn_icl.viz import plots
     from snn_icl.viz.icl import plot_bursty_map
 
     usage = f"give AXIS=REPORT[,REPORT...] with AXIS one of {', '.join(AXES)}"
@@ -419,12 +424,8 @@ def bursty_map(
         raise ValueError(f"no bursty-classification condition varies {', '.join(empty)} in the "
                          "reports given")
     _claim(out, "bursty-map", overwrite)
-    table = map_table(panels)
-    files.write_text(out / "map.md", table)
-    files.write_json(out / "map.json", panels)
-    plots.save(plot_bursty_map(panels, 1 / BurstyConfig().n_labels, AXES), out / "map.png")
-    typer.echo(table)
-    typer.echo(f"wrote {out}/map.md, map.json, map.png")
+    _publish(out, "map", panels, map_table(panels),
+             plot_bursty_map(panels, 1 / BurstyConfig().n_labels, AXES))
 
 
 @app.command(short_help="Several agents on the same episodes: table and figure.")
@@ -534,7 +535,6 @@ def course(
     from snn_icl.experiments.time_to_targets import snapshots
     from snn_icl.experiments.training_course import courses, markdown, parse_view, pool
     from snn_icl.storage import files
-    from snn_icl.viz import plots
     from snn_icl.viz.course import plot_course
 
     groups, singles = _retention_sources(sources)
@@ -554,11 +554,7 @@ def course(
     pooled = pool(courses(runs, settings, episodes, seed, protocol=protocol, every=every,
                           workers=workers))
     pooled["versions"] = files.versions()
-    files.write_json(out / "course.json", pooled)
-    files.write_text(out / "course.md", markdown(pooled))
-    plots.save(plot_course(pooled), out / "course.png")
-    typer.echo(markdown(pooled))
-    typer.echo(f"wrote {out}/course.json, course.md, course.png")
+    _publish(out, "course", pooled, markdown(pooled), plot_course(pooled))
 
 
 @app.command("protocol-figure", short_help="One protocol's evaluations: table and figure.")
@@ -574,8 +570,6 @@ def protocol_figure(
     """Latency by trial and the protocol's score per agent, mean and 95 % t-interval across
     training seeds (protocol.png, protocol.md, protocol.json; docs/protocols.md)."""
     from snn_icl.experiments.protocol_summary import markdown, summarise
-    from snn_icl.storage import files
-    from snn_icl.viz import plots
     from snn_icl.viz.protocols import plot_protocol
 
     pooled: dict[str, list[dict[str, Any]]] = {}
@@ -586,11 +580,7 @@ def protocol_figure(
         pooled[label] = [_eval_json(Path(p)) for p in paths]
     summary = summarise(pooled)
     _claim(out, "protocol-figure", overwrite)
-    files.write_json(out / "protocol.json", summary)
-    files.write_text(out / "protocol.md", markdown(summary))
-    plots.save(plot_protocol(summary), out / "protocol.png")
-    typer.echo(markdown(summary))
-    typer.echo(f"wrote {out}/protocol.md, protocol.json, protocol.png")
+    _publish(out, "protocol", summary, markdown(summary), plot_protocol(summary))
 
 
 def _eval_json(path: Path) -> dict[str, Any]:
@@ -667,16 +657,12 @@ def retention(
         results[name] = next(measured)
     for label, members in groups.items():
         results[label] = combine_seeds([next(measured) for _ in members])
-    files.write_json(out / "retention.json", {"episodes": episodes, "seed": seed,
-                                           "seed_kind": seed_kind(seed), "results": results,
-                                           "versions": files.versions()})
-    files.write_text(out / "retention.md", markdown_table(results))
-    plots.save(plots.plot_retention(results), out / "retention.png")
     if probe or groups:
         plots.save(plots.plot_delay_curves({k: single_probe(r) for k, r in results.items()}),
                    out / "retention_curves.png")
-    typer.echo(markdown_table(results))
-    typer.echo(f"wrote {out}/retention.json, retention.md, retention.png")
+    _publish(out, "retention", {"episodes": episodes, "seed": seed, "seed_kind": seed_kind(seed),
+                                "results": results, "versions": files.versions()},
+             markdown_table(results), plots.plot_retention(results))
 
 
 @app.command("silent-memory", short_help="Is the memory across a silent delay activity-silent?")
@@ -708,7 +694,6 @@ def silent_memory(
     from snn_icl.experiments import silent_memory_pooled as smp
     from snn_icl.storage import files
     from snn_icl.storage.checkpoint import display_names, load_agent, resolve
-    from snn_icl.viz import plots
     from snn_icl.viz.silent import plot_silent_memory, plot_silent_memory_pooled
 
     sources = sources or ["pretrained:lsnn_delay"]
@@ -728,11 +713,7 @@ def silent_memory(
         result, data = sm.silent_memory(agent, task, delay, episodes, seed)
         result = {"source": str(src), "seed_kind": seed_kind(seed), **result,
                   "versions": files.versions()}
-        files.write_json(out / "silent_memory.json", result)
-        files.write_text(out / "silent_memory.md", sm.markdown(result))
-        plots.save(plot_silent_memory(result, data), out / "silent_memory.png")
-        typer.echo(sm.markdown(result))
-        typer.echo(f"wrote {out}/silent_memory.json, silent_memory.md, silent_memory.png")
+        _publish(out, "silent_memory", result, sm.markdown(result), plot_silent_memory(result, data))
         return
     pooled = {}
     for label, members in conditions.items():
@@ -745,14 +726,9 @@ def silent_memory(
     differences = None if paired_to is None else smp.paired(pooled, paired_to)
     text = smp.markdown(pooled, seed_kind(seed), paired_to, differences)
     extra = {} if paired_to is None else {"paired_to": paired_to, "paired": differences}
-    files.write_json(out / "silent_memory.json", {"seed_kind": seed_kind(seed),
-                                                  "conditions": pooled, **extra,
-                                                  "versions": files.versions()})
-    files.write_text(out / "silent_memory.md", text)
-    plots.save(plot_silent_memory_pooled(pooled, silent_ratio=sm.SILENT_RATIO),
-               out / "silent_memory.png")
-    typer.echo(text)
-    typer.echo(f"wrote {out}/silent_memory.json, silent_memory.md, silent_memory.png")
+    _publish(out, "silent_memory",
+             {"seed_kind": seed_kind(seed), "conditions": pooled, **extra, "versions": files.versions()},
+             text, plot_silent_memory_pooled(pooled, silent_ratio=sm.SILENT_RATIO))
 
 
 @app.command("icl-readouts", short_help="In-context regression: what the state holds, what the read-out uses.")
@@ -774,7 +750,6 @@ def icl_readouts(
     from snn_icl.experiments import icl_readouts as ir
     from snn_icl.storage import files
     from snn_icl.storage.checkpoint import display_names, load_agent, resolve
-    from snn_icl.viz import plots
     from snn_icl.viz.icl import plot_readouts
 
     labelled = [_label_split(item) for item in sources]
@@ -788,12 +763,8 @@ def icl_readouts(
     _claim(out, "icl-readouts", overwrite)
     results = {name: ir.icl_readouts(agent, task, seed, tune_tasks=tune_tasks, test_tasks=tasks)
                for name, (agent, task, _) in loaded.items()}
-    files.write_json(out / "readouts.json", {"models": results, "versions": files.versions()})
-    text = ir.markdown(results)
-    files.write_text(out / "readouts.md", text)
-    plots.save(plot_readouts(results), out / "readouts.png")
-    typer.echo(text)
-    typer.echo(f"wrote {out}/readouts.json, readouts.md, readouts.png")
+    _publish(out, "readouts", {"models": results, "versions": files.versions()},
+             ir.markdown(results), plot_readouts(results))
 
 
 def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed: int,
