@@ -20,8 +20,9 @@ from snn_icl.train.errors import NonFiniteError, one_line
 
 app = typer.Typer(
     name="snn-icl",
-    help="One-shot place learning with frozen synapses: spiking networks (LSNN) on the Morris "
-    "water maze. Run `snn-icl COMMAND --help` for each command.",
+    help="Learning with frozen synapses: spiking networks (LSNN), LSTMs and transformers "
+    "meta-trained on the Morris water maze (one-shot place learning) and on in-context regression "
+    "and classification. Run `snn-icl COMMAND --help` for each command.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -179,12 +180,15 @@ def simulate(
     if backend not in ("torch", "brian2"):
         raise ValueError(f"--backend must be torch or brian2, got {backend!r}")
     if task.endswith(".toml"):
+        from snn_icl.envs.family import family_of, require_water_maze
+
         cfg = load_task(Path(task))
+        require_water_maze(family_of(cfg.env), task, "simulate")
         agent, weights = make_agent(cfg), "untrained (initialised from the task seed)"
     else:
-        from snn_icl.storage.checkpoint import load_agent, resolve
+        from snn_icl.storage.checkpoint import load_agent, require_water_maze
 
-        path = resolve(task)
+        path, = require_water_maze([task], "simulate")
         agent, cfg, counters = load_agent(path)
         weights = f"checkpoint {path} ({counters.get('iteration', '?')} iterations)"
     seed = cfg.seed if seed is None else seed
@@ -212,7 +216,7 @@ def simulate(
                f"{summary['goals_per_episode']:.2f} goals per episode")
 
 
-@app.command(short_help="Meta-train an agent with PPO (checkpoints, metrics).")
+@app.command(short_help="Meta-train an agent: PPO on the maze, Adam on in-context tasks.")
 @_clean_errors
 def train(
     task: Path = typer.Argument(..., help="Task file (tasks/*.toml)."),
@@ -442,7 +446,9 @@ def compare(
     from snn_icl.viz import plots
     from snn_icl.config import seed_kind
     from snn_icl.experiments.compare import compare as run_compare, csv_table, markdown_table
+    from snn_icl.storage.checkpoint import require_water_maze
 
+    require_water_maze(sources, "compare")
     _claim(out, "compare", overwrite)
     rows, results = run_compare(sources, episodes, seed)
     files.write_text(out / "compare.md", markdown_table(rows))
@@ -475,6 +481,7 @@ def time_to_targets(
     from snn_icl.config import NAME_PATTERN
     from snn_icl.experiments.sweep import parse_seeds
     from snn_icl.experiments.time_to_targets import markdown, snapshots, time_to_targets as run_ttt
+    from snn_icl.storage.checkpoint import require_water_maze
     from snn_icl.storage import files
     from snn_icl.viz import plots
     from snn_icl.viz.targets import plot_time_to_targets
@@ -490,7 +497,7 @@ def time_to_targets(
                              "'_', '.', '+', '-')")
         if label in labelled:
             raise ValueError(f"two runs are labelled {label!r}; name them LABEL=RUN")
-        snapshots(path_)  # every run is checked before anything is evaluated
+        require_water_maze([str(snapshots(path_)[-1])], "time-to-targets")  # every run checked first
         labelled[label] = path_
     _claim(out, "time-to-targets", overwrite)
     results = {}
@@ -534,6 +541,7 @@ def course(
     course.png; docs/protocols.md, the reference memory along training)."""
     from snn_icl.experiments.time_to_targets import snapshots
     from snn_icl.experiments.training_course import courses, markdown, parse_view, pool
+    from snn_icl.storage.checkpoint import require_water_maze
     from snn_icl.storage import files
     from snn_icl.viz.course import plot_course
 
@@ -548,7 +556,7 @@ def course(
         raise ValueError("two --view options share a name")
     for members in runs.values():
         for run in members:
-            snapshots(run)  # every run is checked before anything is evaluated
+            require_water_maze([str(snapshots(run)[-1])], "course")  # every run checked first
     settings = {name: list(protocol_set) + extra for name, extra in parsed.items()}
     _claim(out, "course", overwrite)
     pooled = pool(courses(runs, settings, episodes, seed, protocol=protocol, every=every,
@@ -635,7 +643,7 @@ def retention(
     """
     from snn_icl.storage import files
     from snn_icl.viz import plots
-    from snn_icl.storage.checkpoint import display_names, resolve
+    from snn_icl.storage.checkpoint import display_names, require_water_maze
     from snn_icl.config import seed_kind
     from snn_icl.experiments.retention import (DEFAULT_DELAYS, combine_seeds, markdown_table,
                                                retention_many, single_probe)
@@ -646,8 +654,7 @@ def retention(
         raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
     groups, singles = _retention_sources(sources)
     flat = singles + [m for members in groups.values() for m in members]
-    for source in flat:
-        resolve(source)  # every checkpoint found before any work
+    require_water_maze(flat, "retention")  # every checkpoint found and checked before any work
     earlier = _earlier_retention(add_to, steps, episodes, seed, every_trial, probe)
     _claim(out, "retention", overwrite)
     measured = iter(retention_many(flat, steps, episodes, seed, workers=workers,
@@ -693,7 +700,7 @@ def silent_memory(
     from snn_icl.experiments import silent_memory as sm
     from snn_icl.experiments import silent_memory_pooled as smp
     from snn_icl.storage import files
-    from snn_icl.storage.checkpoint import display_names, load_agent, resolve
+    from snn_icl.storage.checkpoint import display_names, load_agent, require_water_maze
     from snn_icl.viz.silent import plot_silent_memory, plot_silent_memory_pooled
 
     sources = sources or ["pretrained:lsnn_delay"]
@@ -703,7 +710,8 @@ def silent_memory(
     if paired_to is not None:  # checked before any network is loaded or measured
         smp.check_pairing({label: len(members) for label, members in conditions.items()},
                           paired_to)
-    loaded = {src: load_agent(resolve(src)) for members in conditions.values() for src in members}
+    flat = [src for group in conditions.values() for src in group]
+    loaded = dict(zip(flat, map(load_agent, require_water_maze(flat, "silent-memory"))))
     for src, (agent, _, _) in loaded.items():  # every network checked before any work
         if not getattr(agent, "spiking", False) or agent.kind != "lsnn":
             raise ValueError(f"{src}: silent-memory needs an LSNN, not a {agent.kind!r} agent")
@@ -918,7 +926,9 @@ def analyze(
     and figures).
     """
     from snn_icl.experiments.analyze import analyze as run_analyze
+    from snn_icl.storage.checkpoint import require_water_maze
 
+    require_water_maze(sources, "analyze")
     _claim(out, "analysis", overwrite)
     result = run_analyze(sources, out, episodes, seed)
     for name, a in result["agents"].items():
@@ -957,7 +967,10 @@ def plot(
     RUN/eval.json, latency by trial.
     """
     from snn_icl.experiments.figures import figures_for
+    from snn_icl.storage.checkpoint import CHECKPOINT_FILE, require_water_maze
 
+    if (run / CHECKPOINT_FILE).is_file():  # a training run: its figures are the maze's
+        require_water_maze([str(run)], "plot")
     for path in figures_for(run, episode, fmt, max_trials):
         typer.echo(f"wrote {path}")
 

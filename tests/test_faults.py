@@ -27,7 +27,8 @@ import torch
 
 from snn_icl.config import load_task, replace, task_to_dict
 from snn_icl.storage import files
-from snn_icl.storage.checkpoint import CHECKPOINT_FILE, Checkpoint, release_copy, save_checkpoint
+from snn_icl.storage.checkpoint import (CHECKPOINT_FILE, Checkpoint, release_copy, resolve,
+                                        save_checkpoint)
 from snn_icl.train.run_dir import train_run
 from tests.conftest import TASKS
 
@@ -264,6 +265,7 @@ def table(tmp_path_factory):
     (root / "corrupt_metrics" / "metrics.csv").write_text("iteration,loss\n1,0.5\nx,y\n")
     (root / "a_file").write_text("not a directory\n")
     (root / "bad.toml").write_text("[env\nv_max = 0.1\n")
+    release_copy(resolve("pretrained:icl_lstm"), root / "icl_run" / CHECKPOINT_FILE)
     big = lambda name, **t: _task_file(root, name=name, **t)  # noqa: E731
     tasks = {
         "huge_net": big("huge_net", agent={"n_regular": 10**9}),
@@ -301,6 +303,7 @@ def table(tmp_path_factory):
         "a path in the task name": (["train", str(root / "escape.toml")], ["name", "../../../x"]),
         "the same checkpoint twice": (["compare", run, str(root / "run" / CHECKPOINT_FILE), "--out", str(root / "c")], ["same checkpoint"]),
         "a missing checkpoint": (["evaluate", str(root / "nowhere"), "--out", str(root / "e.json")], ["nowhere"]),
+        **_in_context_cases(root),
     }
     before = _snapshot(root)
     # In this process (snn_icl.cli.main, as the console command calls it): a fresh interpreter
@@ -312,6 +315,28 @@ def table(tmp_path_factory):
 
 INSTALLED = "a missing checkpoint"
 
+MAZE_ONLY = "runs water-maze episodes"
+"""What the one line says when a water-maze command is given an in-context model."""
+
+
+def _in_context_cases(root: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """In-context models (a shipped one, a run directory holding one, task files of both
+    supervised families) given to the commands that run water-maze episodes."""
+    icl, run, out = "pretrained:icl_lstm", str(root / "icl_run"), lambda name: str(root / name)
+    words = [icl, MAZE_ONLY, "icl_regression"]
+    return {
+        "simulate an in-context model": (["simulate", icl, "--out", out("m1"), "-n", "1"], words),
+        "simulate an in-context task": (["simulate", str(TASKS / "icl_bursty_transformer.toml"),
+                                         "--out", out("m2"), "-n", "1"], [MAZE_ONLY, "icl_bursty"]),
+        "compare an in-context model": (["compare", "pretrained", icl, "--out", out("m3")], words),
+        "retention of an in-context model": (["retention", icl, "--delays", "0", "--out", out("m4")], words),
+        "silent-memory of an in-context model": (["silent-memory", f"x={icl}", "--out", out("m5")], words),
+        "analyze an in-context model": (["analyze", icl, "--out", out("m6")], words),
+        "course of an in-context run": (["course", run, "--out", out("m7")], [run, MAZE_ONLY]),
+        "time-to-targets of an in-context run": (["time-to-targets", run, "--out", out("m8")], [run, MAZE_ONLY]),
+        "plot an in-context run": (["plot", run], [run, MAZE_ONLY]),
+    }
+
 
 CASES = ["simulate into a training run", "evaluate --out a directory", "evaluate --out under a file",
          "simulate --out a file", "a huge network", "huge episodes", "a huge place grid",
@@ -319,7 +344,11 @@ CASES = ["simulate into a training run", "evaluate --out a directory", "evaluate
          "NaN weights", "a foreign file", "invalid JSON metadata", "resume a weights-only copy",
          "a corrupt metrics.csv", "a directory as task file", "malformed TOML",
          "a $ in the task name", "a path in the task name", "the same checkpoint twice",
-         "a missing checkpoint"]
+         "a missing checkpoint", "simulate an in-context model", "simulate an in-context task",
+         "compare an in-context model", "retention of an in-context model",
+         "silent-memory of an in-context model", "analyze an in-context model",
+         "course of an in-context run", "time-to-targets of an in-context run",
+         "plot an in-context run"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -341,4 +370,6 @@ def test_bad_inputs_change_no_file_already_written(table):
     assert set(CASES) == set(cases)
     changed = {k for k in before if before[k] != after.get(k)}
     assert not changed, changed
+    # a water-maze command refuses an in-context model before it claims its --out
+    assert not [m for m in (f"m{i}" for i in range(1, 9)) if (root / m).exists()]
     assert not (root.parents[2] / "x-seed0").exists()  # the name "../../../x" wrote nothing

@@ -174,6 +174,16 @@ def family_of(env: Any) -> str:
     return getattr(env, "family", DEFAULT_FAMILY)
 
 
+def require_water_maze(family: str, what: str, command: str) -> None:
+    """ValueError unless ``family`` is the water maze: ``command`` runs maze episodes, and
+    ``what`` (a checkpoint or task file) was made for another task family."""
+    if family != DEFAULT_FAMILY:
+        others = ", icl-readouts" if family == "icl_regression" else ""
+        raise ValueError(f"{what}: {command} runs water-maze episodes; this model was trained on "
+                         f"the {family} task family (measure it with snn-icl evaluate, "
+                         f"report{others})")
+
+
 def supervised(env: Any) -> Supervised | None:
     """The supervised family of an ``[env]`` config; None for the water maze."""
     return SUPERVISED.get(family_of(env))

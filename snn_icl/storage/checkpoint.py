@@ -23,6 +23,7 @@ from torch import nn
 
 from snn_icl.storage import files
 from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
+from snn_icl.envs import family
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 """Name of the latest checkpoint in a training run directory."""
@@ -294,6 +295,19 @@ def metrics_path(checkpoint: str | Path) -> Path:
     if path.name == CHECKPOINT_FILE:
         return path.parent / "metrics.csv"
     return path.with_name(path.stem + "_metrics.csv")
+
+
+def require_water_maze(sources: list[str], command: str) -> list[Path]:
+    """The checkpoints of ``sources`` (as :func:`resolve`), after checking from their headers
+    alone that every one was trained on the water maze, so that a command running maze episodes
+    names an in-context model in one line before any work instead of failing inside an episode.
+
+    Raises ValueError naming the first source trained on another task family."""
+    paths = [resolve(source) for source in sources]
+    for source, path in zip(sources, paths):
+        env = read_metadata(path)["task"].get("env", {})
+        family.require_water_maze(env.get("family", family.DEFAULT_FAMILY), str(source), command)
+    return paths
 
 
 def release_copy(src: str | Path, dst: str | Path) -> Path:
