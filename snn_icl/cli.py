@@ -303,8 +303,8 @@ def evaluate(
     agent, cfg, counters = load_agent(path, where)
     if families.supervised(cfg.env) is not None:
         if protocol is not None or protocol_set:
-            raise ConfigError(f"{source} is a {cfg.env.family} model: protocols are water-maze "
-                              "options")
+            raise ConfigError(f"{source} was trained on the {cfg.env.family} task family: "
+                              "protocols are water-maze options")
         _evaluate_supervised(agent, cfg, counters, path, episodes, seed, out)
         return
     chosen = protocol_override(cfg, protocol, protocol_set)
