@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from snn_icl.config import TaskConfig, load_task, make_agent
+from snn_icl.envs.family import family_of, require_water_maze
 from snn_icl.episodes import measures
 from snn_icl.episodes.record import EpisodeRecord
 from snn_icl.episodes.rollout import rollout_batches
@@ -125,6 +126,7 @@ def run(agent: nn.Module, episodes: int = 8, seed: int = 1, *, record: bool = Fa
     task = task if task is not None else getattr(agent, "task", None)
     if task is None:
         raise ValueError("run needs the agent's task: load the agent with snn_icl.load, or pass task=")
+    require_water_maze(family_of(task.env), task.name, "snn_icl.run")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes!r}")
     frozen(agent)

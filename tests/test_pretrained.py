@@ -79,6 +79,15 @@ def test_unknown_pretrained_kind(tmp_path):
     assert result.exit_code == 2 and "no pretrained 'gru'" in result.output
 
 
+def test_the_notebook_api_runs_maze_episodes_for_maze_networks_only():
+    import snn_icl
+
+    record = snn_icl.run(snn_icl.load("pretrained"), 2)
+    assert len(record.trials()) > 0 and "latency_by_trial" in record.summary()
+    with pytest.raises(ValueError, match="snn_icl.run runs water-maze episodes.*icl_regression"):
+        snn_icl.run(snn_icl.load("pretrained:icl_lstm"), 2)
+
+
 @pytest.mark.parametrize("kind", ["lsnn", "lstm", "transformer"])
 def test_shipped_checkpoints_are_verified_on_load(kind, tmp_path):
     import struct
