@@ -331,6 +331,11 @@ def test_train_resume_and_evaluate(tmp_path):
     assert k["k"] == list(range(7)) and k["least_squares"][-1] < 1e-3
     assert k["model"][4] < k["model"][0]
     assert set(res["ood"]) == set(ev.OOD)
+    # task by task against one GD step: the mean difference is the difference of the losses
+    v = res["vs_gd1"]
+    assert v["difference"] == pytest.approx(res["loss"] - gd1["loss"], abs=1e-5)
+    assert v["ci95"][0] < v["difference"] < v["ci95"][1] and v["beats"] == (v["ci95"][1] < 0)
+    assert "model - GD" in r.output
     r = runner.invoke(app, ["evaluate", str(whole), "--protocol", "reversal", "--out", str(out)])
     assert r.exit_code == 2 and "protocols are water-maze options" in r.output
 
@@ -473,6 +478,18 @@ def test_difference_ci_is_welchs():
     assert 2.0 * se < d["ci95"] < 5.0 * se  # t quantile with Welch's df (about 4)
     assert difference_ci([1.0], [2.0, 3.0])["ci95"] is None
     assert difference_ci([1.0, 1.0], [2.0, 2.0]) == {"difference": 1.0, "ci95": 0.0}
+
+
+def test_paired_difference_to_a_reference_is_task_by_task():
+    y = torch.randn(4096, generator=G(3))
+    ref_pred = y + 0.5 * torch.randn(4096, generator=G(4))  # loss about 0.125
+    same = ev.paired_difference(ref_pred, ref_pred, y)
+    assert same["difference"] == 0 and same["ci95"] == [0, 0] and not same["beats"]
+    better = ev.paired_difference(y + 0.4 * torch.randn(4096, generator=G(5)), ref_pred, y)
+    assert better["beats"] and better["ci95"][0] < better["difference"] == pytest.approx(-0.045, abs=0.01)
+    # a tiny gain on few tasks is within the noise: not called a win
+    close = ev.paired_difference(y[:64] + 0.499 * torch.randn(64, generator=G(6)), ref_pred[:64], y[:64])
+    assert not close["beats"] and close["ci95"][0] < 0 < close["ci95"][1]
 
 
 def test_shipped_predictors_load_and_the_lsa_is_one_gd_step():

@@ -6,6 +6,9 @@ was a training task: ``tune`` tasks choose the references' learning rates and ri
 and fit the probes' read-outs; ``test`` tasks are scored. The result (JSON-ready):
 
 - ``loss``: 0.5 x mean squared error on the query at k = N context examples;
+- ``vs_gd1``: the model's loss minus one GD step's, task by task on the same test tasks, with
+  its 95 % interval (normal, across tasks): whether the model beats one GD step beyond the
+  noise of the test set (``beats``: the whole interval below 0);
 - ``references``: ``zero``, ``gd1`` / ``gd2`` / ``gd3`` (loss, eta), ``ridge`` (loss, lambda),
   ``least_squares``, ``knn`` (loss, n), ``averaging``, each a loss on the same test tasks;
 - ``alignment.gd1`` (von Oswald): ``pred_diff`` = RMS of (model - GD) predictions,
@@ -112,6 +115,15 @@ def alignment(model: nn.Module, test: reg.RegressionBatch, eta: float,
             "model_cos": float(cos.mean()), "model_diff": float((sens - w_gd).norm(dim=-1).mean())}
 
 
+def paired_difference(pred: Tensor, other: Tensor, y: Tensor) -> dict[str, Any]:
+    """Loss of predictions ``pred`` [B] minus that of ``other`` [B] on the same targets ``y``
+    [B], task by task: mean, 95 % interval (normal; B is in the thousands) and whether the
+    whole interval lies below 0 (``beats``)."""
+    d = 0.5 * ((pred - y).pow(2) - (other - y).pow(2)).double()
+    mean, half = float(d.mean()), 1.96 * float(d.std()) / len(d) ** 0.5
+    return {"difference": mean, "ci95": [mean - half, mean + half], "beats": mean + half < 0}
+
+
 def _chunk(b: reg.RegressionBatch, i: int, n: int) -> reg.RegressionBatch:
     return reg.RegressionBatch(*(t[i:i + n] for t in b))
 
@@ -181,9 +193,12 @@ def evaluate(model: nn.Module, task: Any, seed: int, *, n_tasks: int = 4096) -> 
     tune, test = held_out_tasks(cfg, n_tasks, seed, 0), held_out_tasks(cfg, n_tasks, seed, 1)
     result: dict[str, Any] = {"seed": seed, "seed_kind": seed_kind(seed), "tasks": n_tasks,
                               "d": cfg.d, "n_examples": cfg.n_examples}
-    result["loss"] = ref.loss(predict(model, test), test.y_q)
+    pred = predict(model, test)
+    result["loss"] = ref.loss(pred, test.y_q)
     result["references"] = references(tune, test)
     gd1 = result["references"]["gd1"]
+    gd_pred = ref.predict(ref.gd_weights(test.x, test.y, gd1["eta"]), test.x_q)
+    result["vs_gd1"] = paired_difference(pred, gd_pred, test.y_q)
     result["loss_vs_gd1"] = result["loss"] / gd1["loss"]
     gen = torch.Generator().manual_seed(env_seed(seed, 2, training=False))
     result["alignment"] = {"gd1": alignment(model, _chunk(test, 0, min(n_tasks, 2048)), gd1["eta"], gen)}

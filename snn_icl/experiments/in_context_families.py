@@ -81,8 +81,10 @@ def _regression_summary(result: dict[str, Any]) -> str:
         f"({s['iterations']} iterations): training loss {s['share_first']:.3f} -> "
         f"{s['share_last']:.3f} of predicting 0 (least squares {s['least_squares_share']:.3f})"
         for s in result.get("curriculum_stages", []))
+    v = result["vs_gd1"]
     return (f"loss {result['loss']:.4f}; one GD step {r['gd1']['loss']:.4f} (eta "
-            f"{r['gd1']['eta']:.3f}), two {r['gd2']['loss']:.4f}, least squares "
+            f"{r['gd1']['eta']:.3f}; model - GD {v['difference']:+.4f}, 95 % CI "
+            f"[{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}]), two {r['gd2']['loss']:.4f}, least squares "
             f"{r['least_squares']['loss']:.2g}; vs GD: cosine {al['model_cos']:.4f}, prediction "
             f"difference {al['pred_diff_rel']:.3f} (relative)" + stages)
 
