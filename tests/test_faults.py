@@ -247,7 +247,8 @@ def _bad_metadata(src: Path, dst: Path) -> None:
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    """Every case of the bad-input table, prepared, run (two at a time) and snapshotted."""
+    """Every case of the bad-input table, prepared, run (in this process; one also through the
+    installed command) and snapshotted."""
     root = tmp_path_factory.mktemp("bad_inputs")
     task = _task_file(root, name="base")
     train_run(task, root / "run", progress=False)
