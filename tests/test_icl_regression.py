@@ -363,6 +363,9 @@ def test_sweep_and_report_of_a_regression_grid(tmp_path):
     assert len(rows) == 1 and rows[0]["family"] == "icl_regression" and rows[0]["n_seeds"] == 2
     assert rows[0]["training_tasks_mean"] == 60 * 256 and rows[0]["training_tasks_ci95"] == 0
     assert rows[0]["loss_vs_gd1_ci95"] > 0  # two seeds, two different networks
+    # 60 steps of a tiny LSA are not one GD step yet: above it on every seed, task by task
+    runs = json.loads((rep / "report.json").read_text())["runs"]
+    assert all(r["loss_minus_gd1"] > 0 for r in runs) and rows[0]["beats_gd1_mean"] == 0
     assert "loss / one GD step" in (rep / "report.md").read_text()
     curves = json.loads((rep / "report.json").read_text())["curves"]
     (c,) = curves.values()

@@ -43,6 +43,8 @@ class InContextFamily:
 REGRESSION_MEASURES = [
     ("loss", "loss at k = N"),
     ("loss_vs_gd1", "loss / one GD step"),
+    ("loss_minus_gd1", "loss - one GD step's, task by task"),
+    ("beats_gd1", "below one GD step beyond the test noise (share of seeds)"),
     ("loss_vs_gd2", "loss / two GD steps"),
     ("model_cos", "cosine with GD's sensitivity"),
     ("pred_diff_rel", "prediction difference from GD (relative)"),
@@ -65,6 +67,8 @@ def _regression_measures(result: dict[str, Any], counters: dict[str, Any]) -> di
     ref, by_k = result["references"], result["loss_by_k"]
     half = by_k["k"].index(result["n_examples"] // 2)
     return {"loss": result["loss"], "loss_vs_gd1": result["loss"] / ref["gd1"]["loss"],
+            "loss_minus_gd1": result["vs_gd1"]["difference"],
+            "beats_gd1": float(result["vs_gd1"]["beats"]),  # its mean: the share of seeds
             "loss_vs_gd2": result["loss"] / ref["gd2"]["loss"],
             "model_cos": result["alignment"]["gd1"]["model_cos"],
             "pred_diff_rel": result["alignment"]["gd1"]["pred_diff_rel"],
