@@ -768,7 +768,10 @@ def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
     if families.supervised(task.env) is not None:
         return build_predictor(task.agent, task.env.obs_dim, task.env.out_dim,
                                task.env.episode_steps, seed=seed)
-    return build_agent(task.agent, task.env.obs_dim, task.env.episode_steps, seed=seed)
+    # the longest training episode: a silent delay lengthens it (the transformer's position
+    # table must cover every step it is trained on)
+    steps = task.env.episode_steps + max(task.train.dark_max_steps)
+    return build_agent(task.agent, task.env.obs_dim, steps, seed=seed)
 
 
 RECORD_FLOATS_PER_STEP = 26

@@ -275,6 +275,30 @@ def test_init_from_a_foreign_or_missing_checkpoint_is_one_line(tiny_task_path, t
         assert "Traceback" not in result.output
 
 
+def test_transformer_trains_across_delays_from_a_shorter_trained_source(tiny_task, tmp_path):
+    """Dark delays lengthen the training episodes past a transformer's position table: the
+    table covers the longest one, and fine-tuning grows the source's table with its last row,
+    so the network starts out acting as the source does past its trained length."""
+    from snn_icl.storage.checkpoint import save_checkpoint
+    from snn_icl.train.run_dir import _init_weights
+
+    agent = {"kind": "transformer", "n_layer": 1, "n_head": 1, "n_embd": 8, "context_window": 16}
+    source_task = replace(tiny_task, agent=agent)
+    source = make_agent(source_task)
+    save_checkpoint(tmp_path / "src.safetensors", source_task, source)
+    task = replace(_delay_task(source_task, init_from=str(tmp_path / "src.safetensors"),
+                                batch_episodes=4, iterations=1),
+                   agent={"context_window": 8})
+    steps = tiny_task.env.episode_steps
+    grown = make_agent(task)
+    assert grown.pos.weight.shape[0] == steps + 6 == source.pos.weight.shape[0] + 6
+    _init_weights(grown, task)
+    torch.testing.assert_close(grown.pos.weight[steps:], source.pos.weight[-1:].expand(6, -1))
+    torch.testing.assert_close(grown.pos.weight[:steps], source.pos.weight)
+    state = new_state(task, grown)
+    batch = collect(state, task)  # episodes of steps + 6: past the source's table, no error
+    assert batch.steps == steps + 6 and batch.dark.any()
+
 # ----------------------------------------------------------------------------- analysis
 def _fake_sim(T=10, B=2, n=4, k=2):
     """Trial 1 for steps 0-3 (swimming 0-2, on the platform at 3), dark 4-7, trial 2 from 8."""

@@ -170,6 +170,10 @@ class Agent(Protocol):
     input_weights: ClassVar[dict[str, int]]
     """State-dict names of the weights that read the observation, with the axis that indexes
     it: fine-tuning onto a larger observation (the cue channel) grows them with zeros."""
+    position_table: ClassVar[str | None]
+    """State-dict name of a table with one row per env step of the episode (the transformer's
+    position embedding), or None: fine-tuning onto longer episodes (dark delays) grows it by
+    repeating its last row, which is what the source does past its trained length."""
     obs_dim: int
 
     @classmethod

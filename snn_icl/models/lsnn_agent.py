@@ -120,6 +120,7 @@ class LSNNAgent(nn.Module):
     )
     main_swaps: ClassVar[tuple[str, ...]] = ("swap_a", "swap_v_z")
     input_weights: ClassVar[dict[str, int]] = {"net.w_in": 0}
+    position_table: ClassVar[str | None] = None
 
     def __init__(self, obs_dim: int, cfg: LSNNConfig | None = None) -> None:
         super().__init__()

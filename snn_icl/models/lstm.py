@@ -70,6 +70,7 @@ class LSTMAgent(nn.Module):
     )
     main_swaps: ClassVar[tuple[str, ...]] = ("swap_c", "swap_h")
     input_weights: ClassVar[dict[str, int]] = {"lstm.weight_ih_l0": 1}
+    position_table: ClassVar[str | None] = None
 
     def __init__(self, obs_dim: int, hidden_size: int = 128, *, init_log_std: float = -0.5) -> None:
         super().__init__()

@@ -194,6 +194,7 @@ class TransformerAgent(nn.Module):
     )
     main_swaps: ClassVar[tuple[str, ...]] = ("swap_kv",)
     input_weights: ClassVar[dict[str, int]] = {"embed.weight": 1}
+    position_table: ClassVar[str | None] = "pos.weight"
     replay_chunk: ClassVar[int] = 64
     """Episodes per replay in :meth:`analysis_view` (bounds the [B, nh, T, T] attention maps)."""
 

@@ -290,6 +290,7 @@ def _init_weights(agent: Any, task: TaskConfig,
         if optimizer is not None:
             _check_optimizer_source(ckpt, task)
         _grow_inputs(ckpt, agent, task)
+        _grow_positions(ckpt, agent)
         # with an optimizer: the source's moments, this task's lr and weight decay (load_into)
         load_into(ckpt, agent, optimizer=optimizer)
     except (ValueError, OSError) as err:
@@ -310,6 +311,20 @@ def _check_optimizer_source(ckpt: Checkpoint, task: TaskConfig) -> None:
     if saved.env.obs_dim != task.env.obs_dim:
         raise ValueError(f"init_optimizer: it reads {saved.env.obs_dim} observation entries, "
                          f"this task {task.env.obs_dim}")
+
+
+def _grow_positions(ckpt: Checkpoint, agent: Any) -> None:
+    """Fine-tuning on episodes longer than the source's (dark delays): a per-step table (the
+    kind's ``position_table``) gets the source's last row for each new step, so the network
+    starts out as the source acts past its trained length (``extend_positions``)."""
+    name = getattr(type(agent), "position_table", None)
+    key = f"agent.{name}"
+    if name is None or key not in ckpt.tensors:
+        return
+    w = ckpt.tensors[key]
+    rows = agent.state_dict()[name].shape[0]
+    if w.shape[0] < rows:
+        ckpt.tensors[key] = torch.cat([w, w[-1:].expand(rows - w.shape[0], -1)], 0)
 
 
 def _grow_inputs(ckpt: Checkpoint, agent: Any, task: TaskConfig) -> None:
