@@ -58,6 +58,29 @@ def test_decoder_recovers_planted_signal_and_gives_chance_on_noise():
     assert (r.chance_shuffle > 0.8 * r.chance_mean).all()  # shuffled labels: chance too
 
 
+def test_decoder_ignores_silent_features_and_survives_a_lapack_failure(monkeypatch):
+    """Features constant over a bin (silent neurons) are dropped without changing the decoding
+    (at any constant), and when torch's eigh does not converge (CPU-dependent, with fewer samples
+    than features) the decoding is the same from numpy's."""
+    g = torch.Generator().manual_seed(1)
+    T, B, d = 4, 24, 30  # 48 samples per bin, 30 + 60 features
+    target = torch.rand(B, 2, generator=g) * 1.6 - 0.8
+    signal = (target @ torch.randn(2, d, generator=g))[None].expand(T, B, d) \
+        + 0.3 * torch.randn(T, B, d, generator=g)
+    labels = decoding.bin_labels(torch.arange(T)[:, None].expand(T, B).double(),
+                                 torch.tensor([0.0, 2.0, 4.0]))
+    silent = torch.cat([signal, torch.zeros(T, B, 60)], -1)
+    runs = [decoding.decode(x, target, labels, 2, generator=torch.Generator().manual_seed(0))
+            for x in (silent, silent + torch.cat([torch.zeros(d), torch.ones(60)]))]
+    monkeypatch.setattr(torch.linalg, "eigh", lambda c: (_ for _ in ()).throw(
+        torch.linalg.LinAlgError("linalg.eigh: failed to converge")))
+    runs.append(decoding.decode(silent, target, labels, 2, generator=torch.Generator().manual_seed(0)))
+    for r in runs[1:]:
+        torch.testing.assert_close(r.error, runs[0].error)
+        torch.testing.assert_close(r.chance_shuffle, runs[0].chance_shuffle)
+    assert (runs[0].error < 0.8 * runs[0].chance_mean).all()
+
+
 def test_time_since_first_visit_and_bad_input():
     onp = torch.tensor([[0, 0], [1, 0], [0, 0], [1, 0]], dtype=torch.bool)
     since = decoding.time_since_first_visit(onp)

@@ -71,11 +71,30 @@ def _folds(episode: Tensor, n_folds: int, generator: torch.Generator) -> tuple[T
     return fold_of[episode], len(present)
 
 
+def _eigh(C: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigen-decomposition of symmetric [P, d, d]. Where torch's LAPACK fails to converge (many
+    repeated eigenvalues when there are fewer samples than features; it depends on the CPU), the
+    decomposition is taken from numpy's, another LAPACK build, rather than stop the analysis."""
+    try:
+        return torch.linalg.eigh(C)
+    except torch.linalg.LinAlgError:
+        import numpy as np
+
+        evals, Q = np.linalg.eigh(C.detach().cpu().double().numpy())
+        return torch.from_numpy(evals).to(C), torch.from_numpy(Q).to(C)
+
+
 def _ridge_bin(X: Tensor, Ys: Tensor, fold: Tensor, n_folds: int,
                lambdas: Tensor) -> tuple[Tensor, Tensor]:
     """Nested-CV ridge on one bin. X [n, d], Ys [S, n, 2] (label sets: true + shuffles), fold [n].
 
     Returns (Euclidean error per sample [S, n], error of the training mean per sample [n])."""
+    # a feature constant over the bin (a silent neuron) is a centred zero in every fold: dropping
+    # it changes no prediction, and it adds repeated zero eigenvalues that LAPACK may not resolve
+    n_features = X.shape[1]  # the scale below stays per feature of the full set
+    varies = (X != X[:1]).any(0)
+    varies[0] |= not bool(varies.any())
+    X = X[:, varies]
     F = n_folds
     onehot = torch.nn.functional.one_hot(fold, F).to(X)  # [n, F]
     nf = onehot.sum(0)  # [F]
@@ -96,10 +115,10 @@ def _ridge_bin(X: Tensor, Ys: Tensor, fold: Tensor, n_folds: int,
     # One scale per training set (root mean feature variance), not one per feature: per-feature
     # z-scoring blows up features that are nearly constant in training (a rarely firing neuron,
     # a place cell far from the visited positions) when they move in the test episodes.
-    std = (torch.diagonal(C, dim1=1, dim2=2).sum(-1) / (n * X.shape[1])).clamp(min=1e-24).sqrt()
+    std = (torch.diagonal(C, dim1=1, dim2=2).sum(-1) / (n * n_features)).clamp(min=1e-24).sqrt()
     std = std[:, None]  # [P, 1]
     Cs = C / std[:, :, None] ** 2
-    evals, Q = torch.linalg.eigh(Cs)  # [P, d], [P, d, d]
+    evals, Q = _eigh(Cs)  # [P, d], [P, d, d]
     my = torch.einsum("pf,sfk->spk", keep, sy) / n[None, :, None]  # [S, P, 2]
     Cxy = torch.einsum("pf,sfik->spik", keep, sxy) - n[None, :, None, None] * mx[None, :, :, None] \
         * my[:, :, None, :]
