@@ -93,7 +93,7 @@ def _ridge_bin(X: Tensor, Ys: Tensor, fold: Tensor, n_folds: int,
     # it changes no prediction, and it adds repeated zero eigenvalues that LAPACK may not resolve
     n_features = X.shape[1]  # the scale below stays per feature of the full set
     varies = (X != X[:1]).any(0)
-    varies[0] |= not bool(varies.any())
+    varies[0] |= not bool(varies.any())  # all constant: keep one, so the shapes stay non-empty
     X = X[:, varies]
     F = n_folds
     onehot = torch.nn.functional.one_hot(fold, F).to(X)  # [n, F]
