@@ -90,6 +90,16 @@ def test_grid_expansion_and_naming(tmp_path, tiny_task):
     assert names == ["x=a_b", "x=a_b-2", "x=.._.."]
     assert sw.setting_names([{}]) == ["default"]
     assert sw.setting_names([{"env.seed": 1, "train.seed": 2}]) == ["env.seed=1,train.seed=2"]
+    # an over-long name shortens its long value (prefix + hash), never cuts off the short ones:
+    # cutting at NAME_MAX named a tau_a = 1200 run "tau_a=120"
+    src = "snn_icl/pretrained/silent_memory/silence_ramp/" + "x" * 80 + ".safetensors"
+    names = sw.setting_names([{"train.init_from": src, "agent.tau_a": t} for t in (600, 1200)]
+                             + [{"train.init_from": src + "2", "agent.tau_a": 600}])
+    assert all(len(n) <= sw.NAME_MAX for n in names)
+    assert [n.rpartition(",")[2] for n in names] == ["tau_a=600", "tau_a=1200", "tau_a=600"]
+    assert len(set(names)) == 3 and "-2" not in names[2]  # different paths, different hashes
+    long_keys = sw.setting_names([{f"env.k{i:03d}": i for i in range(40)}])[0]
+    assert len(long_keys) <= sw.NAME_MAX and long_keys.startswith("k000=0,k001=1")
     # a value the config refuses names the --set and the key
     with pytest.raises(ConfigError, match=r"--set train.lr=5 on water_maze_tiny: \[train\]: lr must be <= 1"):
         sw.expand([tiny_task], [sw.parse_set("train.lr=1e-3,5")], [0], tmp_path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import math
 import os
@@ -38,6 +39,7 @@ TABLES = ("env", "agent", "train", "eval", "protocol")
 SUBMITIT_MISSING = "the slurm backend needs submitit: pip install 'snn-icl[sweep]'"
 _SAFE = re.compile(r"[^A-Za-z0-9_.,=+-]")
 NAME_MAX = 120
+_HASHED = 32           # an over-long value keeps 23 characters and an 8-digit hash
 """Longest setting directory name (longer ones are cut and made unique)."""
 
 
@@ -151,9 +153,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _shortened(pairs: list[tuple[str, str]]) -> str:
+    """``key=value`` pairs joined by commas, at most NAME_MAX characters. Where the whole is too
+    long, the longest values become a prefix and a hash of the full value, longest first: a
+    cut at the end would name ``tau_a=1200`` as ``tau_a=120``, another setting's name."""
+    pairs = list(pairs)
+    while len(",".join(f"{k}={v}" for k, v in pairs)) > NAME_MAX:
+        i = max(range(len(pairs)), key=lambda j: len(pairs[j][1]))
+        key, value = pairs[i]
+        if len(value) <= _HASHED:  # every value already short: only the keys are long
+            whole = ",".join(f"{k}={v}" for k, v in pairs)
+            return whole[:NAME_MAX - 9] + "+" + _digest(whole)
+        pairs[i] = (key, value[:_HASHED - 9] + "+" + _digest(value))
+    return ",".join(f"{k}={v}" for k, v in pairs)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def setting_names(settings: list[dict[str, Any]]) -> list[str]:
     """Directory names of the settings: ``key=value`` joined by commas (``table.key`` where two
-    tables share the key), filesystem-safe, at most NAME_MAX characters, and unique."""
+    tables share the key), filesystem-safe, at most NAME_MAX characters (over-long values are
+    shortened to a prefix and a hash, never cut at the end), and unique."""
     keys = [k for s in settings[:1] for k in s]
     short = {k: k.partition(".")[2] for k in keys}
     clash = {v for v in short.values() if list(short.values()).count(v) > 1}
@@ -162,9 +184,8 @@ def setting_names(settings: list[dict[str, Any]]) -> list[str]:
         if not s:
             name = "default"
         else:
-            name = ",".join(f"{short[k] if short[k] not in clash else k}={_fmt(v)}"
-                            for k, v in s.items())
-            name = _SAFE.sub("_", name)[:NAME_MAX]
+            name = _shortened([(_SAFE.sub("_", short[k] if short[k] not in clash else k),
+                                _SAFE.sub("_", _fmt(v))) for k, v in s.items()])
             if name.startswith("."):
                 name = "_" + name[1:]
         base, i = name, 2
