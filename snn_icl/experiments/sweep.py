@@ -39,8 +39,9 @@ TABLES = ("env", "agent", "train", "eval", "protocol")
 SUBMITIT_MISSING = "the slurm backend needs submitit: pip install 'snn-icl[sweep]'"
 _SAFE = re.compile(r"[^A-Za-z0-9_.,=+-]")
 NAME_MAX = 120
-_HASHED = 32           # an over-long value keeps 23 characters and an 8-digit hash
-"""Longest setting directory name (longer ones are cut and made unique)."""
+"""Longest setting directory name (longer ones shorten their longest values, then are made
+unique)."""
+_HASHED = 32  # an over-long value keeps 23 characters, a "+" and an 8-digit hash
 
 
 # ---------------------------------------------------------------------------------------------
