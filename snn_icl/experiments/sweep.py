@@ -158,15 +158,17 @@ def _shortened(pairs: list[tuple[str, str]]) -> str:
     """``key=value`` pairs joined by commas, at most NAME_MAX characters. Where the whole is too
     long, the longest values become a prefix and a hash of the full value, longest first: a
     cut at the end would name ``tau_a=1200`` as ``tau_a=120``, another setting's name."""
+    def joined() -> str:
+        return ",".join(f"{k}={v}" for k, v in pairs)
+
     pairs = list(pairs)
-    while len(",".join(f"{k}={v}" for k, v in pairs)) > NAME_MAX:
+    while len(joined()) > NAME_MAX:
         i = max(range(len(pairs)), key=lambda j: len(pairs[j][1]))
         key, value = pairs[i]
         if len(value) <= _HASHED:  # every value already short: only the keys are long
-            whole = ",".join(f"{k}={v}" for k, v in pairs)
-            return whole[:NAME_MAX - 9] + "+" + _digest(whole)
+            return joined()[:NAME_MAX - 9] + "+" + _digest(joined())
         pairs[i] = (key, value[:_HASHED - 9] + "+" + _digest(value))
-    return ",".join(f"{k}={v}" for k, v in pairs)
+    return joined()
 
 
 def _digest(text: str) -> str:
