@@ -1148,6 +1148,10 @@ def main(argv: list[str] | None = None) -> None:
     # typer ships its own click; its exception types are only reachable here
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+    from snn_icl.train.stop_signal import dump_stacks_on_sigusr1
+
+    dump_stacks_on_sigusr1()  # kill -USR1 PID: where a long command is, without stopping it
+
     try:
         rv = app(args=argv, prog_name="snn-icl", standalone_mode=False)
     except typer.Exit as done:

@@ -196,7 +196,8 @@ def test_cli_train_smoke(tmp_path, tiny_task_path):
 
 def test_sigterm_stops_training_after_the_iteration_with_a_checkpoint(tmp_path, tiny_task_path):
     """kill (or Slurm at a time limit) ends `snn-icl train` with a checkpoint of the last
-    iteration, although the task's next timed checkpoint is an hour away; exit code 143."""
+    iteration, although the task's next timed checkpoint is an hour away; exit code 143. A
+    SIGUSR1 before it prints where the run is (every thread's stack) and stops nothing."""
     import signal
 
     text = tiny_task_path.read_text()
@@ -207,8 +208,9 @@ def test_sigterm_stops_training_after_the_iteration_with_a_checkpoint(tmp_path, 
     run = tmp_path / "run"
     code, err = signal_when(["train", str(task), "--out", str(run)],
                             lambda: (run / "metrics.csv").is_file() and len(_rows(run)) >= 3,
-                            signal.SIGTERM)
+                            [signal.SIGUSR1, signal.SIGTERM])
     assert code == 143, err
+    assert "most recent call first" in err and "Current thread" in err
     assert err.splitlines()[-1].startswith("stopped by SIGTERM after iteration")
     status = files.read_json(run / "run.json")
     n = len(_rows(run))

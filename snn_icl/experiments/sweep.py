@@ -479,11 +479,13 @@ def die_with(sweep_pid: int) -> None:
 
 def _start_worker(sweep_pid: int) -> None:
     """Pool worker initializer: die with the sweep (:func:`die_with`), and on SIGTERM stop the
-    run under way with a checkpoint and start no other (:mod:`snn_icl.train.stop_signal`)."""
-    from snn_icl.train.stop_signal import stop_worker_on_sigterm
+    run under way with a checkpoint and start no other (:mod:`snn_icl.train.stop_signal`); on
+    SIGUSR1 print its stacks, as the sweep process does."""
+    from snn_icl.train.stop_signal import dump_stacks_on_sigusr1, stop_worker_on_sigterm
 
     die_with(sweep_pid)
     stop_worker_on_sigterm()
+    dump_stacks_on_sigusr1()
 
 
 class SweepStopped(Exception):

@@ -15,6 +15,7 @@ thread keeps the default (SIGTERM ends the process).
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import signal
 import threading
 from typing import Any, Callable, Iterator
@@ -36,6 +37,14 @@ def _on_signal(signum: int, frame: Any) -> None:
 def requested() -> str | None:
     """The signal that asked this process to stop ("SIGTERM"), or None."""
     return _requested[0] if _requested else None
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` prints the stack of every thread of this process to stderr and the
+    process goes on: where a command that will not stop, or will not finish, is. (Unix only;
+    elsewhere nothing changes.)"""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 def stop_worker_on_sigterm() -> None:
