@@ -148,3 +148,18 @@ def test_every_shipped_network_is_a_verified_weights_only_checkpoint():
         assert not any(k.startswith(("optim.", "rng.")) for k in files.load_tensors(path)), path
         for text in (path.with_suffix(".json").read_text(), json.dumps(meta)):
             assert not any(p in text for p in ('"/work', '"/home', '"/tmp', '"/Users')), path
+
+
+def test_a_report_names_a_shipped_network_by_its_place_in_the_package(tmp_path, tiny_task):
+    """provenance(): shipped files, also those in a study's subfolder, are named from
+    snn_icl/pretrained/ (the same on every machine); any other file by the path given."""
+    from snn_icl.storage.checkpoint import pretrained_path, provenance
+
+    top = pretrained_path("lsnn")
+    sub = top.parent / "silent_memory" / "silence_ramp" / "scratch_alladaptive_seed0_iteration_006000.safetensors"
+    assert sub.is_file()
+    named = [provenance(p, tiny_task, {})["checkpoint"] for p in (top, sub, tmp_path / "x.safetensors")]
+    assert named == ["snn_icl/pretrained/lsnn_water_maze.safetensors",
+                     "snn_icl/pretrained/silent_memory/silence_ramp/"
+                     "scratch_alladaptive_seed0_iteration_006000.safetensors",
+                     str(tmp_path / "x.safetensors")]

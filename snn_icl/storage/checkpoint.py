@@ -280,11 +280,13 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu"
 
 
 def provenance(path: str | Path, task: TaskConfig, counters: dict[str, Any]) -> dict[str, Any]:
-    """What a report says about the checkpoint it measured: file (a shipped one by its place in
-    the package, not this machine's path), task name, training counters."""
+    """What a report says about the checkpoint it measured: file (a shipped one, also in a
+    study's subfolder, by its place in the package, not this machine's path), task name,
+    training counters."""
     where = Path(path).resolve()
     shipped = pretrained_path().parent.resolve()
-    name = f"snn_icl/pretrained/{where.name}" if where.parent == shipped else str(path)
+    name = (f"snn_icl/pretrained/{where.relative_to(shipped).as_posix()}"
+            if where.is_relative_to(shipped) else str(path))
     return {"checkpoint": name, "task": task.name, "trained": counters}
 
 
