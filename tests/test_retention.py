@@ -27,6 +27,13 @@ def test_zero_delay_is_the_plain_evaluation(tiny_task):
     assert r["memory_horizon"] == {"tau_a": tiny_task.agent.tau_a / tiny_task.agent.ms_per_step}
 
 
+def test_an_lsnn_whose_thresholds_do_not_adapt_has_no_adaptation_horizon(tiny_task):
+    """beta = 0 (the LIF control) or no adaptive neurons: tau_a is a parameter, not a memory."""
+    assert make_agent(tiny_task).memory_horizon()
+    for agent in ({"beta": 0.0}, {"n_regular": 24, "n_adaptive": 0}):
+        assert make_agent(replace(tiny_task, agent=agent)).memory_horizon() == {}
+
+
 def test_the_delay_reaches_the_agent_as_dark_steps(tiny_task):
     """During the delay the agent receives all-zero input; trial 2 starts exactly later."""
     from snn_icl.episodes.rollout import rollout_batches

@@ -233,7 +233,10 @@ class LSNNAgent(nn.Module):
         return zero_by_copy(self, state, name, rows)
 
     def memory_horizon(self) -> dict[str, float]:
-        """The adaptation time constant in env steps, ``tau_a / ms_per_step``."""
+        """The adaptation time constant in env steps, ``tau_a / ms_per_step``; none when no
+        threshold adapts (``beta`` = 0 or no adaptive neurons: ``a`` moves nothing)."""
+        if self.net.params.beta == 0 or self.n_adaptive == 0:
+            return {}
         return {"tau_a": self.net.params.tau_a_ms / self.ms_per_step}
 
     def without_adaptation(self) -> "LSNNAgent":
