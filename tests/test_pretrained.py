@@ -104,8 +104,10 @@ def test_shipped_checkpoints_are_verified_on_load(kind, tmp_path):
         Checkpoint(tmp_path / "flipped.safetensors")
 
 
-@pytest.mark.parametrize("name, task_file", [("lsnn_delay", "water_maze_delay.toml"),
-                                             ("lsnn_delay_lif", "water_maze_delay_lif.toml"),
+@pytest.mark.parametrize("name, task_file", [("lsnn_delay", "water_maze_delay_alladaptive.toml"),
+                                             ("lsnn_delay_lif", "water_maze_delay_alladaptive_lif.toml"),
+                                             ("lsnn_delay_finetuned", "water_maze_delay.toml"),
+                                             ("lsnn_delay_finetuned_lif", "water_maze_delay_lif.toml"),
                                              ("lsnn_cued", "water_maze_cued.toml"),
                                              ("lstm_cued", "water_maze_cued_lstm.toml"),
                                              ("transformer_cued", "water_maze_cued_transformer.toml"),

@@ -39,6 +39,8 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "icl_lsnn_long": "icl_regression_lsnn_long.safetensors",
               "lsnn_delay": "lsnn_delay_water_maze.safetensors",
               "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors",
+              "lsnn_delay_finetuned": "lsnn_delay_finetuned_water_maze.safetensors",
+              "lsnn_delay_finetuned_lif": "lsnn_delay_finetuned_lif_water_maze.safetensors",
               "lsnn_cued": "lsnn_cued_water_maze.safetensors",
               "lstm_cued": "lstm_cued_water_maze.safetensors",
               "transformer_cued": "transformer_cued_water_maze.safetensors",
@@ -47,8 +49,11 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "transformer_equal": "transformer_equal_water_maze.safetensors"}
 """Checkpoints shipped inside the package (snn_icl/pretrained/): the water-maze agents by kind,
 the in-context regression predictors as icl_KIND (docs/icl_regression.md; icl_lsnn_long: the
-LSNN's best recipe, tasks/icl_regression_lsnn_long.toml, seed 0), the LSNN
-fine-tuned with silent delays and its beta = 0 control (docs/silent_memory.md), and the three
+LSNN's best recipe, tasks/icl_regression_lsnn_long.toml, seed 0), the best LSNN trained with
+silent delays (all 200 neurons adaptive, tasks/water_maze_delay_alladaptive.toml, seed 0) and its
+beta = 0 control as lsnn_delay and lsnn_delay_lif, the first attempt (the shipped LSNN fine-tuned
+with delays, tasks/water_maze_delay.toml, seed 1) and its control as lsnn_delay_finetuned and
+lsnn_delay_finetuned_lif (docs/silent_memory.md), and the three
 agents fine-tuned with the visible-platform input, KIND_cued (docs/protocols.md), and training
 seed 0 of each kind from the equal-budget comparison, KIND_equal (docs/comparison.md)."""
 
