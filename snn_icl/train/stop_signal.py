@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import signal
+import sys
 import threading
 from typing import Any, Callable, Iterator
 
@@ -42,9 +43,11 @@ def requested() -> str | None:
 def dump_stacks_on_sigusr1() -> None:
     """``kill -USR1 PID`` prints the stack of every thread of this process to stderr and the
     process goes on: where a command that will not stop, or will not finish, is. (Unix only;
-    elsewhere nothing changes.)"""
-    if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    elsewhere nothing changes.) The process's own stderr (file descriptor 2), also when
+    ``sys.stderr`` is replaced by one without a file (pytest's capture, a notebook)."""
+    stream = sys.__stderr__
+    if hasattr(signal, "SIGUSR1") and stream is not None:
+        faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True, chain=False)
 
 
 def stop_worker_on_sigterm() -> None:
