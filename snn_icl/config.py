@@ -38,6 +38,7 @@ from snn_icl.envs.water_maze import WaterMazeConfig, reference_places
 from snn_icl.models import (LSNNConfig, agent_class, agent_kinds, build_agent, build_predictor,
                             predictor_class, predictor_kinds)
 from snn_icl.models.agent import check_value as _check
+from snn_icl.models.lsnn_config import LSNNNetworkConfig
 
 
 SEED_MAX = 2**31 - 1
@@ -205,6 +206,13 @@ class TrainConfig:
     """Share of training episodes with the platform visible (the cue channel, docs/protocols.md):
     each episode is cued with this probability (own generator: no other draw changes); needs
     ``[env] cue_channel = true``. 0: none."""
+    beta_ramp_iterations: int = 0
+    """LSNN agents: the adaptation strength rises linearly from 0 to ``[agent] beta`` over the
+    first this-many iterations (iteration i, 0-based, trains with ``beta * i / N``), then stays
+    at ``beta``: adaptation brought in slowly, e.g. in a network that first learnt the task
+    with fixed thresholds (docs/silent_memory.md). It follows the iteration count, so a resumed
+    run goes on where it was. Snapshots are weights only: one taken during the ramp is evaluated
+    at the full ``beta``. 0: ``beta`` throughout."""
     init_from: str = ""
     """Start from the weights of this checkpoint (a file, or "pretrained[:name]") instead of
     the task seed's initialisation: fine-tuning. Only the weights are taken (same agent kind
@@ -222,6 +230,12 @@ class TrainConfig:
         if self.lr_anneal_iterations == 0 or iteration < start:
             return self.lr
         return self.lr + (self.lr_final - self.lr) * (iteration - start) / self.lr_anneal_iterations
+
+    def beta_scale_at(self, iteration: int) -> float:
+        """Share of ``[agent] beta`` in force at the 0-based ``iteration``
+        (``beta_ramp_iterations``): ``iteration / N`` during the ramp, 1 after it."""
+        n = self.beta_ramp_iterations
+        return 1.0 if n == 0 or iteration >= n else iteration / n
 
     def atlantis_at(self, iteration: int) -> tuple[float, int] | None:
         """``(fraction, max_delay)`` of the stage in force at ``iteration``; None: no Atlantis."""
@@ -255,6 +269,8 @@ class TrainConfig:
                self.target_rate_hz)
         _check(0 <= self.lr_anneal_iterations <= self.iterations, "lr_anneal_iterations",
                f"must be in [0, iterations = {self.iterations}]", self.lr_anneal_iterations)
+        _check(0 <= self.beta_ramp_iterations <= self.iterations, "beta_ramp_iterations",
+               f"must be in [0, iterations = {self.iterations}]", self.beta_ramp_iterations)
         for key in ("entropy_coef", "value_coef", "rate_reg", "lr_final", "weight_decay",
                     "track_every", "snapshot_every"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
@@ -683,6 +699,14 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
         else:
             kwargs[table] = build_dataclass(cls, data.get(table, {}), where)
     train = kwargs["train"]
+    agent = kwargs["agent"]
+    if train.beta_ramp_iterations and not (isinstance(agent, LSNNNetworkConfig)
+                                           and agent.beta > 0 and agent.n_adaptive > 0):
+        raise ConfigError(f"{source} [train]: beta_ramp_iterations ramps the threshold adaptation "
+                          "of an LSNN; it needs an lsnn agent with n_adaptive > 0 and beta > 0 "
+                          f"(here {type(agent).__name__}"
+                          + (f", n_adaptive {agent.n_adaptive}, beta {agent.beta})"
+                             if isinstance(agent, LSNNNetworkConfig) else ")"))
     if families.supervised(kwargs["env"]) is None:
         check_protocol(kwargs["protocol"], kwargs["env"], f"{source} [protocol]")
         if any(train.dark_max_steps) and train.dark_after_trial + 1 >= kwargs["env"].max_trials:

@@ -49,6 +49,13 @@ def _write(tmp_path, text):
         ("[train]\nlr = 0.0\n", ["[train]", "lr"]),
         ("[train]\niterations = 10\nlr_anneal_iterations = 11\n", ["[train]", "lr_anneal_iterations"]),
         ("[train]\nlr_final = -1e-4\n", ["[train]", "lr_final"]),
+        ("[train]\niterations = 10\nbeta_ramp_iterations = 11\n", ["[train]", "beta_ramp_iterations"]),
+        ("[agent]\nbeta = 0.0\n[train]\nbeta_ramp_iterations = 5\n",
+         ["[train]", "beta_ramp_iterations", "beta 0.0"]),
+        ("[agent]\nn_regular = 10\nn_adaptive = 0\n[train]\nbeta_ramp_iterations = 5\n",
+         ["[train]", "beta_ramp_iterations", "n_adaptive 0"]),
+        ("[agent]\nkind = 'lstm'\n[train]\nbeta_ramp_iterations = 5\n",
+         ["[train]", "beta_ramp_iterations", "an lsnn agent"]),
         ("[train]\natlantis_fraction = 1.5\n", ["[train]", "atlantis_fraction"]),
         ("[train]\natlantis_max_delay = 0\n", ["[train]", "atlantis_max_delay"]),
         ("[train]\natlantis_from_iteration = [5, 3]\natlantis_fraction = [0.5, 0.5]\n"
@@ -103,3 +110,11 @@ def test_test_seeds_are_a_reserved_range_and_everything_else_is_validation():
     assert all(seed_kind(s) == "validation" for s in range(0, 21))  # looked at while developing
     for task in TASKS.glob("*.toml"):  # no task file evaluates on a test seed by default
         assert seed_kind(load_task(task).eval.seed) == "validation", task.name
+
+
+def test_beta_ramp_share_rises_linearly_then_stays_at_one():
+    from snn_icl.config import TrainConfig
+
+    cfg = TrainConfig(iterations=10, beta_ramp_iterations=4)
+    assert [cfg.beta_scale_at(i) for i in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert TrainConfig(iterations=10).beta_scale_at(0) == 1.0

@@ -332,3 +332,29 @@ def test_unknown_optimizer_is_a_config_error(tiny_task):
     from snn_icl.config import ConfigError
     with pytest.raises(ConfigError, match="optimizer"):
         replace(tiny_task, train={"optimizer": "sgd"})
+
+
+def test_beta_ramp_trains_each_iteration_at_its_share_and_resumes_exactly(tmp_path, tiny_task,
+                                                                          tiny_task_path,
+                                                                          monkeypatch):
+    from snn_icl.models.lsnn import LSNN
+
+    text = tiny_task_path.read_text().replace("[train]\n", "[train]\nbeta_ramp_iterations = 2\n")
+    ramped = tmp_path / "ramp.toml"
+    ramped.write_text(text)
+    set_to: list[float] = []
+    original = LSNN.set_beta
+    monkeypatch.setattr(LSNN, "set_beta", lambda net, b: (set_to.append(b), original(net, b)))
+    state = train_run(ramped, tmp_path / "full", progress=False)
+    beta = tiny_task.agent.beta
+    # iterations 0, 1, 2 at 0, beta / 2, beta; then the task's beta, as a checkpoint loads it
+    assert set_to == pytest.approx([0.0, beta / 2, beta, beta])
+    assert state.agent.net.params.beta == beta
+    split = tmp_path / "split"
+    train_run(ramped, split, progress=False, stop_after=1)
+    train_run(ramped, split, progress=False, resume=True)
+    plain = tmp_path / "plain"
+    train_run(tiny_task_path, plain, progress=False)
+    a, b, c = (files.load_tensors(r / CHECKPOINT) for r in (tmp_path / "full", split, plain))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["agent.net.w_rec"], c["agent.net.w_rec"])

@@ -53,6 +53,7 @@ Two backends:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import NamedTuple
@@ -173,6 +174,11 @@ class LSNN(nn.Module):
             f"tau_m={p.tau_m_ms}, tau_a={p.tau_a_ms}, v_th={p.v_th}, beta={p.beta}, "
             f"n_ref={p.n_ref}, gamma={p.gamma}, dt={p.dt_ms}, backend={self.backend!r}, fast={self.fast}"
         )
+
+    def set_beta(self, beta: float) -> None:
+        """Set the adaptation strength of the adaptive neurons (a training schedule, ``[train]
+        beta_ramp_iterations``); the weights are untouched."""
+        self.params = dataclasses.replace(self.params, beta=float(beta))
 
     def beta_vector(self, dtype=None, device=None) -> torch.Tensor:
         """Adaptation strength per neuron ``[n]``: 0 for the regular, ``beta`` for the adaptive

@@ -1,5 +1,5 @@
 """The iteration loop every trainer shares (PPO and the supervised one): threads, learning-rate
-schedule, counters, wall time, progress bar and the per-iteration callback."""
+and adaptation schedules, counters, wall time, progress bar and the per-iteration callback."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def run_iterations(task: Any, state: Any, step: Callable[[Any], Any],
                    stop_after: int | None = None, progress: bool = True) -> Any:
     """Run iterations until ``task.train.iterations`` (or ``stop_after`` more) are done.
 
-    Per iteration: set Adam's learning rate to ``task.train.lr_at(iteration)``, ``step(state)``
+    Per iteration: set Adam's learning rate to ``task.train.lr_at(iteration)`` (and an LSNN's
+    ``beta`` to its share ``task.train.beta_scale_at(iteration)`` with a ramp), ``step(state)``
     (the learning step; its time is the run's ``wall_time_s``), count the iteration and its
     ``batch_episodes``, ``measure(state, step's result)`` -> metrics (after the counters, outside
     ``wall_time_s``), add ``lr``, ``iteration``, ``episodes``, ``wall_time_s`` and
@@ -34,6 +35,8 @@ def run_iterations(task: Any, state: Any, step: Callable[[Any], Any],
             lr = task.train.lr_at(state.iteration)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
+            if task.train.beta_ramp_iterations:  # the LSNN's adaptation brought in slowly
+                state.agent.net.set_beta(task.agent.beta * task.train.beta_scale_at(state.iteration))
             result = step(state)
             state.iteration += 1
             state.episodes += task.train.batch_episodes
@@ -46,4 +49,6 @@ def run_iterations(task: Any, state: Any, step: Callable[[Any], Any],
             bar.update(1)
             if on_iteration is not None:
                 on_iteration(state, metrics)
+    if task.train.beta_ramp_iterations:  # as a checkpoint loads it: the task's own beta
+        state.agent.net.set_beta(task.agent.beta)
     return state
