@@ -211,8 +211,8 @@ class TrainConfig:
     first this-many iterations (iteration i, 0-based, trains with ``beta * i / N``), then stays
     at ``beta``: adaptation brought in slowly, e.g. in a network that first learnt the task
     with fixed thresholds (docs/silent_memory.md). It follows the iteration count, so a resumed
-    run goes on where it was. Snapshots are weights only: one taken during the ramp is evaluated
-    at the full ``beta``. 0: ``beta`` throughout."""
+    run goes on where it was. A snapshot taken during the ramp is saved with the ``beta`` it was
+    trained at (and no ramp), and loads and evaluates as that network. 0: ``beta`` throughout."""
     init_from: str = ""
     """Start from the weights of this checkpoint (a file, or "pretrained[:name]") instead of
     the task seed's initialisation: fine-tuning. Only the weights are taken (same agent kind

@@ -339,7 +339,8 @@ def test_beta_ramp_trains_each_iteration_at_its_share_and_resumes_exactly(tmp_pa
                                                                           monkeypatch):
     from snn_icl.models.lsnn import LSNN
 
-    text = tiny_task_path.read_text().replace("[train]\n", "[train]\nbeta_ramp_iterations = 2\n")
+    text = tiny_task_path.read_text().replace("[train]\n", "[train]\nbeta_ramp_iterations = 2\n"
+                                              "snapshot_every = 1\n")
     ramped = tmp_path / "ramp.toml"
     ramped.write_text(text)
     set_to: list[float] = []
@@ -350,6 +351,11 @@ def test_beta_ramp_trains_each_iteration_at_its_share_and_resumes_exactly(tmp_pa
     # iterations 0, 1, 2 at 0, beta / 2, beta; then the task's beta, as a checkpoint loads it
     assert set_to == pytest.approx([0.0, beta / 2, beta, beta])
     assert state.agent.net.params.beta == beta
+    # each snapshot loads as the network its weights were last trained as
+    for it, trained_at in ((1, 0.0), (2, beta / 2), (3, beta)):
+        snap, snap_task, _ = load_agent(tmp_path / "full" / "snapshots" / f"iteration_{it:06d}.safetensors")
+        assert snap.net.params.beta == pytest.approx(trained_at)
+        assert snap_task.agent.beta == pytest.approx(trained_at)
     split = tmp_path / "split"
     train_run(ramped, split, progress=False, stop_after=1)
     train_run(ramped, split, progress=False, resume=True)

@@ -7,6 +7,7 @@ with :mod:`snn_icl.train.supervised`; both through the same run directory.
     RUN/checkpoint.safetensors   latest good state (weights, Adam, RNG, counters) + .json copy
     RUN/metrics.csv              one row per iteration
     RUN/snapshots/               weights-only copies every ``[train] snapshot_every`` iterations
+                                 (during a beta ramp, each with the beta it was trained at)
                                  (iteration_NNNNNN.safetensors + .json; kept, never resumed from)
     RUN/tb/                      TensorBoard events (when tensorboard is installed)
     RUN/run.json                 seed, versions, status ("running", "done", "stopped",
@@ -112,6 +113,15 @@ def snapshot_path(run: Path, iteration: int) -> Path:
 
 class _Stop(Exception):
     """Raised after a complete iteration when a stop signal has arrived."""
+
+
+def snapshot_task(task: TaskConfig, agent: Any) -> TaskConfig:
+    """The task a snapshot is saved with: ``task``, except during a ``beta_ramp_iterations``
+    ramp, where it is the network the weights were last trained as (``[agent] beta`` the
+    ramp's value, no ramp), so that a snapshot loads and evaluates at its own ``beta``."""
+    if not task.train.beta_ramp_iterations:
+        return task
+    return replace(task, agent={"beta": agent.net.params.beta}, train={"beta_ramp_iterations": 0})
 
 
 def snapshot_paths(run: Path) -> list[Path]:
@@ -227,7 +237,7 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
         log.write(metrics)
         every = task.train.snapshot_every
         if every and s.iteration % every == 0:
-            save_checkpoint(snapshot_path(run, s.iteration), task, s.agent,
+            save_checkpoint(snapshot_path(run, s.iteration), snapshot_task(task, s.agent), s.agent,
                             iteration=s.iteration, episodes=s.episodes,
                             wall_time_s=s.wall_time_s)
         if time.monotonic() - last_save >= 60 * task.train.checkpoint_minutes:
