@@ -177,7 +177,7 @@ class LSNN(nn.Module):
 
     def set_beta(self, beta: float) -> None:
         """Set the adaptation strength of the adaptive neurons (a training schedule, ``[train]
-        beta_ramp_iterations``); the weights are untouched."""
+        beta_ramp_iterations``; the agents' ``without_adaptation``); the weights are untouched."""
         self.params = dataclasses.replace(self.params, beta=float(beta))
 
     def beta_vector(self, dtype=None, device=None) -> torch.Tensor:

@@ -13,7 +13,6 @@ one-shot memory has to live, since the weights are frozen at test time.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -242,7 +241,7 @@ class LSNNAgent(nn.Module):
     def without_adaptation(self) -> "LSNNAgent":
         """A copy with beta = 0 (thresholds fixed at v_th); this agent is untouched."""
         new = copy.deepcopy(self)
-        new.net.params = dataclasses.replace(new.net.params, beta=0.0)
+        new.net.set_beta(0.0)
         return new
 
     def analysis_view(self, sim: Any, recorded: dict[str, Tensor]) -> AnalysisView:

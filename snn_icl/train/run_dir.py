@@ -7,8 +7,8 @@ with :mod:`snn_icl.train.supervised`; both through the same run directory.
     RUN/checkpoint.safetensors   latest good state (weights, Adam, RNG, counters) + .json copy
     RUN/metrics.csv              one row per iteration
     RUN/snapshots/               weights-only copies every ``[train] snapshot_every`` iterations
-                                 (during a beta ramp, each with the beta it was trained at)
-                                 (iteration_NNNNNN.safetensors + .json; kept, never resumed from)
+                                 (iteration_NNNNNN.safetensors + .json; kept, never resumed from;
+                                 during a beta ramp, each with the beta it was trained at)
     RUN/tb/                      TensorBoard events (when tensorboard is installed)
     RUN/run.json                 seed, versions, status ("running", "done", "stopped",
                                  "failed: ...") and the counters of the last checkpoint (what
