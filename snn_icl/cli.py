@@ -609,11 +609,12 @@ def _eval_json(path: Path) -> dict[str, Any]:
 @app.command(short_help="Memory across a dark delay after trial 1.")
 @_clean_errors
 def retention(
-    sources: list[str] = typer.Argument(..., help="Checkpoints, run directories, pretrained[:kind], "
+    sources: list[str] = typer.Argument(None, help="Checkpoints, run directories, pretrained[:kind], "
                                         "LABEL=SRC,SRC,... (one condition over training seeds: mean "
                                         "and 95 % CI; a SRC may be a sweep's SWEEP/TASK/SETTING "
                                         "directory, for its seeds) or a sweep directory (one "
-                                        "condition per task)."),
+                                        "condition per task). None with --add-to: that output "
+                                        "drawn again, nothing measured."),
     delays: str = typer.Option(None, "--delays", help="Comma-separated dark delays after trial 1 "
                                "(env steps; default: snn_icl.experiments.retention.DEFAULT_DELAYS, 0 to 400)."),
     episodes: int = typer.Option(128, "--episodes", "-n", min=1, help="Held-out episodes per point."),
@@ -648,23 +649,33 @@ def retention(
     from snn_icl.experiments.retention import (DEFAULT_DELAYS, combine_seeds, markdown_table,
                                                retention_many, single_probe)
 
-    try:
-        steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
-    except ValueError:
-        raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
-    groups, singles = _retention_sources(sources)
+    if not sources:
+        if add_to is None:
+            raise ValueError("give the networks to measure, or --add-to RETENTION to draw an "
+                             "earlier output again")
+        saved = _earlier_retention_file(add_to)
+        episodes, seed = saved.get("episodes"), saved.get("seed")
+        probe = all("probe_trial2" in r or "probe_quadrant" in r for r in saved["results"].values())
+        first = next(iter(saved["results"].values()))
+        steps, every_trial = first["delays"], first.get("dark") == "after every trial"
+    else:
+        try:
+            steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
+        except ValueError:
+            raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
+    groups, singles = _retention_sources(sources or [])
     flat = singles + [m for members in groups.values() for m in members]
     require_water_maze(flat, "retention")  # every checkpoint found and checked before any work
     earlier = _earlier_retention(add_to, steps, episodes, seed, every_trial, probe)
     _claim(out, "retention", overwrite)
     measured = iter(retention_many(flat, steps, episodes, seed, workers=workers,
-                                   every_trial=every_trial, probe=probe))
+                                   every_trial=every_trial, probe=probe) if flat else [])
     results = dict(earlier)
     for name in (display_names(singles) if singles else []):
         results[name] = next(measured)
     for label, members in groups.items():
         results[label] = combine_seeds([next(measured) for _ in members])
-    if probe or groups:
+    if probe or groups or any(r.get("n_seeds", 1) > 1 for r in results.values()):
         plots.save(plots.plot_delay_curves({k: single_probe(r) for k, r in results.items()}),
                    out / "retention_curves.png")
     _publish(out, "retention", {"episodes": episodes, "seed": seed, "seed_kind": seed_kind(seed),
@@ -781,16 +792,9 @@ def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed
     measured the same way; {} without one."""
     if path is None:
         return {}
-    from snn_icl.storage import files
-
+    saved = _earlier_retention_file(path)
+    results = saved["results"]
     file = path / "retention.json" if path.is_dir() else path
-    if not file.is_file():
-        raise ValueError(f"--add-to {path}: no retention.json there")
-    saved = files.read_json(file)
-    results = saved.get("results") or {}
-    first = next(iter(results.values()), None)
-    if first is None:
-        raise ValueError(f"--add-to {file}: it holds no results")
     dark = "after every trial" if every_trial else "after trial 1"
     for name, r in results.items():
         same = (r.get("delays") == delays and saved.get("episodes") == episodes
@@ -800,6 +804,20 @@ def _earlier_retention(path: Path | None, delays: list[int], episodes: int, seed
             raise ValueError(f"--add-to {file}: {name} was measured at other delays, episodes, "
                              "seed or options; measure it again with these")
     return results
+
+
+def _earlier_retention_file(path: Path) -> dict[str, Any]:
+    """The contents of an earlier `snn-icl retention` output's retention.json (``path``: it or
+    its directory), checked to hold at least one result."""
+    from snn_icl.storage import files
+
+    file = path / "retention.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(f"--add-to {path}: no retention.json there")
+    saved = files.read_json(file)
+    if not isinstance(saved, dict) or not saved.get("results"):
+        raise ValueError(f"--add-to {file}: it holds no results")
+    return saved
 
 
 def _label_split(item: str) -> tuple[str, str]:

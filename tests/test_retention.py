@@ -121,3 +121,25 @@ def test_delay_curves_keep_the_latency_axis_to_the_data():
     fig = plot_delay_curves({"pooled": pooled})
     assert fig.axes[0].get_ylim() == pytest.approx((0.0, 1.15 * 52.0))
     assert fig.axes[1].get_ylim() == pytest.approx((0.0, 1.02))
+
+
+def test_delay_curves_spread_the_short_delays_and_keep_the_legend_off_the_panels():
+    """Delays spanning more than a decade get a symlog axis with a tick at each measured delay;
+    the legend sits below the panels with each label once."""
+    from snn_icl.viz.plots import plot_delay_curves
+
+    def one(delays):
+        k = len(delays)
+        return {"delays": delays, "latency_trial2": [20.0] * k, "latency_trial1": [50.0] * k,
+                "success_trial2": [0.8] * k, "probe_quadrant": [0.4] * k,
+                "optimal_trial2": [10.0] * k, "episodes": 4}
+
+    fig = plot_delay_curves({"a": one([0, 10, 100, 400]), "b": one([0, 10, 100, 400])},
+                            trained=100)
+    assert [ax.get_xscale() for ax in fig.axes] == ["symlog"] * 3
+    assert list(fig.axes[1].get_xticks()) == [0, 10, 100, 400]
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels.count("longest trained delay (100)") == 1
+    assert {"a (n = 1)", "b (n = 1)", "straight swim", "chance (0.25)"} <= set(labels)
+    assert plot_delay_curves({"a": one([0, 25, 50])}).axes[0].get_xscale() == "linear"

@@ -519,6 +519,15 @@ def test_retention_add_to_joins_earlier_networks(tiny_task_path, tmp_path):
                                 "--out", str(tmp_path / "c")])
     assert other.exit_code == 2 and "measured at other delays" in other.output
     assert not (tmp_path / "c").exists()
+    # no networks: the earlier output drawn again, its numbers, episodes and seed kept
+    again = runner.invoke(app, ["retention", "--add-to", str(tmp_path / "b"),
+                                "--out", str(tmp_path / "d")])
+    assert again.exit_code == 0, again.output
+    redrawn = json.loads((tmp_path / "d" / "retention.json").read_text())
+    assert redrawn["results"] == saved and (redrawn["episodes"], redrawn["seed"]) == (4, 2)
+    assert (tmp_path / "d" / "retention.png").is_file()
+    nothing = runner.invoke(app, ["retention", "--out", str(tmp_path / "e")])
+    assert nothing.exit_code == 2 and "--add-to" in nothing.output
 
 
 def test_training_curves_group_seeds_by_condition(tmp_path):

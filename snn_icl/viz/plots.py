@@ -438,16 +438,38 @@ def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None
             ax.axhline(0.25, color="k", ls="--", lw=1, label="chance (0.25)")
         if trained is not None:
             ax.axvline(trained, color="0.3", ls="-.", lw=1, label=f"longest trained delay ({trained})")
-        ax.set_xlabel("dark delay between trial 1 and trial 2 (env steps)")
+        _delay_axis(ax, results)
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0, top=1.02 if key != "latency_trial2" else 1.15 * top or None)
-    axes[0].legend(fontsize=7, frameon=False)
+    # below the panels, not on them: with many conditions a legend inside hides the short delays
+    entries: dict[str, Any] = {}
+    for ax in axes:  # each label once (the trained-delay line is on every panel)
+        for handle, lab in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(lab, handle)
+    handles, labels = list(entries.values()), list(entries)
+    rows = -(-len(labels) // 4)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     first = next(iter(results.values()))
     fig.suptitle(title or f"memory across a silent delay ({first.get('episodes', '?')} episodes "
                  "per point and network; dotted: trial 1; bands: 95 % CI across training seeds)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.035 * rows + 0.02, 1, 1))
     return fig
+
+
+def _delay_axis(ax, results: dict[str, dict[str, Any]]) -> None:
+    """The delay axis: symmetric-log (linear below 10 env steps) when the delays span more than
+    a decade, so 0-50 steps, where most memories end, are not squeezed against 400; ticks at the
+    measured delays."""
+    delays = sorted({int(d) for r in results.values() for d in r["delays"]})
+    positive = [d for d in delays if d > 0]
+    if positive and max(positive) > 10 * min(positive):
+        ax.set_xscale("symlog", linthresh=10, linscale=0.5)
+        ax.set_xticks(delays)
+        ax.set_xticklabels([str(d) for d in delays])
+        ax.minorticks_off()
+        ax.set_xlim(min(delays) - 1, 1.15 * max(delays))  # symlog's autoscale pads 0 unevenly
+    ax.set_xlabel("dark delay between trial 1 and trial 2 (env steps)")
 
 
 def plot_sweep_curves(curves: dict[str, dict[str, Any]]) -> Figure:
