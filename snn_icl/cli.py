@@ -649,24 +649,22 @@ def retention(
     from snn_icl.experiments.retention import (DEFAULT_DELAYS, combine_seeds, markdown_table,
                                                retention_many, single_probe)
 
-    if not sources:
-        if add_to is None:
-            raise ValueError("give the networks to measure, or --add-to RETENTION to draw an "
-                             "earlier output again")
-        saved = _earlier_retention_file(add_to)
-        episodes, seed = saved.get("episodes"), saved.get("seed")
-        probe = all("probe_trial2" in r or "probe_quadrant" in r for r in saved["results"].values())
-        first = next(iter(saved["results"].values()))
-        steps, every_trial = first["delays"], first.get("dark") == "after every trial"
-    else:
-        try:
-            steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
-        except ValueError:
-            raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
+    if not sources and add_to is None:
+        raise ValueError("give the networks to measure, or --add-to RETENTION to draw an "
+                         "earlier output again")
+    try:
+        steps = list(DEFAULT_DELAYS) if delays is None else [int(x) for x in delays.split(",")]
+    except ValueError:
+        raise ValueError(f"--delays must be comma-separated integers, got {delays!r}") from None
     groups, singles = _retention_sources(sources or [])
     flat = singles + [m for members in groups.values() for m in members]
     require_water_maze(flat, "retention")  # every checkpoint found and checked before any work
-    earlier = _earlier_retention(add_to, steps, episodes, seed, every_trial, probe)
+    if sources:
+        earlier = _earlier_retention(add_to, steps, episodes, seed, every_trial, probe)
+    else:  # no networks: that output drawn again, as it was measured
+        saved = _earlier_retention_file(add_to)
+        earlier, episodes, seed = saved["results"], saved.get("episodes"), saved.get("seed")
+        probe = all("probe_trial2" in r or "probe_quadrant" in r for r in earlier.values())
     _claim(out, "retention", overwrite)
     measured = iter(retention_many(flat, steps, episodes, seed, workers=workers,
                                    every_trial=every_trial, probe=probe) if flat else [])

@@ -447,8 +447,9 @@ def plot_delay_curves(results: dict[str, dict[str, Any]], *, trained: int | None
         for handle, lab in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(lab, handle)
     handles, labels = list(entries.values()), list(entries)
-    rows = -(-len(labels) // 4)
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    ncol = 4
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     first = next(iter(results.values()))
     fig.suptitle(title or f"memory across a silent delay ({first.get('episodes', '?')} episodes "
                  "per point and network; dotted: trial 1; bands: 95 % CI across training seeds)",
