@@ -167,7 +167,12 @@ class TrainConfig:
     """Iterations between weights-only snapshots kept in RUN/snapshots/ (0: none): the
     learning curve evaluated on held-out episodes afterwards (``snn-icl time-to-targets``)."""
     threads: int = 2
-    """torch CPU threads."""
+    """torch CPU threads (per process, see ``processes``)."""
+    processes: int = 1
+    """Data-parallel PPO on this many CPU processes (:mod:`snn_icl.train.data_parallel`): each
+    collects ``batch_episodes / processes`` of every batch and the gradients are averaged, so one
+    run uses ``processes`` cores. The water maze on the CPU only; a different stream of random
+    draws from one process's, reproducible from the task file and seed."""
     device: str = "cpu"
     """Where the network, the env's tensors and Adam's state live: "cpu" (default), "cuda" or
     "cuda:N" (a GPU; the LSNN then runs its torch-ops fast path, the numba kernels being
@@ -257,7 +262,8 @@ class TrainConfig:
         return self.dark_rate_reg[min(stage, len(self.dark_rate_reg) - 1)]
 
     def __post_init__(self) -> None:
-        for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads"):
+        for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads",
+                    "processes"):
             _check(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
         for key in ("lr", "clip", "max_grad_norm", "checkpoint_minutes"):
             _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
@@ -301,6 +307,13 @@ class TrainConfig:
                "device", f"must be one of {list(DEVICES)} (or 'cuda:N')", self.device)
         _check(self.batch_episodes % self.minibatches == 0, "minibatches",
                f"must divide batch_episodes = {self.batch_episodes}", self.minibatches)
+        _check(self.batch_episodes % (self.minibatches * self.processes) == 0, "processes",
+               f"times minibatches = {self.minibatches} must divide batch_episodes = "
+               f"{self.batch_episodes} (each process takes an equal share of every minibatch)",
+               self.processes)
+        _check(self.processes == 1 or self.device == "cpu", "processes",
+               f"must be 1 on device {self.device!r} (data-parallel training is for CPU cores)",
+               self.processes)
 
 
 @dataclass(frozen=True)
@@ -723,6 +736,9 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
         if train.cued_fraction and not kwargs["env"].cue_channel:
             raise ConfigError(f"{source} [train]: cued_fraction needs the visible-platform input "
                               "([env] cue_channel = true)")
+    elif train.processes > 1:
+        raise ConfigError(f"{source} [train]: processes > 1 (data-parallel PPO) is for the water "
+                          f"maze, not a supervised family (got {train.processes})")
     elif (any(train.dark_max_steps) or any(train.dark_rate_reg) or train.cued_fraction
           or not train.dark_rate_reg_cue):
         raise ConfigError(f"{source} [train]: dark_max_steps, dark_rate_reg, dark_rate_reg_cue "

@@ -5,6 +5,10 @@ class NonFiniteError(RuntimeError):
     """A NaN or inf appeared in the loss, the gradients or the weights."""
 
 
+class HelperError(RuntimeError):
+    """A helper process of data-parallel training ended before the training did."""
+
+
 def one_line(err: BaseException) -> str:
     """An error as one line for a user: an OS error as its reason and the file it concerns,
     anything else as its message with the lines joined (the type's name if it has none)."""

@@ -16,6 +16,10 @@ Randomness: one ``torch.Generator`` (action noise, input spikes, minibatch order
 part of :class:`TrainState`, and env seeds derived from (seed, iteration). Restoring a TrainState
 therefore continues a run exactly as if it had never stopped.
 
+Cores: with ``[train] processes = N`` the batch is collected and its gradients computed by N
+processes, averaged at every step (:mod:`snn_icl.train.data_parallel`); this module's functions
+take the collective steps as an optional ``sync``.
+
 Devices: everything follows the agent. The env is created on the agent's device (``[train]
 device``, see :func:`snn_icl.train.run_dir.train_run`), the rollout's tensors and Adam's state
 live there; the generators stay on the CPU (draws are made there and moved), so a seed draws the
@@ -41,6 +45,7 @@ from snn_icl.models.agent import gaussian_entropy, gaussian_log_prob, module_dev
 from snn_icl.episodes.rollout import env_seed, rollout
 from snn_icl.episodes.measures import training_metrics
 from snn_icl.episodes.record import EpisodeRecord
+from snn_icl.train.data_parallel import Sync, data_parallel, mean_stats
 from snn_icl.train.errors import NonFiniteError
 from snn_icl.train.loop import run_iterations
 
@@ -99,8 +104,13 @@ def _check_finite(name: str, value: Tensor, iteration: int) -> None:
         raise NonFiniteError(f"non-finite {name} at iteration {iteration + 1}: training stopped")
 
 
-def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) -> dict[str, float]:
-    """The PPO epochs over one batch of whole episodes; returns mean losses and diagnostics."""
+def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig,
+               sync: Sync | None = None) -> dict[str, float]:
+    """The PPO epochs over one batch of whole episodes; returns mean losses and diagnostics.
+
+    With ``sync`` (data-parallel, :mod:`snn_icl.train.data_parallel`) ``batch`` is this process's
+    share: advantages are normalised over every process's minibatch, gradients averaged over the
+    processes, and process 0 (the one with an optimizer) steps and sends the weights."""
     cfg = task.train
     agent, opt = state.agent, state.optimizer
     adv, ret = gae(batch.reward, batch.value, cfg.discount, cfg.gae_lambda)
@@ -117,7 +127,8 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
             log_prob = gaussian_log_prob(policy, batch.action[:, mb])
             ratio = (log_prob - batch.log_prob[:, mb]).exp()
             a = adv[:, mb]
-            a = (a - a.mean()) / (a.std() + 1e-8)
+            mean, std = (a.mean(), a.std()) if sync is None else sync.moments(a)
+            a = (a - mean) / (std + 1e-8)
             pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
             v_loss = 0.5 * (policy.value - ret[:, mb]).pow(2).mean()
             entropy = gaussian_entropy(policy)
@@ -131,11 +142,17 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
                                                0 if cfg.dark_rate_reg_cue
                                                else task.env.recall_cue_steps)
             _check_finite("loss", loss.detach(), state.iteration)
-            opt.zero_grad(set_to_none=True)
+            agent.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
-            _check_finite("gradient norm", grad_norm, state.iteration)
-            opt.step()
+            if sync is not None:  # a helper's NaN reaches process 0 in the mean loss
+                _check_finite("loss", sync.gradients(agent, loss), state.iteration)
+            if opt is not None:  # a data-parallel helper has none: process 0 steps for all
+                grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+                _check_finite("gradient norm", grad_norm, state.iteration)
+                opt.step()
+                stats["grad_norm"].append(float(grad_norm))
+            if sync is not None:
+                sync.weights(agent)
             with torch.no_grad():
                 log_ratio = log_prob - batch.log_prob[:, mb]
                 stats["approx_kl"].append(float(((ratio - 1) - log_ratio).mean()))
@@ -143,10 +160,9 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig) ->
             stats["policy_loss"].append(pg_loss.item())
             stats["value_loss"].append(v_loss.item())
             stats["entropy"].append(entropy.item())
-            stats["grad_norm"].append(float(grad_norm))
     for p in agent.parameters():
         _check_finite("weights", p.detach(), state.iteration)
-    return {k: sum(v) / len(v) for k, v in stats.items()}
+    return {k: sum(v) / len(v) for k, v in stats.items() if v}
 
 
 def dark_left(dark: Tensor) -> Tensor:
@@ -190,35 +206,59 @@ def _dark_rate_terms(policy: Any, batch: EpisodeRecord, mb: Tensor, weight: floa
     return weight * dark_rate.pow(2).mean()
 
 
-def collect(state: TrainState, task: TaskConfig) -> dict[str, Tensor]:
-    """One batch of whole training episodes with the current weights (no gradient)."""
+def collect(state: TrainState, task: TaskConfig, *, episodes: int | None = None,
+            seed: int | None = None) -> dict[str, Tensor]:
+    """One batch of whole training episodes with the current weights (no gradient):
+    ``episodes`` of them (default ``batch_episodes``; a data-parallel process's share) from the
+    env seed ``seed`` (default: the iteration's)."""
     state.agent.eval()
     cfg = task.train
-    seed = env_seed(task.seed, state.iteration, training=True)
+    episodes = cfg.batch_episodes if episodes is None else episodes
+    seed = env_seed(task.seed, state.iteration, training=True) if seed is None else seed
     longest = cfg.dark_at(state.iteration)
     env_cfg = replace(task.env, episode_steps=task.env.episode_steps + longest)
-    env = WaterMaze(env_cfg, num_envs=cfg.batch_episodes, seed=seed,
+    env = WaterMaze(env_cfg, num_envs=episodes, seed=seed,
                     device=module_device(state.agent))
     atlantis = cfg.atlantis_at(state.iteration)
     options = {} if atlantis is None else {"atlantis": atlantis}
     if longest:  # silent delays: own generator, so the platforms and releases stay the same
         draw = torch.Generator().manual_seed(seed + 1)
         options.update(dark_after_trial=cfg.dark_after_trial,
-                       dark_steps=torch.randint(0, longest + 1, (cfg.batch_episodes,),
+                       dark_steps=torch.randint(0, longest + 1, (episodes,),
                                                 generator=draw))
     if cfg.cued_fraction:  # visible-platform episodes: own generator, as the delays
         draw = torch.Generator().manual_seed(seed + 2)
-        options["cued"] = torch.rand(cfg.batch_episodes, generator=draw) < cfg.cued_fraction
+        options["cued"] = torch.rand(episodes, generator=draw) < cfg.cued_fraction
     # the [protocol] table: reference places, a reversal or a probe in every training episode
     options.update(task.protocol.training_kwargs(task))
     return rollout(state.agent, env, generator=state.generator, **options)
 
 
+def behaviour(batch: EpisodeRecord) -> EpisodeRecord:
+    """The batch without its training-only tensors, on the CPU (what the metrics read)."""
+    return batch.without("obs", "net_input", "action_mean", "value", "log_prob", "z",
+                         "A").to("cpu")
+
+
 def iteration_metrics(batch: EpisodeRecord, env: Any, losses: dict[str, float]) -> dict[str, float]:
     """Behaviour of the collected batch (:func:`snn_icl.episodes.measures.training_metrics`:
     goals, median latency of trial 1, pooled median of trials 2-4) + losses; measured on the CPU."""
-    behaviour = batch.without("obs", "net_input", "action_mean", "value", "log_prob", "z", "A")
-    return {**training_metrics(behaviour.to("cpu"), env), **losses}
+    return {**training_metrics(behaviour(batch), env), **losses}
+
+
+def helper_iteration(task: TaskConfig, agent: nn.Module, sync: Sync,
+                     plan: tuple[int, int, int, int]) -> None:
+    """A data-parallel helper's share of an iteration: collect its episodes with the seeds of
+    ``plan`` (iteration, generator seed, env seed, rank), take part in the update, and send its
+    diagnostics and behaviour to process 0 (the same order as :func:`train`'s step)."""
+    iteration, gen_seed, seed, _ = plan
+    if task.train.beta_ramp_iterations:
+        agent.net.set_beta(task.agent.beta * task.train.beta_scale_at(iteration))
+    state = TrainState(agent, None, torch.Generator().manual_seed(gen_seed),  # type: ignore[arg-type]
+                       iteration=iteration)
+    batch = collect(state, task, episodes=task.train.batch_episodes // sync.world, seed=seed)
+    sync.gather(ppo_update(state, batch, task, sync))
+    sync.gather(behaviour(batch))
 
 
 def train(task: TaskConfig, state: TrainState, *,
@@ -229,14 +269,21 @@ def train(task: TaskConfig, state: TrainState, *,
     ``on_iteration(state, metrics)`` is called after every completed iteration, with the weights
     already checked finite; a :class:`NonFiniteError` is raised before it for a bad iteration.
     """
-    def step(s: TrainState) -> tuple[Any, dict[str, float]]:
-        batch = collect(s, task)
-        return batch, ppo_update(s, batch, task)
-
     def postfix(m: dict[str, float]) -> dict[str, str]:
         return {"goals": f"{m['goals_per_episode']:.2f}", "lat1": f"{m['latency_trial1']:.0f}",
                 "lat2_4": f"{m['latency_trials2_4']:.0f}"}
 
-    return run_iterations(task, state, step,
-                          lambda s, r: iteration_metrics(r[0], task.env, r[1]), postfix,
-                          on_iteration=on_iteration, stop_after=stop_after, progress=progress)
+    with data_parallel(task, state.agent, helper_iteration) as sync:
+        def step(s: TrainState) -> tuple[Any, dict[str, float]]:
+            if sync is None:
+                batch = collect(s, task)
+                return batch, ppo_update(s, batch, task)
+            sync.plan(s.iteration, s.generator)
+            batch = collect(s, task, episodes=task.train.batch_episodes // sync.world)
+            losses = mean_stats(sync.gather(ppo_update(s, batch, task, sync)))
+            return EpisodeRecord.cat(sync.gather(behaviour(batch))), losses
+
+        return run_iterations(task, state, step,
+                              lambda s, r: iteration_metrics(r[0], task.env, r[1]), postfix,
+                              on_iteration=on_iteration, stop_after=stop_after,
+                              progress=progress)

@@ -46,7 +46,7 @@ from snn_icl.storage import files
 from snn_icl.storage.checkpoint import (CHECKPOINT_FILE as CHECKPOINT, Checkpoint, load_into,
                                       resolve, save_checkpoint)
 from snn_icl.storage.outputs import claim
-from snn_icl.train.errors import NonFiniteError, one_line
+from snn_icl.train.errors import HelperError, NonFiniteError, one_line
 from snn_icl.train import supervised as supervised_training
 from snn_icl.train.ppo import TrainState, new_state, train as ppo_train
 from snn_icl.train.stop_signal import stop_on_sigterm
@@ -264,7 +264,7 @@ def _train_in(task: TaskConfig, task_path: str | Path, run: Path, resume: bool, 
             _status(run, task, f"{reason} ({kept})", state, saved_at)
         except OSError:
             pass  # a full disk: run.json keeps its last state; the message says what happened
-        if isinstance(err, (NonFiniteError, OSError, OverflowError, MemoryError)):
+        if isinstance(err, (NonFiniteError, HelperError, OSError, OverflowError, MemoryError)):
             raise RunFailed(f"{run}: {one_line(err)}; {kept}") from err
         raise
     finally:
