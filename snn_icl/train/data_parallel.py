@@ -61,7 +61,7 @@ class Sync:
              stop: bool = False) -> tuple[int, int, int, int] | None:
         """Start an iteration. Process 0 draws a (generator seed, env seed) pair per helper from
         ``generator`` and sends them with the iteration; every process gets back ``(iteration,
-        generator seed, env seed, episodes share index)`` for itself (process 0: its own
+        generator seed, env seed, rank)`` for itself (process 0: its own
         generator goes on, the seeds are unused), or None when ``stop``."""
         msg = torch.zeros(2 + 2 * self.world, dtype=torch.int64)
         if self.rank == 0:
@@ -143,16 +143,19 @@ def data_parallel(task: Any, agent: nn.Module, work: Work) -> Iterator[Sync | No
     from snn_icl.config import task_to_dict
 
     ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Queue()
+    # one pipe per helper to say it is ready (pipes hold no semaphore that a killed helper
+    # could leave behind)
+    pipes = [ctx.Pipe(duplex=False) for _ in range(1, world)]
     address = f"tcp://127.0.0.1:{_free_port()}"
-    helpers = [ctx.Process(target=_helper, args=(rank, world, address, task_to_dict(task), ready, work),
+    helpers = [ctx.Process(target=_helper, args=(rank, world, address, task_to_dict(task),
+                                                 pipes[rank - 1][1], work),
                            name=f"snn-icl-helper-{rank}") for rank in range(1, world)]
     for h in helpers:
         h.start()
     sync = Sync(0, world)
     ok = False
     try:
-        _wait_ready(ready, helpers)
+        _wait_ready([receive for receive, _ in pipes], helpers)
         dist.init_process_group("gloo", init_method=address, rank=0, world_size=world,
                                 timeout=TIMEOUT)
         sync.weights(agent)
@@ -178,38 +181,42 @@ def data_parallel(task: Any, agent: nn.Module, work: Work) -> Iterator[Sync | No
                 h.join()
         if dist.is_initialized():
             dist.destroy_process_group()
+        for receive, send in pipes:
+            receive.close()
+            send.close()
 
 
-def _wait_ready(ready: Any, helpers: list[Any]) -> None:
+def _wait_ready(pipes: list[Any], helpers: list[Any]) -> None:
     """Wait until every helper has built its agent (a helper that dies first is reported)."""
-    import queue
-
-    waiting = len(helpers)
-    while waiting:
-        try:
-            ready.get(timeout=0.5)
-            waiting -= 1
-        except queue.Empty:
-            dead = [h for h in helpers if not h.is_alive()]
-            if dead:
-                raise HelperError(f"data-parallel helper {dead[0].name} ended before training "
-                                  f"began (exit code {dead[0].exitcode})")
+    for pipe, helper in zip(pipes, helpers):
+        while not pipe.poll(0.5):
+            if not helper.is_alive():
+                raise HelperError(f"data-parallel helper {helper.name} ended before training "
+                                  f"began (exit code {helper.exitcode})")
+        pipe.recv()
 
 
 def _helper(rank: int, world: int, address: str, task_dict: dict[str, Any], ready: Any,
-            work: Work) -> None:
+            work: Work) -> None:  # ready: the sending end of a pipe
     """A helper process: receive the weights, then ``work`` on each iteration's plan until
     process 0 says stop (or goes away)."""
     # the training process decides when to stop; a Ctrl-C or SIGTERM to the process group
     # reaches it, and it stops the helpers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # tqdm's default lock is a multiprocessing semaphore, which a helper killed after an error
+    # would leave registered (a warning at exit); a helper draws no bars
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     from snn_icl.config import make_agent, task_from_dict
 
     task = task_from_dict(task_dict)
     torch.set_num_threads(task.train.threads)
     agent = make_agent(task)
-    ready.put(rank)
+    ready.send(rank)
     dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world,
                             timeout=TIMEOUT)
     sync = Sync(rank, world)
