@@ -58,11 +58,11 @@ class Sync:
         self.rank, self.world = rank, world
 
     def plan(self, iteration: int = 0, generator: torch.Generator | None = None,
-             stop: bool = False) -> tuple[int, int, int, int] | None:
+             stop: bool = False) -> tuple[int, int, int] | None:
         """Start an iteration. Process 0 draws a (generator seed, env seed) pair per helper from
         ``generator`` and sends them with the iteration; every process gets back ``(iteration,
-        generator seed, env seed, rank)`` for itself (process 0: its own
-        generator goes on, the seeds are unused), or None when ``stop``."""
+        generator seed, env seed)`` for itself (process 0: its own generator goes on, the seeds
+        are unused), or None when ``stop``."""
         msg = torch.zeros(2 + 2 * self.world, dtype=torch.int64)
         if self.rank == 0:
             msg[0], msg[1] = (_STOP if stop else _ITERATE), iteration
@@ -72,7 +72,7 @@ class Sync:
         if int(msg[0]) == _STOP:
             return None
         gen_seed, env_seed = (int(v) for v in msg[2 + 2 * self.rank:4 + 2 * self.rank])
-        return int(msg[1]), gen_seed, env_seed, self.rank
+        return int(msg[1]), gen_seed, env_seed
 
     def moments(self, a: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and standard deviation (n - 1) over every process's advantages ``a`` [T, b]."""
@@ -126,7 +126,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-Work = Callable[[Any, nn.Module, Sync, tuple[int, int, int, int]], None]
+Work = Callable[[Any, nn.Module, Sync, tuple[int, int, int]], None]
 """A helper's share of one iteration: ``work(task, agent, sync, plan)`` (a module-level function,
 so that a spawned process can import it)."""
 

@@ -247,11 +247,11 @@ def iteration_metrics(batch: EpisodeRecord, env: Any, losses: dict[str, float]) 
 
 
 def helper_iteration(task: TaskConfig, agent: nn.Module, sync: Sync,
-                     plan: tuple[int, int, int, int]) -> None:
+                     plan: tuple[int, int, int]) -> None:
     """A data-parallel helper's share of an iteration: collect its episodes with the seeds of
-    ``plan`` (iteration, generator seed, env seed, rank), take part in the update, and send its
+    ``plan`` (iteration, generator seed, env seed), take part in the update, and send its
     diagnostics and behaviour to process 0 (the same order as :func:`train`'s step)."""
-    iteration, gen_seed, seed, _ = plan
+    iteration, gen_seed, seed = plan
     if task.train.beta_ramp_iterations:
         agent.net.set_beta(task.agent.beta * task.train.beta_scale_at(iteration))
     state = TrainState(agent, None, torch.Generator().manual_seed(gen_seed),  # type: ignore[arg-type]
