@@ -183,7 +183,12 @@ class TrainConfig:
     rises only after a random delay, so searching where it was pays and a ring search does not
     (Spooner et al. 1994). 0: none. One value per curriculum stage (see below)."""
     atlantis_max_delay: tuple[int, ...] = (30,)
-    """Longest Atlantis delay (swim steps) per stage; delays are uniform in 1..max."""
+    """Longest Atlantis delay (swim steps) per stage; delays are uniform in min..max."""
+    atlantis_min_delay: tuple[int, ...] = (1,)
+    """Shortest Atlantis delay (swim steps from the trial's start), one value or one per stage.
+    Above the straight swim's length (about 10-13 steps) every Atlantis platform is still down
+    when the swimmer arrives, so each such trial rewards staying at the place (1: the delay may
+    end before it arrives, as in the shipped recipes)."""
     atlantis_from_iteration: tuple[int, ...] = (0,)
     """Iteration at which each stage starts (increasing): a curriculum, e.g. learn the task
     first, then mix Atlantis trials in, then make them longer. A single number is one stage."""
@@ -242,12 +247,14 @@ class TrainConfig:
         n = self.beta_ramp_iterations
         return 1.0 if n == 0 or iteration >= n else iteration / n
 
-    def atlantis_at(self, iteration: int) -> tuple[float, int] | None:
-        """``(fraction, max_delay)`` of the stage in force at ``iteration``; None: no Atlantis."""
+    def atlantis_at(self, iteration: int) -> tuple[float, int, int] | None:
+        """``(fraction, max_delay, min_delay)`` of the stage in force at ``iteration`` (delays in
+        swim steps); None: no Atlantis."""
         stage = _stage_at(self.atlantis_from_iteration, iteration)
         if stage is None or self.atlantis_fraction[stage] == 0:
             return None
-        return self.atlantis_fraction[stage], self.atlantis_max_delay[stage]
+        low = self.atlantis_min_delay[min(stage, len(self.atlantis_min_delay) - 1)]
+        return self.atlantis_fraction[stage], self.atlantis_max_delay[stage], low
 
     def dark_at(self, iteration: int) -> int:
         """Longest training dark delay (env steps) of the stage in force at ``iteration``."""
@@ -287,6 +294,15 @@ class TrainConfig:
                "must be in [0, 1]", self.atlantis_fraction)
         _check(all(d >= 1 for d in self.atlantis_max_delay), "atlantis_max_delay", "must be >= 1",
                self.atlantis_max_delay)
+        stages = len(self.atlantis_from_iteration)
+        _check(len(self.atlantis_min_delay) in (1, stages), "atlantis_min_delay",
+               f"must be one value or one per stage of atlantis_from_iteration ({stages})",
+               self.atlantis_min_delay)
+        lows = [self.atlantis_min_delay[min(i, len(self.atlantis_min_delay) - 1)]
+                for i in range(stages)]
+        _check(all(1 <= lo <= hi for lo, hi in zip(lows, self.atlantis_max_delay)),
+               "atlantis_min_delay", "must be in [1, atlantis_max_delay] for every stage",
+               self.atlantis_min_delay)
         _check_stages(self, "dark_from_iteration", ("dark_max_steps",))
         dark_stages = len(self.dark_from_iteration)
         _check(all(d >= 0 for d in self.dark_max_steps), "dark_max_steps",

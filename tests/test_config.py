@@ -58,6 +58,9 @@ def _write(tmp_path, text):
          ["[train]", "beta_ramp_iterations", "an lsnn agent"]),
         ("[train]\natlantis_fraction = 1.5\n", ["[train]", "atlantis_fraction"]),
         ("[train]\natlantis_max_delay = 0\n", ["[train]", "atlantis_max_delay"]),
+        ("[train]\natlantis_max_delay = 30\natlantis_min_delay = 31\n",
+         ["[train]", "atlantis_min_delay", "atlantis_max_delay"]),
+        ("[train]\natlantis_min_delay = [1, 2]\n", ["[train]", "atlantis_min_delay", "per stage"]),
         ("[train]\natlantis_from_iteration = [5, 3]\natlantis_fraction = [0.5, 0.5]\n"
          "atlantis_max_delay = [9, 9]\n", ["[train]", "atlantis_from_iteration", "increasing"]),
         ("[train]\natlantis_from_iteration = [5, 9]\n", ["[train]", "atlantis_fraction", "per stage"]),

@@ -269,8 +269,8 @@ def test_atlantis_trials_join_training_from_their_iteration(tiny_task, monkeypat
     monkeypatch.setattr(ppo, "rollout", spy)
     task = replace(tiny_task, train={"atlantis_fraction": [1.0, 0.5], "atlantis_max_delay": [7, 9],
                                      "atlantis_from_iteration": [1, 5]})
-    assert task.train.atlantis_at(0) is None and task.train.atlantis_at(4) == (1.0, 7)
-    assert task.train.atlantis_at(5) == (0.5, 9) and task.train.atlantis_at(10**6) == (0.5, 9)
+    assert task.train.atlantis_at(0) is None and task.train.atlantis_at(4) == (1.0, 7, 1)
+    assert task.train.atlantis_at(5) == (0.5, 9, 1) and task.train.atlantis_at(10**6) == (0.5, 9, 1)
     state = ppo.new_state(task, make_agent(task))
     ppo.collect(state, task)
     state.iteration = 1
@@ -279,6 +279,26 @@ def test_atlantis_trials_join_training_from_their_iteration(tiny_task, monkeypat
     assert torch.all(probe0 == -1)  # before its iteration: plain episodes
     assert torch.all((probe1 >= 1) & (probe1 <= 4)) and torch.all((steps1 >= 1) & (steps1 <= 7))
     assert out1.reward.shape == out0.reward.shape
+
+
+def test_atlantis_min_delay_reaches_the_training_episodes(tiny_task, monkeypatch):
+    from snn_icl.train import ppo
+
+    seen = []
+    real = ppo.rollout
+
+    def spy(agent, env, **kwargs):
+        out = real(agent, env, **kwargs)
+        seen.append((env.state.probe_trial.clone(), env.state.probe_steps.clone()))
+        return out
+
+    monkeypatch.setattr(ppo, "rollout", spy)
+    task = replace(tiny_task, train={"atlantis_fraction": [1.0], "atlantis_max_delay": [9],
+                                     "atlantis_min_delay": [6]})
+    assert task.train.atlantis_at(0) == (1.0, 9, 6)
+    ppo.collect(ppo.new_state(task, make_agent(task)), task)
+    ((probe, steps),) = seen
+    assert torch.all(probe >= 1) and torch.all((steps >= 6) & (steps <= 9))
 
 
 def test_learning_rate_anneals_linearly_over_the_last_iterations(tmp_path, tiny_task, monkeypatch):

@@ -611,6 +611,23 @@ def test_atlantis_draws_change_no_other_draw_and_hit_the_fraction():
         reset_state(cfg, 2, torch.Generator(), atlantis=(0.5, 0))
 
 
+def test_atlantis_min_delay_bounds_the_delays_and_one_is_the_two_value_form():
+    cfg = WaterMazeConfig()
+    two = reset_state(cfg, 4000, torch.Generator().manual_seed(5), atlantis=(0.5, 20))
+    one = reset_state(cfg, 4000, torch.Generator().manual_seed(5), atlantis=(0.5, 20, 1))
+    assert torch.equal(two.probe_trial, one.probe_trial) and torch.equal(two.probe_steps, one.probe_steps)
+    late = reset_state(cfg, 4000, torch.Generator().manual_seed(5), atlantis=(0.5, 20, 15))
+    chosen = late.probe_trial >= 0
+    assert torch.equal(chosen, two.probe_trial >= 0)  # the same episodes, later platforms
+    assert set(late.probe_steps[chosen].tolist()) == set(range(15, 21))
+    assert torch.all(late.probe_steps[~chosen] == cfg.trial_timeout)
+    fixed = reset_state(cfg, 50, torch.Generator().manual_seed(5), atlantis=(1.0, 20, 20))
+    assert torch.all(fixed.probe_steps == 20)
+    for bad in ((0.5, 20, 0), (0.5, 20, 21), (0.5, 20, 2.5), (0.5,), (0.5, 20, 3, 4)):
+        with pytest.raises(ValueError, match="atlantis"):
+            reset_state(cfg, 2, torch.Generator(), atlantis=bad)
+
+
 def test_dark_delay_hides_everything_then_next_trial_starts():
     cfg = WaterMazeConfig(trial_timeout=40, rest_steps=2, episode_steps=120)
     env = WaterMaze(cfg, num_envs=4, seed=6, dtype=torch.float64)

@@ -315,7 +315,7 @@ def reset_state(
     release_angles: torch.Tensor | None = None,
     *,
     probe_steps: int | torch.Tensor | None = None,
-    atlantis: tuple[float, int] | None = None,
+    atlantis: tuple[float, int] | tuple[float, int, int] | None = None,
     dark_after_trial: int = -1,
     dark_steps: int | torch.Tensor = 0,
     iti_dark_steps: int = 0,
@@ -345,9 +345,10 @@ def reset_state(
         probe_steps: swim steps (int or ``[B]``) for which the probe trial's platform stays away;
             it rises from the next step on (an "Atlantis" platform, Spooner et al. 1994). Default:
             the whole trial (a classic probe).
-        atlantis: ``(fraction, max_delay)``: a random ``fraction`` of the episodes get one
-            Atlantis trial, at a trial index uniform in 1..4, whose platform rises after a delay
-            uniform in 1..``max_delay`` swim steps. Drawn after everything else (so it changes no
+        atlantis: ``(fraction, max_delay)`` or ``(fraction, max_delay, min_delay)``: a random
+            ``fraction`` of the episodes get one Atlantis trial, at a trial index uniform in 1..4,
+            whose platform rises after a delay uniform in ``min_delay``..``max_delay`` swim steps
+            (``min_delay`` 1 if not given). Drawn after everything else (so it changes no
             other draw); ignored where ``probe_trial`` is given.
         dark_after_trial: trial index after whose rest a dark delay of ``dark_steps`` env steps
             (an int, or ``[B]`` long: one length per episode) follows (observation all zeros,
@@ -523,15 +524,23 @@ def reversal_centres(cfg: WaterMazeConfig, platform: torch.Tensor, reversal_tria
 def _atlantis_trials(cfg: WaterMazeConfig, B: int, generator: torch.Generator,
                      atlantis: tuple[float, int], device: torch.device | str | None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``(probe_trial [B], probe_steps [B])`` for ``atlantis = (fraction, max_delay)``."""
-    fraction, max_delay = atlantis
+    """Draw ``(probe_trial [B], probe_steps [B])`` for ``atlantis = (fraction, max_delay)`` or
+    ``(fraction, max_delay, min_delay)`` (delays in swim steps, uniform in min..max; min 1)."""
+    if len(atlantis) not in (2, 3):
+        raise ValueError(f"atlantis must be (fraction, max_delay[, min_delay]), got {atlantis!r}")
+    fraction, max_delay, min_delay = (*atlantis, 1) if len(atlantis) == 2 else atlantis
     if not 0.0 <= float(fraction) <= 1.0:
         raise ValueError(f"atlantis fraction must be in [0, 1], got {fraction!r}")
     if isinstance(max_delay, bool) or not isinstance(max_delay, numbers.Integral) or max_delay < 1:
         raise ValueError(f"atlantis max_delay must be an integer >= 1, got {max_delay!r}")
+    if isinstance(min_delay, bool) or not isinstance(min_delay, numbers.Integral) \
+            or not 1 <= min_delay <= max_delay:
+        raise ValueError(f"atlantis min_delay must be an integer in [1, max_delay = {max_delay}], "
+                         f"got {min_delay!r}")
     u = torch.rand(B, 3, generator=generator, dtype=torch.float64)
     trial = 1 + torch.floor(4.0 * u[:, 1]).clamp(max=3.0).long()
-    delay = 1 + torch.floor(max_delay * u[:, 2]).clamp(max=max_delay - 1).long()
+    span = max_delay - min_delay + 1  # min 1 draws exactly what the two-value form drew
+    delay = min_delay + torch.floor(span * u[:, 2]).clamp(max=span - 1).long()
     chosen = u[:, 0] < fraction
     probe = torch.where(chosen, trial, torch.full_like(trial, -1))
     absent = torch.where(chosen, delay, torch.full_like(delay, cfg.trial_timeout))
