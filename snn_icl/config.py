@@ -763,8 +763,19 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
 
 
 def load_task(path: str | Path) -> TaskConfig:
-    """Load and validate a task file. Raises :class:`ConfigError` naming the bad key."""
+    """Load and validate a task file. Raises :class:`ConfigError` naming the bad key.
+
+    ``base = "other.toml"`` at the top of a file (a path relative to the file) starts from that
+    task file's tables and changes only the keys this file sets: a recipe that differs from
+    another in one stage is written as that difference (:func:`merge_task_data`)."""
     path = Path(path)
+    data = _task_data(path, ())
+    return task_from_dict(data, source=str(path), name=path.stem)
+
+
+def _task_data(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The parsed TOML of ``path`` with its ``base`` chain merged in (``chain``: the files that
+    named this one as their base, to stop a cycle)."""
     if path.is_dir():
         raise ConfigError(f"{path} is a directory, not a task file (tasks/*.toml)")
     if not path.is_file():
@@ -773,7 +784,36 @@ def load_task(path: str | Path) -> TaskConfig:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML: {err}") from None
-    return task_from_dict(data, source=str(path), name=path.stem)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base must be the path of a task file, got {base!r}")
+    base_path = path.parent / base
+    here = (*chain, path.resolve())
+    if base_path.resolve() in here:
+        raise ConfigError(f"{path}: base {base!r} leads back to {base_path} (a cycle of base files)")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base task file not found: {base_path}")
+    parent = _task_data(base_path, here)
+    parent.pop("name", None)  # a derived file is named for itself
+    return merge_task_data(parent, data)
+
+
+def merge_task_data(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (a parsed task file) with the keys of ``changes`` put in, table by table. An
+    ``[agent]`` table of another ``kind`` replaces the base's whole table (another kind has
+    other keys), as :func:`replace` does."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
+    for key, value in changes.items():
+        old = out.get(key)
+        if key in _TABLES and isinstance(value, dict) and isinstance(old, dict):
+            other_kind = key == "agent" and value.get("kind", old.get("kind", "lsnn")) \
+                != old.get("kind", "lsnn")  # "lsnn": _agent_config's default kind
+            out[key] = dict(value) if other_kind else {**old, **value}
+        else:
+            out[key] = value
+    return out
 
 
 def task_to_dict(task: TaskConfig) -> dict[str, Any]:

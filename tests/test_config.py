@@ -121,3 +121,56 @@ def test_beta_ramp_share_rises_linearly_then_stays_at_one():
     cfg = TrainConfig(iterations=10, beta_ramp_iterations=4)
     assert [cfg.beta_scale_at(i) for i in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     assert TrainConfig(iterations=10).beta_scale_at(0) == 1.0
+
+
+def test_a_base_file_gives_every_table_and_the_derived_file_changes_only_its_keys(tmp_path):
+    from snn_icl.config import task_to_dict
+
+    (tmp_path / "parent.toml").write_text(
+        'name = "parent"\nseed = 3\n[agent]\nn_regular = 20\nn_adaptive = 10\n'
+        "[train]\niterations = 50\nlr = 2e-3\n")
+    (tmp_path / "child.toml").write_text('base = "parent.toml"\n[train]\nlr = 5e-4\n')
+    parent, child = load_task(tmp_path / "parent.toml"), load_task(tmp_path / "child.toml")
+    assert child.name == "child" and child.seed == 3  # named for itself, the rest inherited
+    assert child.train.lr == 5e-4 and child.train.iterations == 50
+    assert child.agent.n_regular == 20 and child.agent.n_adaptive == 10
+    a, b = task_to_dict(parent), task_to_dict(child)
+    assert {k: v for k, v in a["train"].items() if a["train"][k] != b["train"][k]} == {"lr": 2e-3}
+    assert a["agent"] == b["agent"] and a["env"] == b["env"]
+    # a chain of bases, and an agent of another kind replacing the base's agent table
+    (tmp_path / "grandchild.toml").write_text(
+        'base = "child.toml"\n[agent]\nkind = "lstm"\nhidden_size = 16\n')
+    grandchild = load_task(tmp_path / "grandchild.toml")
+    assert grandchild.agent.kind == "lstm" and grandchild.agent.hidden_size == 16
+    assert grandchild.train.lr == 5e-4 and grandchild.seed == 3
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ('base = "missing.toml"\n', ["base task file not found", "missing.toml"]),
+        ("base = 3\n", ["base must be the path of a task file"]),
+        ('base = "task.toml"\n', ["a cycle of base files"]),
+        ('base = "parent.toml"\n[train]\nlr = -1.0\n', ["[train]", "lr"]),
+    ],
+)
+def test_bad_base_files_name_the_problem(tmp_path, text, needles):
+    (tmp_path / "parent.toml").write_text("[train]\niterations = 5\n")
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_task(path)
+    msg = str(err.value)
+    assert str(path) in msg and "\n" not in msg.strip()
+    for needle in needles:
+        assert needle in msg, msg
+
+
+def test_the_stay_recipe_is_the_earlier_atlantis_recipe_with_later_platforms():
+    from snn_icl.config import task_to_dict
+
+    early = task_to_dict(load_task(TASKS / "water_maze_fast_2cores_early.toml"))
+    stay = task_to_dict(load_task(TASKS / "water_maze_fast_2cores_stay.toml"))
+    assert stay["name"] == "water_maze_fast_2cores_stay"
+    assert stay["train"].pop("atlantis_min_delay") == (1, 20, 20)
+    assert early["train"].pop("atlantis_min_delay") == (1,)
+    assert {**stay, "name": early["name"]} == early
