@@ -808,8 +808,8 @@ def merge_task_data(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, 
     for key, value in changes.items():
         old = out.get(key)
         if key in _TABLES and isinstance(value, dict) and isinstance(old, dict):
-            other_kind = key == "agent" and value.get("kind", old.get("kind", "lsnn")) \
-                != old.get("kind", "lsnn")  # "lsnn": _agent_config's default kind
+            base_kind = old.get("kind", "lsnn")  # _agent_config's default kind
+            other_kind = key == "agent" and value.get("kind", base_kind) != base_kind
             out[key] = dict(value) if other_kind else {**old, **value}
         else:
             out[key] = value

@@ -522,7 +522,8 @@ def reversal_centres(cfg: WaterMazeConfig, platform: torch.Tensor, reversal_tria
 
 
 def _atlantis_trials(cfg: WaterMazeConfig, B: int, generator: torch.Generator,
-                     atlantis: tuple[float, int], device: torch.device | str | None
+                     atlantis: tuple[float, int] | tuple[float, int, int],
+                     device: torch.device | str | None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``(probe_trial [B], probe_steps [B])`` for ``atlantis = (fraction, max_delay)`` or
     ``(fraction, max_delay, min_delay)`` (delays in swim steps, uniform in min..max; min 1)."""
