@@ -256,6 +256,19 @@ def train(
                f"{state.wall_time_s / 60:.1f} min); checkpoint in {out}")
 
 
+@app.command("task", short_help="Print a task file's resolved config: its base files and defaults filled in.")
+@_clean_errors
+def show_task(
+    task: Path = typer.Argument(..., help="Task file (tasks/*.toml)."),
+) -> None:
+    """Print the config that `snn-icl train TASK` would train, as TOML: the file's `base` chain
+    merged in and every default filled in (what a run directory keeps as config.toml)."""
+    from snn_icl.config import load_task, task_to_dict
+    from snn_icl.storage.files import toml_text
+
+    typer.echo(toml_text(task_to_dict(load_task(task))), nl=False)
+
+
 @app.command(short_help="The shipped LSNN against its controls: figures, table.")
 @_clean_errors
 def demo(

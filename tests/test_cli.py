@@ -132,3 +132,24 @@ def test_a_label_is_told_from_a_sweep_path_with_an_equals_sign(tmp_path, monkeyp
     assert _label_split("lr=0.1") == ("lr", "0.1")
     (tmp_path / "lr=0.1").mkdir()
     assert _label_split("lr=0.1") == ("", "lr=0.1")
+
+
+def test_task_prints_the_resolved_config_of_a_derived_file(tmp_path):
+    import tomllib
+
+    from snn_icl.config import load_task, task_from_dict
+
+    from tests.conftest import TASKS
+
+    path = str(TASKS / "water_maze_fast_2cores_stay.toml")
+    result = runner.invoke(app, ["task", path])
+    assert result.exit_code == 0, result.output
+    shown = tomllib.loads(result.output)
+    assert "base" not in shown and shown["name"] == "water_maze_fast_2cores_stay"
+    assert shown["train"]["atlantis_min_delay"] == [1, 20, 20]
+    assert shown["train"]["processes"] == 2  # from the base's base
+    assert task_from_dict(shown, name=shown["name"]) == load_task(path)
+    (tmp_path / "bad.toml").write_text('base = "gone.toml"\n')
+    result = runner.invoke(app, ["task", str(tmp_path / "bad.toml")])
+    assert result.exit_code == 2 and "base task file not found" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -62,7 +62,12 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_toml(path: str | Path, data: dict[str, Any]) -> Path:
-    return write_text(path, tomli_w.dumps(_drop_none(data)))
+    return write_text(path, toml_text(data))
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """``data`` as TOML text (keys whose value is None left out)."""
+    return tomli_w.dumps(_drop_none(data))
 
 
 def _drop_none(data: Any) -> Any:
