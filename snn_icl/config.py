@@ -104,6 +104,18 @@ def _stage_at(starts: tuple[int, ...], iteration: int) -> int | None:
     return stage
 
 
+def _per_stage(values: tuple[Any, ...], stage: int) -> Any:
+    """The value for ``stage`` of a key given as one value for every stage or one per stage."""
+    return values[min(stage, len(values) - 1)]
+
+
+def _check_one_or_per_stage(cfg: Any, starts_key: str, key: str) -> None:
+    """``key`` holds one value, or one per stage of the curriculum ``starts_key``."""
+    stages, values = len(getattr(cfg, starts_key)), getattr(cfg, key)
+    _check(len(values) in (1, stages), key,
+           f"must be one value or one per stage of {starts_key} ({stages})", values)
+
+
 def _check_stages(cfg: Any, starts_key: str, value_keys: tuple[str, ...]) -> None:
     """A curriculum's stage starts (``starts_key``) increase from >= 0 and every key of
     ``value_keys`` holds one value per stage."""
@@ -253,8 +265,8 @@ class TrainConfig:
         stage = _stage_at(self.atlantis_from_iteration, iteration)
         if stage is None or self.atlantis_fraction[stage] == 0:
             return None
-        low = self.atlantis_min_delay[min(stage, len(self.atlantis_min_delay) - 1)]
-        return self.atlantis_fraction[stage], self.atlantis_max_delay[stage], low
+        return (self.atlantis_fraction[stage], self.atlantis_max_delay[stage],
+                _per_stage(self.atlantis_min_delay, stage))
 
     def dark_at(self, iteration: int) -> int:
         """Longest training dark delay (env steps) of the stage in force at ``iteration``."""
@@ -266,7 +278,7 @@ class TrainConfig:
         stage = _stage_at(self.dark_from_iteration, iteration)
         if stage is None:
             return 0.0
-        return self.dark_rate_reg[min(stage, len(self.dark_rate_reg) - 1)]
+        return _per_stage(self.dark_rate_reg, stage)
 
     def __post_init__(self) -> None:
         for key in ("iterations", "batch_episodes", "epochs", "minibatches", "threads",
@@ -294,26 +306,20 @@ class TrainConfig:
                "must be in [0, 1]", self.atlantis_fraction)
         _check(all(d >= 1 for d in self.atlantis_max_delay), "atlantis_max_delay", "must be >= 1",
                self.atlantis_max_delay)
-        stages = len(self.atlantis_from_iteration)
-        _check(len(self.atlantis_min_delay) in (1, stages), "atlantis_min_delay",
-               f"must be one value or one per stage of atlantis_from_iteration ({stages})",
-               self.atlantis_min_delay)
-        lows = [self.atlantis_min_delay[min(i, len(self.atlantis_min_delay) - 1)]
-                for i in range(stages)]
+        _check_one_or_per_stage(self, "atlantis_from_iteration", "atlantis_min_delay")
+        lows = [_per_stage(self.atlantis_min_delay, i)
+                for i in range(len(self.atlantis_from_iteration))]
         _check(all(1 <= lo <= hi for lo, hi in zip(lows, self.atlantis_max_delay)),
                "atlantis_min_delay", "must be in [1, atlantis_max_delay] for every stage",
                self.atlantis_min_delay)
         _check_stages(self, "dark_from_iteration", ("dark_max_steps",))
-        dark_stages = len(self.dark_from_iteration)
         _check(all(d >= 0 for d in self.dark_max_steps), "dark_max_steps",
                "must be >= 0 (env steps)", self.dark_max_steps)
         _check(self.dark_after_trial >= 0, "dark_after_trial", "must be a trial index >= 0",
                self.dark_after_trial)
         _check(all(w >= 0 for w in self.dark_rate_reg), "dark_rate_reg", "must be >= 0",
                self.dark_rate_reg)
-        _check(len(self.dark_rate_reg) in (1, dark_stages), "dark_rate_reg",
-               f"must be one value or one per stage of dark_from_iteration ({dark_stages})",
-               self.dark_rate_reg)
+        _check_one_or_per_stage(self, "dark_from_iteration", "dark_rate_reg")
         _check(0 <= self.cued_fraction <= 1, "cued_fraction", "must be in [0, 1]",
                self.cued_fraction)
         _check(not self.init_optimizer or bool(self.init_from), "init_optimizer",
@@ -803,7 +809,7 @@ def _task_data(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
 def merge_task_data(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """``base`` (a parsed task file) with the keys of ``changes`` put in, table by table. An
     ``[agent]`` table of another ``kind`` replaces the base's whole table (another kind has
-    other keys), as :func:`replace` does."""
+    other keys). :func:`replace` uses it on a resolved config."""
     out = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
     for key, value in changes.items():
         old = out.get(key)
@@ -830,14 +836,7 @@ def replace(task: TaskConfig, **tables: dict[str, Any]) -> TaskConfig:
 
     Example: ``replace(task, env={"episode_steps": 50}, train={"iterations": 3})``.
     """
-    data = task_to_dict(task)
-    for table, changes in tables.items():
-        if table in ("name", "seed"):
-            data[table] = changes
-        elif table == "agent" and changes.get("kind", task.agent.kind) != task.agent.kind:
-            data[table] = dict(changes)  # another kind: its own defaults, not this kind's keys
-        else:
-            data[table].update(changes)
+    data = merge_task_data(task_to_dict(task), tables)
     return task_from_dict(data, source="override", name=task.name)
 
 
