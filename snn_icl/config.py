@@ -201,6 +201,11 @@ class TrainConfig:
     Above the straight swim's length (about 10-13 steps) every Atlantis platform is still down
     when the swimmer arrives, so each such trial rewards staying at the place (1: the delay may
     end before it arrives, as in the shipped recipes)."""
+    atlantis_dwell_reward: tuple[float, ...] = (0.0,)
+    """Reward per swim step spent within two platform radii of an Atlantis platform that has not
+    risen yet (one value, or one per stage): shaping that pays for staying where the platform
+    was, the probe's measure, rather than passing through. Not an escape and not seen by the
+    agent (its reward input stays the escape). 0: none, as in the shipped recipes."""
     atlantis_from_iteration: tuple[int, ...] = (0,)
     """Iteration at which each stage starts (increasing): a curriculum, e.g. learn the task
     first, then mix Atlantis trials in, then make them longer. A single number is one stage."""
@@ -268,6 +273,13 @@ class TrainConfig:
         return (self.atlantis_fraction[stage], self.atlantis_max_delay[stage],
                 _per_stage(self.atlantis_min_delay, stage))
 
+    def atlantis_dwell_at(self, iteration: int) -> float:
+        """Dwell reward per swim step in force at ``iteration`` (0 outside the Atlantis stages)."""
+        stage = _stage_at(self.atlantis_from_iteration, iteration)
+        if stage is None or self.atlantis_fraction[stage] == 0:
+            return 0.0
+        return float(_per_stage(self.atlantis_dwell_reward, stage))
+
     def dark_at(self, iteration: int) -> int:
         """Longest training dark delay (env steps) of the stage in force at ``iteration``."""
         stage = _stage_at(self.dark_from_iteration, iteration)
@@ -307,6 +319,9 @@ class TrainConfig:
         _check(all(d >= 1 for d in self.atlantis_max_delay), "atlantis_max_delay", "must be >= 1",
                self.atlantis_max_delay)
         _check_one_or_per_stage(self, "atlantis_from_iteration", "atlantis_min_delay")
+        _check_one_or_per_stage(self, "atlantis_from_iteration", "atlantis_dwell_reward")
+        _check(all(math.isfinite(r) and r >= 0 for r in self.atlantis_dwell_reward),
+               "atlantis_dwell_reward", "must be finite and >= 0", self.atlantis_dwell_reward)
         lows = [_per_stage(self.atlantis_min_delay, i)
                 for i in range(len(self.atlantis_from_iteration))]
         _check(all(1 <= lo <= hi for lo, hi in zip(lows, self.atlantis_max_delay)),

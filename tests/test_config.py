@@ -61,6 +61,9 @@ def _write(tmp_path, text):
         ("[train]\natlantis_max_delay = 30\natlantis_min_delay = 31\n",
          ["[train]", "atlantis_min_delay", "atlantis_max_delay"]),
         ("[train]\natlantis_min_delay = [1, 2]\n", ["[train]", "atlantis_min_delay", "per stage"]),
+        ("[train]\natlantis_dwell_reward = [0.1, 0.2]\n",
+         ["[train]", "atlantis_dwell_reward", "per stage"]),
+        ("[train]\natlantis_dwell_reward = -0.1\n", ["[train]", "atlantis_dwell_reward", ">= 0"]),
         ("[train]\natlantis_from_iteration = [5, 3]\natlantis_fraction = [0.5, 0.5]\n"
          "atlantis_max_delay = [9, 9]\n", ["[train]", "atlantis_from_iteration", "increasing"]),
         ("[train]\natlantis_from_iteration = [5, 9]\n", ["[train]", "atlantis_fraction", "per stage"]),

@@ -301,6 +301,33 @@ def test_atlantis_min_delay_reaches_the_training_episodes(tiny_task, monkeypatch
     assert torch.all(probe >= 1) and torch.all((steps >= 6) & (steps <= 9))
 
 
+def test_atlantis_dwell_reward_reaches_training_from_its_stage_and_goals_count_escapes(
+        tiny_task, monkeypatch):
+    from snn_icl.episodes.measures import training_metrics
+    from snn_icl.train import ppo
+
+    seen = []
+    real = ppo.rollout
+
+    def spy(agent, env, **kwargs):
+        seen.append(kwargs.get("dwell_reward"))
+        return real(agent, env, **kwargs)
+
+    monkeypatch.setattr(ppo, "rollout", spy)
+    task = replace(tiny_task, train={"atlantis_fraction": [0.0, 1.0], "atlantis_max_delay": [9, 40],
+                                     "atlantis_from_iteration": [0, 1], "atlantis_dwell_reward": [0.5]})
+    assert task.train.atlantis_dwell_at(0) == 0.0 and task.train.atlantis_dwell_at(1) == 0.5
+    state = ppo.new_state(task, make_agent(task))
+    ppo.collect(state, task)
+    state.iteration = 1
+    batch = ppo.collect(state, task)
+    assert seen == [None, 0.5]
+    shaping = batch.reward - batch.escaped.to(batch.reward.dtype)
+    assert torch.all(shaping >= 0) and set(shaping.unique().tolist()) <= {0.0, 0.5}
+    metrics = training_metrics(ppo.behaviour(batch), task.env)
+    assert metrics["goals_per_episode"] == pytest.approx(float(batch.escaped.sum(0).double().mean()))
+
+
 def test_learning_rate_anneals_linearly_over_the_last_iterations(tmp_path, tiny_task, monkeypatch):
     from snn_icl.train import ppo
 

@@ -628,6 +628,36 @@ def test_atlantis_min_delay_bounds_the_delays_and_one_is_the_two_value_form():
             reset_state(cfg, 2, torch.Generator(), atlantis=bad)
 
 
+def test_dwell_reward_pays_near_an_absent_platform_only_and_is_not_seen_or_an_escape():
+    cfg = WaterMazeConfig(trial_timeout=40, rest_steps=2, episode_steps=60)
+    delay = 25
+
+    def run(dwell):
+        env = WaterMaze(cfg, num_envs=6, seed=4, dtype=torch.float64)
+        env.reset(probe_trial=0, probe_steps=delay, dwell_reward=dwell)
+        rows = []
+        for _ in range(delay + 20):
+            before = env.state
+            obs, reward, _, info = env.step(homing(env.state) * (env.state.rest_left == 0).unsqueeze(-1))
+            near = ((info["position"] - before.platform) ** 2).sum(-1) <= (2 * cfg.platform_radius) ** 2
+            rows.append((obs, reward, info["escaped"], near, before.platform_present, before.trial_step))
+        return rows
+
+    plain, shaped = run(0.0), run(0.05)
+    paid = 0
+    for (obs0, r0, esc0, _, _, _), (obs1, r1, esc1, near, present, step) in zip(plain, shaped):
+        assert torch.equal(obs0, obs1) and torch.equal(esc0, esc1)  # nothing seen, no new escape
+        extra = r1 - r0
+        waiting = ~present & (step + 1 <= delay)  # the platform had not risen at this step
+        assert torch.allclose(extra, 0.05 * (waiting & near).double())
+        paid += int((extra > 0).sum())
+    assert paid > 6 * 5  # the homing swimmer waits at the site for many steps before it rises
+    with pytest.raises(ValueError, match="dwell_reward"):
+        reset_state(cfg, 2, torch.Generator(), dwell_reward=-0.1)
+    with pytest.raises(ValueError, match="dwell_reward"):
+        reset_state(cfg, 2, torch.Generator(), dwell_reward=float("nan"))
+
+
 def test_dark_delay_hides_everything_then_next_trial_starts():
     cfg = WaterMazeConfig(trial_timeout=40, rest_steps=2, episode_steps=120)
     env = WaterMaze(cfg, num_envs=4, seed=6, dtype=torch.float64)

@@ -167,7 +167,8 @@ class WaterMazeState(NamedTuple):
     trial: torch.Tensor  # [B] long, 0-based index of the current trial
     trial_step: torch.Tensor  # [B] long, swim steps taken in the current trial
     rest_left: torch.Tensor  # [B] long, rest steps left on the platform (0 while swimming)
-    prev_reward: torch.Tensor  # [B] reward of the last step (0 after reset)
+    prev_reward: torch.Tensor  # [B] escape reward of the last step (0 after reset)
+    dwell_reward: torch.Tensor  # [B] reward per swim step near an absent platform (0: none)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -235,6 +236,9 @@ def is_done(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- reference memory
+DWELL_RADII = 2.0
+"""The dwell-reward zone: within this many platform radii of an absent platform's centre (the
+probe's 'near the platform' zone, :data:`snn_icl.episodes.measures.NEAR_RADII`)."""
 NOVEL_CANDIDATES = 64
 """Candidate centres drawn per episode for a novel platform (the first one far enough from every
 trained place is taken)."""
@@ -326,6 +330,7 @@ def reset_state(
     reversal_trial: int = -1,
     reversal_platform: str | torch.Tensor = "opposite",
     reversal_displacement: tuple[float, float] | torch.Tensor | None = None,
+    dwell_reward: float = 0.0,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> WaterMazeState:
@@ -373,6 +378,11 @@ def reset_state(
             platform plus ``reversal_displacement`` (dx, dy) in pool radii, pulled radially back
             onto the disk of radius ``cfg.platform_centre_radius`` where it would leave it), or
             ``[B, 2]``/``[2]`` centres (validated by :func:`check_platform`: an error if outside).
+        dwell_reward: reward per swim step spent within :data:`DWELL_RADII` platform radii of the
+            platform's centre while it is absent (a probe, or an Atlantis platform that has not
+            risen): training shaping that pays for staying where the platform was rather than
+            passing through. Not shown to the agent (the reward input stays the escape reward) and
+            not an escape (``info["escaped"]``). 0 (default): none.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
@@ -487,7 +497,15 @@ def reset_state(
         trial_step=zeros,
         rest_left=zeros,
         prev_reward=torch.zeros(B, dtype=dtype, device=device),
+        dwell_reward=torch.full((B,), _dwell(dwell_reward), dtype=dtype, device=device),
     )
+
+
+def _dwell(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"dwell_reward must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def reversal_centres(cfg: WaterMazeConfig, platform: torch.Tensor, reversal_trial: int,
@@ -600,6 +618,10 @@ def step_state(
     position = torch.where(reached.unsqueeze(-1), closest, position)
     position = torch.where(timed_out.unsqueeze(-1), c, position)  # Morris protocol: placed on it
     reward = reached.to(old.dtype)
+    # Shaping (training only): the reward input below stays the escape, so nothing is observed.
+    waiting = swimming & ~present & ~timed_out
+    near = ((position - c) ** 2).sum(-1) <= (DWELL_RADII * pr) ** 2
+    shaped = reward + state.dwell_reward * (waiting & near).to(old.dtype)
     latency = torch.where(trial_end, trial_step, torch.zeros_like(trial_step))
     ended_trial = torch.where(trial_end, state.trial, torch.full_like(state.trial, -1))
     platform_present = present | timed_out  # a probe's platform is back after it
@@ -651,6 +673,7 @@ def step_state(
         trial_step=trial_step,
         rest_left=rest_left,
         prev_reward=reward,
+        dwell_reward=state.dwell_reward,
     )
     info = {
         "position": position,
@@ -667,7 +690,7 @@ def step_state(
         "dark": dark_left > 0,
         "dark_left": dark_left,
     }
-    return new_state, reward, info
+    return new_state, shaped, info
 
 
 def observe(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
@@ -874,7 +897,8 @@ class WaterMaze:
 
         ``options``: ``probe_steps``, ``atlantis``, ``dark_after_trial``, ``dark_steps``,
         ``iti_dark_steps``, ``places``, ``novel``, ``novel_min_distance``, ``cued``,
-        ``reversal_trial``, ``reversal_platform``, ``reversal_displacement`` of :func:`reset_state`.
+        ``reversal_trial``, ``reversal_platform``, ``reversal_displacement``, ``dwell_reward``
+        of :func:`reset_state`.
         """
         if seed is not None:
             self.generator.manual_seed(seed)

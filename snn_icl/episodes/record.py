@@ -33,7 +33,7 @@ class EpisodeRecord:
     platform: Tensor
     """[B, 2] the episode's first platform centre (pool radii)."""
     reward: Tensor
-    """[T, B] reward of each step (1 on reaching the platform)."""
+    """[T, B] reward of each step (1 on reaching the platform, plus any training dwell reward)."""
     trial_end: Tensor
     """[T, B] bool: a trial ended at this step (platform reached or timed out)."""
     escaped: Tensor

@@ -220,7 +220,9 @@ def collect(state: TrainState, task: TaskConfig, *, episodes: int | None = None,
     env = WaterMaze(env_cfg, num_envs=episodes, seed=seed,
                     device=module_device(state.agent))
     atlantis = cfg.atlantis_at(state.iteration)
-    options = {} if atlantis is None else {"atlantis": atlantis}
+    options: dict[str, Any] = {} if atlantis is None else {"atlantis": atlantis}
+    if cfg.atlantis_dwell_at(state.iteration):
+        options["dwell_reward"] = cfg.atlantis_dwell_at(state.iteration)
     if longest:  # silent delays: own generator, so the platforms and releases stay the same
         draw = torch.Generator().manual_seed(seed + 1)
         options.update(dark_after_trial=cfg.dark_after_trial,
