@@ -478,7 +478,9 @@ def compare(
 def time_to_targets(
     runs: list[str] = typer.Argument(..., metavar="LABEL=RUN | RUN",
                                      help="Run directories trained with [train] snapshot_every "
-                                     "(optionally labelled for the figure)."),
+                                     "(optionally labelled for the figure), or LABEL.json files "
+                                     "this command wrote before (drawn as they are, on the same "
+                                     "seeds and episodes)."),
     seeds: str = typer.Option("5", "--seeds", help="Evaluation seeds: 5, 0-2 or 1000000,1000001. "
                               "A target is met when every seed meets it."),
     episodes: int = typer.Option(256, "--episodes", "-n", min=1, help="Held-out episodes per seed."),
@@ -493,7 +495,8 @@ def time_to_targets(
     for all runs: targets.png; docs/speed.md#time-to-a-trained-one-shot-lsnn)."""
     from snn_icl.config import NAME_PATTERN
     from snn_icl.experiments.sweep import parse_seeds
-    from snn_icl.experiments.time_to_targets import markdown, snapshots, time_to_targets as run_ttt
+    from snn_icl.experiments.time_to_targets import (load_result, markdown, snapshots,
+                                                     time_to_targets as run_ttt)
     from snn_icl.storage.checkpoint import require_water_maze
     from snn_icl.storage import files
     from snn_icl.viz import plots
@@ -504,18 +507,22 @@ def time_to_targets(
     for item in runs:
         label, path = _label_split(item)
         path_ = Path(path)
-        label = label or path_.name
+        saved = path_.suffix == ".json"
+        label = label or (path_.stem if saved else path_.name)
         if not NAME_PATTERN.fullmatch(label):
             raise ValueError(f"{item}: the label {label!r} must be a file name (letters, digits, "
                              "'_', '.', '+', '-')")
         if label in labelled:
             raise ValueError(f"two runs are labelled {label!r}; name them LABEL=RUN")
-        require_water_maze([str(snapshots(path_)[-1])], "time-to-targets")  # every run checked first
-        labelled[label] = path_
+        if saved:  # every source checked before anything is evaluated or written
+            labelled[label] = load_result(path_, episodes, seed_list)
+        else:
+            require_water_maze([str(snapshots(path_)[-1])], "time-to-targets")
+            labelled[label] = path_
     _claim(out, "time-to-targets", overwrite)
     results = {}
-    for label, path_ in labelled.items():
-        results[label] = run_ttt(path_, episodes, seed_list)
+    for label, source in labelled.items():
+        results[label] = source if isinstance(source, dict) else run_ttt(source, episodes, seed_list)
         table = markdown(results[label])
         files.write_text(out / f"{label}.md", table)
         files.write_json(out / f"{label}.json", results[label])

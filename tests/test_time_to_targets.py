@@ -54,6 +54,32 @@ def test_cli_evaluates_every_snapshot_and_the_final_checkpoint(snapshot_run, tmp
     assert (out / "targets.png").stat().st_size > 0 and "| all targets |" in (out / "tiny.md").read_text()
 
 
+def test_a_saved_result_is_drawn_beside_a_run_without_evaluating_again(snapshot_run, tmp_path):
+    first = tmp_path / "first"
+    args = ["--seeds", "3", "-n", "2"]
+    assert runner.invoke(app, ["time-to-targets", f"a={snapshot_run}", *args, "--out",
+                               str(first)]).exit_code == 0
+    saved = json.loads((first / "a.json").read_text())
+    saved["rows"][0]["wall_time_min"] = 123.0  # a mark: the saved rows are drawn, not re-measured
+    (first / "a.json").write_text(json.dumps(saved))
+    both = tmp_path / "both"
+    result = runner.invoke(app, ["time-to-targets", f"old={first / 'a.json'}", f"new={snapshot_run}",
+                                 *args, "--out", str(both)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((both / "old.json").read_text())["rows"][0]["wall_time_min"] == 123.0
+    fresh = json.loads((both / "new.json").read_text())
+    assert fresh["rows"][0]["wall_time_min"] != 123.0 and (both / "targets.png").stat().st_size > 0
+    # other seeds or episodes, or not a result at all: one line, nothing written
+    (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
+    for source, words in ((first / "a.json", "seeds [3] with 2 episodes"),
+                          (tmp_path / "other.json", "not a time-to-targets result")):
+        out = tmp_path / f"bad_{source.stem}"
+        bad = runner.invoke(app, ["time-to-targets", f"x={source}", "--seeds", "4", "-n", "2",
+                                  "--out", str(out)])
+        assert bad.exit_code == 2 and words in bad.output and len(bad.output.strip().splitlines()) == 1
+        assert not out.exists()
+
+
 def test_a_run_without_snapshots_stops_with_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["time-to-targets", str(tmp_path / "empty"), "--out",

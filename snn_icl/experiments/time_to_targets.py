@@ -13,6 +13,8 @@ and runs with action noise; this is the held-out version.
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,23 @@ def time_to_targets(run: Path, episodes: int, seeds: list[int], *,
     return {"run": str(run), "episodes": episodes, "seeds": seeds,
             "seed_kinds": sorted({seed_kind(s) for s in seeds}), "rows": rows,
             "times": first_times(rows)}
+
+
+def load_result(path: Path, episodes: int, seeds: list[int]) -> dict[str, Any]:
+    """A result :func:`time_to_targets` wrote before (``LABEL.json`` of ``snn-icl
+    time-to-targets``), to draw beside new ones without evaluating again. Raises ValueError if
+    it is not such a result or was measured on other seeds or with another episode count (one
+    figure compares like with like)."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable time-to-targets result ({err})") from None
+    if not isinstance(result, dict) or not {"rows", "times", "seeds", "episodes"} <= set(result):
+        raise ValueError(f"{path}: not a time-to-targets result (no rows, times, seeds, episodes)")
+    if result["seeds"] != seeds or result["episodes"] != episodes:
+        raise ValueError(f"{path}: measured on seeds {result['seeds']} with {result['episodes']} "
+                         f"episodes, not seeds {seeds} with {episodes}")
+    return result
 
 
 def _fmt(value: float | None) -> str:
