@@ -234,11 +234,12 @@ def is_done(cfg: WaterMazeConfig, state: WaterMazeState) -> torch.Tensor:
     return state.step >= cfg.episode_steps
 
 
-
-# ----------------------------------------------------------------------------- reference memory
 DWELL_RADII = 2.0
 """The dwell-reward zone: within this many platform radii of an absent platform's centre (the
 probe's 'near the platform' zone, :data:`snn_icl.episodes.measures.NEAR_RADII`)."""
+
+
+# ----------------------------------------------------------------------------- reference memory
 NOVEL_CANDIDATES = 64
 """Candidate centres drawn per episode for a novel platform (the first one far enough from every
 trained place is taken)."""

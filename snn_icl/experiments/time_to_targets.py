@@ -14,7 +14,6 @@ and runs with action noise; this is the held-out version.
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 from typing import Any
 
