@@ -275,9 +275,9 @@ class TrainConfig:
 
     def atlantis_dwell_at(self, iteration: int) -> float:
         """Dwell reward per swim step in force at ``iteration`` (0 outside the Atlantis stages)."""
-        stage = _stage_at(self.atlantis_from_iteration, iteration)
-        if stage is None or self.atlantis_fraction[stage] == 0:
+        if self.atlantis_at(iteration) is None:
             return 0.0
+        stage = _stage_at(self.atlantis_from_iteration, iteration)
         return float(_per_stage(self.atlantis_dwell_reward, stage))
 
     def dark_at(self, iteration: int) -> int:

@@ -221,8 +221,9 @@ def collect(state: TrainState, task: TaskConfig, *, episodes: int | None = None,
                     device=module_device(state.agent))
     atlantis = cfg.atlantis_at(state.iteration)
     options: dict[str, Any] = {} if atlantis is None else {"atlantis": atlantis}
-    if cfg.atlantis_dwell_at(state.iteration):
-        options["dwell_reward"] = cfg.atlantis_dwell_at(state.iteration)
+    dwell = cfg.atlantis_dwell_at(state.iteration)
+    if dwell:
+        options["dwell_reward"] = dwell
     if longest:  # silent delays: own generator, so the platforms and releases stay the same
         draw = torch.Generator().manual_seed(seed + 1)
         options.update(dark_after_trial=cfg.dark_after_trial,
