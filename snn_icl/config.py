@@ -37,6 +37,7 @@ from snn_icl.envs import family as families
 from snn_icl.envs.water_maze import WaterMazeConfig, reference_places
 from snn_icl.models import (LSNNConfig, agent_class, agent_kinds, build_agent, build_predictor,
                             predictor_class, predictor_kinds)
+from snn_icl.models.agent import add_place_head
 from snn_icl.models.agent import check_value as _check
 from snn_icl.models.lsnn_config import LSNNNetworkConfig
 
@@ -229,6 +230,13 @@ class TrainConfig:
     recall_cue_steps`` steps), as in every run before the long-cue one. False: the penalty
     covers the silent steps before the cue only, so that the response to the cue, which is how
     the thresholds can be read out, is not penalised as firing in the dark."""
+    place_loss: float = 0.0
+    """Weight of an auxiliary supervised loss (water maze): a linear decoder of the features the
+    policy reads (:func:`snn_icl.models.agent.add_place_head`) is trained, with the network, to
+    give the platform centre (squared error, pool radii^2, summed over x and y, mean over steps)
+    at every env step after the platform was first reached in the episode, dark delays
+    included: a dense signal to keep the place where PPO's reward is sparse and late. Training
+    only: the agent never reads the decoder. 0: none, as in the shipped recipes."""
     cued_fraction: float = 0.0
     """Share of training episodes with the platform visible (the cue channel, docs/protocols.md):
     each episode is cued with this probability (own generator: no other draw changes); needs
@@ -337,6 +345,8 @@ class TrainConfig:
         _check_one_or_per_stage(self, "dark_from_iteration", "dark_rate_reg")
         _check(0 <= self.cued_fraction <= 1, "cued_fraction", "must be in [0, 1]",
                self.cued_fraction)
+        _check(math.isfinite(self.place_loss) and self.place_loss >= 0, "place_loss",
+               "must be finite and >= 0", self.place_loss)
         _check(not self.init_optimizer or bool(self.init_from), "init_optimizer",
                "needs init_from (the checkpoint whose optimizer state to take)",
                self.init_optimizer)
@@ -777,9 +787,10 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
         raise ConfigError(f"{source} [train]: processes > 1 (data-parallel PPO) is for the water "
                           f"maze, not a supervised family (got {train.processes})")
     elif (any(train.dark_max_steps) or any(train.dark_rate_reg) or train.cued_fraction
-          or not train.dark_rate_reg_cue):
-        raise ConfigError(f"{source} [train]: dark_max_steps, dark_rate_reg, dark_rate_reg_cue "
-                          "and cued_fraction are for the water maze, not a supervised family")
+          or not train.dark_rate_reg_cue or train.place_loss):
+        raise ConfigError(f"{source} [train]: place_loss, dark_max_steps, dark_rate_reg, "
+                          "dark_rate_reg_cue and cued_fraction are for the water maze, not a "
+                          "supervised family")
     return TaskConfig(**kwargs)
 
 
@@ -881,7 +892,13 @@ def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
     # the longest training episode: a silent delay lengthens it (the transformer's position
     # table must cover every step it is trained on)
     steps = task.env.episode_steps + max(task.train.dark_max_steps)
-    return build_agent(task.agent, task.env.obs_dim, steps, seed=seed)
+    agent = build_agent(task.agent, task.env.obs_dim, steps, seed=seed)
+    if task.train.place_loss > 0:
+        # after the network's own initialisation, so its weights equal a run's without the loss
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            add_place_head(agent)
+    return agent
 
 
 RECORD_FLOATS_PER_STEP = 26

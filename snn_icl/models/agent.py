@@ -41,6 +41,9 @@ class PolicyOutput(NamedTuple):
     rate_by_step: Tensor | None = None
     """Mean firing probability per 1-ms step of each neuron in each env step [T, B, n] (spiking
     agents, from ``evaluate_sequence``): what the dark-delay rate penalty acts on."""
+    features: Tensor | None = None
+    """What the heads read [..., n_features] (:func:`read_heads`): the place loss's decoder
+    (``[train] place_loss``) reads the same."""
 
 
 class ActOutput(NamedTuple):
@@ -111,7 +114,19 @@ def add_policy_heads(agent: nn.Module, n_features: int, init_log_std: float) -> 
 def read_heads(agent: nn.Module, features: Tensor) -> PolicyOutput:
     """Apply the heads of :func:`add_policy_heads` to features [..., n_features]."""
     return PolicyOutput(agent.mean_head(features), agent.log_std,
-                        agent.value_head(features).squeeze(-1))
+                        agent.value_head(features).squeeze(-1), features=features)
+
+
+PLACE_HEAD = "place_head"
+"""The attribute (and state-dict prefix) of the training-only platform decoder."""
+
+
+def add_place_head(agent: nn.Module) -> None:
+    """Give ``agent`` a linear decoder of the platform centre (pool radii, [..., 2]) from the
+    features its policy reads: the auxiliary place loss of training (``[train] place_loss``).
+    Acting never reads it; a checkpoint that has one loads into an agent without it and back
+    (:func:`snn_icl.storage.checkpoint.load_into`)."""
+    setattr(agent, PLACE_HEAD, nn.Linear(agent.mean_head.in_features, 2))
 
 
 # ----------------------------------------------------------------------------- what analyses need

@@ -24,6 +24,7 @@ from torch import nn
 from snn_icl.storage import files
 from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 from snn_icl.envs import family
+from snn_icl.models.agent import PLACE_HEAD
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 """Name of the latest checkpoint in a training run directory."""
@@ -247,14 +248,18 @@ def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig 
                              f"(saved, expected) {diff or 'in observation size'}")
     state = {k.removeprefix("agent."): v for k, v in tensors.items() if k.startswith("agent.")}
     own = agent.state_dict()
-    missing = sorted(set(own) - set(state))
+    # the training-only place decoder may be on one side only: a fine-tuning run with the place
+    # loss starts it fresh, and an agent without it evaluates a network trained with it
+    optional = f"{PLACE_HEAD}."
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(optional)}
+    missing = sorted(k for k in set(own) - set(state) if not k.startswith(optional))
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
         raise ValueError(f"{path} holds another model ({meta.get('agent_kind')}): "
                          f"missing {missing[:4]}, unexpected {unexpected[:4]}, "
                          f"shape mismatch {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in shapes[:4]]}")
-    agent.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    agent.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
     if optimizer is not None:
         if "optim_param_groups" not in meta:
             raise ValueError(f"{path} is a weights-only copy (no optimizer state): it evaluates "

@@ -118,6 +118,9 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig,
     size = n_episodes // cfg.minibatches
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
                                      "approx_kl": [], "clip_frac": [], "grad_norm": []}
+    place, known = place_targets(batch) if cfg.place_loss > 0 else (None, None)
+    if place is not None:  # a column from the first row on, NaN while no platform is known
+        stats["place_error"] = []
     agent.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(n_episodes, generator=state.generator)
@@ -141,6 +144,9 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig,
                                                cfg.dark_rate_reg_at(state.iteration), stats,
                                                0 if cfg.dark_rate_reg_cue
                                                else task.env.recall_cue_steps)
+            if place is not None:
+                loss = loss + cfg.place_loss * _place_error(agent, policy, place[:, mb],
+                                                            known[:, mb], stats)
             _check_finite("loss", loss.detach(), state.iteration)
             agent.zero_grad(set_to_none=True)
             loss.backward()
@@ -162,7 +168,32 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig,
             stats["entropy"].append(entropy.item())
     for p in agent.parameters():
         _check_finite("weights", p.detach(), state.iteration)
-    return {k: sum(v) / len(v) for k, v in stats.items() if v}
+    return {k: sum(v) / len(v) if v else math.nan for k, v in stats.items()
+            if v or k == "place_error"}
+
+
+def place_targets(batch: EpisodeRecord) -> tuple[Tensor, Tensor]:
+    """What the place loss asks for: the platform centre in force at each env step [T, B, 2]
+    (pool radii) and where it is known [T, B] bool: the same platform was reached at an earlier
+    step of the episode (after a reversal the new one only once it is found; dark steps count)."""
+    plat = batch.platforms()[:-1]  # [T, B, 2]: step t acts where position index t is
+    known = torch.zeros(batch.escaped.shape, dtype=torch.bool, device=plat.device)
+    last = torch.full_like(plat[0], float("nan"))  # NaN equals nothing: unknown until reached
+    for t in range(plat.shape[0]):
+        known[t] = (last == plat[t]).all(-1)
+        last = torch.where(batch.escaped[t, :, None], plat[t], last)
+    return plat, known
+
+
+def _place_error(agent: nn.Module, policy: Any, place: Tensor, known: Tensor,
+                 stats: dict[str, list[float]]) -> Tensor | float:
+    """Squared error of the place decoder (pool radii^2, x and y summed) over the steps where the
+    platform is ``known`` [T, b]; logged as ``place_error``."""
+    if not bool(known.any()):
+        return 0.0
+    error = (agent.place_head(policy.features) - place).pow(2).sum(-1)[known].mean()
+    stats.setdefault("place_error", []).append(error.item())
+    return error
 
 
 def dark_left(dark: Tensor) -> Tensor:
