@@ -273,6 +273,18 @@ def test_the_slurm_backend_without_submitit_says_what_to_install(tmp_path, tiny_
                                      "pip install 'snn-icl[sweep]'")
 
 
+def test_the_slurm_backend_without_slurm_stops_with_one_line_and_keeps_the_grid(
+        tmp_path, tiny_task_path, monkeypatch):
+    monkeypatch.setattr(sw.shutil, "which", lambda name: None)  # no srun on the PATH
+    out = tmp_path / "sw"
+    result = _sweep(tiny_task_path, out, "--backend", "slurm")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "error: --backend slurm: no Slurm on this machine (no srun on the PATH); run the same "
+        "command where Slurm is, or use --backend local")
+    assert files.read_json(out / sw.SWEEP_FILE)["backend"] == "slurm"  # rerun where Slurm is
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 

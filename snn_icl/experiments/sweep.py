@@ -20,6 +20,7 @@ import itertools
 import math
 import os
 import re
+import shutil
 import sys
 import time
 import tomllib
@@ -604,6 +605,10 @@ def run_submitit(sweep: Sweep, on_done: Callable[[dict[str, Any]], None], *, clu
         import submitit
     except ImportError:
         raise ValueError(SUBMITIT_MISSING) from None
+    if cluster in (None, "slurm") and shutil.which("srun") is None:
+        # submitit would raise a RuntimeError; the prepared run directories stay for a rerun
+        raise ValueError("--backend slurm: no Slurm on this machine (no srun on the PATH); run "
+                         "the same command where Slurm is, or use --backend local")
 
     todo = _todo(sweep, on_done)
     if not todo:
