@@ -109,3 +109,26 @@ def test_the_place_loss_is_for_the_water_maze_only():
 
     with pytest.raises(ConfigError, match="place_loss"):
         replace(load_task("tasks/icl_regression_lsa.toml"), train={"place_loss": 1.0})
+
+
+@pytest.mark.parametrize("agent", [{"kind": "lstm", "hidden_size": 16},
+                                   {"kind": "transformer", "n_layer": 1, "n_head": 2, "n_embd": 16}])
+def test_the_baselines_train_with_the_place_loss_too(tiny_task, agent):
+    from snn_icl.config import task_from_dict, task_to_dict
+
+    data = task_to_dict(replace(tiny_task, train={"place_loss": 1.0, "iterations": 2}))
+    data["agent"] = agent
+    task = task_from_dict(data, source="test")
+    model = make_agent(task)
+    assert model.place_head.in_features == model.mean_head.in_features
+    batch = ppo.collect(ppo.new_state(task, model), task)
+    place, known = ppo.place_targets(batch)
+    policy = model.evaluate_sequence(batch.net_input, None)
+    ppo._place_error(model, policy, place, torch.ones_like(known), {}).backward()
+    assert model.place_head.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()
+               if not n.startswith(("place_head", "mean_head", "value_head", "log_std")))
+    rows = []
+    ppo.train(task, ppo.new_state(task, model), progress=False,
+              on_iteration=lambda s, m: rows.append(m))
+    assert len(rows) == 2 and all("place_error" in m for m in rows)
