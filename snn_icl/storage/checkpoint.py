@@ -40,6 +40,7 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "icl_lsnn_long": "icl_regression_lsnn_long.safetensors",
               "lsnn_delay": "lsnn_delay_water_maze.safetensors",
               "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors",
+              "lsnn_delay_place": "lsnn_delay_place_water_maze.safetensors",
               "lsnn_delay_finetuned": "lsnn_delay_finetuned_water_maze.safetensors",
               "lsnn_delay_finetuned_lif": "lsnn_delay_finetuned_lif_water_maze.safetensors",
               "lsnn_cued": "lsnn_cued_water_maze.safetensors",
@@ -52,7 +53,8 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
 the in-context regression predictors as icl_KIND (docs/icl_regression.md; icl_lsnn_long: the
 LSNN's best recipe, tasks/icl_regression_lsnn_long.toml, seed 0), the best LSNN trained with
 silent delays (all 200 neurons adaptive, tasks/water_maze_delay_alladaptive.toml, seed 0) and its
-beta = 0 control as lsnn_delay and lsnn_delay_lif, the first attempt (the shipped LSNN fine-tuned
+beta = 0 control as lsnn_delay and lsnn_delay_lif, the same network trained with the auxiliary
+place loss as lsnn_delay_place (tasks/water_maze_delay_place.toml, seed 0), the first attempt (the shipped LSNN fine-tuned
 with delays, tasks/water_maze_delay.toml, seed 1) and its control as lsnn_delay_finetuned and
 lsnn_delay_finetuned_lif (docs/silent_memory.md), and the three
 agents fine-tuned with the visible-platform input, KIND_cued (docs/protocols.md), and training
