@@ -54,9 +54,9 @@ the in-context regression predictors as icl_KIND (docs/icl_regression.md; icl_ls
 LSNN's best recipe, tasks/icl_regression_lsnn_long.toml, seed 0), the best LSNN trained with
 silent delays (all 200 neurons adaptive, tasks/water_maze_delay_alladaptive.toml, seed 0) and its
 beta = 0 control as lsnn_delay and lsnn_delay_lif, the same network trained with the auxiliary
-place loss as lsnn_delay_place (tasks/water_maze_delay_place.toml, seed 0), the first attempt (the shipped LSNN fine-tuned
-with delays, tasks/water_maze_delay.toml, seed 1) and its control as lsnn_delay_finetuned and
-lsnn_delay_finetuned_lif (docs/silent_memory.md), and the three
+place loss as lsnn_delay_place (tasks/water_maze_delay_place.toml, seed 0), the first attempt
+(the shipped LSNN fine-tuned with delays, tasks/water_maze_delay.toml, seed 1) and its control as
+lsnn_delay_finetuned and lsnn_delay_finetuned_lif (docs/silent_memory.md), and the three
 agents fine-tuned with the visible-platform input, KIND_cued (docs/protocols.md), and training
 seed 0 of each kind from the equal-budget comparison, KIND_equal (docs/comparison.md)."""
 
