@@ -38,6 +38,7 @@ from snn_icl.envs.water_maze import WaterMazeConfig, reference_places
 from snn_icl.models import (LSNNConfig, agent_class, agent_kinds, build_agent, build_predictor,
                             predictor_class, predictor_kinds)
 from snn_icl.models.agent import add_place_head
+from snn_icl.models.predictor import add_store_head
 from snn_icl.models.agent import check_value as _check
 from snn_icl.models.lsnn_config import LSNNNetworkConfig
 
@@ -237,6 +238,14 @@ class TrainConfig:
     at every env step after the platform was first reached in the episode, dark delays
     included: a dense signal to keep the place where PPO's reward is sparse and late. Training
     only: the agent never reads the decoder. 0: none, as in the shipped recipes."""
+    store_loss: float = 0.0
+    """Weight of an auxiliary supervised loss (in-context regression, ``lsnn`` predictor): a
+    linear decoder (:func:`snn_icl.models.predictor.add_store_head`) of the least-squares
+    weights of the context (:func:`snn_icl.envs.icl_regression.least_squares_weights`, the
+    task's w once k >= d) from the adaptation ``a`` after the last example is trained, with the
+    network, on ``0.5 x`` their squared error averaged over tasks and coordinates: a signal to
+    store what one GD step cannot infer, where the query loss reaches the store only through
+    the read-out. Training only: the prediction never reads the decoder. 0: none."""
     cued_fraction: float = 0.0
     """Share of training episodes with the platform visible (the cue channel, docs/protocols.md):
     each episode is cued with this probability (own generator: no other draw changes); needs
@@ -347,6 +356,8 @@ class TrainConfig:
                self.cued_fraction)
         _check(math.isfinite(self.place_loss) and self.place_loss >= 0, "place_loss",
                "must be finite and >= 0", self.place_loss)
+        _check(math.isfinite(self.store_loss) and self.store_loss >= 0, "store_loss",
+               "must be finite and >= 0", self.store_loss)
         _check(not self.init_optimizer or bool(self.init_from), "init_optimizer",
                "needs init_from (the checkpoint whose optimizer state to take)",
                self.init_optimizer)
@@ -769,6 +780,10 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
                              if isinstance(agent, LSNNNetworkConfig) else ")"))
     if families.supervised(kwargs["env"]) is None:
         check_protocol(kwargs["protocol"], kwargs["env"], f"{source} [protocol]")
+        if train.store_loss:
+            raise ConfigError(f"{source} [train]: store_loss is for in-context regression "
+                              "(an icl_regression task with an lsnn predictor), not the water "
+                              "maze (its auxiliary loss is place_loss)")
         if any(train.dark_max_steps) and train.dark_after_trial + 1 >= kwargs["env"].max_trials:
             raise ConfigError(f"{source} [train]: dark_after_trial must be < "
                               f"{kwargs['env'].max_trials - 1} (a trial must follow the delay in "
@@ -783,6 +798,10 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
         if train.cued_fraction and not kwargs["env"].cue_channel:
             raise ConfigError(f"{source} [train]: cued_fraction needs the visible-platform input "
                               "([env] cue_channel = true)")
+    elif train.store_loss and not _stores(kwargs["env"], agent):
+        raise ConfigError(f"{source} [train]: store_loss needs a task family with a store target "
+                          "(icl_regression) and a predictor with a store (kind lsnn); here "
+                          f"{families.family_of(kwargs['env'])} and {agent.kind}")
     elif train.processes > 1:
         raise ConfigError(f"{source} [train]: processes > 1 (data-parallel PPO) is for the water "
                           f"maze, not a supervised family (got {train.processes})")
@@ -882,13 +901,25 @@ def same_but_length(task: TaskConfig, like: TaskConfig) -> TaskConfig:
         task.train, device=like.train.device, iterations=like.train.iterations))
 
 
+def _stores(env: Any, agent: Any) -> bool:
+    """Whether ``store_loss`` can train this family's predictor of kind ``agent.kind``."""
+    family = families.supervised(env)
+    return (family is not None and family.store_target is not None
+            and hasattr(predictor_class(agent.kind), "forward_with_store"))
+
+
 def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
     """The task's agent (a sequence predictor for a supervised family) with weights initialised
     from ``seed`` (default: the task's seed)."""
     seed = task.seed if seed is None else seed
     if families.supervised(task.env) is not None:
-        return build_predictor(task.agent, task.env.obs_dim, task.env.out_dim,
-                               task.env.episode_steps, seed=seed)
+        predictor = build_predictor(task.agent, task.env.obs_dim, task.env.out_dim,
+                                    task.env.episode_steps, seed=seed)
+        if task.train.store_loss > 0:  # after the network's own initialisation, as the place head
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                add_store_head(predictor, task.env.d)
+        return predictor
     # the longest training episode: a silent delay lengthens it (the transformer's position
     # table must cover every step it is trained on)
     steps = task.env.episode_steps + max(task.train.dark_max_steps)

@@ -50,6 +50,10 @@ class Supervised(NamedTuple):
     (the model maps tokens [T, B, obs_dim] to predictions [B, out_dim])."""
     curriculum: Curriculum | None = None
     """A curriculum gated on the training loss, if the family has one."""
+    store_target: Callable[[Any], Tensor] | None = None
+    """batch -> what the context determines [B, f]: the target of the auxiliary store loss
+    (``[train] store_loss``), decoded from a network's state after the last example; None: the
+    family has none."""
 
 
 def _regression_batch(cfg: icl_regression.RegressionConfig, batch: int,
@@ -143,7 +147,8 @@ def bursty_accuracies(cfg: icl_bursty.BurstyConfig, model: Any, seed: int,
 SUPERVISED: dict[str, Supervised] = {
     "icl_regression": Supervised(icl_regression.RegressionConfig, _regression_batch,
                                  _regression_loss, _regression_metrics, _regression_track,
-                                 Curriculum(_regression_gate_start, _regression_gate_update)),
+                                 Curriculum(_regression_gate_start, _regression_gate_update),
+                                 icl_regression.least_squares_weights),
     "icl_bursty": Supervised(icl_bursty.BurstyConfig, _bursty_batch, icl_bursty.loss,
                              _bursty_metrics, bursty_accuracies),
 }

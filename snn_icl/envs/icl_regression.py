@@ -206,6 +206,16 @@ def tokens(b: RegressionBatch) -> Tensor:
     return torch.cat([ctx, query.unsqueeze(1)], dim=1).transpose(0, 1)
 
 
+def least_squares_weights(b: RegressionBatch) -> Tensor:
+    """The minimum-norm least-squares weights of each task's context [B, d] (0 without
+    examples). Without label noise, and with k >= d, the task's w; with k < d and no noise, the
+    posterior mean of w ~ N(0, w_scale^2 I): the best any learner can infer from the context,
+    and what the auxiliary store loss (``[train] store_loss``) decodes from a network's state."""
+    if b.x.shape[1] == 0:
+        return torch.zeros_like(b.w)
+    return (torch.linalg.pinv(b.x) @ b.y.unsqueeze(-1)).squeeze(-1)
+
+
 def loss(pred: Tensor, b: RegressionBatch) -> Tensor:
     """von Oswald's loss ``0.5 * mean((pred - y_q)^2)`` of predictions ``pred [B]``."""
     return 0.5 * (pred - b.y_q).pow(2).mean()

@@ -50,3 +50,16 @@ def build_predictor(cfg: Any, d_in: int, d_out: int, max_tokens: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls.from_config(cfg, d_in, d_out, max_tokens)
+
+
+STORE_HEAD = "store_head"
+"""The attribute (and state-dict prefix) of the training-only store decoder."""
+
+
+def add_store_head(predictor: nn.Module, d_target: int) -> None:
+    """Give ``predictor`` (a kind with ``forward_with_store``) a linear decoder of what the
+    context determines ([..., d_target]) from its store after the last example: the auxiliary
+    store loss of training (``[train] store_loss``). Prediction never reads it; a checkpoint
+    with one loads into a predictor without it and back."""
+    n_store = predictor.head.in_features
+    setattr(predictor, STORE_HEAD, nn.Linear(n_store, d_target))

@@ -192,6 +192,15 @@ class SeqLSNN(nn.Module):
         z, _ = self.run(tokens)
         return self.head(self._filtered(z)), z.mean(dim=(0, 1))
 
+    def forward_with_store(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The prediction and rates of :meth:`forward_and_rate`, and the adaptation ``a`` [B, n]
+        after the last context example (0 without one): the store the auxiliary store loss
+        (``[train] store_loss``) decodes. One run; gradients reach ``a`` through the trace."""
+        z, _, trace = self.run(tokens, record=True)
+        end = (tokens.shape[0] - 1) * self.cfg.ms_per_token
+        a = trace.a[end - 1] if end else torch.zeros_like(trace.a[0])
+        return self.head(self._filtered(z)), z.mean(dim=(0, 1)), a
+
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         """At the end of the query token: filtered spikes, thresholds' adaptation a, voltages v."""
         return self._state(self.run(tokens, record=True))

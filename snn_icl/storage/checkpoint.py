@@ -25,6 +25,7 @@ from snn_icl.storage import files
 from snn_icl.config import TaskConfig, task_from_dict, task_to_dict
 from snn_icl.envs import family
 from snn_icl.models.agent import PLACE_HEAD
+from snn_icl.models.predictor import STORE_HEAD
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 """Name of the latest checkpoint in a training run directory."""
@@ -250,9 +251,10 @@ def load_into(path: str | Path | Checkpoint, agent: nn.Module, task: TaskConfig 
                              f"(saved, expected) {diff or 'in observation size'}")
     state = {k.removeprefix("agent."): v for k, v in tensors.items() if k.startswith("agent.")}
     own = agent.state_dict()
-    # the training-only place decoder may be on one side only: a fine-tuning run with the place
-    # loss starts it fresh, and an agent without it evaluates a network trained with it
-    optional = f"{PLACE_HEAD}."
+    # the training-only decoders (place, store) may be on one side only: a fine-tuning run with
+    # an auxiliary loss starts its decoder fresh, and a model without it evaluates a network
+    # trained with it
+    optional = (f"{PLACE_HEAD}.", f"{STORE_HEAD}.")
     state = {k: v for k, v in state.items() if k in own or not k.startswith(optional)}
     missing = sorted(k for k in set(own) - set(state) if not k.startswith(optional))
     unexpected = sorted(set(state) - set(own))

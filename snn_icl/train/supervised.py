@@ -4,7 +4,9 @@ One iteration: draw ``batch_episodes`` fresh tasks of the family (each a sequenc
 query), run the predictor over the whole sequence, take one Adam step on the family's loss at
 the query (learning rate ``train.lr_at(iteration)``, global gradient-norm clip
 ``max_grad_norm``, L2 ``weight_decay``; for a spiking predictor the firing rates are logged as
-``rate_hz`` and ``rate_reg`` holds them near ``target_rate_hz``). The weights are meta-learnt
+``rate_hz`` and ``rate_reg`` holds them near ``target_rate_hz``; with ``store_loss`` a decoder
+of the context's least-squares weights from the store after the last example adds its error,
+logged as ``store_error``). The weights are meta-learnt
 across tasks; what a single task needs must be inferred from its context at test time, with the
 weights frozen.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import Tensor
 
 from snn_icl.config import TaskConfig
 from snn_icl.envs.family import supervised, to_device
@@ -44,15 +47,23 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
     device = module_device(state.agent)
     tokens, batch = tokens.to(device), to_device(batch, device)
     state.agent.train()
-    rate_stats: dict[str, float] = {}
-    if hasattr(state.agent, "forward_and_rate"):  # spiking: rates logged, held by rate_reg
+    extra: dict[str, float] = {}
+    store = None
+    if task.train.store_loss > 0:  # config checks: the predictor has a store, the family a target
+        pred, rate, store = state.agent.forward_with_store(tokens)
+    elif hasattr(state.agent, "forward_and_rate"):  # spiking: rates logged, held by rate_reg
         pred, rate = state.agent.forward_and_rate(tokens)
-        rate_stats["rate_hz"] = float(rate.detach().mean()) * 1e3
     else:
         pred, rate = state.agent(tokens), None
+    if rate is not None:
+        extra["rate_hz"] = float(rate.detach().mean()) * 1e3
     task_loss = loss = family.loss(pred, batch)
     if rate is not None and task.train.rate_reg > 0:
         loss = loss + rate_penalty(rate, task.train)
+    if store is not None:
+        error = store_error(state.agent, store, family.store_target(batch))
+        extra["store_error"] = float(error.detach())
+        loss = loss + task.train.store_loss * error
     _check_finite("loss", loss.detach(), state.iteration)
     state.optimizer.zero_grad(set_to_none=True)
     if loss.requires_grad:
@@ -71,7 +82,13 @@ def step(task: TaskConfig, state: TrainState) -> dict[str, float]:
         state.curriculum = family.curriculum.update(task.env, state.curriculum,
                                                     float(task_loss.detach()))
     return {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
-            **family.metrics(pred.detach(), batch), **rate_stats}
+            **family.metrics(pred.detach(), batch), **extra}
+
+
+def store_error(agent: torch.nn.Module, store: Tensor, target: Tensor) -> Tensor:
+    """``0.5 x`` the squared error of the store decoder's read-out of ``store`` [B, n] against
+    ``target`` [B, f], averaged over tasks and coordinates (the auxiliary ``store_loss``)."""
+    return 0.5 * (agent.store_head(store) - target.to(store.dtype)).pow(2).mean()
 
 
 def train(task: TaskConfig, state: TrainState, *,
