@@ -38,9 +38,9 @@ from snn_icl.envs.water_maze import WaterMazeConfig, reference_places
 from snn_icl.models import (LSNNConfig, agent_class, agent_kinds, build_agent, build_predictor,
                             predictor_class, predictor_kinds)
 from snn_icl.models.agent import add_place_head
-from snn_icl.models.predictor import add_store_head
 from snn_icl.models.agent import check_value as _check
 from snn_icl.models.lsnn_config import LSNNNetworkConfig
+from snn_icl.models.predictor import add_store_head
 
 
 SEED_MAX = 2**31 - 1
