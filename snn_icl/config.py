@@ -238,6 +238,12 @@ class TrainConfig:
     at every env step after the platform was first reached in the episode, dark delays
     included: a dense signal to keep the place where PPO's reward is sparse and late. Training
     only: the agent never reads the decoder. 0: none, as in the shipped recipes."""
+    place_loss_dark: bool = True
+    """Whether the place loss also asks for the platform on dark-delay steps (the recall cue
+    included), as in every run before this key. False: only on steps in the light, so that
+    nothing rewards holding the place through the delay but what comes after it (trial 2's
+    decoder error and reward, through the delay by backpropagation in time): the control that
+    separates the loss's signal in the dark from the network's own memory."""
     store_loss: float = 0.0
     """Weight of an auxiliary supervised loss (in-context regression, ``lsnn`` predictor): a
     linear decoder (:func:`snn_icl.models.predictor.add_store_head`) of the least-squares
@@ -780,6 +786,11 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
                              if isinstance(agent, LSNNNetworkConfig) else ")"))
     if families.supervised(kwargs["env"]) is None:
         check_protocol(kwargs["protocol"], kwargs["env"], f"{source} [protocol]")
+        if not train.place_loss_dark and not (train.place_loss and any(train.dark_max_steps)):
+            raise ConfigError(f"{source} [train]: place_loss_dark = false leaves the dark steps "
+                              "out of the place loss; it needs place_loss > 0 and dark delays "
+                              f"(dark_max_steps > 0; here {train.place_loss} and "
+                              f"{list(train.dark_max_steps)})")
         if train.store_loss:
             raise ConfigError(f"{source} [train]: store_loss is for in-context regression "
                               "(an icl_regression task with an lsnn predictor), not the water "
@@ -806,9 +817,10 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
         raise ConfigError(f"{source} [train]: processes > 1 (data-parallel PPO) is for the water "
                           f"maze, not a supervised family (got {train.processes})")
     elif (any(train.dark_max_steps) or any(train.dark_rate_reg) or train.cued_fraction
-          or not train.dark_rate_reg_cue or train.place_loss):
-        raise ConfigError(f"{source} [train]: place_loss, dark_max_steps, dark_rate_reg, "
-                          "dark_rate_reg_cue and cued_fraction are for the water maze, not a "
+          or not train.dark_rate_reg_cue or train.place_loss or not train.place_loss_dark):
+        raise ConfigError(f"{source} [train]: place_loss, place_loss_dark, dark_max_steps, "
+                          "dark_rate_reg, dark_rate_reg_cue and cued_fraction are for the water "
+                          "maze, not a "
                           "supervised family")
     return TaskConfig(**kwargs)
 

@@ -6,17 +6,20 @@ import math
 import pytest
 import torch
 
-from snn_icl.config import ConfigError, make_agent, replace
+from snn_icl.config import ConfigError, load_task, make_agent, replace
 from snn_icl.storage.checkpoint import load_agent, load_into, save_checkpoint
 from snn_icl.train import ppo
+from tests.conftest import TASKS
 
 
-def _record(escaped: list[list[bool]], platforms: list[list[list[float]]]):
-    """A record with only what place_targets reads: escapes [T][B], platforms [T+1][B][2]."""
+def _record(escaped: list[list[bool]], platforms: list[list[list[float]]], dark=None):
+    """A record with only what place_targets reads: escapes [T][B], platforms [T+1][B][2],
+    dark steps [T][B] (None: no delays)."""
     from types import SimpleNamespace
 
     plat = torch.tensor(platforms)
-    return SimpleNamespace(escaped=torch.tensor(escaped), platforms=lambda: plat)
+    return SimpleNamespace(escaped=torch.tensor(escaped), platforms=lambda: plat,
+                           dark=None if dark is None else torch.tensor(dark))
 
 
 def test_the_platform_is_known_from_the_step_after_it_is_reached_until_it_moves():
@@ -30,6 +33,27 @@ def test_the_platform_is_known_from_the_step_after_it_is_reached_until_it_moves(
     assert known[:, 0].tolist() == [False, False, True, True, True]
     assert known[:, 1].tolist() == [False, True, False, False, True]
     torch.testing.assert_close(place[4, 1], torch.tensor(b))
+
+
+def test_without_the_dark_steps_the_place_is_asked_for_in_the_light_only():
+    a = [0.3, 0.1]
+    escaped = [[True], [False], [False], [False], [False]]
+    dark = [[False], [True], [True], [False], [False]]  # a delay of two steps after the escape
+    record = _record(escaped, [[a]] * 6, dark)
+    _, every = ppo.place_targets(record)
+    _, light = ppo.place_targets(record, dark=False)
+    assert every[:, 0].tolist() == [False, True, True, True, True]
+    assert light[:, 0].tolist() == [False, False, False, True, True]
+    assert ppo.place_targets(_record(escaped, [[a]] * 6), dark=False)[1].equal(every)
+
+
+def test_place_loss_dark_needs_the_loss_and_delays():
+    task = load_task(TASKS / "water_maze_delay_place.toml")
+    assert not replace(task, train={"place_loss_dark": False}).train.place_loss_dark
+    no_delays = {"dark_max_steps": [0] * 4}  # one value per stage of dark_from_iteration
+    for train in ({"place_loss": 0.0}, no_delays):
+        with pytest.raises(ConfigError, match="place_loss_dark"):
+            replace(task, train={**train, "place_loss_dark": False})
 
 
 def test_the_decoder_is_added_after_the_network_and_changes_none_of_its_weights(tiny_task):

@@ -118,7 +118,8 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig,
     size = n_episodes // cfg.minibatches
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
                                      "approx_kl": [], "clip_frac": [], "grad_norm": []}
-    place, known = place_targets(batch) if cfg.place_loss > 0 else (None, None)
+    place, known = (place_targets(batch, cfg.place_loss_dark) if cfg.place_loss > 0
+                    else (None, None))
     if place is not None:  # a column from the first row on, NaN while no platform is known
         stats["place_error"] = []
     agent.train()
@@ -172,16 +173,19 @@ def ppo_update(state: TrainState, batch: dict[str, Tensor], task: TaskConfig,
             if v or k == "place_error"}
 
 
-def place_targets(batch: EpisodeRecord) -> tuple[Tensor, Tensor]:
+def place_targets(batch: EpisodeRecord, dark: bool = True) -> tuple[Tensor, Tensor]:
     """What the place loss asks for: the platform centre in force at each env step [T, B, 2]
     (pool radii) and where it is known [T, B] bool: the same platform was reached at an earlier
-    step of the episode (after a reversal the new one only once it is found; dark steps count)."""
+    step of the episode (after a reversal the new one only once it is found; dark steps count
+    unless ``dark`` is False: ``[train] place_loss_dark``)."""
     plat = batch.platforms()[:-1]  # [T, B, 2]: step t acts where position index t is
     known = torch.zeros(batch.escaped.shape, dtype=torch.bool, device=plat.device)
     last = torch.full_like(plat[0], float("nan"))  # NaN equals nothing: unknown until reached
     for t in range(plat.shape[0]):
         known[t] = (last == plat[t]).all(-1)
         last = torch.where(batch.escaped[t, :, None], plat[t], last)
+    if not dark and batch.dark is not None:
+        known &= ~batch.dark.to(known.device)
     return plat, known
 
 
