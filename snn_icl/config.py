@@ -927,21 +927,24 @@ def make_agent(task: TaskConfig, seed: int | None = None) -> Any:
     if families.supervised(task.env) is not None:
         predictor = build_predictor(task.agent, task.env.obs_dim, task.env.out_dim,
                                     task.env.episode_steps, seed=seed)
-        if task.train.store_loss > 0:  # after the network's own initialisation, as the place head
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                add_store_head(predictor, task.env.d)
+        if task.train.store_loss > 0:
+            _add_decoder(seed, add_store_head, predictor, task.env.d)
         return predictor
     # the longest training episode: a silent delay lengthens it (the transformer's position
     # table must cover every step it is trained on)
     steps = task.env.episode_steps + max(task.train.dark_max_steps)
     agent = build_agent(task.agent, task.env.obs_dim, steps, seed=seed)
     if task.train.place_loss > 0:
-        # after the network's own initialisation, so its weights equal a run's without the loss
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            add_place_head(agent)
+        _add_decoder(seed, add_place_head, agent)
     return agent
+
+
+def _add_decoder(seed: int, add: Any, model: Any, *args: Any) -> None:
+    """``add(model, *args)``: a training-only decoder, drawn from ``seed`` after the network's own
+    initialisation and on a forked RNG, so the network's weights equal a run's without it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        add(model, *args)
 
 
 RECORD_FLOATS_PER_STEP = 26

@@ -189,7 +189,10 @@ class SeqLSNN(nn.Module):
     def forward_and_rate(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """The prediction [B, d_out] and every neuron's firing rate over the sequence [n]
         (spikes per ms; what the trainer's ``rate_reg`` holds near ``target_rate_hz``)."""
-        z, _ = self.run(tokens)
+        return self._predict(self.run(tokens)[0])
+
+    def _predict(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """From the spikes z [T_ms, B, n]: the read-out at the query's end and each neuron's rate."""
         return self.head(self._filtered(z)), z.mean(dim=(0, 1))
 
     def forward_with_store(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -199,7 +202,7 @@ class SeqLSNN(nn.Module):
         z, _, trace = self.run(tokens, record=True)
         end = (tokens.shape[0] - 1) * self.cfg.ms_per_token
         a = trace.a[end - 1] if end else torch.zeros_like(trace.a[0])
-        return self.head(self._filtered(z)), z.mean(dim=(0, 1)), a
+        return *self._predict(z), a
 
     def features(self, tokens: Tensor) -> dict[str, Tensor]:
         """At the end of the query token: filtered spikes, thresholds' adaptation a, voltages v."""
