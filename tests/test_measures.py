@@ -60,6 +60,30 @@ def test_a_trial_running_at_the_episode_end_is_censored_at_the_time_out():
     assert training_metrics(rec, cfg)["latency_trials2_4"] == out["latency_trials2_4"]
 
 
+def test_trial_2_is_split_by_how_trial_1_ended():
+    # episode 0: trial 1 found (latency 4), trial 2 found in 2; episode 1: trial 1 timed out
+    # (latency 9, placed), trial 2 found in 3; episode 2: trial 1 timed out, trial 2 timed out
+    rec = _record(trial=[[0, 0, 0], [1, 0, 0], [1, 1, 1], [2, 2, 2]],
+                  trial_end=[[True, False, False], [False, True, True], [True, True, True]],
+                  latency=[[4, 0, 0], [0, 9, 9], [2, 3, 9]],
+                  escaped=[[True, False, False], [False, False, False], [True, True, False]])
+    cfg = WaterMazeConfig(trial_timeout=9)
+    split = measures.trial2_by_trial1(rec, cfg)
+    assert (split["episodes_found"], split["episodes_placed"]) == (1, 2)
+    assert split["success_trial2_found"] == 1.0 and split["success_trial2_placed"] == 0.5
+    assert split["latency_trial2_found"] == 2.0 and split["latency_trial2_placed"] == 6.0
+    # the split adds up to the trial-2 success over all episodes
+    assert behaviour(rec, cfg, 2)["success_by_trial"][1] == pytest.approx((1 + 2 * 0.5) / 3)
+
+
+def test_a_split_with_no_episode_in_a_group_reports_none():
+    rec = _record(trial=[[0], [1], [2]], trial_end=[[True], [True]], latency=[[4], [2]],
+                  escaped=[[True], [True]])
+    split = measures.trial2_by_trial1(rec, WaterMazeConfig(trial_timeout=9))
+    assert split["episodes_placed"] == 0 and split["success_trial2_placed"] is None
+    assert split["latency_trial2_placed"] is None and split["success_trial2_found"] == 1.0
+
+
 def test_a_trial_that_starts_on_the_last_step_is_not_censored():
     # trial 1 starts at the final position: not one swim step in it
     rec = _record(trial=[[0], [0], [1]], trial_end=[[False], [True]], latency=[[0], [2]],

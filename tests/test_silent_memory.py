@@ -431,6 +431,14 @@ def test_silent_memory_runs_every_part_on_a_small_lsnn(tiny_task):
     # manipulations at the end of the delay cannot change trial 1
     c = result["causal"]
     assert c["intact"]["success_trial1"] == c["reset_a_end"]["success_trial1"]
+    # trial 2 split by how trial 1 ended adds up to trial 2 over all episodes
+    b = result["behaviour"]
+    n_found, n_placed = b["episodes_found"], b["episodes_placed"]
+    assert n_found + n_placed == 16 and n_found == round(16 * b["success_trial1"])
+    parts = [(n, s) for n, s in ((n_found, b["success_trial2_found"]),
+                                 (n_placed, b["success_trial2_placed"])) if n]
+    assert sum(n * s for n, s in parts) / 16 == pytest.approx(b["success_trial2"])
+    assert "Trial 2 by how trial 1 ended" in exp.markdown(result)
     json.dumps(result)  # every number is JSON
 
 
@@ -577,8 +585,14 @@ def test_pooled_silent_memory_reads_the_causal_tests_as_paired_changes(tiny_task
     for cond in sm.CAUSAL:
         del old["causal"][cond]["other_zone_first_fraction"]
     del old["membrane"]
+    for key in ("success_trial2_found", "success_trial2_placed", "latency_trial2_found",
+                "latency_trial2_placed"):
+        del old["behaviour"][key]
     p_old = pool([old, old])
     assert p_old["causal"]["swap_a_end"]["other_zone_first_fraction"]["mean"] is None
+    assert p_old["behaviour"]["success_trial2_placed"]["mean"] is None
+    assert p["behaviour"]["success_trial2_found"]["values"] == [b["success_trial2_found"]] * 2
+    assert "success, placed" in text
     assert p_old["membrane_end"]["across_episodes_sd"]["mean"] is None
     assert p["membrane_end"]["below_rest"]["values"] == [one["membrane"]["end"]["below_rest"]] * 2
     assert "partner first" in markdown({"old": p_old}, "validation")

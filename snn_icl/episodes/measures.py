@@ -19,6 +19,8 @@ Measures (per trial index, 0-based in code, 1-based in reports):
     latency_trials2_4  median over the pooled latencies of trials 2-4 (one-shot target)
     optimal_latency_trials2_4  the same median of the straight-swim optima (the target's scale)
     one_shot_ratio     median latency of trial 1 / latency_trials2_4
+    trial 2 by trial 1 success and median latency of trial 2 after a trial 1 that found the
+                       platform and after one that timed out (:func:`trial2_by_trial1`)
 Platforms: each trial's measures use the platform in force at that trial's start
 (``EpisodeRecord.platform_t``), so they stay right after a reversal.
 Reversal (the platform moves at the start of trial k; :func:`reversal_measures`): latency and
@@ -245,6 +247,22 @@ def behaviour(rec: EpisodeRecord, cfg: WaterMazeConfig, n_trials: int,
     if generator is not None:
         stats = [median_ci(latency[:, k], generator) for k in range(n_trials)]
         out["latency_ci"] = [[_none(s[1]), _none(s[2])] for s in stats]
+    return out
+
+
+def trial2_by_trial1(rec: EpisodeRecord, cfg: WaterMazeConfig) -> dict[str, Any]:
+    """Trial 2 split by how trial 1 ended: ``found`` (the swimmer reached the platform) or
+    ``placed`` (it timed out and was placed on the platform, Morris protocol): for each, the
+    number of episodes, trial 2's success and its median latency (swim steps, censored at the
+    time-out); None where no episode ended that way."""
+    t = trial_table(rec, cfg, 2)
+    first, success, latency = t["success"][:, 0], t["success"][:, 1], t["latency"][:, 1]
+    out: dict[str, Any] = {}
+    for name, group in (("found", first == 1), ("placed", first == 0)):
+        group = group & ~torch.isnan(success)
+        out[f"episodes_{name}"] = int(group.sum())
+        out[f"success_trial2_{name}"] = float(success[group].mean()) if group.any() else None
+        out[f"latency_trial2_{name}"] = float(median(latency[group])) if group.any() else None
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from snn_icl.analysis import silent_memory as sm
-from snn_icl.episodes.measures import behaviour
+from snn_icl.episodes.measures import behaviour, trial2_by_trial1
 from snn_icl.experiments.retention import KEPT_SUCCESS, bridged
 from snn_icl.models import frozen, weights_sha256
 
@@ -61,7 +61,9 @@ def silent_memory(agent: nn.Module, task: Any, delay: int, episodes: int, seed: 
                       "latency_trial2": b["latency_by_trial"][1],
                       "success_trial1": b["success_by_trial"][0],
                       "success_trial2": b["success_by_trial"][1],
-                      "optimal_trial2": optimum},
+                      "optimal_trial2": optimum,
+                      # where the failures are: after a trial 1 found, or timed out and placed
+                      **trial2_by_trial1(sim, env)},
         "rates": rates, "membrane": membrane, "decoding": decoding, "causal": causal,
         "state_bytes_by_delay": cost,
         "weights_sha256": before,
@@ -140,6 +142,11 @@ def markdown(result: dict[str, Any]) -> str:
              f"| 1 | {f(b['latency_trial1'], '.0f')} | {f(b['success_trial1'])} |",
              f"| 2 (after the delay) | {f(b['latency_trial2'], '.0f')} | {f(b['success_trial2'])} |",
              f"| straight swim | {f(b['optimal_trial2'], '.0f')} | |", "",
+             "Trial 2 by how trial 1 ended (found the platform / timed out and placed on it):", "",
+             "| trial 1 | episodes | trial-2 median latency | trial-2 success |", "|---|---|---|---|",
+             *(f"| {name} | {b.get('episodes_' + name, 'n/a')} | "
+               f"{f(b.get('latency_trial2_' + name), '.0f')} | "
+               f"{f(b.get('success_trial2_' + name))} |" for name in ("found", "placed")), "",
              "| rate (Hz) | swimming, trial 1 | delay | delay / swimming |", "|---|---|---|---|"]
     for g in ("all", "regular", "adaptive"):
         lines.append(f"| {g} | {f(r[g]['swim_hz'], '.1f')} | {f(r[g]['delay_hz'], '.1f')} | "

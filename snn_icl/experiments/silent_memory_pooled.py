@@ -17,7 +17,10 @@ from snn_icl.analysis.silent_memory import CAUSAL
 from snn_icl.experiments.report import mean_interval
 
 BEHAVIOUR = ("latency_trial1", "latency_trial2", "success_trial1", "success_trial2",
-             "optimal_trial2")
+             "optimal_trial2", "success_trial2_found", "success_trial2_placed",
+             "latency_trial2_found", "latency_trial2_placed")
+"""Per network: the trial medians and successes, and trial 2 split by how trial 1 ended
+(found the platform, or timed out and placed on it; None in results written before the split)."""
 CAUSAL_MEASURES = ("latency_trial2", "success_trial2", "toward_other_fraction",
                    "other_zone_first_fraction")
 """Per causal condition: trial-2 median latency (env steps), success, the fraction of episodes
@@ -59,7 +62,7 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["n_networks"] = len(results)
     out["beta"] = sorted({r["beta"] for r in results})
     out["tau_a_ms"] = sorted({r["tau_a_ms"] for r in results})
-    out["behaviour"] = {k: across([r["behaviour"][k] for r in results]) for k in BEHAVIOUR}
+    out["behaviour"] = {k: across([r["behaviour"].get(k) for r in results]) for k in BEHAVIOUR}
     out["memory"] = across([_minus(r["behaviour"]["success_trial2"],
                                    r["behaviour"]["success_trial1"]) for r in results])
     out["rate_delay_over_swim"] = across([r["rates"]["all"]["delay_over_swim"] for r in results])
@@ -143,6 +146,16 @@ def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
         lines.append(f"| {label} | {p['n_networks']} | {_cell(b['latency_trial1'], '.0f')} | "
                      f"{_cell(b['latency_trial2'], '.0f')} | {_cell(b['success_trial2'])} | "
                      f"{_cell(p['memory'], '+.2f')} | {_cell(p['rate_delay_over_swim'])} |")
+    lines += ["", "Trial 2 by how trial 1 ended: after a trial 1 that found the platform, and "
+              "after one that timed out, the swimmer placed on the platform:", "",
+              "| condition | success, found | success, placed | median latency, found | "
+              "median latency, placed |", "|---|---|---|---|---|"]
+    for label, p in pooled.items():
+        b = p["behaviour"]
+        lines.append(f"| {label} | {_cell(b['success_trial2_found'])} | "
+                     f"{_cell(b['success_trial2_placed'])} | "
+                     f"{_cell(b['latency_trial2_found'], '.0f')} | "
+                     f"{_cell(b['latency_trial2_placed'], '.0f')} |")
     if paired_to is not None:
         lines += ["", f"Memory against {paired_to}, paired per network (the i-th networks of "
                   "the two conditions share their starting weights):", "",
