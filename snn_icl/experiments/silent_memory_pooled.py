@@ -11,7 +11,7 @@ memory in ongoing activity does that for ``reset_v_z_end``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from snn_icl.analysis.silent_memory import CAUSAL
 from snn_icl.experiments.report import mean_interval
@@ -126,6 +126,13 @@ def _cell(s: dict[str, Any], fmt: str = ".2f") -> str:
     return f"{_f(s['mean'], fmt)}{ci} ({each})"
 
 
+def _table(pooled: dict[str, dict[str, Any]], columns: list[str],
+           cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """A Markdown table, one row per condition: its label, then ``cells`` of its pooled result."""
+    return (["| condition | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+            + [f"| {label} | " + " | ".join(cells(p)) + " |" for label, p in pooled.items()])
+
+
 def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
              paired_to: str | None = None,
              differences: dict[str, dict[str, Any]] | None = None) -> str:
@@ -138,24 +145,21 @@ def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
              "networks", "",
              f"{some['episodes']} episodes per network, {seed_kind} seed {some['seed']}. Each "
              "cell: mean [95 % t-interval across networks] (each network).", "",
-             "Memory: trial-2 minus trial-1 success, per network.", "",
-             "| condition | networks | trial-1 latency | trial-2 latency | trial-2 success | "
-             "memory | delay rate / swimming rate |", "|---|---|---|---|---|---|---|"]
-    for label, p in pooled.items():
-        b = p["behaviour"]
-        lines.append(f"| {label} | {p['n_networks']} | {_cell(b['latency_trial1'], '.0f')} | "
-                     f"{_cell(b['latency_trial2'], '.0f')} | {_cell(b['success_trial2'])} | "
-                     f"{_cell(p['memory'], '+.2f')} | {_cell(p['rate_delay_over_swim'])} |")
+             "Memory: trial-2 minus trial-1 success, per network.", ""]
+    lines += _table(pooled, ["networks", "trial-1 latency", "trial-2 latency", "trial-2 success",
+                             "memory", "delay rate / swimming rate"],
+                    lambda p: [str(p["n_networks"]), _cell(p["behaviour"]["latency_trial1"], ".0f"),
+                               _cell(p["behaviour"]["latency_trial2"], ".0f"),
+                               _cell(p["behaviour"]["success_trial2"]),
+                               _cell(p["memory"], "+.2f"), _cell(p["rate_delay_over_swim"])])
     lines += ["", "Trial 2 by how trial 1 ended: after a trial 1 that found the platform, and "
-              "after one that timed out, the swimmer placed on the platform:", "",
-              "| condition | success, found | success, placed | median latency, found | "
-              "median latency, placed |", "|---|---|---|---|---|"]
-    for label, p in pooled.items():
-        b = p["behaviour"]
-        lines.append(f"| {label} | {_cell(b['success_trial2_found'])} | "
-                     f"{_cell(b['success_trial2_placed'])} | "
-                     f"{_cell(b['latency_trial2_found'], '.0f')} | "
-                     f"{_cell(b['latency_trial2_placed'], '.0f')} |")
+              "after one that timed out, the swimmer placed on the platform:", ""]
+    lines += _table(pooled, ["success, found", "success, placed", "median latency, found",
+                             "median latency, placed"],
+                    lambda p: [_cell(p["behaviour"]["success_trial2_found"]),
+                               _cell(p["behaviour"]["success_trial2_placed"]),
+                               _cell(p["behaviour"]["latency_trial2_found"], ".0f"),
+                               _cell(p["behaviour"]["latency_trial2_placed"], ".0f")])
     if paired_to is not None:
         lines += ["", f"Memory against {paired_to}, paired per network (the i-th networks of "
                   "the two conditions share their starting weights):", "",
