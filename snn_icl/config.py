@@ -820,8 +820,7 @@ def task_from_dict(data: dict[str, Any], source: str = "<dict>", name: str = "ta
           or not train.dark_rate_reg_cue or train.place_loss or not train.place_loss_dark):
         raise ConfigError(f"{source} [train]: place_loss, place_loss_dark, dark_max_steps, "
                           "dark_rate_reg, dark_rate_reg_cue and cued_fraction are for the water "
-                          "maze, not a "
-                          "supervised family")
+                          "maze, not a supervised family")
     return TaskConfig(**kwargs)
 
 
