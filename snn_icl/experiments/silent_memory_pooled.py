@@ -128,7 +128,7 @@ def _cell(s: dict[str, Any], fmt: str = ".2f") -> str:
 
 def _table(pooled: dict[str, dict[str, Any]], columns: list[str],
            cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:
-    """A Markdown table, one row per condition: its label, then ``cells`` of its pooled result."""
+    """A Markdown table, one row per condition: its label, then ``cells`` of its entry."""
     return (["| condition | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
             + [f"| {label} | " + " | ".join(cells(p)) + " |" for label, p in pooled.items()])
 
@@ -162,26 +162,20 @@ def markdown(pooled: dict[str, dict[str, Any]], seed_kind: str,
                                _cell(p["behaviour"]["latency_trial2_placed"], ".0f")])
     if paired_to is not None:
         lines += ["", f"Memory against {paired_to}, paired per network (the i-th networks of "
-                  "the two conditions share their starting weights):", "",
-                  f"| condition | memory minus {paired_to}'s |", "|---|---|"]
-        lines += [f"| {label} | {_cell(d, '+.2f')} |"
-                  for label, d in (paired(pooled, paired_to) if differences is None
-                                   else differences).items()]
-    lines += ["", "Platform decoding error at the end of the delay (pool radii):", "",
-              "| condition | " + " | ".join(DECODED) + " | chance |", "|---|---|---|---|---|"]
-    for label, p in pooled.items():
-        d = p["decoding_end"]
-        lines.append(f"| {label} | " + " | ".join(_cell(d[v]) for v in DECODED)
-                     + f" | {_cell(p['decoding_chance_end'])} |")
+                  "the two conditions share their starting weights):", ""]
+        lines += _table(paired(pooled, paired_to) if differences is None else differences,
+                        [f"memory minus {paired_to}'s"], lambda d: [_cell(d, "+.2f")])
+    lines += ["", "Platform decoding error at the end of the delay (pool radii):", ""]
+    lines += _table(pooled, [*DECODED, "chance"],
+                    lambda p: [*(_cell(p["decoding_end"][v]) for v in DECODED),
+                               _cell(p["decoding_chance_end"])])
     lines += ["", "Membrane potential over the last dark steps before the cue (units of v_th; "
               "below rest: share with v < 0; across episodes: the part that differs between "
-              "episodes):", "", "| condition | mean v | below rest | across episodes |",
-              "|---|---|---|---|"]
-    for label, p in pooled.items():
-        m = p.get("membrane_end") or {}
-        lines.append(f"| {label} | " + " | ".join(
-            _cell(m[k], ".3g") if k in m else "n/a"
-            for k in ("mean", "below_rest", "across_episodes_sd")) + " |")
+              "episodes):", ""]
+    lines += _table(pooled, ["mean v", "below rest", "across episodes"],
+                    lambda p: [_cell(p["membrane_end"][k], ".3g")
+                               if k in (p.get("membrane_end") or {}) else "n/a"
+                               for k in ("mean", "below_rest", "across_episodes_sd")])
     lines += ["", "Causal tests at the end of the delay, as changes from intact (paired per "
               "network; heading: fraction of episodes whose first trial-2 steps point more "
               "towards the partner's platform; partner first: fraction of the trial-2 searches "
