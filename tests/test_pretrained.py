@@ -105,8 +105,10 @@ def test_shipped_checkpoints_are_verified_on_load(kind, tmp_path):
         Checkpoint(tmp_path / "flipped.safetensors")
 
 
-@pytest.mark.parametrize("name, task_file", [("lsnn_delay", "water_maze_delay_place.toml"),
-                                             ("lsnn_delay_lif", "water_maze_delay_place_lif.toml"),
+@pytest.mark.parametrize("name, task_file", [("lsnn_delay", "water_maze_delay_place_light.toml"),
+                                             ("lsnn_delay_lif", "water_maze_delay_place_light_lif.toml"),
+                                             ("lsnn_delay_place", "water_maze_delay_place.toml"),
+                                             ("lsnn_delay_place_lif", "water_maze_delay_place_lif.toml"),
                                              ("lsnn_delay_noplace", "water_maze_delay_alladaptive.toml"),
                                              ("lsnn_delay_noplace_lif", "water_maze_delay_alladaptive_lif.toml"),
                                              ("lsnn_delay_finetuned", "water_maze_delay.toml"),
@@ -128,7 +130,7 @@ def test_shipped_fine_tuned_networks_are_their_task_files(name, task_file):
     agent, task, counters = load_agent(path)
     default = load_task(TASKS / task_file)
     assert task.agent == default.agent and task.env == default.env
-    # `processes` only splits each batch over CPU processes (lsnn_delay was trained on two)
+    # `processes` only splits each batch over CPU processes (lsnn_delay_place was trained on two)
     assert replace(task.train, processes=default.train.processes) == default.train
     assert task.protocol == default.protocol
     assert counters["iteration"] == default.train.iterations

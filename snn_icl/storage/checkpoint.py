@@ -41,6 +41,8 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
               "icl_lsnn_long": "icl_regression_lsnn_long.safetensors",
               "lsnn_delay": "lsnn_delay_water_maze.safetensors",
               "lsnn_delay_lif": "lsnn_delay_lif_water_maze.safetensors",
+              "lsnn_delay_place": "lsnn_delay_place_water_maze.safetensors",
+              "lsnn_delay_place_lif": "lsnn_delay_place_lif_water_maze.safetensors",
               "lsnn_delay_noplace": "lsnn_delay_noplace_water_maze.safetensors",
               "lsnn_delay_noplace_lif": "lsnn_delay_noplace_lif_water_maze.safetensors",
               "lsnn_delay_finetuned": "lsnn_delay_finetuned_water_maze.safetensors",
@@ -54,9 +56,11 @@ PRETRAINED = {"lsnn": "lsnn_water_maze.safetensors", "lstm": "lstm_water_maze.sa
 """Checkpoints shipped inside the package (snn_icl/pretrained/): the water-maze agents by kind,
 the in-context regression predictors as icl_KIND (docs/icl_regression.md; icl_lsnn_long: the
 LSNN's best recipe, tasks/icl_regression_lsnn_long.toml, seed 0), the best LSNN trained with
-silent delays (all 200 neurons adaptive, with the auxiliary place loss,
-tasks/water_maze_delay_place.toml, seed 0) and its beta = 0 control
-(tasks/water_maze_delay_place_lif.toml, seed 0) as lsnn_delay and lsnn_delay_lif, the same pair
+silent delays (all 200 neurons adaptive, with the auxiliary place loss on the light's steps,
+tasks/water_maze_delay_place_light.toml, seed 0) and its beta = 0 control
+(tasks/water_maze_delay_place_light_lif.toml, seed 0) as lsnn_delay and lsnn_delay_lif, the pair
+with the place loss on the dark steps too (tasks/water_maze_delay_place{,_lif}.toml, seed 0) as
+lsnn_delay_place and lsnn_delay_place_lif, the pair
 trained without the place loss as lsnn_delay_noplace and lsnn_delay_noplace_lif
 (tasks/water_maze_delay_alladaptive{,_lif}.toml, seed 0), the first attempt
 (the shipped LSNN fine-tuned with delays, tasks/water_maze_delay.toml, seed 1) and its control as
