@@ -69,6 +69,53 @@ def test_tokens_hold_the_examples_and_a_zero_label_query():
     assert 2.5 < float(wide.w.std()) < 3.5
 
 
+def test_context_passes_show_the_examples_again_before_the_query():
+    cfg = reg.RegressionConfig(d=4, n_examples=6, context_passes=2)
+    assert cfg.episode_steps == 13
+    b = reg.sample(cfg, 32, G(0))
+    once = reg.tokens(b._replace(passes=1))
+    toks = reg.tokens(b)
+    assert toks.shape == (13, 32, 5)
+    assert torch.equal(toks[:6], once[:6]) and torch.equal(toks[6:12], once[:6])
+    assert torch.equal(toks[12], once[6])
+    # the tasks are those of one pass: only the tokens change
+    assert torch.equal(b.x, reg.sample(reg.RegressionConfig(d=4, n_examples=6), 32, G(0)).x)
+    assert reg.tokens(reg.sample(cfg, 3, G(0), k=0)).shape == (1, 3, 5)
+    with pytest.raises(ValueError, match="context_passes must be >= 1"):
+        reg.RegressionConfig(context_passes=0)
+    # von Oswald's one-layer LSA averages over the tokens it sees: a second pass gives it
+    # nothing, the same one GD step
+    d, eta = 4, 0.3
+    lsa = LinearSelfAttention(d + 1, LSAConfig())
+    with torch.no_grad():
+        lsa.w_kq.zero_(); lsa.w_pv.zero_()
+        lsa.w_kq[0, 0, :d, :d] = torch.eye(d)
+        lsa.w_pv[0, 0, d, d] = eta
+    gd = ref.predict(ref.gd_weights(b.x, b.y, eta), b.x_q)
+    assert torch.allclose(lsa(toks)[:, 0], gd, atol=1e-5)
+    assert torch.allclose(ev.sensitivity(lsa, b), ref.gd_weights(b.x, b.y, eta), atol=1e-5)
+
+
+def test_a_two_pass_lsnn_trains_and_evaluates(tmp_path):
+    task = replace(load_task(_tiny(tmp_path)), env={"context_passes": 2},
+                   agent={"kind": "lsnn", "n_regular": 8, "n_adaptive": 8, "ms_per_token": 3,
+                          "query_flag": 1.0},
+                   train={"iterations": 2, "batch_episodes": 16})
+    files.write_toml(tmp_path / "two.toml", task_to_dict(task))
+    run = tmp_path / "two"
+    train_run(tmp_path / "two.toml", run, progress=False)
+    model, back, _ = load_agent(run / "checkpoint.safetensors")
+    assert back.env.context_passes == 2
+    out = tmp_path / "eval.json"
+    r = runner.invoke(app, ["evaluate", str(run), "--seed", "5", "-n", "64", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    b = reg.sample(back.env, 64, G(1))
+    assert math.isfinite(res["loss"]) and ev.predict(model, b).shape == (64,)
+    # the run's model saw both passes: one pass gives other predictions
+    assert not torch.allclose(ev.predict(model, b), ev.predict(model, b._replace(passes=1)))
+
+
 def test_training_context_sizes_span_the_range():
     cfg = reg.RegressionConfig(n_examples=5, n_examples_min=2)
     ks = {reg.training_k(cfg, G(i)) for i in range(200)}

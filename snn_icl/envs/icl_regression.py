@@ -7,6 +7,8 @@ one token ``[x_i; y_i]`` (d + 1 numbers) and the query token is ``[x_q; 0]``:
 
     tokens [k + 1, B, d + 1]   time-major: tokens[i] = [x_i; y_i], tokens[k] = [x_q; 0]
 
+(with ``context_passes = p`` the k example tokens come p times over before the query).
+
 The loss of a prediction ``yhat [B]`` is ``0.5 * mean((yhat - y_q)^2)`` (von Oswald's).
 Out-of-distribution variants scale x or w at evaluation (``x_scale``, ``w_scale`` of
 :func:`sample`). Everything here is pure tensor numerics; the sequence length k can vary from
@@ -56,6 +58,12 @@ class RegressionConfig:
     curriculum_window: int = 100
     """Time constant (iterations) of that moving average, and the fewest iterations a gated
     stage lasts."""
+    context_passes: int = 1
+    """Times the k context tokens are shown, one pass after another, before the query (1: once,
+    as von Oswald et al.). A second pass brings no new example: it lets a recurrent network
+    that has stored the context meet each example again and correct its store by the
+    example's residual, as a second layer of linear self-attention takes a second step of
+    gradient descent. The references (GD, least squares) stay those of the k examples."""
 
     def __post_init__(self) -> None:
         _check(self.curriculum_d_start is None or 1 <= self.curriculum_d_start <= self.d,
@@ -80,6 +88,7 @@ class RegressionConfig:
         for key in ("x_range", "w_scale"):
             _check(getattr(self, key) > 0, key, "must be > 0", getattr(self, key))
         _check(self.noise_std >= 0, "noise_std", "must be >= 0", self.noise_std)
+        _check(self.context_passes >= 1, "context_passes", "must be >= 1", self.context_passes)
 
     @property
     def obs_dim(self) -> int:
@@ -88,8 +97,8 @@ class RegressionConfig:
 
     @property
     def episode_steps(self) -> int:
-        """Tokens of the longest sequence, N + 1."""
-        return self.n_examples + 1
+        """Tokens of the longest sequence, passes x N + 1."""
+        return self.context_passes * self.n_examples + 1
 
     @property
     def out_dim(self) -> int:
@@ -113,6 +122,8 @@ class RegressionBatch(NamedTuple):
     """Query label [B] (noisy like the context)."""
     w: Tensor
     """Task weights [B, d]."""
+    passes: int = 1
+    """Times :func:`tokens` shows the context before the query (``context_passes``)."""
 
 
 def sample(cfg: RegressionConfig, batch: int, generator: torch.Generator, *,
@@ -132,7 +143,7 @@ def sample(cfg: RegressionConfig, batch: int, generator: torch.Generator, *,
         xs[:, :, active:] = 0
     ys = torch.einsum("bkd,bd->bk", xs, w)
     ys = ys + cfg.noise_std * torch.randn(ys.shape, generator=generator)
-    return RegressionBatch(xs[:, :k], ys[:, :k], xs[:, k], ys[:, k], w)
+    return RegressionBatch(xs[:, :k], ys[:, :k], xs[:, k], ys[:, k], w, cfg.context_passes)
 
 
 def training_k(cfg: RegressionConfig, generator: torch.Generator) -> int:
@@ -200,8 +211,9 @@ def gate_step(cfg: RegressionConfig, state: GateState, loss: float) -> GateState
 
 
 def tokens(b: RegressionBatch) -> Tensor:
-    """The sequence as tokens [k + 1, B, d + 1]: ``[x_i; y_i]`` then the query ``[x_q; 0]``."""
-    ctx = torch.cat([b.x, b.y.unsqueeze(-1)], dim=-1)  # [B, k, d+1]
+    """The sequence as tokens [passes * k + 1, B, d + 1]: ``[x_i; y_i]`` for i = 1..k, ``passes``
+    times over, then the query ``[x_q; 0]``."""
+    ctx = torch.cat([b.x, b.y.unsqueeze(-1)], dim=-1).repeat(1, b.passes, 1)  # [B, passes*k, d+1]
     query = torch.cat([b.x_q, torch.zeros_like(b.y_q).unsqueeze(-1)], dim=-1)  # [B, d+1]
     return torch.cat([ctx, query.unsqueeze(1)], dim=1).transpose(0, 1)
 

@@ -37,6 +37,7 @@ from snn_icl.analysis import icl_references as ref
 from snn_icl.analysis import readouts
 from snn_icl.config import seed_kind
 from snn_icl.envs import icl_regression as reg
+from snn_icl.envs.family import to_device
 from snn_icl.episodes.rollout import env_seed
 from snn_icl.models import frozen, weights_sha256
 from snn_icl.models.agent import module_device
@@ -68,7 +69,7 @@ def sensitivity(model: nn.Module, b: reg.RegressionBatch, *, radius: float = 0.1
     +-radius (x units)."""
     if not getattr(model, "spiking", False):
         device = module_device(model)
-        on = reg.RegressionBatch(*(t.to(device) for t in b))
+        on = to_device(b, device)
         x_q = on.x_q.clone().requires_grad_(True)
         pred = model(reg.tokens(on._replace(x_q=x_q)))[:, 0]
         (grad,) = torch.autograd.grad(pred.sum(), x_q)
@@ -125,7 +126,7 @@ def paired_difference(pred: Tensor, other: Tensor, y: Tensor) -> dict[str, Any]:
 
 
 def _chunk(b: reg.RegressionBatch, i: int, n: int) -> reg.RegressionBatch:
-    return reg.RegressionBatch(*(t[i:i + n] for t in b))
+    return b._replace(**{f: getattr(b, f)[i:i + n] for f in ("x", "y", "x_q", "y_q", "w")})
 
 
 def loss_by_k(model: nn.Module, cfg: reg.RegressionConfig, n: int, seed: int) -> dict[str, Any]:
