@@ -49,6 +49,16 @@ checkpoint_minutes = 0.01
     return path
 
 
+def _von_oswald_lsa(d: int, eta: float) -> LinearSelfAttention:
+    """A one-layer LSA set by hand to von Oswald et al.'s construction of one GD step at eta."""
+    lsa = LinearSelfAttention(d + 1, LSAConfig())
+    with torch.no_grad():
+        lsa.w_kq.zero_(); lsa.w_pv.zero_()
+        lsa.w_kq[0, 0, :d, :d] = torch.eye(d)
+        lsa.w_pv[0, 0, d, d] = eta
+    return lsa
+
+
 # --- the task family ---------------------------------------------------------------------------
 
 def test_tokens_hold_the_examples_and_a_zero_label_query():
@@ -86,11 +96,7 @@ def test_context_passes_show_the_examples_again_before_the_query():
     # von Oswald's one-layer LSA averages over the tokens it sees: a second pass gives it
     # nothing, the same one GD step
     d, eta = 4, 0.3
-    lsa = LinearSelfAttention(d + 1, LSAConfig())
-    with torch.no_grad():
-        lsa.w_kq.zero_(); lsa.w_pv.zero_()
-        lsa.w_kq[0, 0, :d, :d] = torch.eye(d)
-        lsa.w_pv[0, 0, d, d] = eta
+    lsa = _von_oswald_lsa(d, eta)
     gd = ref.predict(ref.gd_weights(b.x, b.y, eta), b.x_q)
     assert torch.allclose(lsa(toks)[:, 0], gd, atol=1e-5)
     assert torch.allclose(ev.sensitivity(lsa, b), ref.gd_weights(b.x, b.y, eta), atol=1e-5)
@@ -161,11 +167,7 @@ def test_least_squares_ridge_and_many_gd_steps_agree_when_determined():
 
 def test_lsa_with_von_oswalds_construction_is_one_gd_step():
     d, eta = 5, 0.8
-    lsa = LinearSelfAttention(d + 1, LSAConfig())
-    with torch.no_grad():
-        lsa.w_kq.zero_(); lsa.w_pv.zero_()
-        lsa.w_kq[0, 0, :d, :d] = torch.eye(d)
-        lsa.w_pv[0, 0, d, d] = eta
+    lsa = _von_oswald_lsa(d, eta)
     b = reg.sample(reg.RegressionConfig(d=d, n_examples=9), 128, G(7))
     gd = ref.predict(ref.gd_weights(b.x, b.y, eta), b.x_q)
     assert torch.allclose(lsa(reg.tokens(b))[:, 0], gd, atol=1e-5)
