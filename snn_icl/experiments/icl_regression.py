@@ -126,7 +126,7 @@ def paired_difference(pred: Tensor, other: Tensor, y: Tensor) -> dict[str, Any]:
 
 
 def _chunk(b: reg.RegressionBatch, i: int, n: int) -> reg.RegressionBatch:
-    return b._replace(**{f: getattr(b, f)[i:i + n] for f in ("x", "y", "x_q", "y_q", "w")})
+    return b._replace(**{f: v[i:i + n] for f, v in b._asdict().items() if isinstance(v, Tensor)})
 
 
 def loss_by_k(model: nn.Module, cfg: reg.RegressionConfig, n: int, seed: int) -> dict[str, Any]:
