@@ -85,15 +85,20 @@ def _regression_metrics(pred: Tensor, b: icl_regression.RegressionBatch) -> dict
     return {"context_examples": float(b.x.shape[1]), "active_dimension": float(active)}
 
 
-def to_device(batch: Any, device: torch.device | str) -> Any:
-    """A family's batch (a tensor, or a NamedTuple of tensors and other values) with its tensors
-    on ``device``. Batches are always drawn on the CPU, from CPU generators, and moved after: the
-    same seed gives the same tasks on every device."""
+def map_tensors(batch: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """A family's batch (a tensor, or a NamedTuple of tensors and other values) with ``fn``
+    applied to each of its tensors; the other values travel as they are."""
     if isinstance(batch, Tensor):
-        return batch.to(device)
+        return fn(batch)
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(to_device(v, device) for v in batch))
+        return type(batch)(*(map_tensors(v, fn) for v in batch))
     return batch
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """A family's batch with its tensors on ``device``. Batches are always drawn on the CPU, from
+    CPU generators, and moved after: the same seed gives the same tasks on every device."""
+    return map_tensors(batch, lambda t: t.to(device))
 
 
 def _model_device(model: Any) -> torch.device:

@@ -37,7 +37,7 @@ from snn_icl.analysis import icl_references as ref
 from snn_icl.analysis import readouts
 from snn_icl.config import seed_kind
 from snn_icl.envs import icl_regression as reg
-from snn_icl.envs.family import to_device
+from snn_icl.envs.family import map_tensors, to_device
 from snn_icl.episodes.rollout import env_seed
 from snn_icl.models import frozen, weights_sha256
 from snn_icl.models.agent import module_device
@@ -126,7 +126,7 @@ def paired_difference(pred: Tensor, other: Tensor, y: Tensor) -> dict[str, Any]:
 
 
 def _chunk(b: reg.RegressionBatch, i: int, n: int) -> reg.RegressionBatch:
-    return b._replace(**{f: v[i:i + n] for f, v in b._asdict().items() if isinstance(v, Tensor)})
+    return map_tensors(b, lambda t: t[i:i + n])
 
 
 def loss_by_k(model: nn.Module, cfg: reg.RegressionConfig, n: int, seed: int) -> dict[str, Any]:
