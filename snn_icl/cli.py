@@ -1169,7 +1169,8 @@ def report(
     if result.get("in_context"):
         from snn_icl.viz.icl import plot_in_context
 
-        plots.save(plot_in_context(result["in_context"], result["rows"]), out / "report_icl.png")
+        plots.save(plot_in_context(result["in_context"], result["rows"],
+                                   result["runs"]), out / "report_icl.png")
         written += ", report_icl.png"
     typer.echo(rep.markdown_table(result["rows"]))
     for skipped in result["skipped"]:

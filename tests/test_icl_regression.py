@@ -420,6 +420,13 @@ def test_sweep_and_report_of_a_regression_grid(tmp_path):
     (c,) = curves.values()
     assert c["x_label"] == "training tasks" and c["env_steps"][-1] == 60 * 256
     assert (rep / "report_curves.png").stat().st_size > 10_000
+    # the probes keep each seed's R^2 beside the mean, which the figure draws as dots
+    (summary,) = json.loads((rep / "report.json").read_text())["in_context"].values()
+    assert summary["probes"]
+    for stats in summary["probes"].values():
+        assert len(stats["values"]) == 2
+        assert abs(sum(stats["values"]) / 2 - stats["mean"]) < 1e-9
+    assert (rep / "report_icl.png").stat().st_size > 10_000
 
 
 def test_dimension_curriculum_grows_to_d_and_zeroes_the_rest():

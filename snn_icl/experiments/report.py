@@ -310,15 +310,22 @@ def differences_markdown(diffs: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _with_values(values: list[float | None]) -> dict[str, Any]:
+    """:func:`mean_ci` and the values themselves (a figure draws them as dots: with 3 seeds the
+    t-interval can reach past what the measure allows, e.g. an R^2 above 1)."""
+    return {**mean_ci(values), "values": [None if v is None or math.isnan(v) else float(v)
+                                          for v in values]}
+
+
 def _in_context_summary(d: dict[str, Any]) -> dict[str, Any]:
     """Loss against k (mean and CI across seeds, with the references of the same tasks) and the
-    probes' R^2 (mean and CI) of one condition."""
+    probes' R^2 (mean, CI and the per-seed values, in seed order) of one condition."""
     first = d["loss_by_k"][0]
     by_k = {"k": first["k"], "model": [mean_ci([run["model"][i] for run in d["loss_by_k"]])
                                        for i in range(len(first["k"]))]}
     for key in ("gd1", "least_squares", "least_squares_theory"):
         by_k[key] = first[key]  # the same tasks for every run
-    probes = {f"{state}/{target}": mean_ci([p[state][target] for p in d["probes"]])
+    probes = {f"{state}/{target}": _with_values([p[state][target] for p in d["probes"]])
               for state in d["probes"][0] for target in d["probes"][0][state]}
     return {"loss_by_k": by_k, "probes": probes, "references": d["references"]}
 

@@ -33,12 +33,24 @@ def short_names(conditions: list[str]) -> dict[str, str]:
     return out
 
 
-def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> Figure:
+def _dots(ax: Any, at: float, values: list[float | None], horizontal: bool = False) -> None:
+    """One black dot per seed on a bar at ``at`` (slightly spread so that equal values show)."""
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    if not v:
+        return
+    spread = np.linspace(-0.08, 0.08, len(v)) if len(v) > 1 else np.zeros(1)
+    pos, val = at + spread, np.asarray(v, float)
+    ax.plot(*((val, pos) if horizontal else (pos, val)), "o", color="k", ms=2.5, zorder=3)
+
+
+def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                    runs: list[dict[str, Any]] | None = None) -> Figure:
     """Three panels: (a) loss at the query against k context examples for every condition (mean
     across seeds, 95 % CI band) with one GD step (eta tuned per k) and least squares on the same
     tasks (Garg et al. 2022); (b) loss relative to one and two GD steps, mean and 95 % CI per
     condition (von Oswald et al. 2022); (c) held-out R^2 of linear probes of X^T Y and w_OLS
-    from each condition's internal states (Akyuerek et al. 2022)."""
+    from each condition's internal states (Akyuerek et al. 2022). ``runs`` (the report's
+    per-run rows) and the probes' ``values`` add one dot per seed to (b) and (c)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1.3, 1, 1.2]})
     names_of = short_names(list(summary))
     ax = axes[0]
@@ -72,26 +84,40 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
         mean = _arr([by_cond[c][f"{key}_mean"] for c in names])
         ci = _arr([by_cond[c][f"{key}_ci95"] or 0.0 for c in names])
         ax.bar(x + (j - 0.5) * 0.38, mean, 0.38, yerr=ci, capsize=3, label=f"loss {label}")
+        for i, c in enumerate(names):
+            _dots(ax, x[i] + (j - 0.5) * 0.38,
+                  [r.get(key) for r in runs or () if r.get("condition") == c])
     ax.axhline(1.0, color="k", lw=0.8)
+    # a ratio is positive: with 3 seeds a t-interval can reach below 0 and far above every seed,
+    # so the axis follows the means and the seeds' dots and clips such an interval
+    seen = [r.get(k) for r in runs or () for k in ("loss_vs_gd1", "loss_vs_gd2")
+            if r.get("condition") in names]
+    seen += [by_cond[c][f"{k}_mean"] for c in names for k in ("loss_vs_gd1", "loss_vs_gd2")]
+    seen = [v for v in seen if v is not None and np.isfinite(v)]
+    ax.set_ylim(0, 1.15 * max([1.0] + seen))
     ax.set_xticks(x, [names_of[c] for c in names], fontsize=7)
     ax.set_ylabel("loss ratio at k = N (below 1: better)")
     ax.legend(fontsize=7, frameon=False)
-    ax.set_title("(b) against gradient descent", fontsize=9)
+    ax.set_title("(b) against gradient descent (dots: seeds)", fontsize=9)
 
     ax = axes[2]
-    labels, means, cis = [], [], []
+    labels, means, cis, values = [], [], [], []
     for cond, s in summary.items():
         for name, stats in s["probes"].items():
             labels.append(f"{names_of[cond]} {name}")
             means.append(stats["mean"])
             cis.append(stats["ci95"] or 0.0)
+            values.append(stats.get("values", []))
     y = np.arange(len(labels))
     ax.barh(y, _arr(means), xerr=_arr(cis), capsize=2, color="0.5")
+    for i, v in enumerate(values):
+        _dots(ax, y[i], v, horizontal=True)
     ax.set_yticks(y, labels, fontsize=6)
     ax.set_xlabel("held-out R^2 of a linear probe")
-    ax.set_xlim(min(0.0, float(np.nanmin(_arr(means))) if means else 0.0), 1.0)
+    seen = [v for vs in values for v in vs if v is not None] + [m for m in means if m is not None]
+    ax.set_xlim(min([0.0] + seen) - 0.02, 1.02)
     ax.invert_yaxis()
-    ax.set_title("(c) probes of X^T Y and w_OLS at the query", fontsize=9)
+    ax.set_title("(c) probes of X^T Y and w_OLS at the query (dots: seeds)", fontsize=9)
     fig.tight_layout()
     return fig
 
