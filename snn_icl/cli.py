@@ -405,6 +405,59 @@ def bursty_curves(
              plot_bursty_curves(curves, 1 / BurstyConfig().n_labels))
 
 
+@app.command("icl-track", short_help="In-context regression runs' training track against GD.")
+@_clean_errors
+def icl_track(
+    sources: list[Path] = typer.Argument(..., metavar="SOURCE...",
+                                         help="Metrics CSVs of in-context regression runs "
+                                         "(a run's metrics.csv, or shipped *_metrics.csv), or "
+                                         "directories searched for them (run or sweep "
+                                         "directories, e.g. snn_icl/pretrained/icl_regression/"
+                                         "flagged_small_d)."),
+    out: Path = typer.Option(Path("icl_track"), "--out", "-o", help="Output directory."),
+    overwrite: bool = _overwrite(),
+) -> None:
+    """When each run's held-out loss (the training track: 1,024 tasks of the track seed, k = N)
+    reaches one step of gradient descent on the same tasks, and how low it goes: per run, the
+    ratio at the end and at best and the first tracked iteration at or below one GD step
+    (track.md, track.json), and the ratio against training tasks, one colour per d (track.png;
+    docs/icl_regression.md). A run directory's config.toml gives its tasks; a CSV alone is
+    taken as the family's defaults at its d (N = 10, x ~ U(-1, 1)^d, w ~ N(0, I), no noise)."""
+    from snn_icl.experiments.icl_regression_track import (read_track, track_config,
+                                                           track_references, track_summary,
+                                                           track_table)
+    from snn_icl.viz.icl import plot_regression_track
+
+    paths: dict[str, Path] = {}
+    for src in sources:
+        if src.is_dir():
+            found = sorted(src.rglob("*metrics.csv"))
+            if not found:
+                raise ValueError(f"{src} holds no metrics.csv and no *_metrics.csv")
+            for p in found:
+                rel = p.relative_to(src)
+                name = str(rel.parent) if p.name == "metrics.csv" else str(rel).removesuffix("_metrics.csv")
+                if name == ".":  # src is the run directory itself
+                    name = src.name
+                elif len(sources) > 1:
+                    name = f"{src.name}/{name}"
+                paths[name] = p
+        elif src.is_file():
+            paths[src.name.removesuffix("_metrics.csv").removesuffix(".csv")] = src
+        else:
+            raise ValueError(f"{src}: no such file or directory")
+    curves, summaries, refs = {}, {}, {}
+    for name, path in paths.items():
+        curves[name] = read_track(path)
+        cfg = track_config(path, curves[name]["d"])
+        if cfg not in refs:
+            refs[cfg] = track_references(cfg)
+        summaries[name] = track_summary(curves[name], refs[cfg])
+    _claim(out, "icl-track", overwrite)
+    _publish(out, "track", {"runs": summaries, "curves": curves}, track_table(summaries),
+             plot_regression_track(curves, summaries))
+
+
 @app.command("bursty-map", short_help="Bursty ICL/IWL at the end of training against K, B, eps, alpha.")
 @_clean_errors
 def bursty_map(

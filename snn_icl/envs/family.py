@@ -107,9 +107,20 @@ def _model_device(model: Any) -> torch.device:
     return torch.device("cpu")
 
 
+TRACK_TASKS = 1024
+"""Held-out tasks of the in-context regression track (``train.track_every``)."""
+
+
+def regression_track_tasks(cfg: icl_regression.RegressionConfig, seed: int
+                           ) -> icl_regression.RegressionBatch:
+    """The :data:`TRACK_TASKS` held-out tasks the training track scores (an odd generator seed,
+    so never a training batch; k = N examples each), for references on the same tasks."""
+    return icl_regression.sample(cfg, TRACK_TASKS, torch.Generator().manual_seed(2 * seed + 1))
+
+
 @torch.no_grad()
 def _regression_track(cfg: icl_regression.RegressionConfig, model: Any, seed: int) -> dict[str, float]:
-    b = icl_regression.sample(cfg, 1024, torch.Generator().manual_seed(2 * seed + 1))
+    b = regression_track_tasks(cfg, seed)
     was = model.training
     model.eval()
     pred = model(icl_regression.tokens(b).to(_model_device(model)))[:, 0].cpu()

@@ -216,3 +216,39 @@ def plot_readouts(results: dict[str, dict[str, Any]]) -> Figure:
     ax.set_title("What the state holds and what the read-out uses", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_regression_track(curves: dict[str, dict[str, Any]],
+                          summaries: dict[str, dict[str, Any]]) -> Figure:
+    """In-context regression runs' held-out loss over one GD step's on the same tasks, against
+    the training tasks seen (both axes logarithmic), one line per run, one colour per d (from
+    :mod:`snn_icl.experiments.icl_regression_track`); below the line at 1 a run beats one GD
+    step. Each d's two-GD-step level is marked on the right edge."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    ds = sorted({s["d"] for s in summaries.values()})
+    labelled: set[int] = set()
+    for name in sorted(curves, key=lambda n: (summaries[n]["d"], n)):
+        c, s = curves[name], summaries[name]
+        i = ds.index(s["d"])
+        ratio = np.asarray(c["held_out_loss"], float) / s["references"]["gd1"]
+        ax.plot(np.maximum(np.asarray(c["tasks"], float), 1.0), ratio, color=colour(i), lw=1.1,
+                alpha=0.85, label=None if s["d"] in labelled else f"d = {s['d']}")
+        labelled.add(s["d"])
+    for i, d in enumerate(ds):
+        refs = next(s["references"] for s in summaries.values() if s["d"] == d)
+        ax.plot([1.0], [refs["gd2"] / refs["gd1"]], marker="<", color=colour(i), ms=6,
+                transform=ax.get_yaxis_transform(), clip_on=False)
+    ax.axhline(1.0, color="k", lw=0.9, ls="--", label="one GD step (same tasks)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10)
+             if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("training tasks")
+    ax.set_ylabel("held-out loss / one GD step's (k = N)")
+    ax.set_title("training track against gradient descent (marks on the right: two GD steps)",
+                 fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
