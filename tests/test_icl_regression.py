@@ -587,3 +587,16 @@ def test_probe_is_not_thrown_by_a_unit_that_barely_varies_in_the_fit():
 
     p = ev.probes(Rare(), tune, test)
     assert p["s"]["XtY"] > 0.9
+
+
+def test_figure_labels_keep_only_what_tells_conditions_apart():
+    from snn_icl.viz.icl import short_names
+
+    conds = [f"icl_regression_lsnn_long/d={d},iterations={it},lr_anneal_iterations={a},track_every=250"
+             for d, it, a in ((2, 3000, 750), (6, 3000, 750), (6, 12000, 3000))]
+    # the anneal goes with the iterations, track_every never varies, the task is common
+    assert list(short_names(conds).values()) == ["d=2,iterations=3000", "d=6,iterations=3000",
+                                                 "d=6,iterations=12000"]
+    two_tasks = ["icl_regression_lsnn/d=2", "icl_regression_lstm/d=4"]
+    assert list(short_names(two_tasks).values()) == ["lsnn d=2", "lstm d=4"]
+    assert short_names(["icl_regression_lsnn/d=2"]) == {"icl_regression_lsnn/d=2": "lsnn"}

@@ -18,18 +18,28 @@ def _arr(values: list[Any]) -> np.ndarray:
 
 def short_names(conditions: list[str]) -> dict[str, str]:
     """Condition (TASK/SETTING) -> a short label: the task without its "icl_regression_" or
-    "icl_bursty_" prefix, and those of the setting's key=value pairs that differ between the
-    conditions."""
+    "icl_bursty_" prefix (left out when every condition has the same task and a setting tells
+    them apart), and those of the setting's key=value pairs that differ between the conditions,
+    less any that follow from an earlier one (a recipe's anneal length that goes with its
+    iteration count says nothing more)."""
     tasks = [c.split("/", 1)[0].replace("icl_regression_", "").replace("icl_bursty_", "")
              for c in conditions]
     pairs = [dict(p.split("=", 1) for p in (c.split("/", 1)[1] if "/" in c else "").split(",")
                   if "=" in p) for c in conditions]
     keys = sorted({k for p in pairs for k in p})
-    varying = [k for k in keys if len({p.get(k) for p in pairs}) > 1]
+    varying: list[str] = []
+    for k in keys:
+        if len({p.get(k) for p in pairs}) < 2:
+            continue
+        if any(len({p.get(j): p.get(k) for p in pairs}) == len({(p.get(j), p.get(k)) for p in pairs})
+               for j in varying):
+            continue  # each value of an earlier varying key j comes with one value of k
+        varying.append(k)
+    same_task = len(set(tasks)) == 1
     out = {}
     for c, t, p in zip(conditions, tasks, pairs):
         extra = ",".join(f"{k}={p[k]}" for k in varying if k in p)
-        out[c] = f"{t} {extra}" if extra else t
+        out[c] = extra if extra and same_task else f"{t} {extra}" if extra else t
     return out
 
 
@@ -72,7 +82,7 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     ax.set_xlabel("in-context examples k")
     ax.set_ylabel("loss at the query (0.5 x MSE)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=6 if len(summary) > 3 else 7, frameon=False)
     ax.set_title("(a) loss against k, mean and 95 % CI across seeds", fontsize=9)
 
     ax = axes[1]
@@ -95,7 +105,8 @@ def plot_in_context(summary: dict[str, dict[str, Any]], rows: list[dict[str, Any
     seen += [by_cond[c][f"{k}_mean"] for c in names for k in ("loss_vs_gd1", "loss_vs_gd2")]
     seen = [v for v in seen if v is not None and np.isfinite(v)]
     ax.set_ylim(0, 1.15 * max([1.0] + seen))
-    ax.set_xticks(x, [names_of[c] for c in names], fontsize=7)
+    ax.set_xticks(x, [names_of[c] for c in names], fontsize=7,
+                  rotation=25 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
     ax.set_ylabel("loss ratio at k = N (below 1: better)")
     ax.legend(fontsize=7, frameon=False)
     ax.set_title("(b) against gradient descent (dots: seeds)", fontsize=9)
