@@ -443,7 +443,8 @@ def icl_track(
                     name = f"{src.name}/{name}"
                 paths[name] = p
         elif src.is_file():
-            paths[src.name.removesuffix("_metrics.csv").removesuffix(".csv")] = src
+            paths[src.parent.name if src.name == "metrics.csv"
+                  else src.name.removesuffix("_metrics.csv").removesuffix(".csv")] = src
         else:
             raise ValueError(f"{src}: no such file or directory")
     curves, summaries, refs = {}, {}, {}

@@ -64,6 +64,9 @@ def test_cli_on_a_run_and_a_shipped_csv(tmp_path):
     shipped.mkdir()
     shutil.copy(run / "metrics.csv", shipped / "tiny_metrics.csv")
     out = tmp_path / "track"
+    r = runner.invoke(app, ["icl-track", str(run / "metrics.csv"), "--out", str(tmp_path / "one")])
+    assert r.exit_code == 0, r.output
+    assert list(json.loads((tmp_path / "one" / "track.json").read_text())["runs"]) == ["run"]
     r = runner.invoke(app, ["icl-track", str(run), str(shipped), "--out", str(out)])
     assert r.exit_code == 0, r.output
     runs = json.loads((out / "track.json").read_text())["runs"]
@@ -86,6 +89,10 @@ def test_cli_stops_on_what_is_not_a_regression_track(tmp_path):
     untracked.write_text("held_out_loss,iteration,episodes,active_dimension\n,1,256,3\n")
     r = runner.invoke(app, ["icl-track", str(untracked), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "no tracked rows" in r.output
+    nan = tmp_path / "nan_metrics.csv"
+    nan.write_text("held_out_loss,iteration,episodes,active_dimension\n1.5,1,256,3\nnan,100,25600,3\n")
+    r = runner.invoke(app, ["icl-track", str(nan), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "nan_metrics.csv: a tracked held_out_loss is not finite" in r.output
     r = runner.invoke(app, ["icl-track", str(tmp_path / "absent"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "no such file or directory" in r.output
     assert not (tmp_path / "o").exists()  # nothing written on bad input

@@ -319,7 +319,7 @@ def _with_values(values: list[float | None]) -> dict[str, Any]:
 
 def _in_context_summary(d: dict[str, Any]) -> dict[str, Any]:
     """Loss against k (mean and CI across seeds, with the references of the same tasks) and the
-    probes' R^2 (mean, CI and the per-seed values, in seed order) of one condition."""
+    probes' R^2 (mean, CI and each run's value, in the order of the runs) of one condition."""
     first = d["loss_by_k"][0]
     by_k = {"k": first["k"], "model": [mean_ci([run["model"][i] for run in d["loss_by_k"]])
                                        for i in range(len(first["k"]))]}
