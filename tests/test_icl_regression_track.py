@@ -42,12 +42,13 @@ def test_the_track_tasks_are_the_ones_training_scored(tmp_path):
     # and the references there are exact learners on those tasks
     refs = track.track_references(task.env)
     eta = ref.best_eta(b.x, b.y, b.x_q, b.y_q)
-    assert refs["gd1_eta"] == eta
-    assert refs["least_squares"] < 1e-8 < refs["gd2"] < refs["gd1"] < refs["zero"]  # N = 4 > d = 3
+    assert refs["gd1"]["eta"] == eta
+    loss = {k: v["loss"] for k, v in refs.items()}
+    assert loss["least_squares"] < 1e-8 < loss["gd2"] < loss["gd1"] < loss["zero"]  # N = 4 > d = 3
 
 
 def test_summary_finds_the_first_tracked_point_at_one_gd_step():
-    refs = {"gd1": 0.5, "gd2": 0.25}
+    refs = {"gd1": {"loss": 0.5}, "gd2": {"loss": 0.25}}
     curve = {"iteration": [1, 250, 500, 750], "tasks": [256, 64000, 128000, 192000],
              "held_out_loss": [1.0, 0.6, 0.45, 0.55], "d": 4}
     s = track.track_summary(curve, refs)
@@ -74,7 +75,7 @@ def test_cli_on_a_run_and_a_shipped_csv(tmp_path):
     # the run's config.toml says N = 4; the CSV alone is read as the defaults (N = 10) at d = 3
     assert from_run["references"] == track.track_references(reg.RegressionConfig(d=3, n_examples=4))
     assert alone["references"] == track.track_references(reg.RegressionConfig(d=3))
-    assert from_run["references"]["gd1"] != alone["references"]["gd1"]
+    assert from_run["references"]["gd1"]["loss"] != alone["references"]["gd1"]["loss"]
     assert "| run | 3 | 300 |" in (out / "track.md").read_text()
     assert (out / "track.png").stat().st_size > 10_000
 

@@ -17,10 +17,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from snn_icl.analysis import icl_references as ref
 from snn_icl.config import load_task
 from snn_icl.envs import icl_regression as reg
 from snn_icl.envs.family import regression_track_tasks
+from snn_icl.experiments.icl_regression import references
 from snn_icl.train.supervised import TRACK_SEED
 
 
@@ -60,28 +60,24 @@ def track_config(metrics: Path, d: int) -> reg.RegressionConfig:
     return reg.RegressionConfig(d=d)
 
 
-def track_references(cfg: reg.RegressionConfig, seed: int = TRACK_SEED) -> dict[str, float]:
-    """Losses on the track's tasks of predicting 0, one and two GD steps from w = 0 (each with
-    its best learning rate on these tasks) and least squares."""
+def track_references(cfg: reg.RegressionConfig, seed: int = TRACK_SEED) -> dict[str, Any]:
+    """Every reference learner of :func:`snn_icl.experiments.icl_regression.references` on the
+    track's tasks (``zero``, ``gd1``-``gd3``, ``ridge``, ``least_squares``, ...: each a dict
+    with its ``loss``), with its learning rate or strength chosen on those same tasks."""
     b = regression_track_tasks(cfg, seed)
-    out = {"zero": ref.loss(b.x_q.new_zeros(b.y_q.shape), b.y_q)}
-    for steps in (1, 2):
-        eta = ref.best_eta(b.x, b.y, b.x_q, b.y_q, steps)
-        out[f"gd{steps}"] = ref.loss(ref.predict(ref.gd_weights(b.x, b.y, eta, steps), b.x_q), b.y_q)
-        out[f"gd{steps}_eta"] = eta
-    out["least_squares"] = ref.loss(ref.predict(ref.ols_weights(b.x, b.y), b.x_q), b.y_q)
-    return out
+    return references(b, b)
 
 
-def track_summary(curve: dict[str, Any], refs: dict[str, float]) -> dict[str, Any]:
+def track_summary(curve: dict[str, Any], refs: dict[str, Any]) -> dict[str, Any]:
     """One run's track against its references: the last tracked loss and its ratio to one GD
     step, the lowest ratio, and the first tracked iteration (and training tasks) at or below
     one GD step (None if never)."""
-    ratio = [v / refs["gd1"] for v in curve["held_out_loss"]]
+    gd1, gd2 = refs["gd1"]["loss"], refs["gd2"]["loss"]
+    ratio = [v / gd1 for v in curve["held_out_loss"]]
     hit = next((i for i, r in enumerate(ratio) if r <= 1.0), None)
     return {"d": curve["d"], "iterations": curve["iteration"][-1], "tasks": curve["tasks"][-1],
             "final_loss": curve["held_out_loss"][-1], "final_vs_gd1": ratio[-1],
-            "best_vs_gd1": min(ratio), "final_vs_gd2": curve["held_out_loss"][-1] / refs["gd2"],
+            "best_vs_gd1": min(ratio), "final_vs_gd2": curve["held_out_loss"][-1] / gd2,
             "gd1_reached_iteration": None if hit is None else curve["iteration"][hit],
             "gd1_reached_tasks": None if hit is None else curve["tasks"][hit],
             "references": refs}
@@ -95,7 +91,7 @@ def track_table(summaries: dict[str, dict[str, Any]]) -> str:
     for name, s in sorted(summaries.items(), key=lambda kv: (kv[1]["d"], kv[0])):
         reached = "never" if s["gd1_reached_iteration"] is None else f"{s['gd1_reached_iteration']:,}"
         lines.append(f"| {name} | {s['d']} | {s['iterations']:,} | {s['final_loss']:.4f} | "
-                     f"{s['references']['gd1']:.4f} | {s['final_vs_gd1']:.3f}; "
+                     f"{s['references']['gd1']['loss']:.4f} | {s['final_vs_gd1']:.3f}; "
                      f"{s['best_vs_gd1']:.3f} | {s['final_vs_gd2']:.3f} | {reached} |")
     return "\n".join(lines) + ("\n\nheld-out loss: the training track (1,024 tasks of the track "
                                "seed, k = N); GD's learning rates the best on those tasks.\n")

@@ -241,13 +241,13 @@ def plot_regression_track(curves: dict[str, dict[str, Any]],
     for name in sorted(curves, key=lambda n: (summaries[n]["d"], n)):
         c, s = curves[name], summaries[name]
         i = ds.index(s["d"])
-        ratio = np.asarray(c["held_out_loss"], float) / s["references"]["gd1"]
+        ratio = np.asarray(c["held_out_loss"], float) / s["references"]["gd1"]["loss"]
         ax.plot(np.maximum(np.asarray(c["tasks"], float), 1.0), ratio, color=colour(i), lw=1.1,
                 alpha=0.85, label=None if s["d"] in labelled else f"d = {s['d']}")
         labelled.add(s["d"])
     for i, d in enumerate(ds):
         refs = next(s["references"] for s in summaries.values() if s["d"] == d)
-        ax.plot([1.0], [refs["gd2"] / refs["gd1"]], marker="<", color=colour(i), ms=6,
+        ax.plot([1.0], [refs["gd2"]["loss"] / refs["gd1"]["loss"]], marker="<", color=colour(i), ms=6,
                 transform=ax.get_yaxis_transform(), clip_on=False)
     ax.axhline(1.0, color="k", lw=0.9, ls="--", label="one GD step (same tasks)")
     ax.set_xscale("log")
